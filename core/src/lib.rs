@@ -1,0 +1,21 @@
+//! Linear Distillation Learning (LDL), once, for the host and the microcontroller.
+//!
+//! A random linear *target* maps an input to `k` outputs; each class has a linear
+//! *predictor* trained only on that class to reproduce the target; a sample belongs to the
+//! class whose predictor agrees best with the target. `no_std`, no allocation on the device
+//! path: every buffer is sized by the caller or by const generics.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod error;
+pub mod rng;
+
+pub use error::{Error, Result};
+pub use rng::Rng;
+
+/// Longest class label, in bytes.
+pub const LABEL_LEN: usize = 16;
