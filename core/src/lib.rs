@@ -6,16 +6,21 @@
 //! path: every buffer is sized by the caller or by const generics.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
 pub mod error;
+pub mod linalg;
+pub mod linear;
 pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};
+pub use linear::{Init, Linear, Target};
 pub use rng::Rng;
+pub use train::{Optimizer, OptState, StepOptions};
 
 /// Longest class label, in bytes.
 pub const LABEL_LEN: usize = 16;

@@ -1,0 +1,323 @@
+//! Small dense kernels on row-major slices, shared by every method.
+//!
+//! Matrices are row-major slices: row `i` of an `r x c` matrix is `m[i*c..(i+1)*c]`; a linear
+//! map R^d -> R^k is a `k x d` matrix whose row `i` produces output `i`. The kernels use a
+//! fixed summation order (8 interleaved accumulators), so the host and a Cortex-M give the
+//! same bits for the same inputs. Large products go through matrixmultiply's
+//! blocked SIMD gemm.
+
+use crate::error::{Error, Result};
+
+/// Dot product with 8 interleaved accumulators: vectorises on the host, hides FPU latency on
+/// a Cortex-M, and keeps the same summation order on both.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Squared Euclidean norm.
+#[inline]
+pub fn norm2(a: &[f32]) -> f32 {
+    dot(a, a)
+}
+
+/// `y += alpha * x`.
+#[inline]
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+/// `out = W x (+ bias)` for a row-major `rows x cols` matrix `w`.
+pub fn gemv(w: &[f32], rows: usize, cols: usize, x: &[f32], bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
+    if w.len() != rows * cols || x.len() != cols || out.len() < rows {
+        return Err(Error::DimensionMismatch {
+            expected: (rows * cols) as u32,
+            found: w.len() as u32,
+        });
+    }
+    if let Some(b) = bias {
+        crate::error::check_len(rows, b.len())?;
+    }
+    for (i, o) in out[..rows].iter_mut().enumerate() {
+        let v = dot(&w[i * cols..(i + 1) * cols], x);
+        *o = match bias {
+            Some(b) => v + b[i],
+            None => v,
+        };
+    }
+    Ok(())
+}
+
+/// `out = W^T y` for a row-major `rows x cols` matrix `w` (`y` has `rows` entries, `out`
+/// has `cols`).
+pub fn gemv_t(w: &[f32], rows: usize, cols: usize, y: &[f32], out: &mut [f32]) -> Result<()> {
+    if w.len() != rows * cols || y.len() != rows || out.len() < cols {
+        return Err(Error::DimensionMismatch {
+            expected: (rows * cols) as u32,
+            found: w.len() as u32,
+        });
+    }
+    let out = &mut out[..cols];
+    out.iter_mut().for_each(|o| *o = 0.0);
+    for (i, &yi) in y.iter().enumerate() {
+        if yi != 0.0 {
+            axpy(yi, &w[i * cols..(i + 1) * cols], out);
+        }
+    }
+    Ok(())
+}
+
+/// `out (m x n) = A (m x p) * B^T` where `B` is `n x p`; all row-major. This is the shape of
+/// "apply a linear map (B, as `n x p` weights) to a batch of inputs (A, one per row)".
+/// Goes through matrixmultiply's blocked SIMD gemm (the kernel nalgebra itself uses for large
+/// products), which is no_std and multi-threaded when the host enables its `threading`.
+pub fn matmul_nt(a: &[f32], m: usize, p: usize, b: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
+    // B^T (p x n): element (t, j) = b[j*p + t] -> row stride 1, column stride p.
+    gemm(a, m, p, (p, 1), b, n, (1, p), out)
+}
+
+/// `out (m x n) = A (m x p) * B` where `B` is `p x n`; all row-major.
+pub fn matmul_nn(a: &[f32], m: usize, p: usize, b: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
+    gemm(a, m, p, (p, 1), b, n, (n, 1), out)
+}
+
+/// `out (m x n, row-major) = A (m x p, strides sa) * B (p x n, strides sb)`, with bounds
+/// checked before the kernel runs.
+#[allow(clippy::too_many_arguments)]
+fn gemm(a: &[f32], m: usize, p: usize, sa: (usize, usize), b: &[f32], n: usize, sb: (usize, usize), out: &mut [f32]) -> Result<()> {
+    let span = |rows: usize, cols: usize, s: (usize, usize)| {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * s.0 + (cols - 1) * s.1 + 1
+        }
+    };
+    if a.len() != m * p || b.len() != p * n || out.len() != m * n || span(m, p, sa) > a.len() || span(p, n, sb) > b.len() {
+        return Err(Error::DimensionMismatch {
+            expected: (m * n) as u32,
+            found: out.len() as u32,
+        });
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if p == 0 {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        return Ok(());
+    }
+    // SAFETY: every element the kernel touches lies inside the slices: the spans of A and B
+    // under their strides were checked above, and C is exactly m x n with strides (n, 1).
+    #[allow(unsafe_code)]
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            p,
+            n,
+            1.0,
+            a.as_ptr(),
+            sa.0 as isize,
+            sa.1 as isize,
+            b.as_ptr(),
+            sb.0 as isize,
+            sb.1 as isize,
+            0.0,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    Ok(())
+}
+
+/// Orthonormalises the rows of `rows` (`n x d`, row-major) in place by modified Gram-Schmidt
+/// with one re-orthogonalisation pass ("twice is enough"), moving the independent rows to the
+/// front. A row whose remaining norm is below `rel_tol` times its original norm (or exactly
+/// zero) is dropped as dependent. Returns the rank `r`; rows `r..n` are zeroed.
+pub fn orthonormalize_rows(rows: &mut [f32], n: usize, d: usize, rel_tol: f32) -> Result<usize> {
+    crate::error::check_len(n * d, rows.len())?;
+    let mut r = 0usize;
+    for i in 0..n {
+        if i != r {
+            // Move row i into slot r (slot r is free: it was a dropped row or is i itself).
+            let (head, tail) = rows.split_at_mut(i * d);
+            head[r * d..(r + 1) * d].copy_from_slice(&tail[..d]);
+        }
+        let (basis, rest) = rows.split_at_mut(r * d);
+        let v = &mut rest[..d];
+        let orig = libm::sqrtf(norm2(v));
+        if orig == 0.0 || !orig.is_finite() {
+            continue;
+        }
+        for _pass in 0..2 {
+            for j in 0..r {
+                let u = &basis[j * d..(j + 1) * d];
+                let c = dot(u, v);
+                axpy(-c, u, v);
+            }
+        }
+        let nrm = libm::sqrtf(norm2(v));
+        if nrm <= rel_tol * orig {
+            continue;
+        }
+        let inv = 1.0 / nrm;
+        v.iter_mut().for_each(|x| *x *= inv);
+        r += 1;
+    }
+    rows[r * d..].iter_mut().for_each(|x| *x = 0.0);
+    Ok(r)
+}
+
+/// In-place Cholesky factorisation of a symmetric positive-definite `n x n` matrix (row-major):
+/// the lower triangle becomes `L` with `A = L L^T`. Fails with `NonFinite` if `A` is not
+/// positive definite (in working precision).
+pub fn cholesky(a: &mut [f32], n: usize) -> Result<()> {
+    crate::error::check_len(n * n, a.len())?;
+    for j in 0..n {
+        let mut s = a[j * n + j] as f64;
+        for p in 0..j {
+            s -= (a[j * n + p] as f64) * (a[j * n + p] as f64);
+        }
+        if s <= 0.0 || !s.is_finite() {
+            return Err(Error::NonFinite);
+        }
+        let ljj = libm::sqrt(s);
+        a[j * n + j] = ljj as f32;
+        for i in j + 1..n {
+            let mut s = a[i * n + j] as f64;
+            for p in 0..j {
+                s -= (a[i * n + p] as f64) * (a[j * n + p] as f64);
+            }
+            a[i * n + j] = (s / ljj) as f32;
+        }
+        for i in 0..j {
+            a[i * n + j] = 0.0;
+        }
+    }
+    Ok(())
+}
+
+/// Solves `L L^T x = b` in place given the factor from [`cholesky`].
+pub fn cholesky_solve(l: &[f32], n: usize, b: &mut [f32]) -> Result<()> {
+    crate::error::check_len(n * n, l.len())?;
+    crate::error::check_len(n, b.len())?;
+    for i in 0..n {
+        let mut s = b[i] as f64;
+        for p in 0..i {
+            s -= (l[i * n + p] as f64) * (b[p] as f64);
+        }
+        b[i] = (s / l[i * n + i] as f64) as f32;
+    }
+    for i in (0..n).rev() {
+        let mut s = b[i] as f64;
+        for p in i + 1..n {
+            s -= (l[p * n + i] as f64) * (b[p] as f64);
+        }
+        b[i] = (s / l[i * n + i] as f64) as f32;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_nt(a: &[f32], m: usize, p: usize, b: &[f32], n: usize) -> [f32; 64] {
+        let mut o = [0.0; 64];
+        for i in 0..m {
+            for j in 0..n {
+                o[i * n + j] = (0..p).map(|t| a[i * p + t] * b[j * p + t]).sum();
+            }
+        }
+        o
+    }
+
+    #[test]
+    fn dot_matches_naive_sum() {
+        let a: [f32; 19] = core::array::from_fn(|i| i as f32 * 0.5 - 3.0);
+        let b: [f32; 19] = core::array::from_fn(|i| 1.0 + (i % 3) as f32);
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-4);
+    }
+
+    #[test]
+    fn matmul_nt_and_nn_match_naive() {
+        let (m, p, n) = (3, 5, 4);
+        let a: [f32; 15] = core::array::from_fn(|i| (i as f32).sin());
+        let b: [f32; 20] = core::array::from_fn(|i| (i as f32 * 0.7).cos());
+        let mut out = [0.0f32; 12];
+        matmul_nt(&a, m, p, &b, n, &mut out).unwrap();
+        let want = naive_nt(&a, m, p, &b, n);
+        for i in 0..12 {
+            assert!((out[i] - want[i]).abs() < 1e-5, "{i}");
+        }
+        // B^T as a p x n matrix gives the same through matmul_nn.
+        let mut bt = [0.0f32; 20];
+        for j in 0..n {
+            for t in 0..p {
+                bt[t * n + j] = b[j * p + t];
+            }
+        }
+        let mut out2 = [0.0f32; 12];
+        matmul_nn(&a, m, p, &bt, n, &mut out2).unwrap();
+        for i in 0..12 {
+            assert!((out2[i] - want[i]).abs() < 1e-5);
+        }
+        assert!(matmul_nt(&a, m, p, &b, n, &mut [0.0; 11]).is_err());
+    }
+
+    #[test]
+    fn gemv_and_transpose() {
+        let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 x 3
+        let mut o = [0.0; 2];
+        gemv(&w, 2, 3, &[1.0, 0.0, -1.0], Some(&[0.5, -0.5]), &mut o).unwrap();
+        assert_eq!(o, [-1.5, -2.5]);
+        let mut t = [0.0; 3];
+        gemv_t(&w, 2, 3, &[1.0, 1.0], &mut t).unwrap();
+        assert_eq!(t, [5.0, 7.0, 9.0]);
+        assert!(gemv(&w, 2, 3, &[1.0], None, &mut o).is_err());
+    }
+
+    #[test]
+    fn gram_schmidt_finds_rank_and_orthonormal_basis() {
+        // Row 2 = row 0 + row 1: rank 2; row 3 is zero.
+        let mut m = [1.0, 2.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 3.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+        let r = orthonormalize_rows(&mut m, 4, 4, 1e-4).unwrap();
+        assert_eq!(r, 2);
+        for i in 0..2 {
+            for j in 0..2 {
+                let d = dot(&m[i * 4..i * 4 + 4], &m[j * 4..j * 4 + 4]);
+                assert!((d - if i == j { 1.0 } else { 0.0 }).abs() < 1e-5);
+            }
+        }
+        assert!(m[8..].iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn cholesky_solves_spd_and_rejects_indefinite() {
+        let mut a = [4.0, 2.0, 2.0, 3.0];
+        cholesky(&mut a, 2).unwrap();
+        let mut b = [2.0, 1.0];
+        cholesky_solve(&a, 2, &mut b).unwrap();
+        // [4 2; 2 3] x = [2 1] -> x = [0.5, 0]
+        assert!((b[0] - 0.5).abs() < 1e-6 && b[1].abs() < 1e-6);
+        let mut bad = [1.0, 2.0, 2.0, 1.0];
+        assert_eq!(cholesky(&mut bad, 2), Err(Error::NonFinite));
+    }
+}

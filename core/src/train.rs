@@ -1,0 +1,372 @@
+//! Gradient training of linear maps: the step shared by O2MD, BD and the naive form.
+//!
+//! Every method reduces to the same primitive: make a linear map reproduce given outputs
+//! (`layer(x_s) ~ t_s`) under MSE, by SGD or Adam, over one epoch of shuffled mini-batches.
+//! O2MD calls it with `t = Q(x)` on one class; BD stage 1 calls it on the *target* with
+//! `t = P_y(x)`; the naive form with `t = x`. Classes are independent, so a host may train
+//! them one after another or in parallel with identical results.
+//!
+//! The kernel is fused per output row: residual, gradient, weight decay and the optimiser
+//! update touch each weight once, so a row and its optimiser state stay in cache.
+
+use crate::error::{check_len, Error, Result};
+use crate::linalg::dot;
+use crate::linear::Linear;
+use serde::{Deserialize, Serialize};
+
+/// Largest mini-batch; residuals of one row for a batch live on the stack.
+pub const MAX_BATCH: usize = 256;
+
+/// The optimiser and its hyper-parameters (PyTorch's semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Optimizer {
+    /// Stochastic gradient descent, with optional heavy-ball momentum.
+    Sgd {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum (0 for plain SGD).
+        momentum: f32,
+    },
+    /// Adam (Kingma & Ba), with bias correction, as `torch.optim.Adam`.
+    Adam {
+        /// Learning rate.
+        lr: f32,
+        /// First-moment decay.
+        beta1: f32,
+        /// Second-moment decay.
+        beta2: f32,
+        /// Denominator epsilon.
+        eps: f32,
+    },
+}
+
+impl Optimizer {
+    /// Adam with PyTorch's defaults and the given learning rate.
+    pub const fn adam(lr: f32) -> Self {
+        Optimizer::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+    /// Plain SGD.
+    pub const fn sgd(lr: f32) -> Self {
+        Optimizer::Sgd { lr, momentum: 0.0 }
+    }
+    fn validate(&self) -> Result<()> {
+        let ok = match *self {
+            Optimizer::Sgd { lr, momentum } => lr > 0.0 && lr.is_finite() && (0.0..1.0).contains(&momentum),
+            Optimizer::Adam { lr, beta1, beta2, eps } => {
+                lr > 0.0 && lr.is_finite() && (0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidParameter)
+        }
+    }
+}
+
+/// Hyper-parameters of one gradient-trained map.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StepOptions {
+    /// The optimiser.
+    pub optimizer: Optimizer,
+    /// L2 weight decay added to the weights' gradient (`g += wd * w`, as PyTorch's
+    /// `weight_decay`); biases are not decayed.
+    pub weight_decay: f32,
+    /// Mini-batch size, 1..=[`MAX_BATCH`].
+    pub batch_size: usize,
+}
+
+impl StepOptions {
+    fn validate(&self) -> Result<()> {
+        self.optimizer.validate()?;
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH || !(self.weight_decay >= 0.0) || !self.weight_decay.is_finite() {
+            return Err(Error::InvalidParameter);
+        }
+        Ok(())
+    }
+}
+
+/// Optimiser state of one linear map: first and second moments for weights and bias, and the
+/// step count. Momentum SGD uses only the first moments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptState<S> {
+    m_w: S,
+    v_w: S,
+    m_b: S,
+    v_b: S,
+    step: u32,
+}
+
+impl<S: AsRef<[f32]> + AsMut<[f32]>> OptState<S> {
+    /// State from zeroed buffers sized like the map (`weight`, `weight`, `bias`, `bias`; the
+    /// bias buffers may be empty for a map without bias).
+    pub fn from_parts(mut m_w: S, mut v_w: S, mut m_b: S, mut v_b: S) -> Self {
+        for b in [&mut m_w, &mut v_w, &mut m_b, &mut v_b] {
+            b.as_mut().iter_mut().for_each(|v| *v = 0.0);
+        }
+        OptState { m_w, v_w, m_b, v_b, step: 0 }
+    }
+    /// Steps taken so far.
+    pub fn steps(&self) -> u32 {
+        self.step
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl OptState<alloc::vec::Vec<f32>> {
+    /// Zeroed state on the heap for a map of this shape.
+    pub fn for_layer<S: AsRef<[f32]>>(layer: &Linear<S>) -> Self {
+        use alloc::vec;
+        let w = layer.inputs() * layer.outputs();
+        let b = layer.bias().map_or(0, |b| b.len());
+        OptState::from_parts(vec![0.0; w], vec![0.0; w], vec![0.0; b], vec![0.0; b])
+    }
+}
+
+/// Runs one epoch: the samples `order[..]` (indices into `xs`/`ts`), taken in that order in
+/// mini-batches, each one optimiser step that moves `layer(x_s)` towards `t_s`.
+///
+/// `xs` is row-major `n x inputs`, `ts` row-major `n x outputs`. The loss is the MSE, mean
+/// over outputs and batch samples, as `nn.MSELoss`. Returns the epoch's mean loss measured
+/// before each step (as a training loop prints it). A non-finite loss stops with `NonFinite`.
+pub fn fit_epoch<S, T>(layer: &mut Linear<S>, state: &mut OptState<T>, xs: &[f32], ts: &[f32], order: &[u32], opts: &StepOptions) -> Result<f32>
+where
+    S: AsRef<[f32]> + AsMut<[f32]>,
+    T: AsRef<[f32]> + AsMut<[f32]>,
+{
+    opts.validate()?;
+    let (d, k) = (layer.inputs(), layer.outputs());
+    if xs.len() % d != 0 {
+        return Err(Error::DimensionMismatch { expected: d as u32, found: xs.len() as u32 });
+    }
+    let n = xs.len() / d;
+    check_len(n * k, ts.len())?;
+    check_len(d * k, state.m_w.as_ref().len())?;
+    check_len(d * k, state.v_w.as_ref().len())?;
+    let nb = layer.bias().map_or(0, |b| b.len());
+    check_len(nb, state.m_b.as_ref().len())?;
+    check_len(nb, state.v_b.as_ref().len())?;
+    if order.iter().any(|&i| i as usize >= n) {
+        return Err(Error::InvalidParameter);
+    }
+    if order.is_empty() {
+        return Err(Error::EmptyClass);
+    }
+    let mut total = 0.0f64;
+    for batch in order.chunks(opts.batch_size) {
+        total += step(layer, state, xs, ts, batch, opts)? as f64 * batch.len() as f64;
+    }
+    let loss = (total / order.len() as f64) as f32;
+    if loss.is_finite() {
+        Ok(loss)
+    } else {
+        Err(Error::NonFinite)
+    }
+}
+
+/// One optimiser step on one mini-batch; returns the batch loss before the step.
+fn step<S, T>(layer: &mut Linear<S>, state: &mut OptState<T>, xs: &[f32], ts: &[f32], batch: &[u32], opts: &StepOptions) -> Result<f32>
+where
+    S: AsRef<[f32]> + AsMut<[f32]>,
+    T: AsRef<[f32]> + AsMut<[f32]>,
+{
+    let (d, k) = (layer.inputs(), layer.outputs());
+    let nbatch = batch.len();
+    state.step = state.step.saturating_add(1);
+    let t = state.step as i32;
+    // d(MSE)/d(output) = 2 r / (k * B).
+    let gscale = 2.0 / (k as f32 * nbatch as f32);
+    let wd = opts.weight_decay;
+    let upd = Update::new(&opts.optimizer, t);
+    let (w, mut b) = layer.parts_mut();
+    let (m_w, v_w) = (state.m_w.as_mut(), state.v_w.as_mut());
+    let (m_b, v_b) = (state.m_b.as_mut(), state.v_b.as_mut());
+    let mut loss = 0.0f32;
+    let mut r = [0.0f32; MAX_BATCH];
+    for row in 0..k {
+        let wr = &mut w[row * d..(row + 1) * d];
+        let bias_r = b.as_ref().map_or(0.0, |b| b[row]);
+        for (s, &i) in batch.iter().enumerate() {
+            let i = i as usize;
+            let y = dot(wr, &xs[i * d..(i + 1) * d]) + bias_r;
+            r[s] = y - ts[i * k + row];
+            loss += r[s] * r[s];
+        }
+        let mw = &mut m_w[row * d..(row + 1) * d];
+        let vw = &mut v_w[row * d..(row + 1) * d];
+        if nbatch == 1 {
+            // The common case (the paper's batch size 1): one fused pass over the row.
+            let i = batch[0] as usize;
+            let x = &xs[i * d..(i + 1) * d];
+            let c = gscale * r[0];
+            for j in 0..d {
+                let g = c * x[j] + wd * wr[j];
+                upd.apply(&mut wr[j], &mut mw[j], &mut vw[j], g);
+            }
+        } else {
+            for j in 0..d {
+                let mut g = wd * wr[j];
+                for (s, &i) in batch.iter().enumerate() {
+                    g += gscale * r[s] * xs[i as usize * d + j];
+                }
+                upd.apply(&mut wr[j], &mut mw[j], &mut vw[j], g);
+            }
+        }
+        if let Some(bb) = b.as_mut() {
+            let g: f32 = gscale * r[..nbatch].iter().sum::<f32>();
+            upd.apply(&mut bb[row], &mut m_b[row], &mut v_b[row], g);
+        }
+    }
+    Ok(loss / (k * nbatch) as f32)
+}
+
+/// The per-parameter update rule with its step-dependent constants hoisted.
+struct Update {
+    kind: u8,
+    lr: f32,
+    a1: f32,
+    a2: f32,
+    b1: f32,
+    b2: f32,
+    step_size: f32,
+    inv_sqrt_bc2: f32,
+    eps: f32,
+}
+
+impl Update {
+    fn new(opt: &Optimizer, t: i32) -> Self {
+        match *opt {
+            Optimizer::Sgd { lr, momentum } => Update {
+                kind: if momentum == 0.0 { 0 } else { 1 },
+                lr,
+                a1: momentum,
+                a2: 0.0,
+                b1: 0.0,
+                b2: 0.0,
+                step_size: lr,
+                inv_sqrt_bc2: 1.0,
+                eps: 0.0,
+            },
+            Optimizer::Adam { lr, beta1, beta2, eps } => {
+                let bc1 = 1.0 - libm::powf(beta1, t as f32);
+                let bc2 = 1.0 - libm::powf(beta2, t as f32);
+                Update {
+                    kind: 2,
+                    lr,
+                    a1: beta1,
+                    a2: beta2,
+                    b1: 1.0 - beta1,
+                    b2: 1.0 - beta2,
+                    step_size: lr / bc1,
+                    inv_sqrt_bc2: 1.0 / libm::sqrtf(bc2),
+                    eps,
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn apply(&self, w: &mut f32, m: &mut f32, v: &mut f32, g: f32) {
+        match self.kind {
+            0 => *w -= self.lr * g,
+            1 => {
+                // PyTorch: buf = momentum * buf + g (dampening 0); w -= lr * buf.
+                *m = self.a1 * *m + g;
+                *w -= self.lr * *m;
+            }
+            _ => {
+                *m = self.a1 * *m + self.b1 * g;
+                *v = self.a2 * *v + self.b2 * g * g;
+                let denom = sqrtf_fast(*v) * self.inv_sqrt_bc2 + self.eps;
+                *w -= self.step_size * *m / denom;
+            }
+        }
+    }
+}
+
+/// Square root that compiles to the hardware instruction where there is one (x86 `sqrtss`,
+/// Cortex-M4F `vsqrt.f32`) rather than a libm call in the innermost loop.
+#[inline(always)]
+fn sqrtf_fast(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.sqrt()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        libm::sqrtf(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linear::Init;
+    use crate::rng::Rng;
+    extern crate std;
+    use std::vec::Vec;
+
+    fn problem(n: usize, d: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut rng = Rng::new(5);
+        let a = Linear::new(d, k, true, Init::XavierNormal, &mut rng).unwrap();
+        let xs: Vec<f32> = (0..n * d).map(|_| rng.normal()).collect();
+        let mut ts = std::vec![0.0; n * k];
+        a.forward_batch(&xs, n, &mut ts).unwrap();
+        (xs, ts)
+    }
+
+    #[test]
+    fn adam_and_sgd_reduce_the_loss() {
+        let (n, d, k) = (6, 10, 7);
+        let (xs, ts) = problem(n, d, k);
+        for (opt, bs) in [(Optimizer::adam(1e-2), 1), (Optimizer::sgd(5e-2), 3), (Optimizer::Sgd { lr: 2e-2, momentum: 0.9 }, 2)] {
+            let mut p = Linear::new(d, k, true, Init::Uniform, &mut Rng::new(9)).unwrap();
+            let mut st = OptState::for_layer(&p);
+            let opts = StepOptions { optimizer: opt, weight_decay: 0.0, batch_size: bs };
+            let order: Vec<u32> = (0..n as u32).collect();
+            let first = fit_epoch(&mut p, &mut st, &xs, &ts, &order, &opts).unwrap();
+            let mut last = first;
+            for _ in 0..200 {
+                last = fit_epoch(&mut p, &mut st, &xs, &ts, &order, &opts).unwrap();
+            }
+            assert!(last < first * 0.05, "{opt:?}: {first} -> {last}");
+        }
+    }
+
+    #[test]
+    fn matches_a_hand_computed_adam_step() {
+        // One input, one output, no bias: w=0.5, x=2, t=3 -> r = -2, g = 2*r*x = -8.
+        let mut p = Linear::from_parts(1, 1, std::vec![0.5f32], None).unwrap();
+        let mut st = OptState::for_layer(&p);
+        let opts = StepOptions { optimizer: Optimizer::adam(0.1), weight_decay: 0.0, batch_size: 1 };
+        let loss = fit_epoch(&mut p, &mut st, &[2.0], &[3.0], &[0], &opts).unwrap();
+        assert_eq!(loss, 4.0);
+        // First Adam step moves by lr * sign(g) (up to eps).
+        assert!((p.weight()[0] - 0.6).abs() < 1e-6, "{}", p.weight()[0]);
+    }
+
+    #[test]
+    fn rejects_bad_options_and_shapes() {
+        let mut p = Linear::from_parts(2, 1, std::vec![0.0f32; 2], None).unwrap();
+        let mut st = OptState::for_layer(&p);
+        let good = StepOptions { optimizer: Optimizer::sgd(0.1), weight_decay: 0.0, batch_size: 1 };
+        let bad_lr = StepOptions { optimizer: Optimizer::sgd(-1.0), ..good };
+        let bad_bs = StepOptions { batch_size: 0, ..good };
+        assert_eq!(fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[0], &bad_lr), Err(Error::InvalidParameter));
+        assert_eq!(fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[0], &bad_bs), Err(Error::InvalidParameter));
+        assert_eq!(fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[1], &good), Err(Error::InvalidParameter));
+        assert!(fit_epoch(&mut p, &mut st, &[1.0, 2.0, 3.0], &[1.0], &[0], &good).is_err());
+        assert_eq!(fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[], &good), Err(Error::EmptyClass));
+        // Divergence is reported, not returned as a number.
+        let huge = StepOptions { optimizer: Optimizer::sgd(1e30), ..good };
+        let r = (0..5).try_for_each(|_| fit_epoch(&mut p, &mut st, &[1e10, 1e10], &[1.0], &[0], &huge).map(|_| ()));
+        assert_eq!(r, Err(Error::NonFinite));
+    }
+}
