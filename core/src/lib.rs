@@ -15,11 +15,13 @@ pub mod error;
 pub mod linalg;
 pub mod linear;
 pub mod rng;
+pub mod subspace;
 pub mod train;
 
 pub use error::{Error, Result};
 pub use linear::{Init, Linear, Target};
 pub use rng::Rng;
+pub use subspace::{FitOptions, Subspace};
 pub use train::{Optimizer, OptState, StepOptions};
 
 /// Longest class label, in bytes.

@@ -1,0 +1,500 @@
+//! The exact closed-form (ridge least-squares) predictor of a class, stored compactly.
+//!
+//! For a linear predictor trained by MSE to reproduce the target `Q(x) = A x + a` on a class's
+//! samples, the ridge optimum is `W = A Z^T (Z Z^T + lambda I)^-1 Z` (Z: the centred samples)
+//! and the bias makes it exact at the class mean `mu`. With an orthonormal basis `U` (r x d) of
+//! the samples' span, `Z^T = U^T R` and `W = A U^T M U` with `M = K (K + lambda I)^-1`,
+//! `K = R R^T` (r x r). So
+//!
+//! `P(x) - Q(x) = -[A (x - mu) - B M U (x - mu)]`, with `B = A U^T` (k x r).
+//!
+//! Storing `mu`, `U`, `M`, `B` and `Q(mu)` costs `(d + k) r + r^2 + d + k` numbers instead of
+//! `k d`, and one distance costs `2 r d + k r` multiply-adds after `Q(x)`. `lambda = 0` is the
+//! minimum-norm solution gradient descent reaches from zero (`M = I`: a projection), so a
+//! converged O2MD model is a randomly projected nearest-subspace classifier. It is exact,
+//! deterministic and needs no epochs: what a device uses to enroll a class.
+
+use crate::error::{check_len, Error, Result};
+use crate::linalg::{self, axpy, dot};
+use crate::linear::{Linear, Target};
+use serde::{Deserialize, Serialize};
+
+/// Options of the closed-form fit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FitOptions {
+    /// Ridge penalty `lambda` on the predictor's weights, in the units of a sum of squares
+    /// over the class's samples. 0 = minimum-norm exact fit (a projection).
+    pub ridge: f32,
+    /// Fit a bias too (the class is an affine subspace through its mean) rather than a
+    /// subspace through the origin.
+    pub affine: bool,
+    /// A sample whose part outside the span of the previous ones is below this fraction of
+    /// its norm adds no dimension (it is a duplicate up to rounding).
+    pub rank_tol: f32,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            ridge: 0.0,
+            affine: true,
+            rank_tol: 1e-3,
+        }
+    }
+}
+
+/// Scratch space (in f32s) that [`fit_into`] needs for a rank capacity and target width.
+pub const fn fit_scratch_len(max_rank: usize, outputs: usize) -> usize {
+    2 * max_rank * max_rank + max_rank + outputs
+}
+
+/// Scratch space (in f32s) that [`Subspace::distance`] needs.
+pub const fn distance_scratch_len(inputs: usize, max_rank: usize) -> usize {
+    inputs + 2 * max_rank
+}
+
+/// A class's closed-form predictor in compact form (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subspace<S> {
+    inputs: usize,
+    outputs: usize,
+    rank: usize,
+    mean: Option<S>,
+    basis: S,
+    shrink: S,
+    proj: Option<S>,
+    target_mean: Option<S>,
+}
+
+/// Mutable output buffers for [`fit_into`], sized for a rank capacity `cap`: `mean` d,
+/// `basis` cap*d, `shrink` cap*cap, `proj` k*cap and `target_mean` k (both may be empty for an
+/// identity target). Results are stored compactly at the front (stride = the actual rank).
+pub struct SubspaceBuf<'a> {
+    /// Class mean (d).
+    pub mean: &'a mut [f32],
+    /// Orthonormal basis rows.
+    pub basis: &'a mut [f32],
+    /// Ridge shrinkage matrix `M`.
+    pub shrink: &'a mut [f32],
+    /// `B = A U^T`, row-major k x r.
+    pub proj: &'a mut [f32],
+    /// `Q(mean)`.
+    pub target_mean: &'a mut [f32],
+}
+
+impl<S: AsRef<[f32]>> Subspace<S> {
+    /// Assembles a subspace predictor from stored parts, checking every size.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(inputs: usize, outputs: usize, rank: usize, mean: Option<S>, basis: S, shrink: S, proj: Option<S>, target_mean: Option<S>) -> Result<Self> {
+        if inputs == 0 || outputs == 0 || rank > inputs {
+            return Err(Error::InvalidParameter);
+        }
+        if let Some(m) = &mean {
+            check_len(inputs, m.as_ref().len())?;
+        }
+        check_len(rank * inputs, basis.as_ref().len())?;
+        check_len(rank * rank, shrink.as_ref().len())?;
+        match (&proj, &target_mean) {
+            (Some(p), Some(t)) => {
+                check_len(outputs * rank, p.as_ref().len())?;
+                check_len(outputs, t.as_ref().len())?;
+            }
+            (None, None) => check_len(inputs, outputs)?,
+            _ => return Err(Error::InvalidParameter),
+        }
+        Ok(Subspace { inputs, outputs, rank, mean, basis, shrink, proj, target_mean })
+    }
+    /// Input dimension.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+    /// Target outputs `k`.
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+    /// Dimension of the class's span.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+    /// The class mean, when affine.
+    pub fn mean(&self) -> Option<&[f32]> {
+        self.mean.as_ref().map(|m| m.as_ref())
+    }
+    /// Orthonormal basis, `rank x inputs`.
+    pub fn basis(&self) -> &[f32] {
+        self.basis.as_ref()
+    }
+    /// Shrinkage `M`, `rank x rank`.
+    pub fn shrink(&self) -> &[f32] {
+        self.shrink.as_ref()
+    }
+    /// `B = A U^T`, `outputs x rank` (None with an identity target).
+    pub fn proj(&self) -> Option<&[f32]> {
+        self.proj.as_ref().map(|p| p.as_ref())
+    }
+    /// `Q(mean)` (None with an identity target).
+    pub fn target_mean(&self) -> Option<&[f32]> {
+        self.target_mean.as_ref().map(|t| t.as_ref())
+    }
+    /// A borrowed view.
+    pub fn view(&self) -> Subspace<&[f32]> {
+        Subspace {
+            inputs: self.inputs,
+            outputs: self.outputs,
+            rank: self.rank,
+            mean: self.mean(),
+            basis: self.basis(),
+            shrink: self.shrink(),
+            proj: self.proj(),
+            target_mean: self.target_mean(),
+        }
+    }
+
+    /// Mean squared disagreement `||P(x) - Q(x)||^2 / k` given `qx = Q(x)` (ignored for an
+    /// identity target). `scratch` needs [`distance_scratch_len`] f32s.
+    pub fn distance(&self, x: &[f32], qx: &[f32], scratch: &mut [f32]) -> Result<f32> {
+        let (d, r) = (self.inputs, self.rank);
+        check_len(d, x.len())?;
+        if scratch.len() < distance_scratch_len(d, r) {
+            return Err(Error::BufferTooSmall);
+        }
+        let (z, rest) = scratch.split_at_mut(d);
+        let (u, rest) = rest.split_at_mut(r);
+        let p = &mut rest[..r];
+        z.copy_from_slice(x);
+        if let Some(m) = self.mean() {
+            z.iter_mut().zip(m).for_each(|(zi, mi)| *zi -= mi);
+        }
+        let basis = self.basis();
+        for i in 0..r {
+            u[i] = dot(&basis[i * d..(i + 1) * d], z);
+        }
+        linalg::gemv(self.shrink(), r, r, u, None, p)?;
+        match (self.proj(), self.target_mean()) {
+            (Some(b), Some(tm)) => {
+                check_len(self.outputs, qx.len())?;
+                let mut s = 0.0f32;
+                for j in 0..self.outputs {
+                    let e = (qx[j] - tm[j]) - dot(&b[j * r..(j + 1) * r], p);
+                    s += e * e;
+                }
+                Ok(s / self.outputs as f32)
+            }
+            _ => {
+                for i in 0..r {
+                    axpy(-p[i], &basis[i * d..(i + 1) * d], z);
+                }
+                Ok(linalg::norm2(z) / d as f32)
+            }
+        }
+    }
+}
+
+/// Fits a class's closed-form predictor from its `m` samples (`samples`, row-major `m x d`,
+/// overwritten: it is used as workspace) into `out`, for rank capacity `cap`. Returns the
+/// rank. No allocation: this is the device's enrollment. `scratch` needs
+/// [`fit_scratch_len`]`(cap, k)` f32s.
+pub fn fit_into<T: AsRef<[f32]>>(target: &Target<T>, samples: &mut [f32], m: usize, opts: &FitOptions, cap: usize, out: SubspaceBuf<'_>, scratch: &mut [f32]) -> Result<usize> {
+    let (d, k) = (target.inputs(), target.outputs());
+    if m == 0 {
+        return Err(Error::EmptyClass);
+    }
+    check_len(m * d, samples.len())?;
+    crate::error::check_finite(samples)?;
+    if !(opts.ridge >= 0.0) || !opts.ridge.is_finite() || !(0.0..1.0).contains(&opts.rank_tol) {
+        return Err(Error::InvalidParameter);
+    }
+    check_len(d, out.mean.len())?;
+    if out.basis.len() < cap * d || out.shrink.len() < cap * cap {
+        return Err(Error::BufferTooSmall);
+    }
+    let linear = matches!(target, Target::Linear(_));
+    if linear && (out.proj.len() < k * cap || out.target_mean.len() < k) {
+        return Err(Error::BufferTooSmall);
+    }
+    if scratch.len() < fit_scratch_len(cap, k) {
+        return Err(Error::BufferTooSmall);
+    }
+    let (coef, rest) = scratch.split_at_mut(cap);
+    let (gram, rest) = rest.split_at_mut(cap * cap);
+    let (chol, rest) = rest.split_at_mut(cap * cap);
+    let tmp = &mut rest[..k];
+
+    // 1. Mean and centring.
+    out.mean.iter_mut().for_each(|v| *v = 0.0);
+    if opts.affine {
+        for j in 0..d {
+            let mut s = 0.0f64;
+            for t in 0..m {
+                s += samples[t * d + j] as f64;
+            }
+            out.mean[j] = (s / m as f64) as f32;
+        }
+        for row in samples.chunks_exact_mut(d) {
+            row.iter_mut().zip(out.mean.iter()).for_each(|(v, mu)| *v -= mu);
+        }
+    }
+
+    // 2. Gram-Schmidt (two passes) with each sample's coordinates accumulated into K = R R^T.
+    gram.iter_mut().for_each(|v| *v = 0.0);
+    let mut r = 0usize;
+    for t in 0..m {
+        if t != r {
+            let (head, tail) = samples.split_at_mut(t * d);
+            head[r * d..(r + 1) * d].copy_from_slice(&tail[..d]);
+        }
+        let (basis, rest) = samples.split_at_mut(r * d);
+        let v = &mut rest[..d];
+        let orig = libm::sqrtf(linalg::norm2(v));
+        if orig == 0.0 {
+            continue;
+        }
+        coef[..r].iter_mut().for_each(|c| *c = 0.0);
+        for _pass in 0..2 {
+            for j in 0..r {
+                let u = &basis[j * d..(j + 1) * d];
+                let c = dot(u, v);
+                coef[j] += c;
+                axpy(-c, u, v);
+            }
+        }
+        let nrm = libm::sqrtf(linalg::norm2(v));
+        let mut len = r;
+        if nrm > opts.rank_tol * orig {
+            if r == cap {
+                return Err(Error::CapacityFull);
+            }
+            let inv = 1.0 / nrm;
+            v.iter_mut().for_each(|x| *x *= inv);
+            coef[r] = nrm;
+            r += 1;
+            len = r;
+        }
+        for a in 0..len {
+            for b in 0..len {
+                gram[a * cap + b] += coef[a] * coef[b];
+            }
+        }
+    }
+    out.basis[..r * d].copy_from_slice(&samples[..r * d]);
+
+    // 3. Shrinkage M = (K + lambda I)^-1 K, stored compactly r x r.
+    if opts.ridge == 0.0 || r == 0 {
+        for a in 0..r {
+            for b in 0..r {
+                out.shrink[a * r + b] = if a == b { 1.0 } else { 0.0 };
+            }
+        }
+    } else {
+        let chol = &mut chol[..r * r];
+        for a in 0..r {
+            for b in 0..r {
+                chol[a * r + b] = gram[a * cap + b] + if a == b { opts.ridge } else { 0.0 };
+            }
+        }
+        linalg::cholesky(chol, r)?;
+        for b in 0..r {
+            let col = &mut coef[..r];
+            for a in 0..r {
+                col[a] = gram[a * cap + b];
+            }
+            linalg::cholesky_solve(chol, r, col)?;
+            for a in 0..r {
+                out.shrink[a * r + b] = col[a];
+            }
+        }
+    }
+
+    // 4. B = A U^T and Q(mean), for a linear target.
+    if let Target::Linear(l) = target {
+        let w = l.weight();
+        for i in 0..r {
+            linalg::gemv(w, k, d, &out.basis[i * d..(i + 1) * d], None, tmp)?;
+            for j in 0..k {
+                out.proj[j * r + i] = tmp[j];
+            }
+        }
+        l.forward(out.mean, &mut out.target_mean[..k])?;
+    }
+    Ok(r)
+}
+
+#[cfg(feature = "alloc")]
+impl Subspace<alloc::vec::Vec<f32>> {
+    /// Fits a class from its samples (row-major `m x d`) on the heap.
+    pub fn fit<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions) -> Result<Self> {
+        use alloc::vec;
+        let (d, k) = (target.inputs(), target.outputs());
+        check_len(m * d, samples.len())?;
+        let cap = m.min(d);
+        let linear = matches!(target, Target::Linear(_));
+        let kb = if linear { k } else { 0 };
+        let mut work = samples.to_vec();
+        let (mut mean, mut basis, mut shrink) = (vec![0.0; d], vec![0.0; cap * d], vec![0.0; cap * cap]);
+        let (mut proj, mut tmean) = (vec![0.0; kb * cap], vec![0.0; kb]);
+        let mut scratch = vec![0.0; fit_scratch_len(cap, k)];
+        let buf = SubspaceBuf {
+            mean: &mut mean,
+            basis: &mut basis,
+            shrink: &mut shrink,
+            proj: &mut proj,
+            target_mean: &mut tmean,
+        };
+        let r = fit_into(target, &mut work, m, opts, cap, buf, &mut scratch)?;
+        basis.truncate(r * d);
+        shrink.truncate(r * r);
+        proj.truncate(kb * r);
+        Subspace::from_parts(d, k, r, opts.affine.then_some(mean), basis, shrink, linear.then_some(proj), linear.then_some(tmean))
+    }
+
+    /// The same predictor as a dense linear map `P(x) = W x + b` (for comparison with
+    /// gradient descent, or to run it where only dense predictors are supported).
+    pub fn to_dense<T: AsRef<[f32]>>(&self, target: &Target<T>) -> Result<Linear<alloc::vec::Vec<f32>>> {
+        use alloc::vec;
+        let (d, k, r) = (self.inputs, self.outputs, self.rank);
+        check_len(d, target.inputs())?;
+        check_len(k, target.outputs())?;
+        // W = B M U, with B = U^T for an identity target.
+        let mut bm = vec![0.0; k * r];
+        match self.proj() {
+            Some(b) => linalg::matmul_nn(b, k, r, self.shrink(), r, &mut bm)?,
+            None => {
+                let mut ut = vec![0.0; d * r];
+                for i in 0..r {
+                    for j in 0..d {
+                        ut[j * r + i] = self.basis()[i * d + j];
+                    }
+                }
+                linalg::matmul_nn(&ut, d, r, self.shrink(), r, &mut bm)?;
+            }
+        }
+        let mut w = vec![0.0; k * d];
+        linalg::matmul_nn(&bm, k, r, self.basis(), d, &mut w)?;
+        // b = Q(mean) - W mean.
+        let zero = vec![0.0; d];
+        let mean = self.mean().unwrap_or(&zero);
+        let mut qm = vec![0.0; k];
+        target.forward(mean, &mut qm)?;
+        let mut wm = vec![0.0; k];
+        linalg::gemv(&w, k, d, mean, None, &mut wm)?;
+        let b: alloc::vec::Vec<f32> = qm.iter().zip(&wm).map(|(q, w)| q - w).collect();
+        Linear::from_parts(d, k, w, Some(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linear::Init;
+    use crate::rng::Rng;
+    use crate::train::{fit_epoch, OptState, Optimizer, StepOptions};
+    extern crate std;
+    use std::vec::Vec;
+
+    fn samples(m: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        (0..m * d).map(|_| rng.normal()).collect()
+    }
+
+    fn dense_distance(p: &Linear<Vec<f32>>, t: &Target<Vec<f32>>, x: &[f32]) -> f32 {
+        let k = p.outputs();
+        let (mut a, mut b) = (std::vec![0.0; k], std::vec![0.0; k]);
+        p.forward(x, &mut a).unwrap();
+        t.forward(x, &mut b).unwrap();
+        a.iter().zip(&b).map(|(u, v)| (u - v) * (u - v)).sum::<f32>() / k as f32
+    }
+
+    #[test]
+    fn exact_on_the_span_and_equal_to_its_dense_form() {
+        let (d, k, m) = (12, 9, 4);
+        let mut rng = Rng::new(1);
+        for target in [Target::Linear(Linear::new(d, k, true, Init::XavierNormal, &mut rng).unwrap()), Target::Identity { dim: d }] {
+            let kk = target.outputs();
+            for affine in [true, false] {
+                for ridge in [0.0, 0.5] {
+                    let xs = samples(m, d, 2);
+                    let opts = FitOptions { ridge, affine, ..Default::default() };
+                    let s = Subspace::fit(&target, &xs, m, &opts).unwrap();
+                    assert_eq!(s.rank(), if affine { m - 1 } else { m });
+                    let dense = s.to_dense(&target).unwrap();
+                    let mut scratch = std::vec![0.0; distance_scratch_len(d, s.rank())];
+                    for x in xs.chunks_exact(d).chain(samples(3, d, 7).chunks_exact(d)) {
+                        let mut qx = std::vec![0.0; kk];
+                        target.forward(x, &mut qx).unwrap();
+                        let a = s.distance(x, &qx, &mut scratch).unwrap();
+                        let b = dense_distance(&dense, &target, x);
+                        assert!((a - b).abs() <= 1e-4 * (1.0 + b), "{a} vs {b}");
+                    }
+                    if ridge == 0.0 {
+                        // Training samples lie in the (affine) span: distance ~ 0.
+                        for x in xs.chunks_exact(d) {
+                            let mut qx = std::vec![0.0; kk];
+                            target.forward(x, &mut qx).unwrap();
+                            assert!(s.distance(x, &qx, &mut scratch).unwrap() < 1e-8);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn equals_gradient_descent_run_to_convergence() {
+        // Ridge objective sum_t ||(W - A) z_t||^2 + lambda ||W||^2 is the MSE training loss
+        // (mean over m samples and k outputs) with weight decay wd: lambda = m k wd / 2.
+        let (d, k, m) = (10, 6, 5);
+        let mut rng = Rng::new(11);
+        let target = Target::Linear(Linear::new(d, k, true, Init::XavierNormal, &mut rng).unwrap());
+        let xs = samples(m, d, 12);
+        let mut ts = std::vec![0.0; m * k];
+        target.forward_batch(&xs, m, &mut ts).unwrap();
+        let wd = 0.02f32;
+        let lambda = m as f32 * k as f32 * wd / 2.0;
+        let closed = Subspace::fit(&target, &xs, m, &FitOptions { ridge: lambda, affine: true, rank_tol: 1e-4 }).unwrap().to_dense(&target).unwrap();
+
+        let mut p = Linear::new(d, k, true, Init::Uniform, &mut Rng::new(3)).unwrap();
+        let mut st = OptState::for_layer(&p);
+        let opts = StepOptions { optimizer: Optimizer::sgd(0.3), weight_decay: wd, batch_size: m };
+        let order: Vec<u32> = (0..m as u32).collect();
+        for _ in 0..20_000 {
+            fit_epoch(&mut p, &mut st, &xs, &ts, &order, &opts).unwrap();
+        }
+        let max_w = closed.weight().iter().zip(p.weight()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let max_b = closed.bias().unwrap().iter().zip(p.bias().unwrap()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(max_w < 1e-3 && max_b < 1e-3, "weights differ by {max_w}, biases by {max_b}");
+
+        // lambda = 0 without bias: GD from zero reaches the minimum-norm solution.
+        let closed0 = Subspace::fit(&target, &xs, m, &FitOptions { ridge: 0.0, affine: false, rank_tol: 1e-4 }).unwrap().to_dense(&target).unwrap();
+        let Target::Linear(a) = &target else { unreachable!() };
+        let mut p0 = Linear::new(d, k, true, Init::Zeros, &mut Rng::new(0)).unwrap();
+        p0.bias_mut().unwrap().copy_from_slice(a.bias().unwrap());
+        let mut p0 = Linear::from_parts(d, k, p0.weight().to_vec(), None).unwrap();
+        // Fit W x ~ A x (the target bias is matched exactly by copying it).
+        let mut ts0 = std::vec![0.0; m * k];
+        Linear::from_parts(d, k, a.weight().to_vec(), None).unwrap().forward_batch(&xs, m, &mut ts0).unwrap();
+        let mut st0 = OptState::for_layer(&p0);
+        let opts0 = StepOptions { weight_decay: 0.0, ..opts };
+        for _ in 0..20_000 {
+            fit_epoch(&mut p0, &mut st0, &xs, &ts0, &order, &opts0).unwrap();
+        }
+        let max0 = closed0.weight().iter().zip(p0.weight()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(max0 < 1e-3, "min-norm weights differ by {max0}");
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let t: Target<Vec<f32>> = Target::Identity { dim: 3 };
+        assert_eq!(Subspace::fit(&t, &[], 0, &FitOptions::default()), Err(Error::EmptyClass));
+        assert_eq!(Subspace::fit(&t, &[1.0, f32::NAN, 0.0], 1, &FitOptions::default()), Err(Error::NonFinite));
+        assert!(matches!(Subspace::fit(&t, &[1.0, 2.0], 1, &FitOptions::default()), Err(Error::DimensionMismatch { .. })));
+        let bad = FitOptions { ridge: -1.0, ..Default::default() };
+        assert_eq!(Subspace::fit(&t, &[1.0, 2.0, 3.0], 1, &bad), Err(Error::InvalidParameter));
+        // Capacity: three independent samples do not fit in rank 2.
+        let mut xs = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+        let (mut mean, mut basis, mut shrink) = ([0.0; 3], [0.0; 6], [0.0; 4]);
+        let buf = SubspaceBuf { mean: &mut mean, basis: &mut basis, shrink: &mut shrink, proj: &mut [], target_mean: &mut [] };
+        let opts = FitOptions { affine: false, ..Default::default() };
+        assert_eq!(fit_into(&t, &mut xs, 3, &opts, 2, buf, &mut [0.0; 16]), Err(Error::CapacityFull));
+    }
+}
