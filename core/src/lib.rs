@@ -11,15 +11,25 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod classify;
 pub mod error;
 pub mod linalg;
 pub mod linear;
+#[cfg(feature = "alloc")]
+pub mod methods;
+pub mod model;
+pub mod predictor;
 pub mod rng;
 pub mod subspace;
 pub mod train;
 
+pub use classify::{classify, Classes, Classification};
 pub use error::{Error, Result};
 pub use linear::{Init, Linear, Target};
+pub use model::{label, ImageSpec, Label, Method, Preprocess};
+#[cfg(feature = "alloc")]
+pub use model::{Member, Model};
+pub use predictor::Predictor;
 pub use rng::Rng;
 pub use subspace::{FitOptions, Subspace};
 pub use train::{Optimizer, OptState, StepOptions};

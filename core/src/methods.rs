@@ -1,0 +1,331 @@
+//! The paper's methods end to end on the host: O2MD, BD, naive, the closed form and
+//! ensembles, each building a [`Model`] from a support set (one row-major sample matrix per
+//! class). Everything is reproducible from one seed: each class and member draws from its own
+//! derived stream, so running classes in parallel (feature `parallel`) gives the same bits.
+
+use crate::error::{check_len, Error, Result};
+use crate::linear::{Init, Linear, Target};
+use crate::model::{Label, Member, Method, Model, Preprocess};
+use crate::predictor::Predictor;
+use crate::rng::Rng;
+use crate::subspace::{FitOptions, Subspace};
+use crate::train::{fit_epoch, OptState, Optimizer, StepOptions};
+use alloc::vec;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+/// Stream index of the target's initialisation (classes use their own index).
+const TARGET_STREAM: u64 = u64::MAX;
+
+/// Settings of a gradient-trained method (O2MD, BD or naive).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GradientConfig {
+    /// The method: `O2md`, `Bd` or `Naive`.
+    pub method: Method,
+    /// Target outputs `k` (ignored by the naive form, where `k = d`).
+    pub k: usize,
+    /// Target has a bias.
+    pub target_bias: bool,
+    /// Predictors have a bias.
+    pub predictor_bias: bool,
+    /// Target initialisation.
+    pub target_init: Init,
+    /// Predictor initialisation.
+    pub predictor_init: Init,
+    /// Predictor optimiser, weight decay, batch size.
+    pub predictor_step: StepOptions,
+    /// Target optimiser (BD stage 1 only).
+    pub target_step: StepOptions,
+    /// Epochs.
+    pub epochs: usize,
+}
+
+impl GradientConfig {
+    /// O2MD as in the authors' code: target Linear(d, k) with bias, Xavier-normal, frozen;
+    /// predictors with bias, PyTorch default init; Adam lr 1e-3, batch 1, 3 epochs.
+    pub fn o2md_paper(k: usize) -> Self {
+        let step = StepOptions { optimizer: Optimizer::adam(1e-3), weight_decay: 0.0, batch_size: 1 };
+        GradientConfig {
+            method: Method::O2md,
+            k,
+            target_bias: true,
+            predictor_bias: true,
+            target_init: Init::XavierNormal,
+            predictor_init: Init::Uniform,
+            predictor_step: step,
+            target_step: step,
+            epochs: 3,
+        }
+    }
+    /// BD as in the authors' code: no biases, orthogonal target, Adam lr 1e-3 with weight
+    /// decay 5e-7 on everything, batch 1, 5 epochs.
+    pub fn bd_paper(k: usize) -> Self {
+        let step = StepOptions { optimizer: Optimizer::adam(1e-3), weight_decay: 5e-7, batch_size: 1 };
+        GradientConfig {
+            method: Method::Bd,
+            k,
+            target_bias: false,
+            predictor_bias: false,
+            target_init: Init::Orthogonal,
+            predictor_init: Init::Uniform,
+            predictor_step: step,
+            target_step: step,
+            epochs: 5,
+        }
+    }
+    /// The naive autoencoder form: identity target, predictors d -> d with bias, Adam 1e-3,
+    /// batch 1, 3 epochs.
+    pub fn naive_paper() -> Self {
+        GradientConfig { method: Method::Naive, ..Self::o2md_paper(0) }
+    }
+}
+
+/// Checks a support set: at least one class, every class non-empty, rows of `d` values,
+/// all finite.
+fn check_support(classes: &[&[f32]], d: usize) -> Result<()> {
+    if classes.is_empty() || d == 0 {
+        return Err(Error::EmptyClass);
+    }
+    for c in classes {
+        if c.is_empty() {
+            return Err(Error::EmptyClass);
+        }
+        if c.len() % d != 0 {
+            return Err(Error::DimensionMismatch { expected: d as u32, found: c.len() as u32 });
+        }
+        crate::error::check_finite(c)?;
+    }
+    Ok(())
+}
+
+fn labels_for(labels: &[&str], n: usize) -> Result<Vec<Label>> {
+    check_len(n, labels.len())?;
+    labels.iter().map(|l| crate::model::label(l)).collect()
+}
+
+/// A random target from the seed: identity when `k == 0`.
+pub fn make_target(d: usize, k: usize, bias: bool, init: Init, seed: u64) -> Result<Target<Vec<f32>>> {
+    if k == 0 {
+        return Ok(Target::Identity { dim: d });
+    }
+    Ok(Target::Linear(Linear::new(d, k, bias, init, &mut Rng::derive(seed, TARGET_STREAM))?))
+}
+
+/// Trains O2MD, BD or the naive form epoch by epoch, so a caller can evaluate between epochs.
+pub struct GradientTrainer<'a> {
+    cfg: GradientConfig,
+    classes: &'a [&'a [f32]],
+    d: usize,
+    model: Model,
+    states: Vec<OptState<Vec<f32>>>,
+    rngs: Vec<Rng>,
+    target_state: Option<OptState<Vec<f32>>>,
+    target_rng: Rng,
+    epochs_done: usize,
+}
+
+impl<'a> GradientTrainer<'a> {
+    /// Initialises target and predictors from `seed`.
+    pub fn new(classes: &'a [&'a [f32]], d: usize, labels: &[&str], cfg: &GradientConfig, seed: u64) -> Result<Self> {
+        check_support(classes, d)?;
+        let labels = labels_for(labels, classes.len())?;
+        let (k, target) = match cfg.method {
+            Method::Naive => (d, Target::Identity { dim: d }),
+            Method::O2md | Method::Bd => {
+                if cfg.k == 0 {
+                    return Err(Error::InvalidParameter);
+                }
+                (cfg.k, make_target(d, cfg.k, cfg.target_bias, cfg.target_init, seed)?)
+            }
+            Method::ClosedForm => return Err(Error::InvalidParameter),
+        };
+        let mut rngs: Vec<Rng> = (0..classes.len() as u64).map(|c| Rng::derive(seed, c)).collect();
+        let predictors: Vec<Linear<Vec<f32>>> = rngs.iter_mut().map(|r| Linear::new(d, k, cfg.predictor_bias, cfg.predictor_init, r)).collect::<Result<_>>()?;
+        let states = predictors.iter().map(OptState::for_layer).collect();
+        let target_state = match (&cfg.method, &target) {
+            (Method::Bd, Target::Linear(l)) => Some(OptState::for_layer(l)),
+            _ => None,
+        };
+        let model = Model {
+            method: cfg.method,
+            members: vec![Member { target, predictors: predictors.into_iter().map(Predictor::Dense).collect() }],
+            capacity: labels.len() as u16,
+            labels,
+            threshold: None,
+            preprocess: Preprocess::default(),
+            fit: FitOptions::default(),
+        };
+        Ok(GradientTrainer {
+            cfg: *cfg,
+            classes,
+            d,
+            model,
+            states,
+            rngs,
+            target_state,
+            target_rng: Rng::derive(seed, TARGET_STREAM - 1),
+            epochs_done: 0,
+        })
+    }
+
+    /// The model as trained so far.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+    /// Takes the model.
+    pub fn into_model(self) -> Model {
+        self.model
+    }
+    /// Epochs run so far.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// Runs one epoch (BD: stage 1 on the target, then stage 2 on the predictors) and returns
+    /// the predictors' mean loss over classes.
+    pub fn epoch(&mut self) -> Result<f32> {
+        let d = self.d;
+        let member = &mut self.model.members[0];
+        if let (Some(ts), Target::Linear(target)) = (self.target_state.as_mut(), &mut member.target) {
+            // Stage 1: the target learns to predict each class's predictor on that class.
+            let k = target.outputs();
+            let n: usize = self.classes.iter().map(|c| c.len() / d).sum();
+            let mut xs = Vec::with_capacity(n * d);
+            let mut t1 = vec![0.0; n * k];
+            let mut off = 0;
+            for (c, p) in self.classes.iter().zip(&member.predictors) {
+                let m = c.len() / d;
+                xs.extend_from_slice(c);
+                if let Predictor::Dense(p) = p {
+                    p.forward_batch(c, m, &mut t1[off * k..(off + m) * k])?;
+                }
+                off += m;
+            }
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            self.target_rng.shuffle(&mut order);
+            fit_epoch(target, ts, &xs, &t1, &order, &self.cfg.target_step)?;
+        }
+        // Stage 2 (every method): each predictor simulates the (now frozen) target.
+        let target = &member.target;
+        let step = self.cfg.predictor_step;
+        let work = |(((p, st), rng), xs): (((&mut Predictor<Vec<f32>>, &mut OptState<Vec<f32>>), &mut Rng), &&[f32])| -> Result<f32> {
+            let Predictor::Dense(p) = p else { return Err(Error::InvalidParameter) };
+            let m = xs.len() / d;
+            let k = target.outputs();
+            let mut ts = vec![0.0; m * k];
+            target.forward_batch(xs, m, &mut ts)?;
+            let mut order: Vec<u32> = (0..m as u32).collect();
+            rng.shuffle(&mut order);
+            fit_epoch(p, st, xs, &ts, &order, &step)
+        };
+        let items = member.predictors.iter_mut().zip(self.states.iter_mut()).zip(self.rngs.iter_mut()).zip(self.classes.iter());
+        #[cfg(feature = "parallel")]
+        let losses: Vec<Result<f32>> = {
+            use rayon::prelude::*;
+            let items: Vec<_> = items.collect();
+            items.into_par_iter().map(work).collect()
+        };
+        #[cfg(not(feature = "parallel"))]
+        let losses: Vec<Result<f32>> = items.map(work).collect();
+        let mut total = 0.0;
+        for l in &losses {
+            total += (*l)?;
+        }
+        self.epochs_done += 1;
+        Ok(total / losses.len() as f32)
+    }
+
+    /// Runs the configured number of epochs and returns the model.
+    pub fn run(mut self) -> Result<Model> {
+        for _ in 0..self.cfg.epochs {
+            self.epoch()?;
+        }
+        Ok(self.model)
+    }
+}
+
+/// Settings of the closed-form method.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClosedFormConfig {
+    /// Target outputs `k`; 0 = identity target (the exact nearest-subspace classifier).
+    pub k: usize,
+    /// Target has a bias.
+    pub target_bias: bool,
+    /// Target initialisation.
+    pub target_init: Init,
+    /// The fit.
+    pub fit: FitOptions,
+}
+
+impl Default for ClosedFormConfig {
+    fn default() -> Self {
+        ClosedFormConfig { k: 256, target_bias: true, target_init: Init::XavierNormal, fit: FitOptions::default() }
+    }
+}
+
+/// Fits every class in closed form: no epochs, deterministic given the seed (which only
+/// draws the target).
+pub fn fit_closed_form(classes: &[&[f32]], d: usize, labels: &[&str], cfg: &ClosedFormConfig, seed: u64) -> Result<Model> {
+    check_support(classes, d)?;
+    let labels = labels_for(labels, classes.len())?;
+    let target = make_target(d, cfg.k, cfg.target_bias, cfg.target_init, seed)?;
+    let fit = |xs: &&[f32]| Subspace::fit(&target, xs, xs.len() / d, &cfg.fit).map(Predictor::Subspace);
+    #[cfg(feature = "parallel")]
+    let predictors: Result<Vec<_>> = {
+        use rayon::prelude::*;
+        classes.par_iter().map(fit).collect()
+    };
+    #[cfg(not(feature = "parallel"))]
+    let predictors: Result<Vec<_>> = classes.iter().map(fit).collect();
+    Ok(Model {
+        method: Method::ClosedForm,
+        members: vec![Member { target, predictors: predictors? }],
+        capacity: labels.len() as u16,
+        labels,
+        threshold: None,
+        preprocess: Preprocess::default(),
+        fit: cfg.fit,
+    })
+}
+
+/// An ensemble of `members` independent models ("randomized prior functions"): member `i`
+/// gets its own seed and a bootstrap resample (with replacement, same size) of every class's
+/// samples, and is built by `build(classes, member_seed)`. The members are joined into one
+/// model whose classification averages their distances and reports their agreement.
+pub fn ensemble<F>(classes: &[&[f32]], d: usize, members: usize, seed: u64, mut build: F) -> Result<Model>
+where
+    F: FnMut(&[&[f32]], u64) -> Result<Model>,
+{
+    check_support(classes, d)?;
+    if members == 0 || members > crate::classify::MAX_MEMBERS {
+        return Err(Error::InvalidParameter);
+    }
+    let mut out: Option<Model> = None;
+    for i in 0..members {
+        let mut rng = Rng::derive(seed ^ 0x5EED_E45E, i as u64);
+        let resampled: Vec<Vec<f32>> = classes
+            .iter()
+            .map(|c| {
+                let m = c.len() / d;
+                let mut r = Vec::with_capacity(c.len());
+                for _ in 0..m {
+                    let j = rng.below(m as u32) as usize;
+                    r.extend_from_slice(&c[j * d..(j + 1) * d]);
+                }
+                r
+            })
+            .collect();
+        let views: Vec<&[f32]> = resampled.iter().map(|v| v.as_slice()).collect();
+        let model = build(&views, Rng::derive(seed, i as u64).next_u64())?;
+        match out.as_mut() {
+            None => out = Some(model),
+            Some(o) => {
+                check_len(o.labels.len(), model.labels.len())?;
+                o.members.extend(model.members);
+            }
+        }
+    }
+    let model = out.ok_or(Error::InvalidParameter)?;
+    model.validate()?;
+    Ok(model)
+}

@@ -1,0 +1,207 @@
+//! What a model is, independent of where it lives: method, labels, preprocessing, threshold,
+//! and (on the host) the owned weights of every ensemble member.
+
+use crate::error::{Error, Result};
+use crate::LABEL_LEN;
+use serde::{Deserialize, Serialize};
+
+/// A class label: a short UTF-8 string, stored inline.
+pub type Label = heapless::String<LABEL_LEN>;
+
+/// Makes a [`Label`], failing with `LabelTooLong` rather than truncating.
+pub fn label(s: &str) -> Result<Label> {
+    Label::try_from(s).map_err(|_| Error::LabelTooLong)
+}
+
+/// How a model's predictors were obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Method {
+    /// One-to-Many Distillation: frozen random target, predictors by gradient descent.
+    O2md,
+    /// Bidirectional Distillation: target and predictors trained in turn.
+    Bd,
+    /// Naive: identity target, each predictor an autoencoder.
+    Naive,
+    /// Exact closed-form (ridge) fit of each predictor, no epochs.
+    ClosedForm,
+}
+
+/// Input preprocessing the device must apply exactly as the host did, recorded in the model.
+/// Raw input `v` becomes `v * scale + offset` (after an optional resize of an image).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Preprocess {
+    /// Multiplier on raw values (e.g. 1/255 for 8-bit pixels).
+    pub scale: f32,
+    /// Added after scaling (e.g. 1 with scale -1/255 to make ink = 1 on white paper).
+    pub offset: f32,
+    /// For images: the source size the host resized from and the size the model expects
+    /// (width, height); `(0, 0)` source when no resize happened.
+    pub image: Option<ImageSpec>,
+    /// Enrollment augmentation: every enrolled image also adds its shifts by up to this
+    /// many pixels in each direction (0 = none). See [`crate::augment`].
+    pub shift: u8,
+}
+
+impl Default for Preprocess {
+    fn default() -> Self {
+        Preprocess {
+            scale: 1.0,
+            offset: 0.0,
+            image: None,
+            shift: 0,
+        }
+    }
+}
+
+/// Image geometry for [`Preprocess`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ImageSpec {
+    /// Width the model expects.
+    pub width: u16,
+    /// Height the model expects.
+    pub height: u16,
+    /// Width of the original images (0 = same as `width`).
+    pub source_width: u16,
+    /// Height of the original images (0 = same as `height`).
+    pub source_height: u16,
+}
+
+impl Preprocess {
+    /// Applies scale and offset in place; fails on non-finite results.
+    pub fn apply(&self, x: &mut [f32]) -> Result<()> {
+        for v in x.iter_mut() {
+            *v = *v * self.scale + self.offset;
+        }
+        crate::error::check_finite(x)
+    }
+}
+
+#[cfg(feature = "alloc")]
+pub use owned::*;
+
+#[cfg(feature = "alloc")]
+mod owned {
+    use super::*;
+    use crate::classify::Classes;
+    use crate::error::check_len;
+    use crate::linear::Target;
+    use crate::predictor::Predictor;
+    use crate::subspace::{FitOptions, Subspace};
+    use alloc::vec::Vec;
+
+    /// One ensemble member: a target and one predictor per class.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Member {
+        /// The target `Q`.
+        pub target: Target<Vec<f32>>,
+        /// `P_c`, in the order of the model's labels.
+        pub predictors: Vec<Predictor<Vec<f32>>>,
+    }
+
+    /// A model on the heap: what the host trains, saves, loads and enrolls into.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Model {
+        /// How it was trained.
+        pub method: Method,
+        /// One label per class.
+        pub labels: Vec<Label>,
+        /// Ensemble members (one for a plain model).
+        pub members: Vec<Member>,
+        /// Novelty threshold: above it a sample is "unknown".
+        pub threshold: Option<f32>,
+        /// Input preprocessing.
+        pub preprocess: Preprocess,
+        /// Most classes this model may hold (room a device reserves for enrollment).
+        pub capacity: u16,
+        /// How enrolled classes are fitted.
+        pub fit: FitOptions,
+    }
+
+    impl Model {
+        /// Input dimension.
+        pub fn inputs(&self) -> usize {
+            self.members.first().map_or(0, |m| m.target.inputs())
+        }
+        /// Target outputs `k`.
+        pub fn outputs(&self) -> usize {
+            self.members.first().map_or(0, |m| m.target.outputs())
+        }
+        /// Index of a label.
+        pub fn class_index(&self, label: &str) -> Option<usize> {
+            self.labels.iter().position(|l| l.as_str() == label)
+        }
+
+        /// Adds a class from `m` samples (row-major) by the closed-form fit, leaving every
+        /// other class untouched. Fails when the model is full, the label exists or is too
+        /// long, or the samples are empty, mis-sized or non-finite.
+        pub fn enroll(&mut self, name: &str, samples: &[f32], m: usize) -> Result<()> {
+            let l = label(name)?;
+            if self.class_index(name).is_some() {
+                return Err(Error::DuplicateLabel);
+            }
+            if self.labels.len() >= self.capacity as usize {
+                return Err(Error::CapacityFull);
+            }
+            check_len(m * self.inputs(), samples.len())?;
+            let fitted: Result<Vec<_>> = self.members.iter().map(|mem| Subspace::fit(&mem.target, samples, m, &self.fit)).collect();
+            for (mem, s) in self.members.iter_mut().zip(fitted?) {
+                mem.predictors.push(Predictor::Subspace(s));
+            }
+            self.labels.push(l);
+            Ok(())
+        }
+
+        /// Removes a class.
+        pub fn forget(&mut self, name: &str) -> Result<()> {
+            let i = self.class_index(name).ok_or(Error::UnknownClass)?;
+            self.labels.remove(i);
+            for mem in &mut self.members {
+                mem.predictors.remove(i);
+            }
+            Ok(())
+        }
+
+        /// Checks internal consistency (sizes, members, labels); run after building one.
+        pub fn validate(&self) -> Result<()> {
+            if self.members.is_empty() || self.members.len() > crate::classify::MAX_MEMBERS {
+                return Err(Error::InvalidParameter);
+            }
+            if self.labels.len() > self.capacity as usize {
+                return Err(Error::CapacityFull);
+            }
+            let (d, k) = (self.inputs(), self.outputs());
+            for mem in &self.members {
+                check_len(d, mem.target.inputs())?;
+                check_len(k, mem.target.outputs())?;
+                check_len(self.labels.len(), mem.predictors.len())?;
+                for p in &mem.predictors {
+                    check_len(d, p.inputs())?;
+                    check_len(k, p.outputs())?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl Classes for Model {
+        fn members(&self) -> usize {
+            self.members.len()
+        }
+        fn len(&self) -> usize {
+            self.labels.len()
+        }
+        fn target(&self, member: usize) -> Result<Target<&[f32]>> {
+            self.members.get(member).map(|m| m.target.view()).ok_or(Error::InvalidParameter)
+        }
+        fn predictor(&self, member: usize, class: usize) -> Result<Predictor<&[f32]>> {
+            self.members
+                .get(member)
+                .and_then(|m| m.predictors.get(class))
+                .map(|p| p.view())
+                .ok_or(Error::UnknownClass)
+        }
+    }
+}

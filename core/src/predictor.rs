@@ -1,0 +1,70 @@
+//! A class's predictor `P_c`: dense (trained by gradient descent) or compact closed form.
+
+use crate::error::{check_len, Error, Result};
+use crate::linalg::dot;
+use crate::linear::Linear;
+use crate::subspace::{distance_scratch_len, Subspace};
+
+/// The predictor of one class.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predictor<S> {
+    /// A full linear map `R^d -> R^k` (O2MD, BD, naive).
+    Dense(Linear<S>),
+    /// The closed-form fit in compact form.
+    Subspace(Subspace<S>),
+}
+
+impl<S: AsRef<[f32]>> Predictor<S> {
+    /// Input dimension.
+    pub fn inputs(&self) -> usize {
+        match self {
+            Predictor::Dense(l) => l.inputs(),
+            Predictor::Subspace(s) => s.inputs(),
+        }
+    }
+    /// Output dimension `k`.
+    pub fn outputs(&self) -> usize {
+        match self {
+            Predictor::Dense(l) => l.outputs(),
+            Predictor::Subspace(s) => s.outputs(),
+        }
+    }
+    /// Scratch (f32s) that [`Predictor::distance`] needs.
+    pub fn scratch_len(&self) -> usize {
+        match self {
+            Predictor::Dense(_) => 0,
+            Predictor::Subspace(s) => distance_scratch_len(s.inputs(), s.rank()),
+        }
+    }
+    /// The class's novelty score for `x`: `||P(x) - Q(x)||^2 / k`, given `qx = Q(x)`.
+    pub fn distance(&self, x: &[f32], qx: &[f32], scratch: &mut [f32]) -> Result<f32> {
+        match self {
+            Predictor::Dense(l) => {
+                let (d, k) = (l.inputs(), l.outputs());
+                check_len(d, x.len())?;
+                check_len(k, qx.len())?;
+                let w = l.weight();
+                let mut s = 0.0f32;
+                for j in 0..k {
+                    let b = l.bias().map_or(0.0, |b| b[j]);
+                    let e = dot(&w[j * d..(j + 1) * d], x) + b - qx[j];
+                    s += e * e;
+                }
+                Ok(s / k as f32)
+            }
+            Predictor::Subspace(s) => {
+                if scratch.len() < self.scratch_len() {
+                    return Err(Error::BufferTooSmall);
+                }
+                s.distance(x, qx, scratch)
+            }
+        }
+    }
+    /// A borrowed view.
+    pub fn view(&self) -> Predictor<&[f32]> {
+        match self {
+            Predictor::Dense(l) => Predictor::Dense(l.view()),
+            Predictor::Subspace(s) => Predictor::Subspace(s.view()),
+        }
+    }
+}
