@@ -1,0 +1,168 @@
+//! Every method on problems whose answer is known: well-separated synthetic classes.
+
+use ldl_core::methods::{ensemble, fit_closed_form, ClosedFormConfig, GradientConfig, GradientTrainer};
+use ldl_core::{classify, classify::scratch_len, FitOptions, Method, Model, Optimizer, Rng};
+
+const D: usize = 24;
+
+/// `classes` clusters far apart, each spread along a few random directions, plus queries.
+fn clusters(classes: usize, per_class: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    (0..classes)
+        .map(|_| {
+            let centre: Vec<f32> = (0..D).map(|_| 3.0 * rng.normal()).collect();
+            let dirs: Vec<Vec<f32>> = (0..3).map(|_| (0..D).map(|_| rng.normal()).collect()).collect();
+            let mut rows = Vec::with_capacity(per_class * D);
+            for _ in 0..per_class {
+                let w: Vec<f32> = (0..3).map(|_| 0.5 * rng.normal()).collect();
+                for j in 0..D {
+                    rows.push(centre[j] + (0..3).map(|t| w[t] * dirs[t][j]).sum::<f32>() + 0.01 * rng.normal());
+                }
+            }
+            rows
+        })
+        .collect()
+}
+
+/// Accuracy of a model on per-class query sets.
+fn accuracy(model: &Model, queries: &[Vec<f32>]) -> f32 {
+    let mut scratch = vec![0.0; scratch_len(model).unwrap()];
+    let mut dist = vec![0.0; model.labels.len()];
+    let (mut ok, mut n) = (0, 0);
+    for (c, q) in queries.iter().enumerate() {
+        for x in q.chunks_exact(D) {
+            let r = classify(model, x, None, &mut scratch, &mut dist).unwrap();
+            ok += (r.best == c) as usize;
+            n += 1;
+        }
+    }
+    ok as f32 / n as f32
+}
+
+fn data(seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let all = clusters(4, 30, seed);
+    let support = all.iter().map(|c| c[..10 * D].to_vec()).collect();
+    let queries = all.iter().map(|c| c[10 * D..].to_vec()).collect();
+    (support, queries)
+}
+
+const LABELS: [&str; 4] = ["a", "b", "c", "d"];
+
+#[test]
+fn o2md_bd_and_naive_reduce_their_loss_and_separate_the_classes() {
+    let (support, queries) = data(1);
+    let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
+    for base in [GradientConfig::o2md_paper(32), GradientConfig::bd_paper(32), GradientConfig::naive_paper()] {
+        let mut cfg = base;
+        cfg.predictor_step.optimizer = Optimizer::adam(1e-2);
+        cfg.target_step.optimizer = Optimizer::adam(1e-3);
+        let mut t = GradientTrainer::new(&views, D, &LABELS, &cfg, 7).unwrap();
+        let losses: Vec<f32> = (0..40).map(|_| t.epoch().unwrap()).collect();
+        assert!(losses[39] < 0.2 * losses[0], "{:?}: loss {} -> {}", cfg.method, losses[0], losses[39]);
+        let acc = accuracy(t.model(), &queries);
+        assert_eq!(acc, 1.0, "{:?} accuracy {acc}", cfg.method);
+    }
+}
+
+#[test]
+fn bd_moves_the_target_and_o2md_keeps_it_frozen() {
+    let (support, _) = data(2);
+    let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
+    for (cfg, moves) in [(GradientConfig::o2md_paper(16), false), (GradientConfig::bd_paper(16), true)] {
+        let mut t = GradientTrainer::new(&views, D, &LABELS, &cfg, 3).unwrap();
+        let before = t.model().members[0].target.clone();
+        t.epoch().unwrap();
+        assert_eq!(t.model().members[0].target != before, moves, "{:?}", cfg.method);
+    }
+}
+
+#[test]
+fn closed_form_is_perfect_and_deterministic() {
+    let (support, queries) = data(3);
+    let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
+    for k in [0, 16, 64] {
+        for ridge in [0.0, 1.0] {
+            let cfg = ClosedFormConfig { k, fit: FitOptions { ridge, ..Default::default() }, ..Default::default() };
+            let a = fit_closed_form(&views, D, &LABELS, &cfg, 5).unwrap();
+            let b = fit_closed_form(&views, D, &LABELS, &cfg, 5).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(a.method, Method::ClosedForm);
+            assert_eq!(accuracy(&a, &queries), 1.0, "k={k} ridge={ridge}");
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_model_other_seed_other_model() {
+    let (support, _) = data(4);
+    let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
+    let cfg = GradientConfig::o2md_paper(16);
+    let a = GradientTrainer::new(&views, D, &LABELS, &cfg, 9).unwrap().run().unwrap();
+    let b = GradientTrainer::new(&views, D, &LABELS, &cfg, 9).unwrap().run().unwrap();
+    let c = GradientTrainer::new(&views, D, &LABELS, &cfg, 10).unwrap().run().unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn ensemble_agrees_on_easy_samples_and_flags_outliers() {
+    let (support, queries) = data(5);
+    let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
+    let cfg = ClosedFormConfig { k: 32, ..Default::default() };
+    let mut model = ensemble(&views, D, 5, 11, |cls, seed| fit_closed_form(cls, D, &LABELS, &cfg, seed)).unwrap();
+    assert_eq!(model.members.len(), 5);
+    assert_eq!(accuracy(&model, &queries), 1.0);
+    let mut scratch = vec![0.0; scratch_len(&model).unwrap()];
+    let mut dist = vec![0.0; 4];
+    let r = classify(&model, &queries[2][..D], None, &mut scratch, &mut dist).unwrap();
+    assert_eq!((r.best, r.agreement), (2, 1.0));
+    // Members differ (own targets, bootstrap resamples).
+    assert_ne!(model.members[0], model.members[1]);
+    // A point far from every class is "unknown" under a threshold set from the support.
+    let far = vec![40.0f32; D];
+    let near = classify(&model, &queries[0][..D], None, &mut scratch, &mut dist).unwrap().novelty;
+    model.threshold = Some(near * 10.0);
+    let r = classify(&model, &far, model.threshold, &mut scratch, &mut dist).unwrap();
+    assert_eq!(r.class, None);
+    assert!(r.novelty > near * 10.0);
+}
+
+#[test]
+fn enrollment_adds_and_removes_classes_without_touching_others() {
+    let (support, queries) = data(6);
+    let views: Vec<&[f32]> = support[..3].iter().map(|v| v.as_slice()).collect();
+    let cfg = ClosedFormConfig { k: 32, ..Default::default() };
+    let mut model = fit_closed_form(&views, D, &LABELS[..3], &cfg, 1).unwrap();
+    let before = model.clone();
+    assert_eq!(model.enroll("d", &support[3], 10), Err(ldl_core::Error::CapacityFull));
+    model.capacity = 4;
+    model.enroll("d", &support[3], 10).unwrap();
+    assert_eq!(model.members[0].predictors[..3], before.members[0].predictors[..]);
+    assert_eq!(accuracy(&model, &queries), 1.0);
+    assert_eq!(model.enroll("e", &support[3], 10), Err(ldl_core::Error::CapacityFull));
+    model.capacity = 8;
+    assert_eq!(model.enroll("d", &support[3], 10), Err(ldl_core::Error::DuplicateLabel));
+    assert_eq!(model.enroll("a-label-that-is-far-too-long", &support[3], 10), Err(ldl_core::Error::LabelTooLong));
+    assert_eq!(model.enroll("e", &support[3][..D - 1], 1), Err(ldl_core::Error::DimensionMismatch { expected: D as u32, found: D as u32 - 1 }));
+    let mut nan = support[3][..D].to_vec();
+    nan[3] = f32::NAN;
+    assert_eq!(model.enroll("e", &nan, 1), Err(ldl_core::Error::NonFinite));
+    model.forget("d").unwrap();
+    assert_eq!(model, Model { capacity: 8, ..before });
+    assert_eq!(model.forget("d"), Err(ldl_core::Error::UnknownClass));
+}
+
+#[test]
+fn bad_support_sets_are_errors() {
+    let cfg = ClosedFormConfig::default();
+    assert_eq!(fit_closed_form(&[], D, &[], &cfg, 0), Err(ldl_core::Error::EmptyClass));
+    let empty: &[f32] = &[];
+    assert_eq!(fit_closed_form(&[empty], D, &["a"], &cfg, 0), Err(ldl_core::Error::EmptyClass));
+    let row = vec![0.0f32; D];
+    assert!(fit_closed_form(&[&row], D, &["a", "b"], &cfg, 0).is_err());
+    let mut bad = GradientConfig::o2md_paper(8);
+    bad.predictor_step.batch_size = 0;
+    let one: [&[f32]; 1] = [&row];
+    let t = GradientTrainer::new(&one, D, &["a"], &bad, 0).unwrap();
+    assert_eq!(t.run(), Err(ldl_core::Error::InvalidParameter));
+}
