@@ -11,6 +11,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
+pub mod batch;
 pub mod classify;
 pub mod error;
 pub mod linalg;

@@ -93,6 +93,12 @@ pub fn matmul_nt(a: &[f32], m: usize, p: usize, b: &[f32], n: usize, out: &mut [
     gemm(a, m, p, (p, 1), b, n, (1, p), out)
 }
 
+/// `out (m x n) = A^T * B` where `A` is `p x m` and `B` is `p x n`; all row-major.
+pub fn matmul_tn(a: &[f32], p: usize, m: usize, b: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
+    // A^T (m x p): element (i, t) = a[t*m + i] -> row stride 1, column stride m.
+    gemm(a, m, p, (1, m), b, n, (n, 1), out)
+}
+
 /// `out (m x n) = A (m x p) * B` where `B` is `p x n`; all row-major.
 pub fn matmul_nn(a: &[f32], m: usize, p: usize, b: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
     gemm(a, m, p, (p, 1), b, n, (n, 1), out)

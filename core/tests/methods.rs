@@ -166,3 +166,34 @@ fn bad_support_sets_are_errors() {
     let t = GradientTrainer::new(&one, D, &["a"], &bad, 0).unwrap();
     assert_eq!(t.run(), Err(ldl_core::Error::InvalidParameter));
 }
+
+#[test]
+fn batch_distances_equal_one_at_a_time() {
+    let (support, queries) = data(8);
+    let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
+    let xs: Vec<f32> = queries.concat();
+    let n = xs.len() / D;
+    let models = [
+        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(64), 1).unwrap().run().unwrap(), // k > d: Gram path
+        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(8), 1).unwrap().run().unwrap(), // direct path
+        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::naive_paper(), 1).unwrap().run().unwrap(),
+        fit_closed_form(&views, D, &LABELS, &ClosedFormConfig { k: 16, ..Default::default() }, 2).unwrap(),
+        fit_closed_form(&views, D, &LABELS, &ClosedFormConfig { k: 0, fit: FitOptions { ridge: 0.5, ..Default::default() }, ..Default::default() }, 2).unwrap(),
+        ensemble(&views, D, 3, 4, |c, s| fit_closed_form(c, D, &LABELS, &ClosedFormConfig { k: 16, ..Default::default() }, s)).unwrap(),
+    ];
+    for model in &models {
+        let mut batch = vec![0.0; n * 4];
+        ldl_core::batch::distances(model, &xs, n, &mut batch).unwrap();
+        let mut scratch = vec![0.0; scratch_len(model).unwrap()];
+        let mut one = vec![0.0; 4];
+        let pred = ldl_core::batch::predict(model, &xs, n).unwrap();
+        for i in 0..n {
+            let r = classify(model, &xs[i * D..(i + 1) * D], None, &mut scratch, &mut one).unwrap();
+            assert_eq!(pred[i], r.best);
+            for c in 0..4 {
+                let (a, b) = (batch[i * 4 + c], one[c]);
+                assert!((a - b).abs() <= 1e-3 * b.abs().max(1e-3), "{:?} sample {i} class {c}: {a} vs {b}", model.method);
+            }
+        }
+    }
+}
