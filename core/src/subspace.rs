@@ -16,7 +16,7 @@
 
 use crate::error::{check_len, Error, Result};
 use crate::linalg::{self, axpy, dot};
-use crate::linear::{Linear, Target};
+use crate::linear::Target;
 use serde::{Deserialize, Serialize};
 
 /// Options of the closed-form fit.
@@ -350,7 +350,7 @@ impl Subspace<alloc::vec::Vec<f32>> {
 
     /// The same predictor as a dense linear map `P(x) = W x + b` (for comparison with
     /// gradient descent, or to run it where only dense predictors are supported).
-    pub fn to_dense<T: AsRef<[f32]>>(&self, target: &Target<T>) -> Result<Linear<alloc::vec::Vec<f32>>> {
+    pub fn to_dense<T: AsRef<[f32]>>(&self, target: &Target<T>) -> Result<crate::linear::Linear<alloc::vec::Vec<f32>>> {
         use alloc::vec;
         let (d, k, r) = (self.inputs, self.outputs, self.rank);
         check_len(d, target.inputs())?;
@@ -379,7 +379,7 @@ impl Subspace<alloc::vec::Vec<f32>> {
         let mut wm = vec![0.0; k];
         linalg::gemv(&w, k, d, mean, None, &mut wm)?;
         let b: alloc::vec::Vec<f32> = qm.iter().zip(&wm).map(|(q, w)| q - w).collect();
-        Linear::from_parts(d, k, w, Some(b))
+        crate::linear::Linear::from_parts(d, k, w, Some(b))
     }
 }
 
