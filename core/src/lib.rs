@@ -11,10 +11,12 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod augment;
 #[cfg(feature = "alloc")]
 pub mod batch;
 pub mod classify;
 pub mod error;
+pub mod format;
 pub mod linalg;
 pub mod linear;
 #[cfg(feature = "alloc")]
@@ -27,6 +29,7 @@ pub mod train;
 
 pub use classify::{classify, Classes, Classification};
 pub use error::{Error, Result};
+pub use format::{Header, ModelView};
 pub use linear::{Init, Linear, Target};
 pub use model::{label, ImageSpec, Label, Method, Preprocess};
 #[cfg(feature = "alloc")]

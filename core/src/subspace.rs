@@ -386,7 +386,7 @@ impl Subspace<alloc::vec::Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::linear::Init;
+    use crate::linear::{Init, Linear};
     use crate::rng::Rng;
     use crate::train::{fit_epoch, OptState, Optimizer, StepOptions};
     extern crate std;
