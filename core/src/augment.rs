@@ -26,7 +26,7 @@ pub fn shifts(image: &[f32], width: usize, height: usize, s: u8, out: &mut [f32]
     let s = s as isize;
     let mut idx = 0;
     // (0, 0) first, then the others in a fixed order.
-    let mut write = |dx: isize, dy: isize, idx: usize, out: &mut [f32]| {
+    let write = |dx: isize, dy: isize, idx: usize, out: &mut [f32]| {
         let dst = &mut out[idx * n..(idx + 1) * n];
         for y in 0..height as isize {
             for x in 0..width as isize {

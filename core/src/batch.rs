@@ -132,13 +132,15 @@ fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, xb: &[f32], qx: &[f32
             for row in u.chunks_exact_mut(r.max(1)).take(nb) {
                 row.iter_mut().zip(umean).for_each(|(a, b)| *a -= b);
             }
-            // p_i = M u_i (M symmetric).
-            let mut p = vec![0.0; nb * r];
-            matmul_nt(&u, nb, r, s.shrink(), r, &mut p)?;
+            let w = s.shrink();
             match (s.proj(), s.target_mean()) {
                 (Some(b), Some(tm)) => {
+                    // p = w . u; e = (Q(x) - Q(mu)) - B p.
+                    for row in u.chunks_exact_mut(r.max(1)).take(nb) {
+                        row.iter_mut().zip(w).for_each(|(a, wi)| *a *= wi);
+                    }
                     let mut pb = vec![0.0; nb * k];
-                    matmul_nt(&p, nb, r, b, k, &mut pb)?;
+                    matmul_nt(&u, nb, r, b, k, &mut pb)?;
                     for i in 0..nb {
                         let mut acc = 0.0f32;
                         for j in 0..k {
@@ -149,17 +151,17 @@ fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, xb: &[f32], qx: &[f32
                     }
                 }
                 _ => {
-                    let mut pu = vec![0.0; nb * d];
-                    matmul_nn(&p, nb, r, s.basis(), d, &mut pu)?;
+                    // ||z||^2 - sum (2 w - w^2) u^2, z = x - mu.
                     let zero = vec![0.0; d];
                     let mu = s.mean().unwrap_or(&zero);
+                    let c: Vec<f32> = w.iter().map(|wi| 2.0 * wi - wi * wi).collect();
                     for i in 0..nb {
-                        let mut acc = 0.0f32;
-                        for j in 0..d {
-                            let e = xb[i * d + j] - mu[j] - pu[i * d + j];
-                            acc += e * e;
+                        let x = &xb[i * d..(i + 1) * d];
+                        let mut acc: f32 = x.iter().zip(mu).map(|(a, m)| (a - m) * (a - m)).sum();
+                        if r > 0 {
+                            acc -= u[i * r..(i + 1) * r].iter().zip(&c).map(|(ui, ci)| ci * ui * ui).sum::<f32>();
                         }
-                        dist[i] = acc / d as f32;
+                        dist[i] = acc.max(0.0) / d as f32;
                     }
                 }
             }

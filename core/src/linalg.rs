@@ -240,6 +240,92 @@ pub fn cholesky_solve(l: &[f32], n: usize, b: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// Eigen-decomposition of a symmetric `n x n` matrix (row-major) by cyclic Jacobi rotations:
+/// on return `values[i]` are the eigenvalues in decreasing order and row `i` of `vectors` is
+/// the unit eigenvector of `values[i]`. `a` is destroyed. Small, exact to working precision,
+/// no allocation: what a device can afford for the `r x r` problems of enrollment.
+pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32]) -> Result<()> {
+    crate::error::check_len(n * n, a.len())?;
+    if values.len() < n || vectors.len() < n * n {
+        return Err(Error::BufferTooSmall);
+    }
+    let vectors = &mut vectors[..n * n];
+    // vectors holds V with A_original = V diag V^T, columns = eigenvectors, during the sweeps.
+    for i in 0..n {
+        for j in 0..n {
+            vectors[i * n + j] = if i == j { 1.0 } else { 0.0 };
+        }
+    }
+    for _sweep in 0..50 {
+        let mut off = 0.0f64;
+        let mut diag = 0.0f64;
+        for i in 0..n {
+            diag += (a[i * n + i] as f64).powi(2);
+            for j in i + 1..n {
+                off += (a[i * n + j] as f64).powi(2);
+            }
+        }
+        if off <= 1e-14 * diag || off == 0.0 {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = a[p * n + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let (app, aqq) = (a[p * n + p], a[q * n + q]);
+                let theta = (aqq - app) / (2.0 * apq);
+                let t = if theta >= 0.0 { 1.0 / (theta + libm::sqrtf(1.0 + theta * theta)) } else { -1.0 / (-theta + libm::sqrtf(1.0 + theta * theta)) };
+                let c = 1.0 / libm::sqrtf(1.0 + t * t);
+                let s = t * c;
+                for k in 0..n {
+                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (vectors[k * n + p], vectors[k * n + q]);
+                    vectors[k * n + p] = c * vkp - s * vkq;
+                    vectors[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    for i in 0..n {
+        values[i] = a[i * n + i];
+    }
+    // Transpose so rows are eigenvectors, then selection-sort by decreasing eigenvalue.
+    for i in 0..n {
+        for j in i + 1..n {
+            vectors.swap(i * n + j, j * n + i);
+        }
+    }
+    for i in 0..n {
+        let mut best = i;
+        for j in i + 1..n {
+            if values[j] > values[best] {
+                best = j;
+            }
+        }
+        if best != i {
+            values.swap(i, best);
+            for k in 0..n {
+                vectors.swap(i * n + k, best * n + k);
+            }
+        }
+    }
+    if values[..n].iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +399,24 @@ mod tests {
             }
         }
         assert!(m[8..].iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn jacobi_diagonalises_a_symmetric_matrix() {
+        let orig = [4.0f32, 1.0, 2.0, 1.0, 3.0, 0.5, 2.0, 0.5, 5.0];
+        let mut a = orig;
+        let (mut vals, mut vecs) = ([0.0f32; 3], [0.0f32; 9]);
+        sym_eigen(&mut a, 3, &mut vals, &mut vecs).unwrap();
+        assert!(vals[0] >= vals[1] && vals[1] >= vals[2]);
+        assert!((vals.iter().sum::<f32>() - 12.0).abs() < 1e-4);
+        for i in 0..3 {
+            let v = &vecs[i * 3..i * 3 + 3];
+            assert!((norm2(v) - 1.0).abs() < 1e-5);
+            for r in 0..3 {
+                let av: f32 = (0..3).map(|c| orig[r * 3 + c] * v[c]).sum();
+                assert!((av - vals[i] * v[r]).abs() < 1e-4, "A v != lambda v");
+            }
+        }
     }
 
     #[test]

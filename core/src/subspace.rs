@@ -2,17 +2,18 @@
 //!
 //! For a linear predictor trained by MSE to reproduce the target `Q(x) = A x + a` on a class's
 //! samples, the ridge optimum is `W = A Z^T (Z Z^T + lambda I)^-1 Z` (Z: the centred samples)
-//! and the bias makes it exact at the class mean `mu`. With an orthonormal basis `U` (r x d) of
-//! the samples' span, `Z^T = U^T R` and `W = A U^T M U` with `M = K (K + lambda I)^-1`,
-//! `K = R R^T` (r x r). So
+//! and the bias makes it exact at the class mean `mu`. With the principal directions `U`
+//! (r x d, orthonormal rows) of the centred samples and their squared singular values `s_i^2`,
+//! `W = A U^T diag(w) U` with shrinkage weights `w_i = s_i^2 / (s_i^2 + lambda)`. So
 //!
-//! `P(x) - Q(x) = -[A (x - mu) - B M U (x - mu)]`, with `B = A U^T` (k x r).
+//! `P(x) - Q(x) = -[A (x - mu) - B diag(w) U (x - mu)]`, with `B = A U^T` (k x r).
 //!
-//! Storing `mu`, `U`, `M`, `B` and `Q(mu)` costs `(d + k) r + r^2 + d + k` numbers instead of
-//! `k d`, and one distance costs `2 r d + k r` multiply-adds after `Q(x)`. `lambda = 0` is the
-//! minimum-norm solution gradient descent reaches from zero (`M = I`: a projection), so a
-//! converged O2MD model is a randomly projected nearest-subspace classifier. It is exact,
-//! deterministic and needs no epochs: what a device uses to enroll a class.
+//! Storing `mu`, `U`, `w`, `B` and `Q(mu)` costs `(d + k + 1) r + d + k` numbers instead of
+//! `k d`, and one distance costs `r d + k r` multiply-adds after `Q(x)`. Directions whose
+//! weight is negligible can be dropped (`min_weight`, `max_rank`) to bound a device's memory.
+//! `lambda = 0` is the minimum-norm solution gradient descent reaches from zero (`w = 1`: a
+//! projection), so a converged O2MD model is a randomly projected nearest-subspace
+//! classifier. It is exact, deterministic and needs no epochs: what a device uses to enroll.
 
 use crate::error::{check_len, Error, Result};
 use crate::linalg::{self, axpy, dot};
@@ -32,6 +33,10 @@ pub struct FitOptions {
     /// A sample whose part outside the span of the previous ones is below this fraction of
     /// its norm adds no dimension (it is a duplicate up to rounding).
     pub rank_tol: f32,
+    /// Directions whose shrinkage weight is below this are dropped (0 keeps all).
+    pub min_weight: f32,
+    /// At most this many directions are kept, the strongest first (0 = no limit).
+    pub max_rank: u16,
 }
 
 impl Default for FitOptions {
@@ -40,18 +45,22 @@ impl Default for FitOptions {
             ridge: 0.0,
             affine: true,
             rank_tol: 1e-3,
+            min_weight: 0.0,
+            max_rank: 0,
         }
     }
 }
 
-/// Scratch space (in f32s) that [`fit_into`] needs for a rank capacity and target width.
-pub const fn fit_scratch_len(max_rank: usize, outputs: usize) -> usize {
-    2 * max_rank * max_rank + max_rank + outputs
+/// Scratch space (in f32s) that [`fit_into`] needs for `m` samples of dimension `d` and a
+/// target of `k` outputs.
+pub const fn fit_scratch_len(m: usize, d: usize, k: usize) -> usize {
+    let w = if m < d { m } else { d };
+    2 * w * w + w + k
 }
 
 /// Scratch space (in f32s) that [`Subspace::distance`] needs.
 pub const fn distance_scratch_len(inputs: usize, max_rank: usize) -> usize {
-    inputs + 2 * max_rank
+    inputs + max_rank
 }
 
 /// A class's closed-form predictor in compact form (see the module doc).
@@ -68,14 +77,14 @@ pub struct Subspace<S> {
 }
 
 /// Mutable output buffers for [`fit_into`], sized for a rank capacity `cap`: `mean` d,
-/// `basis` cap*d, `shrink` cap*cap, `proj` k*cap and `target_mean` k (both may be empty for an
+/// `basis` cap*d, `shrink` cap, `proj` k*cap and `target_mean` k (both may be empty for an
 /// identity target). Results are stored compactly at the front (stride = the actual rank).
 pub struct SubspaceBuf<'a> {
     /// Class mean (d).
     pub mean: &'a mut [f32],
     /// Orthonormal basis rows.
     pub basis: &'a mut [f32],
-    /// Ridge shrinkage matrix `M`.
+    /// Shrinkage weights `w`.
     pub shrink: &'a mut [f32],
     /// `B = A U^T`, row-major k x r.
     pub proj: &'a mut [f32],
@@ -94,7 +103,7 @@ impl<S: AsRef<[f32]>> Subspace<S> {
             check_len(inputs, m.as_ref().len())?;
         }
         check_len(rank * inputs, basis.as_ref().len())?;
-        check_len(rank * rank, shrink.as_ref().len())?;
+        check_len(rank, shrink.as_ref().len())?;
         match (&proj, &target_mean) {
             (Some(p), Some(t)) => {
                 check_len(outputs * rank, p.as_ref().len())?;
@@ -125,7 +134,7 @@ impl<S: AsRef<[f32]>> Subspace<S> {
     pub fn basis(&self) -> &[f32] {
         self.basis.as_ref()
     }
-    /// Shrinkage `M`, `rank x rank`.
+    /// Shrinkage weights `w` (`rank`), in (0, 1], decreasing.
     pub fn shrink(&self) -> &[f32] {
         self.shrink.as_ref()
     }
@@ -160,41 +169,46 @@ impl<S: AsRef<[f32]>> Subspace<S> {
             return Err(Error::BufferTooSmall);
         }
         let (z, rest) = scratch.split_at_mut(d);
-        let (u, rest) = rest.split_at_mut(r);
-        let p = &mut rest[..r];
+        let u = &mut rest[..r];
         z.copy_from_slice(x);
         if let Some(m) = self.mean() {
             z.iter_mut().zip(m).for_each(|(zi, mi)| *zi -= mi);
         }
         let basis = self.basis();
+        let w = self.shrink();
         for i in 0..r {
             u[i] = dot(&basis[i * d..(i + 1) * d], z);
         }
-        linalg::gemv(self.shrink(), r, r, u, None, p)?;
         match (self.proj(), self.target_mean()) {
             (Some(b), Some(tm)) => {
                 check_len(self.outputs, qx.len())?;
+                // p = w . u, then e = (Q(x) - Q(mu)) - B p.
+                for i in 0..r {
+                    u[i] *= w[i];
+                }
                 let mut s = 0.0f32;
                 for j in 0..self.outputs {
-                    let e = (qx[j] - tm[j]) - dot(&b[j * r..(j + 1) * r], p);
+                    let e = (qx[j] - tm[j]) - dot(&b[j * r..(j + 1) * r], u);
                     s += e * e;
                 }
                 Ok(s / self.outputs as f32)
             }
             _ => {
+                // ||z - U^T diag(w) U z||^2 = ||z||^2 - sum (2 w_i - w_i^2) u_i^2 (U orthonormal).
+                let mut s = linalg::norm2(z);
                 for i in 0..r {
-                    axpy(-p[i], &basis[i * d..(i + 1) * d], z);
+                    s -= (2.0 * w[i] - w[i] * w[i]) * u[i] * u[i];
                 }
-                Ok(linalg::norm2(z) / d as f32)
+                Ok(s.max(0.0) / d as f32)
             }
         }
     }
 }
 
 /// Fits a class's closed-form predictor from its `m` samples (`samples`, row-major `m x d`,
-/// overwritten: it is used as workspace) into `out`, for rank capacity `cap`. Returns the
-/// rank. No allocation: this is the device's enrollment. `scratch` needs
-/// [`fit_scratch_len`]`(cap, k)` f32s.
+/// overwritten: it is used as workspace) into `out`, which holds at most `cap` directions
+/// (the strongest are kept). Returns the rank. No allocation: this is the device's
+/// enrollment. `scratch` needs [`fit_scratch_len`]`(m, d, k)` f32s.
 pub fn fit_into<T: AsRef<[f32]>>(target: &Target<T>, samples: &mut [f32], m: usize, opts: &FitOptions, cap: usize, out: SubspaceBuf<'_>, scratch: &mut [f32]) -> Result<usize> {
     let (d, k) = (target.inputs(), target.outputs());
     if m == 0 {
@@ -202,23 +216,25 @@ pub fn fit_into<T: AsRef<[f32]>>(target: &Target<T>, samples: &mut [f32], m: usi
     }
     check_len(m * d, samples.len())?;
     crate::error::check_finite(samples)?;
-    if !(opts.ridge >= 0.0) || !opts.ridge.is_finite() || !(0.0..1.0).contains(&opts.rank_tol) {
+    if !(opts.ridge >= 0.0) || !opts.ridge.is_finite() || !(0.0..1.0).contains(&opts.rank_tol) || !(0.0..=1.0).contains(&opts.min_weight) {
         return Err(Error::InvalidParameter);
     }
     check_len(d, out.mean.len())?;
-    if out.basis.len() < cap * d || out.shrink.len() < cap * cap {
+    if out.basis.len() < cap * d || out.shrink.len() < cap {
         return Err(Error::BufferTooSmall);
     }
     let linear = matches!(target, Target::Linear(_));
     if linear && (out.proj.len() < k * cap || out.target_mean.len() < k) {
         return Err(Error::BufferTooSmall);
     }
-    if scratch.len() < fit_scratch_len(cap, k) {
+    if scratch.len() < fit_scratch_len(m, d, k) {
         return Err(Error::BufferTooSmall);
     }
-    let (coef, rest) = scratch.split_at_mut(cap);
-    let (gram, rest) = rest.split_at_mut(cap * cap);
-    let (chol, rest) = rest.split_at_mut(cap * cap);
+    // Workspace rank bound: the span of m samples in R^d.
+    let wr = m.min(d);
+    let (coef, rest) = scratch.split_at_mut(wr);
+    let (gram, rest) = rest.split_at_mut(wr * wr);
+    let (kmat, rest) = rest.split_at_mut(wr * wr);
     let tmp = &mut rest[..k];
 
     // 1. Mean and centring.
@@ -236,7 +252,8 @@ pub fn fit_into<T: AsRef<[f32]>>(target: &Target<T>, samples: &mut [f32], m: usi
         }
     }
 
-    // 2. Gram-Schmidt (two passes) with each sample's coordinates accumulated into K = R R^T.
+    // 2. Gram-Schmidt (two passes) with each sample's coordinates accumulated into K = R R^T,
+    //    the Gram matrix of the samples in the basis U.
     gram.iter_mut().for_each(|v| *v = 0.0);
     let mut r = 0usize;
     for t in 0..m {
@@ -261,10 +278,7 @@ pub fn fit_into<T: AsRef<[f32]>>(target: &Target<T>, samples: &mut [f32], m: usi
         }
         let nrm = libm::sqrtf(linalg::norm2(v));
         let mut len = r;
-        if nrm > opts.rank_tol * orig {
-            if r == cap {
-                return Err(Error::CapacityFull);
-            }
+        if nrm > opts.rank_tol * orig && r < wr {
             let inv = 1.0 / nrm;
             v.iter_mut().for_each(|x| *x *= inv);
             coef[r] = nrm;
@@ -273,38 +287,39 @@ pub fn fit_into<T: AsRef<[f32]>>(target: &Target<T>, samples: &mut [f32], m: usi
         }
         for a in 0..len {
             for b in 0..len {
-                gram[a * cap + b] += coef[a] * coef[b];
+                gram[a * wr + b] += coef[a] * coef[b];
             }
         }
     }
-    out.basis[..r * d].copy_from_slice(&samples[..r * d]);
-
-    // 3. Shrinkage M = (K + lambda I)^-1 K, stored compactly r x r.
-    if opts.ridge == 0.0 || r == 0 {
-        for a in 0..r {
-            for b in 0..r {
-                out.shrink[a * r + b] = if a == b { 1.0 } else { 0.0 };
-            }
-        }
-    } else {
-        let chol = &mut chol[..r * r];
-        for a in 0..r {
-            for b in 0..r {
-                chol[a * r + b] = gram[a * cap + b] + if a == b { opts.ridge } else { 0.0 };
-            }
-        }
-        linalg::cholesky(chol, r)?;
+    // 3. Principal directions: K = V diag(s^2) V^T; new basis rows V^T U, weights
+    //    w = s^2 / (s^2 + lambda); keep the strongest directions that pass the options.
+    let kk = &mut kmat[..r * r];
+    for a in 0..r {
         for b in 0..r {
-            let col = &mut coef[..r];
-            for a in 0..r {
-                col[a] = gram[a * cap + b];
-            }
-            linalg::cholesky_solve(chol, r, col)?;
-            for a in 0..r {
-                out.shrink[a * r + b] = col[a];
-            }
+            kk[a * r + b] = gram[a * wr + b];
         }
     }
+    let (vals, vecs) = (&mut coef[..r], &mut gram[..r * r]);
+    linalg::sym_eigen(kk, r, vals, vecs)?;
+    let mut keep = 0;
+    while keep < r {
+        let lam = vals[keep].max(0.0);
+        let w = if opts.ridge == 0.0 { if lam > 0.0 { 1.0 } else { 0.0 } } else { lam / (lam + opts.ridge) };
+        let limit = if opts.max_rank == 0 { cap } else { cap.min(opts.max_rank as usize) };
+        if w <= 0.0 || w < opts.min_weight || keep >= limit {
+            break;
+        }
+        out.shrink[keep] = w;
+        keep += 1;
+    }
+    for i in 0..keep {
+        let row = &mut out.basis[i * d..(i + 1) * d];
+        row.iter_mut().for_each(|v| *v = 0.0);
+        for j in 0..r {
+            axpy(vecs[i * r + j], &samples[j * d..(j + 1) * d], row);
+        }
+    }
+    let r = keep;
 
     // 4. B = A U^T and Q(mean), for a linear target.
     if let Target::Linear(l) = target {
@@ -327,13 +342,13 @@ impl Subspace<alloc::vec::Vec<f32>> {
         use alloc::vec;
         let (d, k) = (target.inputs(), target.outputs());
         check_len(m * d, samples.len())?;
-        let cap = m.min(d);
+        let cap = if opts.max_rank == 0 { m.min(d) } else { m.min(d).min(opts.max_rank as usize) };
         let linear = matches!(target, Target::Linear(_));
         let kb = if linear { k } else { 0 };
         let mut work = samples.to_vec();
-        let (mut mean, mut basis, mut shrink) = (vec![0.0; d], vec![0.0; cap * d], vec![0.0; cap * cap]);
+        let (mut mean, mut basis, mut shrink) = (vec![0.0; d], vec![0.0; cap * d], vec![0.0; cap]);
         let (mut proj, mut tmean) = (vec![0.0; kb * cap], vec![0.0; kb]);
-        let mut scratch = vec![0.0; fit_scratch_len(cap, k)];
+        let mut scratch = vec![0.0; fit_scratch_len(m, d, k)];
         let buf = SubspaceBuf {
             mean: &mut mean,
             basis: &mut basis,
@@ -343,7 +358,7 @@ impl Subspace<alloc::vec::Vec<f32>> {
         };
         let r = fit_into(target, &mut work, m, opts, cap, buf, &mut scratch)?;
         basis.truncate(r * d);
-        shrink.truncate(r * r);
+        shrink.truncate(r);
         proj.truncate(kb * r);
         Subspace::from_parts(d, k, r, opts.affine.then_some(mean), basis, shrink, linear.then_some(proj), linear.then_some(tmean))
     }
@@ -355,18 +370,15 @@ impl Subspace<alloc::vec::Vec<f32>> {
         let (d, k, r) = (self.inputs, self.outputs, self.rank);
         check_len(d, target.inputs())?;
         check_len(k, target.outputs())?;
-        // W = B M U, with B = U^T for an identity target.
+        // W = B diag(w) U, with B = U^T for an identity target.
         let mut bm = vec![0.0; k * r];
-        match self.proj() {
-            Some(b) => linalg::matmul_nn(b, k, r, self.shrink(), r, &mut bm)?,
-            None => {
-                let mut ut = vec![0.0; d * r];
-                for i in 0..r {
-                    for j in 0..d {
-                        ut[j * r + i] = self.basis()[i * d + j];
-                    }
-                }
-                linalg::matmul_nn(&ut, d, r, self.shrink(), r, &mut bm)?;
+        for j in 0..k {
+            for i in 0..r {
+                let bji = match self.proj() {
+                    Some(b) => b[j * r + i],
+                    None => self.basis()[i * d + j],
+                };
+                bm[j * r + i] = bji * self.shrink()[i];
             }
         }
         let mut w = vec![0.0; k * d];
@@ -431,7 +443,7 @@ mod tests {
                         for x in xs.chunks_exact(d) {
                             let mut qx = std::vec![0.0; kk];
                             target.forward(x, &mut qx).unwrap();
-                            assert!(s.distance(x, &qx, &mut scratch).unwrap() < 1e-8);
+                            assert!(s.distance(x, &qx, &mut scratch).unwrap() < 1e-5);
                         }
                     }
                 }
@@ -451,7 +463,7 @@ mod tests {
         target.forward_batch(&xs, m, &mut ts).unwrap();
         let wd = 0.02f32;
         let lambda = m as f32 * k as f32 * wd / 2.0;
-        let closed = Subspace::fit(&target, &xs, m, &FitOptions { ridge: lambda, affine: true, rank_tol: 1e-4 }).unwrap().to_dense(&target).unwrap();
+        let closed = Subspace::fit(&target, &xs, m, &FitOptions { ridge: lambda, affine: true, rank_tol: 1e-4, ..Default::default() }).unwrap().to_dense(&target).unwrap();
 
         let mut p = Linear::new(d, k, true, Init::Uniform, &mut Rng::new(3)).unwrap();
         let mut st = OptState::for_layer(&p);
@@ -465,7 +477,7 @@ mod tests {
         assert!(max_w < 1e-3 && max_b < 1e-3, "weights differ by {max_w}, biases by {max_b}");
 
         // lambda = 0 without bias: GD from zero reaches the minimum-norm solution.
-        let closed0 = Subspace::fit(&target, &xs, m, &FitOptions { ridge: 0.0, affine: false, rank_tol: 1e-4 }).unwrap().to_dense(&target).unwrap();
+        let closed0 = Subspace::fit(&target, &xs, m, &FitOptions { ridge: 0.0, affine: false, rank_tol: 1e-4, ..Default::default() }).unwrap().to_dense(&target).unwrap();
         let Target::Linear(a) = &target else { unreachable!() };
         let mut p0 = Linear::new(d, k, true, Init::Zeros, &mut Rng::new(0)).unwrap();
         p0.bias_mut().unwrap().copy_from_slice(a.bias().unwrap());
@@ -490,11 +502,15 @@ mod tests {
         assert!(matches!(Subspace::fit(&t, &[1.0, 2.0], 1, &FitOptions::default()), Err(Error::DimensionMismatch { .. })));
         let bad = FitOptions { ridge: -1.0, ..Default::default() };
         assert_eq!(Subspace::fit(&t, &[1.0, 2.0, 3.0], 1, &bad), Err(Error::InvalidParameter));
-        // Capacity: three independent samples do not fit in rank 2.
-        let mut xs = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
-        let (mut mean, mut basis, mut shrink) = ([0.0; 3], [0.0; 6], [0.0; 4]);
+        // Capacity 2 keeps the two strongest of three directions.
+        let mut xs = [3.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 2.0];
+        let (mut mean, mut basis, mut shrink) = ([0.0; 3], [0.0; 6], [0.0; 2]);
         let buf = SubspaceBuf { mean: &mut mean, basis: &mut basis, shrink: &mut shrink, proj: &mut [], target_mean: &mut [] };
-        let opts = FitOptions { affine: false, ..Default::default() };
-        assert_eq!(fit_into(&t, &mut xs, 3, &opts, 2, buf, &mut [0.0; 16]), Err(Error::CapacityFull));
+        let opts = FitOptions { affine: false, ridge: 1.0, ..Default::default() };
+        assert_eq!(fit_into(&t, &mut xs, 3, &opts, 2, buf, &mut [0.0; fit_scratch_len(3, 3, 3)]), Ok(2));
+        assert!((basis[0].abs() - 1.0).abs() < 1e-6 && (basis[5].abs() - 1.0).abs() < 1e-6, "{basis:?}");
+        assert!((shrink[0] - 0.9).abs() < 1e-6 && (shrink[1] - 0.8).abs() < 1e-6, "{shrink:?}");
+        let buf = SubspaceBuf { mean: &mut mean, basis: &mut basis, shrink: &mut shrink, proj: &mut [], target_mean: &mut [] };
+        assert_eq!(fit_into(&t, &mut xs, 3, &opts, 2, buf, &mut [0.0; 4]), Err(Error::BufferTooSmall));
     }
 }

@@ -192,7 +192,7 @@ fn batch_distances_equal_one_at_a_time() {
             assert_eq!(pred[i], r.best);
             for c in 0..4 {
                 let (a, b) = (batch[i * 4 + c], one[c]);
-                assert!((a - b).abs() <= 1e-3 * b.abs().max(1e-3), "{:?} sample {i} class {c}: {a} vs {b}", model.method);
+                assert!((a - b).abs() <= 1e-3 * b.abs().max(1e-2), "{:?} sample {i} class {c}: {a} vs {b}", model.method);
             }
         }
     }

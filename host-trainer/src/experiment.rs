@@ -1,0 +1,366 @@
+//! Episodic few-shot evaluation, as the paper does it: N-way, m-shot, T trials, support drawn
+//! from the training split per trial, queries from the test split; every random choice from
+//! one seed, so a run is reproducible bit for bit.
+
+use crate::baselines;
+use crate::data::Dataset;
+use anyhow::{bail, Context, Result};
+use ldl_core::methods::{fit_closed_form, ClosedFormConfig, GradientConfig, GradientTrainer};
+use ldl_core::{augment, FitOptions, Rng};
+use serde::Serialize;
+use std::time::Instant;
+
+/// A method to evaluate, with its hyper-parameters (fixed before any test accuracy is seen).
+#[derive(Debug, Clone)]
+pub enum MethodSpec {
+    /// Gradient-trained LDL: O2MD, BD or naive.
+    Gradient(GradientConfig),
+    /// Closed-form LDL; `shift` > 0 adds each support image's shifts by up to that many pixels.
+    ClosedForm {
+        /// Target and fit.
+        cfg: ClosedFormConfig,
+        /// Shift augmentation (images only).
+        shift: u8,
+    },
+    /// Logistic regression (baseline).
+    LogReg,
+    /// MLP with one hidden ReLU layer of 1024 (baseline).
+    Mlp,
+    /// 1-nearest-neighbour (baseline).
+    NearestNeighbour,
+    /// Nearest class mean (baseline).
+    NearestMean,
+}
+
+impl MethodSpec {
+    /// Short name used on the command line and in reports.
+    pub fn name(&self) -> String {
+        match self {
+            MethodSpec::Gradient(c) => match c.method {
+                ldl_core::Method::O2md => format!("o2md-k{}", c.k),
+                ldl_core::Method::Bd => format!("bd-k{}", c.k),
+                _ => "naive".into(),
+            },
+            MethodSpec::ClosedForm { cfg, shift } => {
+                let t = if cfg.k == 0 { "id".to_string() } else { format!("k{}", cfg.k) };
+                if *shift > 0 {
+                    format!("closed-{t}-shift{shift}")
+                } else {
+                    format!("closed-{t}")
+                }
+            }
+            MethodSpec::LogReg => "logreg".into(),
+            MethodSpec::Mlp => "mlp".into(),
+            MethodSpec::NearestNeighbour => "1nn".into(),
+            MethodSpec::NearestMean => "ncm".into(),
+        }
+    }
+
+    /// Parses a method name: `o2md`, `bd`, `naive`, `closed`, `device` (the best mode for
+    /// devices), `logreg`, `mlp`, `1nn`, `ncm`; `o2md`, `bd` and `closed` take `:K` (e.g.
+    /// `o2md:784`).
+    pub fn parse(s: &str) -> Result<Self> {
+        let (name, k) = match s.split_once(':') {
+            Some((n, k)) => (n, Some(k.parse::<usize>().with_context(|| format!("bad k in method {s:?}"))?)),
+            None => (s, None),
+        };
+        Ok(match name {
+            "o2md" => MethodSpec::Gradient(GradientConfig::o2md_paper(k.unwrap_or(2000))),
+            "bd" => MethodSpec::Gradient(GradientConfig::bd_paper(k.unwrap_or(2000))),
+            "naive" => MethodSpec::Gradient(GradientConfig::naive_paper()),
+            "closed" => MethodSpec::ClosedForm { cfg: ClosedFormConfig { k: k.unwrap_or(256), ..Default::default() }, shift: 0 },
+            "device" => device_mode(k),
+            "logreg" => MethodSpec::LogReg,
+            "mlp" => MethodSpec::Mlp,
+            "1nn" => MethodSpec::NearestNeighbour,
+            "ncm" => MethodSpec::NearestMean,
+            _ => bail!("unknown method {s:?} (o2md, bd, naive, closed, device, logreg, mlp, 1nn, ncm)"),
+        })
+    }
+
+    /// Number of epochs, for methods trained epoch by epoch.
+    pub fn epochs(&self) -> usize {
+        match self {
+            MethodSpec::Gradient(c) => c.epochs,
+            _ => 0,
+        }
+    }
+}
+
+/// The best mode the project offers for devices: the closed form of the naive (identity
+/// target) form, a class being the linear span of its images and their shifts by up to 2
+/// pixels, with ridge shrinkage and directions of weight < 0.1 dropped (same accuracy, about
+/// a third of the rank). Chosen on a validation split (MNIST train images 50000..60000 as
+/// queries, supports from 0..50000, 5 trials per setting; `ldl tune` reruns it), never on
+/// the test split. With `k`, a random target of `k` outputs replaces the identity.
+pub fn device_mode(k: Option<usize>) -> MethodSpec {
+    let fit = FitOptions { ridge: 100.0, affine: false, min_weight: 0.1, ..Default::default() };
+    MethodSpec::ClosedForm { cfg: ClosedFormConfig { k: k.unwrap_or(0), fit, ..Default::default() }, shift: 2 }
+}
+
+/// How episodes are drawn.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Protocol {
+    /// Classes per episode (N).
+    pub ways: usize,
+    /// Support samples per class (m).
+    pub shots: usize,
+    /// Episodes.
+    pub trials: usize,
+    /// Query samples per class from the query set; `None` = every sample of the episode's
+    /// classes (MNIST: the full test set, as the paper).
+    pub queries_per_class: Option<usize>,
+    /// Seed of everything.
+    pub seed: u64,
+}
+
+/// One episode: support per class, queries with their class index within the episode.
+pub struct Episode {
+    /// Data-set class of each episode class.
+    pub classes: Vec<usize>,
+    /// Support samples, one row-major matrix per episode class.
+    pub support: Vec<Vec<f32>>,
+    /// Query samples, row-major.
+    pub queries: Vec<f32>,
+    /// Episode class of each query.
+    pub answers: Vec<usize>,
+}
+
+/// Draws episode `trial`: `ways` classes of `train` (all of them when `ways` equals their
+/// number, in order), `shots` support samples each from `train`, queries from `test`. When
+/// `test` is `None` (Omniglot: one set of characters), support and queries are disjoint
+/// samples of the same classes.
+pub fn episode(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usize) -> Result<Episode> {
+    let mut rng = Rng::derive(p.seed, trial as u64);
+    let nclasses = train.num_classes();
+    if p.ways == 0 || p.ways > nclasses {
+        bail!("{}-way episodes need at least {} classes, the data set has {nclasses}", p.ways, p.ways);
+    }
+    let mut classes: Vec<usize> = (0..nclasses).collect();
+    if p.ways < nclasses {
+        rng.shuffle(&mut classes);
+        classes.truncate(p.ways);
+    }
+    let by_class = train.class_indices();
+    let d = train.dim;
+    let mut support = Vec::with_capacity(p.ways);
+    let (mut queries, mut answers) = (Vec::new(), Vec::new());
+    let test_by_class = test.map(|t| t.class_indices());
+    for (e, &c) in classes.iter().enumerate() {
+        let mut idx = by_class[c].clone();
+        let need = p.shots + if test.is_none() { p.queries_per_class.unwrap_or(1) } else { 0 };
+        if idx.len() < need {
+            bail!("class {} has {} samples, the episode needs {need}", train.class_names[c], idx.len());
+        }
+        // Partial Fisher-Yates: the first `need` entries become a uniform sample.
+        for i in 0..need {
+            let j = i + rng.below((idx.len() - i) as u32) as usize;
+            idx.swap(i, j);
+        }
+        let mut s = Vec::with_capacity(p.shots * d);
+        for &i in &idx[..p.shots] {
+            s.extend_from_slice(train.row(i));
+        }
+        support.push(s);
+        let (qset, qidx): (&Dataset, Vec<usize>) = match (test, &test_by_class) {
+            (Some(t), Some(tb)) => {
+                let mut q = tb.get(c).cloned().unwrap_or_default();
+                if let Some(nq) = p.queries_per_class {
+                    rng.shuffle(&mut q);
+                    q.truncate(nq);
+                }
+                (t, q)
+            }
+            _ => (train, idx[p.shots..need].to_vec()),
+        };
+        for i in qidx {
+            queries.extend_from_slice(qset.row(i));
+            answers.push(e);
+        }
+    }
+    if answers.is_empty() {
+        bail!("the episode has no query samples");
+    }
+    Ok(Episode { classes, support, queries, answers })
+}
+
+/// What one trial of one method gave.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialResult {
+    /// Episode index.
+    pub trial: usize,
+    /// Fraction of queries classified correctly.
+    pub accuracy: f64,
+    /// Seconds spent training.
+    pub train_secs: f64,
+    /// Seconds spent classifying the queries.
+    pub eval_secs: f64,
+    /// Accuracy after each epoch (gradient methods, when asked for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub epoch_accuracy: Vec<f64>,
+}
+
+fn accuracy(pred: &[usize], answers: &[usize]) -> f64 {
+    pred.iter().zip(answers).filter(|(a, b)| a == b).count() as f64 / answers.len() as f64
+}
+
+/// Support with each image's shifts added (closed form with `shift` > 0).
+pub fn augment_support(support: &[Vec<f32>], image: Option<(usize, usize)>, shift: u8) -> Result<Vec<Vec<f32>>> {
+    let Some((w, h)) = image else { bail!("shift augmentation needs images") };
+    let n = w * h;
+    let per = augment::shift_count(shift);
+    support
+        .iter()
+        .map(|s| {
+            let m = s.len() / n;
+            let mut out = vec![0.0; m * per * n];
+            for (i, img) in s.chunks_exact(n).enumerate() {
+                augment::shifts(img, w, h, shift, &mut out[i * per * n..(i + 1) * per * n]).map_err(|e| anyhow::anyhow!("augment: {e}"))?;
+            }
+            Ok(out)
+        })
+        .collect()
+}
+
+/// Runs one method on one episode. With `per_epoch`, gradient methods also score the
+/// queries after every epoch (the paper's accuracy-against-epoch figure).
+pub fn run_trial(method: &MethodSpec, ep: &Episode, d: usize, image: Option<(usize, usize)>, seed: u64, trial: usize, per_epoch: bool) -> Result<TrialResult> {
+    let n = ep.answers.len();
+    let labels: Vec<String> = (0..ep.support.len()).map(|c| c.to_string()).collect();
+    let labels: Vec<&str> = labels.iter().map(|s| s.as_str()).collect();
+    let views: Vec<&[f32]> = ep.support.iter().map(|v| v.as_slice()).collect();
+    let mseed = Rng::derive(seed ^ 0x4D45_5448, trial as u64).next_u64();
+    let t0 = Instant::now();
+    let mut epoch_accuracy = Vec::new();
+    let (pred, train_secs, t1) = match method {
+        MethodSpec::Gradient(cfg) => {
+            let mut tr = GradientTrainer::new(&views, d, &labels, cfg, mseed).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut eval_time = 0.0;
+            for _ in 0..cfg.epochs {
+                tr.epoch().map_err(|e| anyhow::anyhow!("training: {e}"))?;
+                if per_epoch {
+                    let te = Instant::now();
+                    let p = ldl_core::batch::predict(tr.model(), &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    epoch_accuracy.push(accuracy(&p, &ep.answers));
+                    eval_time += te.elapsed().as_secs_f64();
+                }
+            }
+            let train_secs = t0.elapsed().as_secs_f64() - eval_time;
+            let t1 = Instant::now();
+            let model = tr.into_model();
+            (ldl_core::batch::predict(&model, &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?, train_secs, t1)
+        }
+        MethodSpec::ClosedForm { cfg, shift } => {
+            let aug;
+            let views = if *shift > 0 {
+                aug = augment_support(&ep.support, image, *shift)?;
+                aug.iter().map(|v| v.as_slice()).collect()
+            } else {
+                views
+            };
+            let model = fit_closed_form(&views, d, &labels, cfg, mseed).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let train_secs = t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            (ldl_core::batch::predict(&model, &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?, train_secs, t1)
+        }
+        MethodSpec::LogReg => {
+            let p = baselines::logistic_regression(&views, d, &ep.queries, n, &Default::default(), mseed);
+            (p, t0.elapsed().as_secs_f64(), Instant::now())
+        }
+        MethodSpec::Mlp => {
+            let p = baselines::mlp(&views, d, &ep.queries, n, &Default::default(), mseed);
+            (p, t0.elapsed().as_secs_f64(), Instant::now())
+        }
+        MethodSpec::NearestNeighbour => {
+            let p = baselines::nearest_neighbour(&views, d, &ep.queries, n);
+            (p, 0.0, t0)
+        }
+        MethodSpec::NearestMean => {
+            let p = baselines::nearest_class_mean(&views, d, &ep.queries, n);
+            (p, 0.0, t0)
+        }
+    };
+    Ok(TrialResult { trial, accuracy: accuracy(&pred, &ep.answers), train_secs, eval_secs: t1.elapsed().as_secs_f64(), epoch_accuracy })
+}
+
+/// Mean and half-width of the 95% confidence interval of the mean (Student's t).
+pub fn mean_ci95(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = xs.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return (mean, f64::NAN);
+    }
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
+    (mean, t975(n - 1) * (var / n as f64).sqrt())
+}
+
+/// 97.5% quantile of Student's t with `df` degrees of freedom.
+fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060,
+        2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => T[df - 1],
+        31..=60 => 2.000 + (60 - df) as f64 * 0.042 / 30.0,
+        61..=120 => 1.980 + (120 - df) as f64 * 0.020 / 60.0,
+        _ => 1.960,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_matches_a_known_case() {
+        // n = 4, values 1..4: mean 2.5, s = 1.291, t(3) = 3.182 -> half-width 2.054.
+        let (m, h) = mean_ci95(&[1.0, 2.0, 3.0, 4.0]);
+        assert!((m - 2.5).abs() < 1e-12);
+        assert!((h - 2.054).abs() < 1e-3, "{h}");
+        assert!((t975(1000) - 1.96).abs() < 1e-9);
+    }
+
+    fn toy() -> Dataset {
+        // 3 classes x 6 samples, 2 features; value encodes (class, index).
+        let mut f = Vec::new();
+        let mut l = Vec::new();
+        for c in 0..3u32 {
+            for i in 0..6 {
+                f.extend_from_slice(&[c as f32, i as f32]);
+                l.push(c);
+            }
+        }
+        Dataset::new(f, l, vec!["a".into(), "b".into(), "c".into()], 2, None)
+    }
+
+    #[test]
+    fn episodes_are_reproducible_and_disjoint() {
+        let ds = toy();
+        let p = Protocol { ways: 2, shots: 2, trials: 3, queries_per_class: Some(3), seed: 5 };
+        let a = episode(&ds, None, &p, 1).unwrap();
+        let b = episode(&ds, None, &p, 1).unwrap();
+        assert_eq!((a.classes.clone(), a.support.clone(), a.queries.clone()), (b.classes.clone(), b.support.clone(), b.queries.clone()));
+        assert_eq!(a.classes.len(), 2);
+        assert_eq!(a.answers.len(), 6);
+        for (e, &c) in a.classes.iter().enumerate() {
+            // Support rows belong to the class; queries of the class do not repeat support rows.
+            let s: Vec<&[f32]> = a.support[e].chunks(2).collect();
+            assert!(s.iter().all(|r| r[0] == c as f32));
+            for (q, &ans) in a.queries.chunks(2).zip(&a.answers) {
+                if ans == e {
+                    assert_eq!(q[0], c as f32);
+                    assert!(!s.contains(&q));
+                }
+            }
+        }
+        let other = episode(&ds, None, &p, 2).unwrap();
+        assert!(other.classes != a.classes || other.support != a.support);
+        let too_many = Protocol { shots: 6, ..p };
+        assert!(episode(&ds, None, &too_many, 0).is_err());
+    }
+}
