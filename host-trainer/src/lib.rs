@@ -3,3 +3,16 @@
 pub mod data;
 pub mod baselines;
 pub mod experiment;
+pub mod cli;
+pub mod reproduce;
+
+/// The repository root (where `data/` lives), found from the crate's location at build time
+/// or the current directory.
+pub fn repo_root() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if here.join("data").is_dir() {
+        here
+    } else {
+        std::path::PathBuf::from(".")
+    }
+}

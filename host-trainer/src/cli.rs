@@ -1,0 +1,172 @@
+//! Command-line interface: argument parsing (clap) and the dispatch to each command.
+
+use crate::data::{self, Dataset};
+use crate::experiment::{self, MethodSpec, Protocol, TrialResult};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+/// Linear Distillation Learning on the host: data sets, the paper's experiments, models
+/// for devices.
+#[derive(Debug, Parser)]
+#[command(name = "ldl", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Episodic few-shot evaluation of one or more methods (mean accuracy, 95% CI).
+    Fewshot(FewshotArgs),
+    /// Runs the paper's MNIST table (every method, 1..200 shots) beside the published
+    /// numbers; writes a markdown report, CSVs and plots.
+    Reproduce(crate::reproduce::ReproduceArgs),
+}
+
+/// Which data set.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DatasetKind {
+    /// MNIST from IDX files (train / t10k).
+    Mnist,
+    /// Omniglot from a zip or folder of alphabet/character/*.png (one set: support and
+    /// queries are disjoint drawings of the same characters).
+    Omniglot,
+    /// A CSV of `label,features...` (give --train and --test).
+    Csv,
+}
+
+/// Where the data comes from.
+#[derive(Debug, Args, Clone)]
+pub struct DataArgs {
+    /// Data set kind.
+    #[arg(long, value_enum, default_value = "mnist")]
+    pub dataset: DatasetKind,
+    /// MNIST folder, Omniglot zip/folder, or the training CSV.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Test CSV (for --dataset csv).
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Omniglot: add rotations by 90, 180, 270 degrees as new classes.
+    #[arg(long)]
+    pub rotations: bool,
+}
+
+/// Loaded data: training split, optional test split.
+pub struct Loaded {
+    /// Support pool.
+    pub train: Dataset,
+    /// Query pool (`None`: queries come from `train`).
+    pub test: Option<Dataset>,
+}
+
+impl DataArgs {
+    /// Loads the data set.
+    pub fn load(&self) -> Result<Loaded> {
+        let root = crate::repo_root();
+        Ok(match self.dataset {
+            DatasetKind::Mnist => {
+                let dir = self.data.clone().unwrap_or_else(|| root.join("data/mnist"));
+                Loaded { train: data::load_mnist(&dir, data::Split::Train)?, test: Some(data::load_mnist(&dir, data::Split::Test)?) }
+            }
+            DatasetKind::Omniglot => {
+                let path = self.data.clone().unwrap_or_else(|| root.join("data/omniglot/images_background_small1.zip"));
+                let opts = data::OmniglotOptions { rotations: self.rotations, ..Default::default() };
+                Loaded { train: data::load_omniglot(&path, &opts)?, test: None }
+            }
+            DatasetKind::Csv => {
+                let (Some(train), Some(test)) = (&self.data, &self.test) else { bail!("--dataset csv needs --data TRAIN.csv and --test TEST.csv") };
+                let (a, b) = data::load_csv_split(train, test, &Default::default())?;
+                Loaded { train: a, test: Some(b) }
+            }
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct FewshotArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Methods: o2md[:K], bd[:K], naive, closed[:K], device, logreg, mlp, 1nn, ncm.
+    #[arg(long, value_delimiter = ',', default_value = "device")]
+    methods: Vec<String>,
+    /// Shots per class (comma-separated list).
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
+    shots: Vec<usize>,
+    /// Classes per episode (default: every class of the data set).
+    #[arg(long)]
+    ways: Option<usize>,
+    /// Episodes per (method, shots).
+    #[arg(long, default_value_t = 100)]
+    trials: usize,
+    /// Queries per class (default: the whole test split; Omniglot: 1).
+    #[arg(long)]
+    queries: Option<usize>,
+    /// Seed of everything (the authors used 2019).
+    #[arg(long, default_value_t = 2019)]
+    seed: u64,
+    /// Also score the queries after every epoch (gradient methods).
+    #[arg(long)]
+    per_epoch: bool,
+    /// Write every trial's result as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Runs `trials` episodes of one method with a progress bar.
+pub fn run_cell(loaded: &Loaded, method: &MethodSpec, protocol: &Protocol, per_epoch: bool, bar: &ProgressBar) -> Result<Vec<TrialResult>> {
+    let d = loaded.train.dim;
+    let mut out = Vec::with_capacity(protocol.trials);
+    for t in 0..protocol.trials {
+        let ep = experiment::episode(&loaded.train, loaded.test.as_ref(), protocol, t)?;
+        let r = experiment::run_trial(method, &ep, d, loaded.train.image, protocol.seed, t, per_epoch).with_context(|| format!("{} trial {t}", method.name()))?;
+        out.push(r);
+        bar.inc(1);
+    }
+    Ok(out)
+}
+
+/// A progress bar in the house style.
+pub fn bar(len: u64, msg: String) -> ProgressBar {
+    let b = ProgressBar::new(len);
+    b.set_style(ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    b.set_message(msg);
+    b
+}
+
+fn fewshot(a: FewshotArgs) -> Result<()> {
+    let loaded = a.data.load()?;
+    let methods: Vec<MethodSpec> = a.methods.iter().map(|m| MethodSpec::parse(m)).collect::<Result<_>>()?;
+    let ways = a.ways.unwrap_or(loaded.train.num_classes());
+    let queries = a.queries.or(if loaded.test.is_none() { Some(1) } else { None });
+    let mut all = Vec::new();
+    println!("{:<22} {:>5} {:>10} {:>9} {:>10} {:>10}", "method", "shots", "accuracy", "±95%", "train s", "eval s");
+    for m in &methods {
+        for &shots in &a.shots {
+            let p = Protocol { ways, shots, trials: a.trials, queries_per_class: queries, seed: a.seed };
+            let bar = bar(a.trials as u64, format!("{} {shots}-shot", m.name()));
+            let res = run_cell(&loaded, m, &p, a.per_epoch, &bar)?;
+            bar.finish_and_clear();
+            let accs: Vec<f64> = res.iter().map(|r| r.accuracy).collect();
+            let (mean, ci) = experiment::mean_ci95(&accs);
+            let tt = res.iter().map(|r| r.train_secs).sum::<f64>() / res.len() as f64;
+            let te = res.iter().map(|r| r.eval_secs).sum::<f64>() / res.len() as f64;
+            println!("{:<22} {:>5} {:>10.4} {:>9.4} {:>10.3} {:>10.3}", m.name(), shots, mean, ci, tt, te);
+            all.push(serde_json::json!({"method": m.name(), "shots": shots, "ways": ways, "mean": mean, "ci95": ci, "trials": res}));
+        }
+    }
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&all)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Fewshot(a) => fewshot(a),
+        Command::Reproduce(a) => crate::reproduce::run(a),
+    }
+}
