@@ -25,37 +25,50 @@ impl Region {
 fn int(t: &toml::Table, board: &str, key: &str) -> u64 {
     match t.get(key).and_then(|v| v.as_integer()) {
         Some(v) if v >= 0 && v <= u32::MAX as i64 => v as u64,
-        _ => fail(&format!("boards.toml [boards.{board}]: `{key}` must be an integer in 0..=0xFFFF_FFFF")),
+        _ => fail(&format!(
+            "boards.toml [boards.{board}]: `{key}` must be an integer in 0..=0xFFFF_FFFF"
+        )),
     }
 }
 
 fn string(t: &toml::Table, board: &str, key: &str) -> String {
     match t.get(key).and_then(|v| v.as_str()) {
         Some(s) => s.to_string(),
-        None => fail(&format!("boards.toml [boards.{board}]: `{key}` must be a string")),
+        None => fail(&format!(
+            "boards.toml [boards.{board}]: `{key}` must be a string"
+        )),
     }
 }
 
 fn region(t: &toml::Table, board: &str, key: &str) -> Region {
     let Some(r) = t.get(key).and_then(|v| v.as_table()) else {
-        fail(&format!("boards.toml [boards.{board}]: `{key}` must be a table {{ origin, size }}"))
+        fail(&format!(
+            "boards.toml [boards.{board}]: `{key}` must be a table {{ origin, size }}"
+        ))
     };
     let origin = match r.get("origin").and_then(|v| v.as_integer()) {
         Some(v) if v >= 0 => v as u64,
-        _ => fail(&format!("boards.toml [boards.{board}]: `{key}.origin` must be a non-negative integer")),
+        _ => fail(&format!(
+            "boards.toml [boards.{board}]: `{key}.origin` must be a non-negative integer"
+        )),
     };
     let size = match r.get("size").and_then(|v| v.as_integer()) {
         Some(v) if v > 0 => v as u64,
-        _ => fail(&format!("boards.toml [boards.{board}]: `{key}.size` must be a positive integer")),
+        _ => fail(&format!(
+            "boards.toml [boards.{board}]: `{key}.size` must be a positive integer"
+        )),
     };
     if origin + size > 1 << 32 {
-        fail(&format!("boards.toml [boards.{board}]: `{key}` ends past 4 GiB"));
+        fail(&format!(
+            "boards.toml [boards.{board}]: `{key}` ends past 4 GiB"
+        ));
     }
     Region { origin, size }
 }
 
 fn fail(msg: &str) -> ! {
-    panic!("\n\n{msg}\n\n");
+    eprintln!("error: {msg}");
+    std::process::exit(1);
 }
 
 fn main() {
@@ -64,7 +77,10 @@ fn main() {
 
     // Which board: exactly one `board-*` feature.
     let boards: Vec<String> = env::vars()
-        .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_BOARD_").map(|b| b.to_lowercase().replace('_', "-")))
+        .filter_map(|(k, _)| {
+            k.strip_prefix("CARGO_FEATURE_BOARD_")
+                .map(|b| b.to_lowercase().replace('_', "-"))
+        })
         .collect();
     let key = match boards.as_slice() {
         [one] => one.clone(),
@@ -74,10 +90,20 @@ fn main() {
         )),
     };
 
-    let text = fs::read_to_string("boards.toml").unwrap_or_else(|e| fail(&format!("boards.toml: {e}")));
-    let doc: toml::Table = text.parse().unwrap_or_else(|e| fail(&format!("boards.toml: {e}")));
-    let Some(b) = doc.get("boards").and_then(|v| v.as_table()).and_then(|t| t.get(&key)).and_then(|v| v.as_table()) else {
-        fail(&format!("boards.toml has no [boards.{key}] table for feature board-{key}"))
+    let text =
+        fs::read_to_string("boards.toml").unwrap_or_else(|e| fail(&format!("boards.toml: {e}")));
+    let doc: toml::Table = text
+        .parse()
+        .unwrap_or_else(|e| fail(&format!("boards.toml: {e}")));
+    let Some(b) = doc
+        .get("boards")
+        .and_then(|v| v.as_table())
+        .and_then(|t| t.get(&key))
+        .and_then(|v| v.as_table())
+    else {
+        fail(&format!(
+            "boards.toml has no [boards.{key}] table for feature board-{key}"
+        ))
     };
 
     let name = string(b, &key, "name");
@@ -94,36 +120,58 @@ fn main() {
     let named = [("program", program), ("model", model), ("store", store)];
     for (n, r) in named {
         if !flash.contains(&r) {
-            fail(&format!("boards.toml [boards.{key}]: `{n}` is not inside `flash`"));
+            fail(&format!(
+                "boards.toml [boards.{key}]: `{n}` is not inside `flash`"
+            ));
         }
     }
     for (i, (n1, r1)) in named.iter().enumerate() {
         for (n2, r2) in named.iter().skip(i + 1) {
             if r1.overlaps(r2) {
-                fail(&format!("boards.toml [boards.{key}]: `{n1}` and `{n2}` overlap"));
+                fail(&format!(
+                    "boards.toml [boards.{key}]: `{n1}` and `{n2}` overlap"
+                ));
             }
         }
     }
-    if erase == 0 || write == 0 || erase % write != 0 {
-        fail(&format!("boards.toml [boards.{key}]: write_size must divide erase_size"));
+    if erase == 0 || write == 0 || !erase.is_multiple_of(write) {
+        fail(&format!(
+            "boards.toml [boards.{key}]: write_size must divide erase_size"
+        ));
     }
     for (n, r) in [("model", model), ("store", store)] {
         if r.origin % erase != 0 || r.size % erase != 0 {
-            fail(&format!("boards.toml [boards.{key}]: `{n}` must start and end on an erase_size boundary"));
+            fail(&format!(
+                "boards.toml [boards.{key}]: `{n}` must start and end on an erase_size boundary"
+            ));
         }
     }
     if store.size < 2 * erase {
-        fail(&format!("boards.toml [boards.{key}]: `store` needs at least 2 erase sectors"));
+        fail(&format!(
+            "boards.toml [boards.{key}]: `store` needs at least 2 erase sectors"
+        ));
     }
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap_or_else(|e| fail(&format!("OUT_DIR: {e}"))));
 
     // memory.x, included by cortex-m-rt's link.x.
     let mut mem = String::new();
-    let _ = writeln!(mem, "/* Generated by build.rs from boards.toml [boards.{key}]: {name}. Do not edit. */");
+    let _ = writeln!(
+        mem,
+        "/* Generated by build.rs from boards.toml [boards.{key}]: {name}. Do not edit. */"
+    );
     let _ = writeln!(mem, "MEMORY\n{{");
-    for (n, r) in [("FLASH", program), ("MODEL", model), ("STORE", store), ("RAM", ram)] {
-        let _ = writeln!(mem, "  {n:<5} : ORIGIN = {:#010X}, LENGTH = {:#010X}", r.origin, r.size);
+    for (n, r) in [
+        ("FLASH", program),
+        ("MODEL", model),
+        ("STORE", store),
+        ("RAM", ram),
+    ] {
+        let _ = writeln!(
+            mem,
+            "  {n:<5} : ORIGIN = {:#010X}, LENGTH = {:#010X}",
+            r.origin, r.size
+        );
     }
     let _ = writeln!(mem, "}}\n");
     let _ = writeln!(mem, "_model_start = ORIGIN(MODEL);");
@@ -134,18 +182,35 @@ fn main() {
 
     // Constants for the board layer (board::config).
     let mut rs = String::new();
-    let _ = writeln!(rs, "// Generated by build.rs from boards.toml [boards.{key}]. Do not edit.");
-    let _ = writeln!(rs, "/// Key of the board in boards.toml (the cargo feature without `board-`).");
+    let _ = writeln!(
+        rs,
+        "// Generated by build.rs from boards.toml [boards.{key}]. Do not edit."
+    );
+    let _ = writeln!(
+        rs,
+        "/// Key of the board in boards.toml (the cargo feature without `board-`)."
+    );
     let _ = writeln!(rs, "pub const KEY: &str = {key:?};");
     let _ = writeln!(rs, "/// Human-readable board name.");
     let _ = writeln!(rs, "pub const NAME: &str = {name:?};");
-    let _ = writeln!(rs, "/// How the board is run (`qemu:<machine>` or `probe-rs:<chip>`).");
+    let _ = writeln!(
+        rs,
+        "/// How the board is run (`qemu:<machine>` or `probe-rs:<chip>`)."
+    );
     let _ = writeln!(rs, "pub const TARGET: &str = {target:?};");
     for (n, r, doc) in [
         ("FLASH", flash, "The device's whole code flash."),
-        ("PROGRAM", program, "The part of flash the firmware image may use (memory.x FLASH)."),
+        (
+            "PROGRAM",
+            program,
+            "The part of flash the firmware image may use (memory.x FLASH).",
+        ),
         ("MODEL", model, "The model region (memory.x MODEL)."),
-        ("STORE", store, "The enrolled-class store region (memory.x STORE)."),
+        (
+            "STORE",
+            store,
+            "The enrolled-class store region (memory.x STORE).",
+        ),
         ("RAM", ram, "RAM."),
     ] {
         let _ = writeln!(rs, "/// {doc}");
@@ -159,7 +224,8 @@ fn main() {
     let _ = writeln!(rs, "pub const ERASE_SIZE: usize = {erase};");
     let _ = writeln!(rs, "/// Bytes of the smallest store write.");
     let _ = writeln!(rs, "pub const WRITE_SIZE: usize = {write};");
-    fs::write(out.join("board_config.rs"), rs).unwrap_or_else(|e| fail(&format!("board_config.rs: {e}")));
+    fs::write(out.join("board_config.rs"), rs)
+        .unwrap_or_else(|e| fail(&format!("board_config.rs: {e}")));
 
     // Link arguments only for the bare-metal target (a host `cargo test --lib` links normally).
     let target_triple = env::var("TARGET").unwrap_or_default();

@@ -3,7 +3,7 @@
 //! Matrices are row-major slices: row `i` of an `r x c` matrix is `m[i*c..(i+1)*c]`; a linear
 //! map R^d -> R^k is a `k x d` matrix whose row `i` produces output `i`. The kernels use a
 //! fixed summation order (8 interleaved accumulators), so the host and a Cortex-M give the
-//! same bits for the same inputs. Large products go through matrixmultiply's
+//! same bits for the same inputs. On the host (alloc), large products go through matrixmultiply.s
 //! blocked SIMD gemm.
 
 use crate::error::{Error, Result};
@@ -128,6 +128,7 @@ fn gemm(a: &[f32], m: usize, p: usize, sa: (usize, usize), b: &[f32], n: usize, 
         out.iter_mut().for_each(|o| *o = 0.0);
         return Ok(());
     }
+    #[cfg(feature = "alloc")]
     // SAFETY: every element the kernel touches lies inside the slices: the spans of A and B
     // under their strides were checked above, and C is exactly m x n with strides (n, 1).
     #[allow(unsafe_code)]
@@ -148,6 +149,18 @@ fn gemm(a: &[f32], m: usize, p: usize, sa: (usize, usize), b: &[f32], n: usize, 
             n as isize,
             1,
         );
+    }
+    // Without alloc (a device), matrixmultiply's packing buffers are not available: plain
+    // loops, which only small products reach there.
+    #[cfg(not(feature = "alloc"))]
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for t in 0..p {
+                acc += a[i * sa.0 + t * sa.1] * b[t * sb.0 + j * sb.1];
+            }
+            out[i * n + j] = acc;
+        }
     }
     Ok(())
 }
@@ -260,9 +273,9 @@ pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32
         let mut off = 0.0f64;
         let mut diag = 0.0f64;
         for i in 0..n {
-            diag += (a[i * n + i] as f64).powi(2);
+            diag += (a[i * n + i] as f64) * (a[i * n + i] as f64);
             for j in i + 1..n {
-                off += (a[i * n + j] as f64).powi(2);
+                off += (a[i * n + j] as f64) * (a[i * n + j] as f64);
             }
         }
         if off <= 1e-14 * diag || off == 0.0 {

@@ -150,11 +150,33 @@ pub fn init_weights(w: &mut [f32], k: usize, d: usize, init: Init, rng: &mut Rng
             } else {
                 orthonormalize_cols(w, k, d);
             }
+            // (With k > d the columns are made orthonormal; see orthonormalize_cols.)
+        }
+    }
+}
+
+/// Orthonormal columns of a row-major `k x d` Gaussian matrix. With `alloc`, the rows of its
+/// `d x k` transpose are orthonormalised (contiguous, vectorised) and transposed back;
+/// without, a strided modified Gram-Schmidt runs in place (slow for big matrices, but a
+/// device never draws a large orthogonal target).
+#[cfg(feature = "alloc")]
+fn orthonormalize_cols(w: &mut [f32], k: usize, d: usize) {
+    let mut t = alloc::vec![0.0f32; k * d];
+    for i in 0..k {
+        for j in 0..d {
+            t[j * k + i] = w[i * d + j];
+        }
+    }
+    let _ = linalg::orthonormalize_rows(&mut t, d, k, 0.0);
+    for i in 0..k {
+        for j in 0..d {
+            w[i * d + j] = t[j * k + i];
         }
     }
 }
 
 /// Modified Gram-Schmidt (two passes) on the columns of a row-major `k x d` matrix.
+#[cfg(not(feature = "alloc"))]
 fn orthonormalize_cols(w: &mut [f32], k: usize, d: usize) {
     for j in 0..d {
         for _pass in 0..2 {

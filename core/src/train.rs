@@ -167,52 +167,43 @@ where
     const CHUNK: usize = 64;
     let bs = opts.batch_size;
     let nsteps = order.len().div_ceil(bs);
-    let gscale_of = |nb: usize| 2.0 / (k as f32 * nb as f32);
     let wd = opts.weight_decay;
-    let (w, mut b) = layer.parts_mut();
+    let (w, b) = layer.parts_mut();
     let (m_w, v_w) = (state.m_w.as_mut(), state.v_w.as_mut());
     let (m_b, v_b) = (state.m_b.as_mut(), state.v_b.as_mut());
     let mut total = 0.0f64;
-    let mut r = [0.0f32; MAX_BATCH];
     let mut chunk_start = 0;
+    let data = Data { xs, ts, order, d, k, bs, wd };
+    let mut bias_bufs = match b {
+        Some(b) => Some((b, m_b, v_b)),
+        None => None,
+    };
     while chunk_start < nsteps {
         let chunk_len = CHUNK.min(nsteps - chunk_start);
         let ups: [Update; CHUNK] = core::array::from_fn(|i| Update::new(&opts.optimizer, (state.step as i64 + 1 + (chunk_start + i) as i64).min(i32::MAX as i64) as i32));
-        for row in 0..k {
-            let wr = &mut w[row * d..(row + 1) * d];
-            let mw = &mut m_w[row * d..(row + 1) * d];
-            let vw = &mut v_w[row * d..(row + 1) * d];
-            let mut row_loss = 0.0f32;
-            for (ci, upd) in ups[..chunk_len].iter().enumerate() {
-                let st = chunk_start + ci;
-                let batch = &order[st * bs..((st + 1) * bs).min(order.len())];
-                let nb = batch.len();
-                let bias_r = b.as_ref().map_or(0.0, |b| b[row]);
-                for (s, &i) in batch.iter().enumerate() {
-                    let i = i as usize;
-                    let y = dot(wr, &xs[i * d..(i + 1) * d]) + bias_r;
-                    r[s] = y - ts[i * k + row];
-                    row_loss += r[s] * r[s];
-                }
-                let gscale = gscale_of(nb);
-                if nb == 1 {
-                    let i = batch[0] as usize;
-                    upd.apply_row(wr, mw, vw, &xs[i * d..(i + 1) * d], gscale * r[0], wd);
-                } else {
-                    for j in 0..d {
-                        let mut g = wd * wr[j];
-                        for (s, &i) in batch.iter().enumerate() {
-                            g += gscale * r[s] * xs[i as usize * d + j];
-                        }
-                        upd.apply(&mut wr[j], &mut mw[j], &mut vw[j], g);
-                    }
-                }
-                if let Some(bb) = b.as_mut() {
-                    let g: f32 = gscale * r[..nb].iter().sum::<f32>();
-                    upd.apply(&mut bb[row], &mut m_b[row], &mut v_b[row], g);
-                }
-            }
-            total += row_loss as f64;
+        let ups = &ups[..chunk_len];
+        #[cfg(feature = "parallel")]
+        {
+            use rayon::prelude::*;
+            // Rows are independent: blocks of rows go to different cores.
+            const ROWS: usize = 32;
+            let bias_chunks: alloc::vec::Vec<Option<(&mut [f32], &mut [f32], &mut [f32])>> = match bias_bufs.as_mut() {
+                Some((b, mb, vb)) => b.chunks_mut(ROWS).zip(mb.chunks_mut(ROWS)).zip(vb.chunks_mut(ROWS)).map(|((b, m), v)| Some((b, m, v))).collect(),
+                None => (0..k.div_ceil(ROWS)).map(|_| None).collect(),
+            };
+            total += w
+                .par_chunks_mut(ROWS * d)
+                .zip(m_w.par_chunks_mut(ROWS * d))
+                .zip(v_w.par_chunks_mut(ROWS * d))
+                .zip(bias_chunks.into_par_iter())
+                .enumerate()
+                .map(|(ci, (((w, mw), vw), bias))| run_rows(&data, ups, chunk_start, ci * ROWS, w, mw, vw, bias))
+                .sum::<f64>();
+        }
+        #[cfg(not(feature = "parallel"))]
+        {
+            let bias = bias_bufs.as_mut().map(|(b, mb, vb)| (&mut **b, &mut **mb, &mut **vb));
+            total += run_rows(&data, ups, chunk_start, 0, w, m_w, v_w, bias);
         }
         chunk_start += chunk_len;
     }
@@ -223,6 +214,67 @@ where
     } else {
         Err(Error::NonFinite)
     }
+}
+
+/// The read-only inputs of an epoch.
+struct Data<'a> {
+    xs: &'a [f32],
+    ts: &'a [f32],
+    order: &'a [u32],
+    d: usize,
+    k: usize,
+    bs: usize,
+    wd: f32,
+}
+
+/// Runs steps `chunk_start..chunk_start + ups.len()` on a block of rows starting at `row0`
+/// (`w`, `mw`, `vw` hold whole rows; the bias buffers hold the same rows' entries). Returns
+/// the block's sum of squared residuals.
+#[allow(clippy::too_many_arguments)]
+fn run_rows(data: &Data<'_>, ups: &[Update], chunk_start: usize, row0: usize, w: &mut [f32], mw: &mut [f32], vw: &mut [f32], mut bias: Option<(&mut [f32], &mut [f32], &mut [f32])>) -> f64 {
+    let Data { xs, ts, order, d, k, bs, wd } = *data;
+    let rows = w.len() / d;
+    let mut r = [0.0f32; MAX_BATCH];
+    let mut total = 0.0f64;
+    for lr in 0..rows {
+        let row = row0 + lr;
+        let wr = &mut w[lr * d..(lr + 1) * d];
+        let mwr = &mut mw[lr * d..(lr + 1) * d];
+        let vwr = &mut vw[lr * d..(lr + 1) * d];
+        let mut row_loss = 0.0f32;
+        for (ci, upd) in ups.iter().enumerate() {
+            let st = chunk_start + ci;
+            let batch = &order[st * bs..((st + 1) * bs).min(order.len())];
+            let nb = batch.len();
+            let bias_r = bias.as_ref().map_or(0.0, |(b, _, _)| b[lr]);
+            for (s, &i) in batch.iter().enumerate() {
+                let i = i as usize;
+                let y = dot(wr, &xs[i * d..(i + 1) * d]) + bias_r;
+                r[s] = y - ts[i * k + row];
+                row_loss += r[s] * r[s];
+            }
+            // d(MSE)/d(output) = 2 r / (k * B).
+            let gscale = 2.0 / (k as f32 * nb as f32);
+            if nb == 1 {
+                let i = batch[0] as usize;
+                upd.apply_row(wr, mwr, vwr, &xs[i * d..(i + 1) * d], gscale * r[0], wd);
+            } else {
+                for j in 0..d {
+                    let mut g = wd * wr[j];
+                    for (s, &i) in batch.iter().enumerate() {
+                        g += gscale * r[s] * xs[i as usize * d + j];
+                    }
+                    upd.apply(&mut wr[j], &mut mwr[j], &mut vwr[j], g);
+                }
+            }
+            if let Some((b, mb, vb)) = bias.as_mut() {
+                let g: f32 = gscale * r[..nb].iter().sum::<f32>();
+                upd.apply(&mut b[lr], &mut mb[lr], &mut vb[lr], g);
+            }
+        }
+        total += row_loss as f64;
+    }
+    total
 }
 
 /// The per-parameter update rule with its step-dependent constants hoisted.

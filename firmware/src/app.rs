@@ -112,7 +112,12 @@ mod tests {
     }
 
     fn duplex(input: &[u8], chunk: usize) -> Duplex<'_> {
-        Duplex { input, chunk, output: Vec::new(), flushed: false }
+        Duplex {
+            input,
+            chunk,
+            output: Vec::new(),
+            flushed: false,
+        }
     }
 
     #[test]
@@ -121,24 +126,46 @@ mod tests {
             let mut d = duplex(b"hello\x04ignored", chunk);
             let stats = echo_until_eot(&mut d).unwrap();
             assert_eq!(d.output, b"hello\x04", "chunk {chunk}");
-            assert_eq!(stats, EchoStats { bytes: 6, got_eot: true });
+            assert_eq!(
+                stats,
+                EchoStats {
+                    bytes: 6,
+                    got_eot: true
+                }
+            );
             assert!(d.flushed);
         }
     }
 
     #[test]
     fn stops_at_end_of_stream() {
-        let data: Vec<u8> = (0u8..=255).filter(|&b| b != EOT).cycle().take(1000).collect();
+        let data: Vec<u8> = (0u8..=255)
+            .filter(|&b| b != EOT)
+            .cycle()
+            .take(1000)
+            .collect();
         let mut d = duplex(&data, 7);
         let stats = echo_until_eot(&mut d).unwrap();
         assert_eq!(d.output, data);
-        assert_eq!(stats, EchoStats { bytes: 1000, got_eot: false });
+        assert_eq!(
+            stats,
+            EchoStats {
+                bytes: 1000,
+                got_eot: false
+            }
+        );
     }
 
     #[test]
     fn eot_alone() {
         let mut d = duplex(&[EOT, 1, 2], 64);
-        assert_eq!(echo_until_eot(&mut d).unwrap(), EchoStats { bytes: 1, got_eot: true });
+        assert_eq!(
+            echo_until_eot(&mut d).unwrap(),
+            EchoStats {
+                bytes: 1,
+                got_eot: true
+            }
+        );
         assert_eq!(d.output, [EOT]);
     }
 
@@ -159,12 +186,14 @@ mod tests {
     }
 
     /// Cross-platform determinism of `ldl_core::Rng`: the same constants are checked on the
-    /// target under QEMU (tests/core.rs).
+    /// target under QEMU (tests/determinism.rs).
     #[test]
     fn ldl_core_rng_matches_target() {
         let mut r = ldl_core::Rng::new(1);
         assert_eq!(r.next_u32(), 0x7FF7_8DE4);
         assert_eq!(r.next_u32(), 0x9A17_0265);
         assert_eq!(ldl_core::Rng::new(2019).next_u32(), 0xF61C_044E);
+        // Box-Muller through libm (f64 log, sqrt, cos): bit-identical on both.
+        assert_eq!(ldl_core::Rng::new(7).normal().to_bits(), 0xBEA1_016B);
     }
 }

@@ -17,6 +17,9 @@
 //! | [`model`] | `fn model() -> &'static [u8]` | the MODEL region, read in place |
 //! | [`NAME`], [`config`] | consts | board name, regions, erase/write sizes from boards.toml |
 
+use cortex_m as _; // critical-section implementation (single core), needed by defmt
+use cortex_m_rt as _; // vector table, reset handler, link.x (also for the test binaries)
+
 mod regions;
 
 #[cfg(feature = "board-qemu")]
@@ -38,6 +41,8 @@ compile_error!("select exactly one board: --no-default-features --features board
 #[cfg(not(any(feature = "board-qemu", feature = "board-nrf52840dk")))]
 compile_error!("select a board feature: board-qemu (default) or board-nrf52840dk");
 
+#[cfg(feature = "board-qemu")]
+pub use regions::take_store_ram;
 pub use regions::{model, model_region, store_region};
 
 /// A memory region: `size` bytes from `origin`.

@@ -16,7 +16,10 @@ extern "C" {
 
 fn span(start: *const u8, end: *const u8) -> Region {
     let (s, e) = (start as usize as u32, end as usize as u32);
-    Region { origin: s, size: e.saturating_sub(s) }
+    Region {
+        origin: s,
+        size: e.saturating_sub(s),
+    }
 }
 
 /// The MODEL region, as the linker placed it.

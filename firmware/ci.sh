@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Firmware CI: installs what is missing, builds both boards, runs the host unit tests, the
+# on-target tests under QEMU, boots the firmware (no model / with a model / with a store
+# file), checks the UART end to end over TCP (loopback), lints, and prints the sizes.
+# Exits non-zero on the first failure.
+#
+#   firmware/ci.sh            (from anywhere; works in firmware/)
+#   LDL_CI_SKIP_CLIPPY=1      skip the clippy step
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+FW_DIR="$(pwd)"
+HOST_TARGET="x86_64-unknown-linux-gnu"
+QEMU_ELF="target/thumbv7em-none-eabihf/release/ldl-firmware"
+NRF_ELF="target/nrf52840dk/thumbv7em-none-eabihf/release/ldl-firmware"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+
+passed=0
+failed=0
+step() { printf '\n=== %s\n' "$*"; }
+ok() { passed=$((passed + 1)); printf 'ok: %s\n' "$*"; }
+die() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; printf '%d passed, %d failed\n' "$passed" "$failed"; exit 1; }
+timed() { local t0=$SECONDS; "$@"; local rc=$?; printf '(%ss)\n' $((SECONDS - t0)); return $rc; }
+
+# ---- tools ------------------------------------------------------------------------------
+step "tools"
+if ! command -v qemu-system-arm >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing qemu-system-arm (apt)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null \
+            || die "apt-get install qemu-system-arm"
+    else
+        die "qemu-system-arm missing: apt-get install -y qemu-system-arm"
+    fi
+fi
+command -v python3 >/dev/null 2>&1 || die "python3 missing"
+if ! command -v defmt-print >/dev/null 2>&1; then
+    echo "installing defmt-print (cargo install --locked defmt-print, about 75 s)"
+    # Outside firmware/: its .cargo/config.toml would make cargo build it for the MCU.
+    (cd "$HOME" && cargo install --locked defmt-print) || die "cargo install defmt-print"
+fi
+# rust-toolchain.toml (repo root) brings the thumbv7em target and llvm-tools with rustup.
+rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf \
+    || rustup target add thumbv7em-none-eabihf || die "rustup target add thumbv7em-none-eabihf"
+SYSROOT="$(rustc --print sysroot)"
+LLVM_SIZE="$SYSROOT/lib/rustlib/$HOST_TARGET/bin/llvm-size"
+if [ ! -x "$LLVM_SIZE" ]; then
+    rustup component add llvm-tools >/dev/null 2>&1 || true
+fi
+[ -x "$LLVM_SIZE" ] || die "llvm-size missing: rustup component add llvm-tools"
+qemu-system-arm --version | head -1
+defmt-print --version
+ok "tools"
+
+# ---- builds -----------------------------------------------------------------------------
+step "build: QEMU board (release)"
+timed cargo build --release || die "cargo build --release (board-qemu)"
+ok "build board-qemu"
+
+step "build: nRF52840 DK (release)"
+timed cargo build-nrf || die "cargo build-nrf (board-nrf52840dk)"
+ok "build board-nrf52840dk"
+
+# ---- tests ------------------------------------------------------------------------------
+step "host unit tests (app)"
+timed cargo test --lib --target "$HOST_TARGET" || die "host unit tests"
+ok "host unit tests"
+
+step "on-target tests under QEMU (defmt-test)"
+LDL_TIMEOUT=120 timed cargo test || die "on-target tests"
+ok "on-target tests"
+
+step "boot: no model"
+out="$(LDL_TIMEOUT=30 cargo run --release -q 2>&1)" || { echo "$out"; die "cargo run --release exited non-zero"; }
+echo "$out" | grep -v '^warning\|^ *|\|^ *=\|^ *-->\|^$' || true
+grep -q "INFO  no model (MODEL region erased)" <<<"$out" || die "boot log lacks the 'no model' line"
+ok "boot: no model"
+
+step "boot: with a model (LDL_MODEL) and a store file (LDL_STORE)"
+printf 'LDL\x01model-bytes-here' >"$TMP/model.bin"
+out="$(LDL_TIMEOUT=30 LDL_MODEL="$TMP/model.bin" LDL_STORE="$TMP/store.bin" cargo run --release -q 2>&1)" \
+    || { echo "$out"; die "cargo run with LDL_MODEL/LDL_STORE exited non-zero"; }
+grep -q "model region holds data: \[4c, 44, 4c, 01," <<<"$out" || { echo "$out"; die "model not seen at the MODEL region"; }
+grep -q "persistent: true" <<<"$out" || { echo "$out"; die "store not persistent with LDL_STORE"; }
+store_size="$(stat -c %s "$TMP/store.bin")"
+expected_store="$(python3 -c 'import tomllib;print(tomllib.load(open("boards.toml","rb"))["boards"]["qemu"]["store"]["size"])')"
+[ "$store_size" = "$expected_store" ] || die "store file is $store_size bytes, expected $expected_store"
+[ -z "$(tr -d '\377' <"$TMP/store.bin" | head -c 1)" ] || die "new store file is not erased (0xFF)"
+ok "boot: model + store file"
+
+step "UART end to end (TCP loopback)"
+timed python3 tools/uart_echo_check.py "$QEMU_ELF" --timeout 30 || die "UART echo over TCP"
+ok "UART echo"
+
+if [ -z "${LDL_CI_SKIP_CLIPPY:-}" ]; then
+    step "clippy (both boards, firmware crate only)"
+    cargo clippy -q --no-deps --all-targets -- -D warnings || die "clippy board-qemu"
+    cargo clippy -q --no-deps --no-default-features --features board-nrf52840dk \
+        --target-dir target/nrf52840dk -- -D warnings || die "clippy board-nrf52840dk"
+    cargo clippy -q --no-deps --lib --target "$HOST_TARGET" -- -D warnings || die "clippy host"
+    ok "clippy"
+fi
+
+# ---- sizes ------------------------------------------------------------------------------
+step "sizes (llvm-size; flash = text + data, RAM = data + bss, plus the stack)"
+for pair in "qemu:$QEMU_ELF" "nrf52840dk:$NRF_ELF"; do
+    board="${pair%%:*}"
+    elf="${pair#*:}"
+    echo "--- $board: $elf"
+    "$LLVM_SIZE" "$elf"
+    read -r text data bss < <("$LLVM_SIZE" "$elf" | awk 'NR==2 {print $1, $2, $3}')
+    read -r prog ram < <(python3 -c "import tomllib,sys;b=tomllib.load(open('boards.toml','rb'))['boards']['$board'];print(b['program']['size'], b['ram']['size'])")
+    awk -v f=$((text + data)) -v p="$prog" -v r=$((data + bss)) -v m="$ram" 'BEGIN {
+        printf "flash %d / %d bytes (%.1f%%), static RAM %d / %d bytes (%.1f%%) + stack\n", f, p, 100 * f / p, r, m, 100 * r / m }'
+    [ $((text + data)) -le "$prog" ] || die "$board: program larger than its FLASH region"
+done
+ok "sizes"
+
+printf '\n%d passed, %d failed\n' "$passed" "$failed"

@@ -1,0 +1,125 @@
+//! The QEMU board: mps2-an386 (Cortex-M4F), run by `qemu-run.sh`.
+//!
+//! * log: defmt over semihosting (stdout of QEMU, decoded by `defmt-print`)
+//! * panic: panic-semihosting, exits QEMU with status 1
+//! * UART: CMSDK UART0, wired to the host by `LDL_SERIAL` (`-serial ...`)
+//! * button: a stub, never pressed
+//! * store: RAM emulating NOR flash, persisted to the host file `LDL_STORE`
+//! * exit: semihosting `SYS_EXIT_EXTENDED`, QEMU's exit status is `code`
+//!
+//! The runner passes its settings on the semihosting command line
+//! (`-semihosting-config ...,arg=ldl-firmware,arg=store=PATH,arg=serial`).
+
+use core::convert::Infallible;
+use core::ffi::CStr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use defmt_semihosting as _; // global defmt logger
+use panic_semihosting as _; // panic handler: message to stdout, exit(1)
+
+use super::cmsdk_uart::{CmsdkUart, CLOCK_HZ};
+use super::sim_flash::SimFlash;
+use super::{regions, Board};
+
+/// Serial link to the host: CMSDK UART0.
+pub type Uart = CmsdkUart;
+/// The enrolled-class store.
+pub type Store = SimFlash;
+
+/// Baud rate programmed into UART0 (QEMU ignores it; a real CMSDK UART would not).
+pub const BAUD: u32 = 115_200;
+/// Longest semihosting command line read at boot.
+const CMDLINE_MAX: usize = 512;
+/// Longest store path (with its NUL).
+const PATH_MAX: usize = 400;
+
+/// The user button: QEMU has none, so this stub reads as released (high; active low).
+#[derive(Debug, Default)]
+pub struct Button;
+
+impl Button {
+    /// Whether the button is pressed: never, under QEMU.
+    pub fn is_pressed(&mut self) -> bool {
+        false
+    }
+}
+
+impl embedded_hal::digital::ErrorType for Button {
+    type Error = Infallible;
+}
+
+impl embedded_hal::digital::InputPin for Button {
+    fn is_high(&mut self) -> Result<bool, Infallible> {
+        Ok(true)
+    }
+    fn is_low(&mut self) -> Result<bool, Infallible> {
+        Ok(false)
+    }
+}
+
+/// Settings read from the semihosting command line.
+struct Settings {
+    /// NUL-terminated store path, if `store=PATH` was given.
+    store_path: [u8; PATH_MAX],
+    has_store: bool,
+    serial: bool,
+}
+
+fn settings() -> Settings {
+    let mut s = Settings {
+        store_path: [0; PATH_MAX],
+        has_store: false,
+        serial: false,
+    };
+    let Ok(args) = semihosting::experimental::env::args::<CMDLINE_MAX>() else {
+        return s;
+    };
+    for arg in &args {
+        let Ok(arg) = arg else { continue };
+        if arg == "serial" {
+            s.serial = true;
+        } else if let Some(path) = arg.strip_prefix("store=") {
+            let bytes = path.as_bytes();
+            // Room for the NUL, no interior NUL.
+            match s.store_path.get_mut(..bytes.len()) {
+                Some(dst) if bytes.len() < PATH_MAX && !bytes.contains(&0) && !bytes.is_empty() => {
+                    dst.copy_from_slice(bytes);
+                    s.has_store = true;
+                }
+                _ => defmt::warn!(
+                    "store path ignored: empty or longer than {} bytes",
+                    PATH_MAX - 1
+                ),
+            }
+        }
+    }
+    s
+}
+
+/// Initialises the board, once (`None` afterwards).
+pub fn take() -> Option<Board> {
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if TAKEN.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    let settings = settings();
+    let uart = CmsdkUart::uart0(CLOCK_HZ / BAUD)?;
+    let mem = regions::take_store_ram()?;
+    let path = if settings.has_store {
+        CStr::from_bytes_until_nul(&settings.store_path).ok()
+    } else {
+        None
+    };
+    let store = SimFlash::new(mem, path);
+    Some(Board {
+        uart,
+        button: Button,
+        store,
+        serial_attached: settings.serial,
+    })
+}
+
+/// Ends the program: QEMU exits with status `code` (semihosting).
+pub fn exit(code: i32) -> ! {
+    semihosting::process::exit(code)
+}
