@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// Dot product with 8 interleaved accumulators: vectorises on the host, hides FPU latency on
 /// a Cortex-M, and keeps the same summation order on both.
-#[inline]
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -37,7 +37,7 @@ pub fn norm2(a: &[f32]) -> f32 {
 }
 
 /// `y += alpha * x`.
-#[inline]
+#[inline(always)]
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;

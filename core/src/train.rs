@@ -231,7 +231,30 @@ struct Data<'a> {
 /// (`w`, `mw`, `vw` hold whole rows; the bias buffers hold the same rows' entries). Returns
 /// the block's sum of squared residuals.
 #[allow(clippy::too_many_arguments)]
-fn run_rows(data: &Data<'_>, ups: &[Update], chunk_start: usize, row0: usize, w: &mut [f32], mw: &mut [f32], vw: &mut [f32], mut bias: Option<(&mut [f32], &mut [f32], &mut [f32])>) -> f64 {
+fn run_rows(data: &Data<'_>, ups: &[Update], chunk_start: usize, row0: usize, w: &mut [f32], mw: &mut [f32], vw: &mut [f32], bias: Option<(&mut [f32], &mut [f32], &mut [f32])>) -> f64 {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (checked just above), the only requirement of
+        // the target_feature function; it runs the same source, so the same arithmetic.
+        #[allow(unsafe_code)]
+        return unsafe { run_rows_avx512(data, ups, chunk_start, row0, w, mw, vw, bias) };
+    }
+    run_rows_impl(data, ups, chunk_start, row0, w, mw, vw, bias)
+}
+
+/// [`run_rows`] compiled for AVX-512 (16 floats per instruction). Rust never contracts
+/// `a * b + c` into a fused multiply-add and `sqrt`/division are exact in IEEE arithmetic,
+/// so the result is the same, bit for bit, as the portable build.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn run_rows_avx512(data: &Data<'_>, ups: &[Update], chunk_start: usize, row0: usize, w: &mut [f32], mw: &mut [f32], vw: &mut [f32], bias: Option<(&mut [f32], &mut [f32], &mut [f32])>) -> f64 {
+    run_rows_impl(data, ups, chunk_start, row0, w, mw, vw, bias)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn run_rows_impl(data: &Data<'_>, ups: &[Update], chunk_start: usize, row0: usize, w: &mut [f32], mw: &mut [f32], vw: &mut [f32], mut bias: Option<(&mut [f32], &mut [f32], &mut [f32])>) -> f64 {
     let Data { xs, ts, order, d, k, bs, wd } = *data;
     let rows = w.len() / d;
     let mut r = [0.0f32; MAX_BATCH];

@@ -1,0 +1,1159 @@
+//! The model file: versioned, checked, and read in place.
+//!
+//! A model file is a 16-byte fixed prefix, a postcard-encoded [`Header`] (method, sizes,
+//! labels, preprocessing and one entry per target and per class pointing into the weights),
+//! zero padding to a 16-byte boundary, the weights as little-endian `f32`, and a CRC-32 of
+//! everything before it. The exact layout, the header encoding and the validation rules are
+//! specified in `core/FORMAT.md`; this module is the reference implementation.
+//!
+//! [`ModelView::parse`] validates a file completely (sizes, CRC, header, every entry's
+//! bounds, finiteness of every weight) without allocating or copying the weights: on a
+//! device the weights are used where they lie, e.g. in flash, as long as the file starts on a
+//! 4-byte boundary. A view then classifies like any other [`Classes`].
+//!
+//! On the host (feature `alloc`), `encode` writes a `Model` and `decode` reads one back from
+//! bytes at any alignment.
+
+#[cfg(target_endian = "big")]
+compile_error!("ldl_core::format reads the little-endian f32 weights of a model file in place: big-endian targets are not supported");
+
+use crate::classify::{Classes, MAX_MEMBERS};
+use crate::error::{Error, Result};
+use crate::linear::{Linear, Target};
+use crate::model::{Label, Method, Preprocess};
+use crate::predictor::Predictor;
+use crate::subspace::{FitOptions, Subspace};
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// The first four bytes of every model file.
+pub const MAGIC: [u8; 4] = *b"LDLM";
+/// The format version this build writes, and the only one it reads.
+pub const VERSION: u16 = 1;
+/// Byte offset of the postcard-encoded header (the end of the fixed prefix).
+pub const HEADER_OFFSET: usize = 16;
+/// The weights start at the first multiple of this many bytes (from the file start) after
+/// the header.
+pub const WEIGHTS_ALIGN: usize = 16;
+/// Size of the trailing CRC-32.
+pub const CRC_LEN: usize = 4;
+/// The shortest possible file: the fixed prefix and the CRC.
+pub const MIN_FILE_LEN: usize = HEADER_OFFSET + CRC_LEN;
+/// Most classes (labels) a model file holds.
+pub const MAX_CLASSES: usize = 64;
+/// Most class entries (ensemble members x classes) a model file holds.
+pub const MAX_ENTRIES: usize = 128;
+
+/// CRC-32/ISO-HDLC (the zlib / PNG / Ethernet CRC): polynomial 0x04C11DB7 reflected, init and
+/// final XOR 0xFFFFFFFF.
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// The CRC-32 of a model file (CRC-32/ISO-HDLC, the zlib/PNG CRC): computed over every byte
+/// before the last four, and stored there little-endian.
+pub fn checksum(bytes: &[u8]) -> u32 {
+    CRC.checksum(bytes)
+}
+
+/// How a member's target is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum TargetKind {
+    /// `Q(x) = x` (requires `inputs == outputs`); no weights.
+    Identity,
+    /// `Q(x) = A x (+ a)`: `A` (`outputs x inputs`, row-major), then `a` (`outputs`) if `bias`.
+    Linear {
+        /// The target has a bias vector.
+        bias: bool,
+    },
+}
+
+/// Where a member's target lies in the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TargetEntry {
+    /// The target's form.
+    pub kind: TargetKind,
+    /// Offset of its first weight, in `f32` units from the start of the weights.
+    pub offset: u32,
+}
+
+/// How a class's predictor is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ClassForm {
+    /// A dense map: weight (`outputs x inputs`, row-major), then bias (`outputs`) if `bias`.
+    Dense {
+        /// The predictor has a bias vector.
+        bias: bool,
+    },
+    /// The closed-form fit ([`Subspace`]): mean (`inputs`) if `affine`, basis
+    /// (`rank x inputs`), shrink weights (`rank`), then, when the member's target is linear,
+    /// proj (`outputs x rank`) and target mean (`outputs`).
+    Subspace {
+        /// The class is an affine subspace (a mean is stored).
+        affine: bool,
+        /// Dimension of the class's span (`<= inputs`).
+        rank: u32,
+    },
+}
+
+/// Where a class's predictor (in one member) lies in the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ClassEntry {
+    /// The predictor's form.
+    pub form: ClassForm,
+    /// Offset of its first weight, in `f32` units from the start of the weights.
+    pub offset: u32,
+}
+
+/// The model file's header: everything but the weights. Postcard-encoded, field by field in
+/// this order (see `core/FORMAT.md`). Any change to its shape, or to the shape of a type it
+/// contains ([`Method`], [`Preprocess`], [`FitOptions`], [`Label`]), is a new [`VERSION`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Header {
+    /// How the model was trained.
+    pub method: Method,
+    /// Input dimension `d` (>= 1).
+    pub inputs: u32,
+    /// Target outputs `k` (>= 1).
+    pub outputs: u32,
+    /// Most classes the model may hold (>= the number of labels).
+    pub capacity: u16,
+    /// Novelty threshold (finite), if any.
+    pub threshold: Option<f32>,
+    /// Input preprocessing (finite scale and offset).
+    pub preprocess: Preprocess,
+    /// How enrolled classes are fitted (finite ridge, rank tolerance and minimum weight).
+    pub fit: FitOptions,
+    /// One unique label per class.
+    pub labels: heapless::Vec<Label, MAX_CLASSES>,
+    /// One target per ensemble member (at least one).
+    pub members: heapless::Vec<TargetEntry, MAX_MEMBERS>,
+    /// One entry per member and class: member `i`, class `c` at index `i * labels + c`.
+    pub classes: heapless::Vec<ClassEntry, MAX_ENTRIES>,
+}
+
+/// A model file validated and read in place: the header decoded, the weights borrowed from
+/// the file as `&[f32]` (no copy, no allocation). Classifies through [`Classes`].
+#[derive(Clone)]
+pub struct ModelView<'a> {
+    header: Header,
+    weights: &'a [f32],
+    file_len: usize,
+    crc: u32,
+}
+
+impl fmt::Debug for ModelView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelView")
+            .field("header", &self.header)
+            .field("weights", &self.weights.len())
+            .field("file_len", &self.file_len)
+            .field("crc", &self.crc)
+            .finish()
+    }
+}
+
+/// Reads a little-endian `u16` at `at`.
+fn read_u16(bytes: &[u8], at: usize) -> Result<u16> {
+    let b = bytes.get(at..at.checked_add(2).ok_or(Error::Truncated)?).ok_or(Error::Truncated)?;
+    let mut a = [0u8; 2];
+    a.copy_from_slice(b);
+    Ok(u16::from_le_bytes(a))
+}
+
+/// Reads a little-endian `u32` at `at`.
+fn read_u32(bytes: &[u8], at: usize) -> Result<u32> {
+    let b = bytes.get(at..at.checked_add(4).ok_or(Error::Truncated)?).ok_or(Error::Truncated)?;
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b);
+    Ok(u32::from_le_bytes(a))
+}
+
+/// Where the weights start and how long the file is, for a header and weights of these
+/// lengths in bytes; `None` on overflow.
+fn layout(header_len: usize, weights_len: usize) -> Option<(usize, usize)> {
+    let end = HEADER_OFFSET.checked_add(header_len)?;
+    let start = end.checked_add(WEIGHTS_ALIGN - 1)? / WEIGHTS_ALIGN * WEIGHTS_ALIGN;
+    let total = start.checked_add(weights_len)?.checked_add(CRC_LEN)?;
+    Some((start, total))
+}
+
+fn to_usize(v: u32) -> Result<usize> {
+    usize::try_from(v).map_err(|_| Error::Malformed)
+}
+
+fn mul(a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or(Error::Malformed)
+}
+
+/// Consecutive parts of the weights from an entry's offset.
+struct Cursor<'w>(&'w [f32]);
+
+impl<'w> Cursor<'w> {
+    fn at(weights: &'w [f32], offset: u32) -> Result<Self> {
+        weights.get(to_usize(offset)?..).map(Cursor).ok_or(Error::Malformed)
+    }
+    fn take(&mut self, n: usize) -> Result<&'w [f32]> {
+        let (part, rest) = self.0.split_at_checked(n).ok_or(Error::Malformed)?;
+        self.0 = rest;
+        Ok(part)
+    }
+}
+
+impl Header {
+    /// `(inputs, outputs)` as `usize`.
+    fn dims(&self) -> Result<(usize, usize)> {
+        Ok((to_usize(self.inputs)?, to_usize(self.outputs)?))
+    }
+
+    /// The target of `entry`, its weights borrowed from `weights`.
+    fn target_view<'w>(&self, entry: &TargetEntry, weights: &'w [f32]) -> Result<Target<&'w [f32]>> {
+        let (d, k) = self.dims()?;
+        match entry.kind {
+            TargetKind::Identity if d == k => Ok(Target::Identity { dim: d }),
+            TargetKind::Identity => Err(Error::Malformed),
+            TargetKind::Linear { bias } => {
+                let mut c = Cursor::at(weights, entry.offset)?;
+                let w = c.take(mul(k, d)?)?;
+                let b = if bias { Some(c.take(k)?) } else { None };
+                Linear::from_parts(d, k, w, b).map(Target::Linear).map_err(|_| Error::Malformed)
+            }
+        }
+    }
+
+    /// The predictor of `entry` in the member whose target is `target`.
+    fn predictor_view<'w>(&self, target: &TargetEntry, entry: &ClassEntry, weights: &'w [f32]) -> Result<Predictor<&'w [f32]>> {
+        let (d, k) = self.dims()?;
+        let mut c = Cursor::at(weights, entry.offset)?;
+        match entry.form {
+            ClassForm::Dense { bias } => {
+                let w = c.take(mul(k, d)?)?;
+                let b = if bias { Some(c.take(k)?) } else { None };
+                Linear::from_parts(d, k, w, b).map(Predictor::Dense).map_err(|_| Error::Malformed)
+            }
+            ClassForm::Subspace { affine, rank } => {
+                let r = to_usize(rank)?;
+                if r > d {
+                    return Err(Error::Malformed);
+                }
+                let mean = if affine { Some(c.take(d)?) } else { None };
+                let basis = c.take(mul(r, d)?)?;
+                let shrink = c.take(r)?;
+                let (proj, tmean) = match target.kind {
+                    TargetKind::Linear { .. } => (Some(c.take(mul(k, r)?)?), Some(c.take(k)?)),
+                    TargetKind::Identity => (None, None),
+                };
+                Subspace::from_parts(d, k, r, mean, basis, shrink, proj, tmean)
+                    .map(Predictor::Subspace)
+                    .map_err(|_| Error::Malformed)
+            }
+        }
+    }
+
+    /// Checks the header against the weights (FORMAT.md section 6, rules 11 to 13): sizes,
+    /// counts, unique labels, every entry inside the weights with the sizes the dimensions
+    /// imply, finite parameters, and every weight finite.
+    fn validate(&self, weights: &[f32]) -> Result<()> {
+        let (d, k) = self.dims()?;
+        let n = self.labels.len();
+        if d == 0 || k == 0 || self.members.is_empty() || n > usize::from(self.capacity) {
+            return Err(Error::Malformed);
+        }
+        if self.members.len().checked_mul(n) != Some(self.classes.len()) {
+            return Err(Error::Malformed);
+        }
+        for (i, l) in self.labels.iter().enumerate() {
+            if self.labels.iter().skip(i + 1).any(|o| o == l) {
+                return Err(Error::Malformed);
+            }
+        }
+        for (m, t) in self.members.iter().enumerate() {
+            self.target_view(t, weights)?;
+            for e in self.classes.iter().skip(mul(m, n)?).take(n) {
+                self.predictor_view(t, e, weights)?;
+            }
+        }
+        let p = &self.preprocess;
+        let params = [self.threshold.unwrap_or(0.0), p.scale, p.offset, self.fit.ridge, self.fit.rank_tol, self.fit.min_weight];
+        crate::error::check_finite(&params)?;
+        crate::error::check_finite(weights)
+    }
+}
+
+impl<'a> ModelView<'a> {
+    /// Validates a model file and reads it in place.
+    ///
+    /// Fails with `Truncated` when the data is shorter than the fixed prefix or than the
+    /// sizes it announces, `BadMagic`, `UnsupportedVersion(v)`, `Malformed` for inconsistent
+    /// sizes, non-zero reserved or padding bytes, a header that does not decode or does not
+    /// use exactly its length, or a header inconsistent with itself or the weights,
+    /// `CrcMismatch` (checked before the header is decoded), `NonFinite` for a NaN or
+    /// infinite weight or parameter, and `Misaligned` when the weights are not on a 4-byte
+    /// boundary in memory (the file itself is not 4-byte aligned). Never panics.
+    pub fn parse(bytes: &'a [u8]) -> Result<ModelView<'a>> {
+        if bytes.len() < MIN_FILE_LEN {
+            return Err(Error::Truncated);
+        }
+        if bytes.get(..4) != Some(&MAGIC[..]) {
+            return Err(Error::BadMagic);
+        }
+        let version = read_u16(bytes, 4)?;
+        if version != VERSION {
+            return Err(Error::UnsupportedVersion(version));
+        }
+        if read_u16(bytes, 6)? != 0 {
+            return Err(Error::Malformed);
+        }
+        let header_len = usize::try_from(read_u32(bytes, 8)?).map_err(|_| Error::Truncated)?;
+        let weights_len = usize::try_from(read_u32(bytes, 12)?).map_err(|_| Error::Truncated)?;
+        if weights_len % 4 != 0 {
+            return Err(Error::Malformed);
+        }
+        let (start, total) = layout(header_len, weights_len).ok_or(Error::Truncated)?;
+        if total > bytes.len() {
+            return Err(Error::Truncated);
+        }
+        if total < bytes.len() {
+            return Err(Error::Malformed);
+        }
+        let crc_at = total.checked_sub(CRC_LEN).ok_or(Error::Truncated)?;
+        let crc = read_u32(bytes, crc_at)?;
+        let body = bytes.get(..crc_at).ok_or(Error::Truncated)?;
+        if checksum(body) != crc {
+            return Err(Error::CrcMismatch);
+        }
+        let header_end = HEADER_OFFSET.checked_add(header_len).ok_or(Error::Truncated)?; // <= start
+        let header_bytes = bytes.get(HEADER_OFFSET..header_end).ok_or(Error::Truncated)?;
+        let padding = bytes.get(header_end..start).ok_or(Error::Truncated)?;
+        if padding.iter().any(|&b| b != 0) {
+            return Err(Error::Malformed);
+        }
+        let (header, rest) = postcard::take_from_bytes::<Header>(header_bytes).map_err(|_| Error::Malformed)?;
+        if !rest.is_empty() {
+            return Err(Error::Malformed);
+        }
+        let weight_bytes = bytes.get(start..crc_at).ok_or(Error::Truncated)?;
+        let weights: &'a [f32] = bytemuck::try_cast_slice(weight_bytes).map_err(|_| Error::Misaligned)?;
+        header.validate(weights)?;
+        Ok(ModelView { header, weights, file_len: total, crc })
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+    /// The class labels, in class order.
+    pub fn labels(&self) -> &[Label] {
+        &self.header.labels
+    }
+    /// Index of a label.
+    pub fn class_index(&self, label: &str) -> Option<usize> {
+        self.header.labels.iter().position(|l| l.as_str() == label)
+    }
+    /// How the model was trained.
+    pub fn method(&self) -> Method {
+        self.header.method
+    }
+    /// Input dimension `d`.
+    pub fn inputs(&self) -> usize {
+        self.header.inputs as usize
+    }
+    /// Target outputs `k`.
+    pub fn outputs(&self) -> usize {
+        self.header.outputs as usize
+    }
+    /// Most classes the model may hold.
+    pub fn capacity(&self) -> u16 {
+        self.header.capacity
+    }
+    /// Novelty threshold.
+    pub fn threshold(&self) -> Option<f32> {
+        self.header.threshold
+    }
+    /// Input preprocessing.
+    pub fn preprocess(&self) -> Preprocess {
+        self.header.preprocess
+    }
+    /// Options for fitting enrolled classes.
+    pub fn fit(&self) -> FitOptions {
+        self.header.fit
+    }
+    /// All weights of the file, in place.
+    pub fn weights(&self) -> &'a [f32] {
+        self.weights
+    }
+    /// Length of the file in bytes.
+    pub fn file_len(&self) -> usize {
+        self.file_len
+    }
+    /// The file's CRC-32.
+    pub fn crc(&self) -> u32 {
+        self.crc
+    }
+}
+
+impl Classes for ModelView<'_> {
+    fn members(&self) -> usize {
+        self.header.members.len()
+    }
+    fn len(&self) -> usize {
+        self.header.labels.len()
+    }
+    fn target(&self, member: usize) -> Result<Target<&[f32]>> {
+        let t = self.header.members.get(member).ok_or(Error::InvalidParameter)?;
+        self.header.target_view(t, self.weights)
+    }
+    fn predictor(&self, member: usize, class: usize) -> Result<Predictor<&[f32]>> {
+        let n = self.header.labels.len();
+        if class >= n {
+            return Err(Error::UnknownClass);
+        }
+        let t = self.header.members.get(member).ok_or(Error::UnknownClass)?;
+        let i = member.checked_mul(n).and_then(|i| i.checked_add(class)).ok_or(Error::UnknownClass)?;
+        let e = self.header.classes.get(i).ok_or(Error::UnknownClass)?;
+        self.header.predictor_view(t, e, self.weights)
+    }
+}
+
+#[cfg(feature = "alloc")]
+pub use owned::{decode, encode, encoded_len};
+
+#[cfg(feature = "alloc")]
+mod owned {
+    use super::*;
+    use crate::model::{Member, Model};
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// Counts the weights laid out so far and, when writing, collects them.
+    struct Sink<'v> {
+        len: usize,
+        out: Option<&'v mut Vec<f32>>,
+    }
+
+    impl Sink<'_> {
+        fn offset(&self) -> Result<u32> {
+            u32::try_from(self.len).map_err(|_| Error::CapacityFull)
+        }
+        fn put(&mut self, xs: &[f32]) -> Result<()> {
+            self.len = self.len.checked_add(xs.len()).ok_or(Error::CapacityFull)?;
+            if let Some(out) = self.out.as_mut() {
+                out.extend_from_slice(xs);
+            }
+            Ok(())
+        }
+    }
+
+    /// The header of `model`, laying out its weights into `sink` (member 0's target, member
+    /// 0's classes, member 1's target, ...). Checks that the model fits the format.
+    fn build_header(model: &Model, sink: &mut Sink<'_>) -> Result<Header> {
+        model.validate()?;
+        let n = model.labels.len();
+        if n > MAX_CLASSES || model.members.len().checked_mul(n).is_none_or(|e| e > MAX_ENTRIES) {
+            return Err(Error::CapacityFull);
+        }
+        for (i, l) in model.labels.iter().enumerate() {
+            if model.labels.iter().skip(i + 1).any(|o| o == l) {
+                return Err(Error::DuplicateLabel);
+            }
+        }
+        let (d, k) = (model.inputs(), model.outputs());
+        if d == 0 || k == 0 {
+            return Err(Error::InvalidParameter);
+        }
+        let dim = |v: usize| u32::try_from(v).map_err(|_| Error::CapacityFull);
+        let mut header = Header {
+            method: model.method,
+            inputs: dim(d)?,
+            outputs: dim(k)?,
+            capacity: model.capacity,
+            threshold: model.threshold,
+            preprocess: model.preprocess,
+            fit: model.fit,
+            labels: heapless::Vec::new(),
+            members: heapless::Vec::new(),
+            classes: heapless::Vec::new(),
+        };
+        for l in &model.labels {
+            header.labels.push(l.clone()).map_err(|_| Error::CapacityFull)?;
+        }
+        for mem in &model.members {
+            let offset = sink.offset()?;
+            let kind = match &mem.target {
+                Target::Identity { .. } => TargetKind::Identity,
+                Target::Linear(l) => {
+                    sink.put(l.weight())?;
+                    if let Some(b) = l.bias() {
+                        sink.put(b)?;
+                    }
+                    TargetKind::Linear { bias: l.bias().is_some() }
+                }
+            };
+            let linear = matches!(kind, TargetKind::Linear { .. });
+            header.members.push(TargetEntry { kind, offset }).map_err(|_| Error::CapacityFull)?;
+            for p in &mem.predictors {
+                let offset = sink.offset()?;
+                let form = match p {
+                    Predictor::Dense(l) => {
+                        sink.put(l.weight())?;
+                        if let Some(b) = l.bias() {
+                            sink.put(b)?;
+                        }
+                        ClassForm::Dense { bias: l.bias().is_some() }
+                    }
+                    Predictor::Subspace(s) => {
+                        // The file derives proj / target mean from the target's kind.
+                        if s.proj().is_some() != linear {
+                            return Err(Error::InvalidParameter);
+                        }
+                        if let Some(m) = s.mean() {
+                            sink.put(m)?;
+                        }
+                        sink.put(s.basis())?;
+                        sink.put(s.shrink())?;
+                        if let (Some(pr), Some(tm)) = (s.proj(), s.target_mean()) {
+                            sink.put(pr)?;
+                            sink.put(tm)?;
+                        }
+                        ClassForm::Subspace { affine: s.mean().is_some(), rank: dim(s.rank())? }
+                    }
+                };
+                header.classes.push(ClassEntry { form, offset }).map_err(|_| Error::CapacityFull)?;
+            }
+        }
+        Ok(header)
+    }
+
+    /// Copies `src` into `out` at `at`.
+    fn put_bytes(out: &mut [u8], at: usize, src: &[u8]) -> Result<()> {
+        let end = at.checked_add(src.len()).ok_or(Error::BufferTooSmall)?;
+        out.get_mut(at..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(src);
+        Ok(())
+    }
+
+    /// Assembles a file from an encoded header and the weights (no validation of their
+    /// content): prefix, header, zero padding, weights, CRC.
+    pub(super) fn write_file(header: &[u8], weights: &[f32]) -> Result<Vec<u8>> {
+        let weights_len = weights.len().checked_mul(4).ok_or(Error::CapacityFull)?;
+        let (start, total) = layout(header.len(), weights_len).ok_or(Error::CapacityFull)?;
+        let header_len32 = u32::try_from(header.len()).map_err(|_| Error::CapacityFull)?;
+        let weights_len32 = u32::try_from(weights_len).map_err(|_| Error::CapacityFull)?;
+        let mut out = vec![0u8; total];
+        put_bytes(&mut out, 0, &MAGIC)?;
+        put_bytes(&mut out, 4, &VERSION.to_le_bytes())?;
+        put_bytes(&mut out, 8, &header_len32.to_le_bytes())?;
+        put_bytes(&mut out, 12, &weights_len32.to_le_bytes())?;
+        put_bytes(&mut out, HEADER_OFFSET, header)?;
+        let end = start.checked_add(weights_len).ok_or(Error::CapacityFull)?;
+        let dst = out.get_mut(start..end).ok_or(Error::BufferTooSmall)?;
+        for (chunk, w) in dst.chunks_exact_mut(4).zip(weights) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        let crc_at = total.checked_sub(CRC_LEN).ok_or(Error::BufferTooSmall)?;
+        let crc = checksum(out.get(..crc_at).ok_or(Error::BufferTooSmall)?);
+        put_bytes(&mut out, crc_at, &crc.to_le_bytes())?;
+        Ok(out)
+    }
+
+    /// Length of a header's postcard encoding.
+    fn header_len(header: &Header) -> Result<usize> {
+        postcard::serialize_with_flavor(header, postcard::ser_flavors::Size::default()).map_err(|_| Error::InvalidParameter)
+    }
+
+    /// Postcard-encodes a header.
+    pub(super) fn header_bytes(header: &Header) -> Result<Vec<u8>> {
+        let len = header_len(header)?;
+        let mut buf = vec![0u8; len];
+        let used = postcard::to_slice(header, &mut buf).map_err(|_| Error::InvalidParameter)?.len();
+        buf.truncate(used);
+        Ok(buf)
+    }
+
+    /// Writes `model` as a model file (format [`VERSION`]).
+    ///
+    /// Fails when the model is inconsistent (`model.validate()`), has more than
+    /// [`MAX_CLASSES`] labels or [`MAX_ENTRIES`] class entries or more weights than a file
+    /// can address (`CapacityFull`), has duplicate labels (`DuplicateLabel`), a non-finite
+    /// weight, threshold, preprocessing or fit parameter (`NonFinite`), or a subspace
+    /// predictor whose form does not match its member's target (`InvalidParameter`). A file
+    /// `encode` returns always decodes (and parses wherever it lies 4-byte aligned).
+    pub fn encode(model: &Model) -> Result<Vec<u8>> {
+        let mut weights = Vec::new();
+        let header = build_header(model, &mut Sink { len: 0, out: Some(&mut weights) })?;
+        header.validate(&weights).map_err(|e| if e == Error::Malformed { Error::InvalidParameter } else { e })?;
+        write_file(&header_bytes(&header)?, &weights)
+    }
+
+    /// The length in bytes of the file [`encode`] would write for `model` (without copying
+    /// its weights or checking that they are finite).
+    pub fn encoded_len(model: &Model) -> Result<usize> {
+        let mut sink = Sink { len: 0, out: None };
+        let header = build_header(model, &mut sink)?;
+        let header_len = header_len(&header)?;
+        let weights_len = sink.len.checked_mul(4).ok_or(Error::CapacityFull)?;
+        layout(header_len, weights_len).map(|(_, total)| total).ok_or(Error::CapacityFull)
+    }
+
+    /// Reads a model file into an owned [`Model`], whatever the alignment of `bytes` (they
+    /// are copied into an aligned buffer first). Fails as [`ModelView::parse`] does, except
+    /// never with `Misaligned`.
+    pub fn decode(bytes: &[u8]) -> Result<Model> {
+        let mut buf = vec![0u32; bytes.len().div_ceil(4)];
+        let aligned: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+        let copy = aligned.get_mut(..bytes.len()).ok_or(Error::BufferTooSmall)?;
+        copy.copy_from_slice(bytes);
+        ModelView::parse(copy)?.to_model()
+    }
+
+    fn owned_linear(l: &Linear<&[f32]>) -> Result<Linear<Vec<f32>>> {
+        Linear::from_parts(l.inputs(), l.outputs(), l.weight().to_vec(), l.bias().map(<[f32]>::to_vec))
+    }
+
+    impl ModelView<'_> {
+        /// Copies the model onto the heap, exactly (every field and weight bit for bit).
+        pub fn to_model(&self) -> Result<Model> {
+            let mut members = Vec::with_capacity(self.members());
+            for m in 0..self.members() {
+                let target = match self.target(m)? {
+                    Target::Identity { dim } => Target::Identity { dim },
+                    Target::Linear(l) => Target::Linear(owned_linear(&l)?),
+                };
+                let mut predictors = Vec::with_capacity(self.len());
+                for c in 0..self.len() {
+                    predictors.push(match self.predictor(m, c)? {
+                        Predictor::Dense(l) => Predictor::Dense(owned_linear(&l)?),
+                        Predictor::Subspace(s) => Predictor::Subspace(Subspace::from_parts(
+                            s.inputs(),
+                            s.outputs(),
+                            s.rank(),
+                            s.mean().map(<[f32]>::to_vec),
+                            s.basis().to_vec(),
+                            s.shrink().to_vec(),
+                            s.proj().map(<[f32]>::to_vec),
+                            s.target_mean().map(<[f32]>::to_vec),
+                        )?),
+                    });
+                }
+                members.push(Member { target, predictors });
+            }
+            Ok(Model {
+                method: self.header.method,
+                labels: self.header.labels.iter().cloned().collect(),
+                members,
+                threshold: self.header.threshold,
+                preprocess: self.header.preprocess,
+                capacity: self.header.capacity,
+                fit: self.header.fit,
+            })
+        }
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::owned::{header_bytes, write_file};
+    use super::*;
+    use crate::classify::{classify, scratch_len};
+    use crate::methods::{self, ClosedFormConfig, GradientConfig, GradientTrainer};
+    use crate::model::{label, ImageSpec, Model};
+    use crate::rng::Rng;
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    const D: usize = 8;
+    const LABELS: [&str; 3] = ["zero", "one", "two"];
+
+    /// Three classes of 5 samples in R^8 around distinct centres.
+    fn support(seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = Rng::new(seed);
+        (0..3)
+            .map(|c| {
+                let centre: Vec<f32> = (0..D).map(|j| if j % 3 == c { 2.0 } else { rng.normal() * 0.2 }).collect();
+                (0..5).flat_map(|_| centre.iter().map(|m| m + 0.3 * rng.normal()).collect::<Vec<_>>()).collect()
+            })
+            .collect()
+    }
+
+    fn closed(k: usize, target_bias: bool, affine: bool, ridge: f32, seed: u64) -> Model {
+        let data = support(seed);
+        let views: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
+        let cfg = ClosedFormConfig { k, target_bias, fit: FitOptions { ridge, affine, ..Default::default() }, ..Default::default() };
+        methods::fit_closed_form(&views, D, &LABELS, &cfg, seed).unwrap()
+    }
+
+    fn gradient(cfg: GradientConfig, seed: u64) -> Model {
+        let data = support(seed);
+        let views: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
+        let mut t = GradientTrainer::new(&views, D, &LABELS, &cfg, seed).unwrap();
+        t.epoch().unwrap();
+        t.into_model()
+    }
+
+    /// Every kind of model the host builds, named.
+    fn models() -> Vec<(&'static str, Model)> {
+        let mut rich = closed(6, true, true, 0.0, 1);
+        rich.threshold = Some(0.25);
+        rich.capacity = 10;
+        rich.preprocess = Preprocess {
+            scale: 1.0 / 255.0,
+            offset: -0.5,
+            image: Some(ImageSpec { width: 4, height: 2, source_width: 8, source_height: 4 }),
+            shift: 1,
+        };
+        let mut enrolled = rich.clone();
+        let extra = support(9);
+        enrolled.enroll("extra", &extra[0], 5).unwrap();
+        let mut empty = closed(6, true, true, 0.0, 2);
+        for l in LABELS {
+            empty.forget(l).unwrap();
+        }
+        let data = support(3);
+        let views: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
+        let cfg = ClosedFormConfig { k: 6, ..Default::default() };
+        let ensemble = methods::ensemble(&views, D, 3, 7, |c, s| methods::fit_closed_form(c, D, &LABELS, &cfg, s)).unwrap();
+        vec![
+            ("closed linear affine", rich),
+            ("closed linear, no target bias, not affine", closed(5, false, false, 0.0, 4)),
+            ("closed identity affine ridge", closed(0, false, true, 0.5, 5)),
+            ("closed identity not affine", closed(0, false, false, 0.0, 6)),
+            ("o2md", gradient(GradientConfig::o2md_paper(5), 7)),
+            ("bd", gradient(GradientConfig::bd_paper(4), 8)),
+            ("naive", gradient(GradientConfig::naive_paper(), 9)),
+            ("ensemble", ensemble),
+            ("enrolled", enrolled),
+            ("no classes", empty),
+        ]
+    }
+
+    /// A copy of `bytes` starting on a 4-byte boundary.
+    fn aligned(bytes: &[u8]) -> Vec<u32> {
+        let mut buf = vec![0u32; bytes.len().div_ceil(4)];
+        bytemuck::cast_slice_mut::<u32, u8>(&mut buf)[..bytes.len()].copy_from_slice(bytes);
+        buf
+    }
+
+    /// Parses an aligned copy and decodes `bytes`; both must agree. Returns the error.
+    fn error_of(bytes: &[u8]) -> Error {
+        let buf = aligned(bytes);
+        let a = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()]).map(|_| ()).unwrap_err();
+        let b = decode(bytes).map(|_| ()).unwrap_err();
+        assert_eq!(a, b);
+        a
+    }
+
+    /// Rewrites the CRC after an edit.
+    fn reseal(bytes: &mut [u8]) {
+        let n = bytes.len() - CRC_LEN;
+        let crc = checksum(&bytes[..n]);
+        bytes[n..].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn header_len_of(bytes: &[u8]) -> usize {
+        u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize
+    }
+
+    /// The header and weights of a valid file.
+    fn split(bytes: &[u8]) -> (Header, Vec<f32>) {
+        let buf = aligned(bytes);
+        let view = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()]).unwrap();
+        (view.header().clone(), view.weights().to_vec())
+    }
+
+    /// A file from a (possibly invalid) header and weights.
+    fn file(header: &Header, weights: &[f32]) -> Vec<u8> {
+        write_file(&header_bytes(header).unwrap(), weights).unwrap()
+    }
+
+    fn valid() -> (Model, Vec<u8>) {
+        let m = models().swap_remove(0).1;
+        let bytes = encode(&m).unwrap();
+        (m, bytes)
+    }
+
+    #[test]
+    fn a_view_fits_a_device_stack() {
+        // Parsing holds a decoded header on the stack; keep it small for a microcontroller
+        // (about half of this with 32-bit usize).
+        assert!(core::mem::size_of::<ModelView<'_>>() < 4096, "{}", core::mem::size_of::<ModelView<'_>>());
+    }
+
+    #[test]
+    fn crc_is_the_zlib_crc() {
+        assert_eq!(checksum(b"123456789"), 0xCBF4_3926);
+        assert_eq!(checksum(b""), 0);
+    }
+
+    #[test]
+    fn header_encoding_is_pinned() {
+        // The example of FORMAT.md: any change here is a format change (a new VERSION).
+        let mut h = Header {
+            method: Method::ClosedForm,
+            inputs: 300,
+            outputs: 2,
+            capacity: 5,
+            threshold: Some(1.5),
+            preprocess: Preprocess { scale: 1.0, offset: 0.0, image: Some(ImageSpec { width: 28, height: 28, source_width: 0, source_height: 0 }), shift: 2 },
+            fit: FitOptions { ridge: 0.0, affine: true, rank_tol: 0.5, min_weight: 0.25, max_rank: 300 },
+            labels: heapless::Vec::new(),
+            members: heapless::Vec::new(),
+            classes: heapless::Vec::new(),
+        };
+        h.labels.push(label("a").unwrap()).unwrap();
+        h.labels.push(label("bc").unwrap()).unwrap();
+        h.members.push(TargetEntry { kind: TargetKind::Linear { bias: true }, offset: 0 }).unwrap();
+        h.classes.push(ClassEntry { form: ClassForm::Dense { bias: false }, offset: 604 }).unwrap();
+        h.classes.push(ClassEntry { form: ClassForm::Subspace { affine: true, rank: 130 }, offset: 200 }).unwrap();
+        #[rustfmt::skip]
+        let want: &[u8] = &[
+            0x03,                   // method: ClosedForm
+            0xAC, 0x02,             // inputs: 300
+            0x02,                   // outputs: 2
+            0x05,                   // capacity: 5
+            0x01, 0x00, 0x00, 0xC0, 0x3F, // threshold: Some(1.5)
+            0x00, 0x00, 0x80, 0x3F, // preprocess.scale: 1.0
+            0x00, 0x00, 0x00, 0x00, // preprocess.offset: 0.0
+            0x01, 0x1C, 0x1C, 0x00, 0x00, // preprocess.image: Some(28, 28, 0, 0)
+            0x02,                   // preprocess.shift: 2
+            0x00, 0x00, 0x00, 0x00, // fit.ridge: 0.0
+            0x01,                   // fit.affine: true
+            0x00, 0x00, 0x00, 0x3F, // fit.rank_tol: 0.5
+            0x00, 0x00, 0x80, 0x3E, // fit.min_weight: 0.25
+            0xAC, 0x02,             // fit.max_rank: 300
+            0x02, 0x01, b'a', 0x02, b'b', b'c', // labels
+            0x01, 0x01, 0x01, 0x00, // members: [Linear { bias: true } @ 0]
+            0x02,                   // classes:
+            0x00, 0x00, 0xDC, 0x04, //   Dense { bias: false } @ 604
+            0x01, 0x01, 0x82, 0x01, 0xC8, 0x01, // Subspace { affine: true, rank: 130 } @ 200
+        ];
+        assert_eq!(header_bytes(&h).unwrap(), want);
+        assert_eq!(postcard::from_bytes::<Header>(want).unwrap(), h);
+        // Decoding rules of FORMAT.md.
+        let with = |at: usize, b: u8| {
+            let mut v = want.to_vec();
+            v[at] = b;
+            postcard::from_bytes::<Header>(&v)
+        };
+        assert!(with(0, 4).is_err(), "method tag out of range");
+        assert!(with(5, 2).is_err(), "Option tag other than 0/1");
+        assert!(with(28, 2).is_err(), "bool other than 0/1");
+        assert!(with(41, 0xFF).is_err(), "label not UTF-8");
+        assert!(with(46, 2).is_err(), "target kind tag out of range");
+        assert!(with(50, 2).is_err(), "class form tag out of range");
+        assert!(with(51, 2).is_err(), "bool other than 0/1");
+        let mut long = want[..40].to_vec();
+        long.push(17);
+        long.extend_from_slice(&[b'a'; 17]);
+        long.extend_from_slice(&want[42..]);
+        assert!(postcard::from_bytes::<Header>(&long).is_err(), "label longer than 16 bytes");
+        let mut max16 = want[..40].to_vec();
+        max16.push(16);
+        max16.extend_from_slice(&[b'a'; 16]);
+        max16.extend_from_slice(&want[42..]);
+        assert_eq!(postcard::from_bytes::<Header>(&max16).unwrap().labels[0].as_str(), "aaaaaaaaaaaaaaaa");
+        // A non-canonical varint (300 as AC 82 00) is read by postcard; writers never emit it.
+        let mut noncanon = want.to_vec();
+        noncanon.splice(1..3, [0xAC, 0x82, 0x00]);
+        assert_eq!(postcard::from_bytes::<Header>(&noncanon).unwrap().inputs, 300);
+        // Too many members for MAX_MEMBERS.
+        let mut many = want[..45].to_vec();
+        many.push(MAX_MEMBERS as u8 + 1);
+        for _ in 0..=MAX_MEMBERS {
+            many.extend_from_slice(&[0x00, 0x00]);
+        }
+        many.push(0);
+        assert!(postcard::from_bytes::<Header>(&many).is_err());
+    }
+
+    /// The smallest example of FORMAT.md: one class, identity target, rank-1 subspace.
+    fn tiny() -> Model {
+        let s = Subspace::from_parts(2, 2, 1, None, vec![0.6, 0.8], vec![1.0], None, None).unwrap();
+        Model {
+            method: Method::ClosedForm,
+            labels: vec![label("x").unwrap()],
+            members: vec![crate::model::Member { target: Target::Identity { dim: 2 }, predictors: vec![Predictor::Subspace(s)] }],
+            threshold: None,
+            preprocess: Preprocess::default(),
+            capacity: 4,
+            fit: FitOptions::default(),
+        }
+    }
+
+    #[test]
+    fn file_encoding_is_pinned() {
+        // The complete example file of FORMAT.md (its CRC checked with Python's zlib.crc32).
+        #[rustfmt::skip]
+        let want: &[u8] = &[
+            b'L', b'D', b'L', b'M', 0x01, 0x00, 0x00, 0x00, // magic, version 1, reserved
+            0x28, 0x00, 0x00, 0x00, 0x0C, 0x00, 0x00, 0x00, // header_len 40, weights_len 12
+            0x03, 0x02, 0x02, 0x04, 0x00,                   // ClosedForm, d 2, k 2, capacity 4, no threshold
+            0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0x00, // scale 1.0, offset 0.0
+            0x00, 0x00,                                     // image None, shift 0
+            0x00, 0x00, 0x00, 0x00, 0x01, 0x6F, 0x12, 0x83, 0x3A, // ridge 0, affine, rank_tol 1e-3
+            0x00, 0x00, 0x00, 0x00, 0x00,                   // min_weight 0, max_rank 0
+            0x01, 0x01, b'x',                               // labels ["x"]
+            0x01, 0x00, 0x00,                               // members [Identity @ 0]
+            0x01, 0x01, 0x00, 0x01, 0x00,                   // classes [Subspace { affine: false, rank: 1 } @ 0]
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // padding to 64
+            0x9A, 0x99, 0x19, 0x3F, 0xCD, 0xCC, 0x4C, 0x3F, // basis [0.6, 0.8]
+            0x00, 0x00, 0x80, 0x3F,                         // shrink [1.0]
+            0x16, 0x4E, 0xF8, 0xFB,                         // CRC-32 0xFBF84E16
+        ];
+        assert_eq!(encode(&tiny()).unwrap(), want);
+        assert_eq!(encoded_len(&tiny()).unwrap(), want.len());
+        assert_eq!(decode(want).unwrap(), tiny());
+    }
+
+    #[test]
+    fn round_trip_preserves_models_and_their_decisions() {
+        for (name, m) in models() {
+            let bytes = encode(&m).unwrap();
+            assert_eq!(bytes.len(), encoded_len(&m).unwrap(), "{name}");
+            assert_eq!(decode(&bytes).unwrap(), m, "{name}");
+
+            // Fixed prefix and layout.
+            let hl = header_len_of(&bytes);
+            let wl = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+            assert_eq!(&bytes[..4], b"LDLM");
+            assert_eq!(&bytes[4..8], &[1, 0, 0, 0]);
+            let start = (HEADER_OFFSET + hl).div_ceil(16) * 16;
+            assert_eq!(bytes.len(), start + wl + 4, "{name}");
+            assert!(bytes[HEADER_OFFSET + hl..start].iter().all(|&b| b == 0));
+
+            let buf = aligned(&bytes);
+            let view = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()]).unwrap();
+            assert_eq!(view.file_len(), bytes.len());
+            assert_eq!(view.crc(), u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()));
+            assert_eq!(view.weights().len() * 4, wl);
+            assert_eq!(view.labels(), m.labels.as_slice());
+            assert_eq!((view.method(), view.threshold(), view.preprocess(), view.fit(), view.capacity()), (m.method, m.threshold, m.preprocess, m.fit, m.capacity));
+            assert_eq!((view.inputs(), view.outputs()), (m.inputs(), m.outputs()));
+            assert_eq!((view.members(), view.len()), (m.members.len(), m.labels.len()));
+            assert_eq!(view.to_model().unwrap(), m);
+            // The encoder lays the weights out contiguously in member / class order.
+            let mut next = 0u32;
+            for (i, t) in view.header().members.iter().enumerate() {
+                assert_eq!(t.offset, next);
+                next += weights_of_target(&view, i) as u32;
+                for c in 0..view.len() {
+                    let e = view.header().classes[i * view.len() + c];
+                    assert_eq!(e.offset, next);
+                    next += weights_of_predictor(&view, i, c) as u32;
+                }
+            }
+            assert_eq!(next as usize, view.weights().len());
+            if let Some(l) = m.labels.first() {
+                assert_eq!(view.class_index(l), Some(0));
+            }
+            assert_eq!(view.class_index("nope"), None);
+            assert_eq!(view.target(view.members()).unwrap_err(), Error::InvalidParameter);
+            assert_eq!(view.predictor(0, view.len()).unwrap_err(), Error::UnknownClass);
+            assert_eq!(view.predictor(view.members(), 0).unwrap_err(), Error::UnknownClass);
+
+            // Classification through the view equals the owned model's, bit for bit.
+            let mut rng = Rng::new(42);
+            let mut inputs: Vec<Vec<f32>> = (0..4).map(|_| (0..D).map(|_| rng.normal()).collect()).collect();
+            inputs.extend(support(1).iter().map(|c| c[..D].to_vec()));
+            for x in &inputs {
+                if m.labels.is_empty() {
+                    assert_eq!(classify(&view, x, m.threshold, &mut [], &mut []).unwrap_err(), Error::EmptyClass);
+                    continue;
+                }
+                let n = scratch_len(&m).unwrap();
+                assert_eq!(n, scratch_len(&view).unwrap());
+                let (mut s1, mut s2) = (vec![0.0; n], vec![0.0; n]);
+                let (mut d1, mut d2) = (vec![0.0; m.labels.len()], vec![0.0; m.labels.len()]);
+                let a = classify(&m, x, m.threshold, &mut s1, &mut d1).unwrap();
+                let b = classify(&view, x, view.threshold(), &mut s2, &mut d2).unwrap();
+                assert_eq!((a.best, a.class), (b.best, b.class), "{name}");
+                assert_eq!((a.novelty.to_bits(), a.agreement.to_bits()), (b.novelty.to_bits(), b.agreement.to_bits()), "{name}");
+                assert!(d1.iter().zip(&d2).all(|(u, v)| u.to_bits() == v.to_bits()), "{name}");
+            }
+        }
+    }
+
+    fn weights_of_target(view: &ModelView<'_>, m: usize) -> usize {
+        match view.target(m).unwrap() {
+            Target::Identity { .. } => 0,
+            Target::Linear(l) => l.weight().len() + l.bias().map_or(0, |b| b.len()),
+        }
+    }
+
+    fn weights_of_predictor(view: &ModelView<'_>, m: usize, c: usize) -> usize {
+        match view.predictor(m, c).unwrap() {
+            Predictor::Dense(l) => l.weight().len() + l.bias().map_or(0, |b| b.len()),
+            Predictor::Subspace(s) => {
+                let opt = |o: Option<&[f32]>| o.map_or(0, |v| v.len());
+                opt(s.mean()) + s.basis().len() + s.shrink().len() + opt(s.proj()) + opt(s.target_mean())
+            }
+        }
+    }
+
+    #[test]
+    fn decoder_does_not_rely_on_contiguity() {
+        // Classes stored in reverse order after a gap, and two entries sharing weights.
+        let (m, bytes) = valid();
+        let (mut h, w) = split(&bytes);
+        let mut shuffled = vec![0.0f32; 3]; // a gap before the first entry
+        let mut entries: Vec<(usize, Vec<f32>)> = Vec::new();
+        let view_bytes = aligned(&bytes);
+        let view = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&view_bytes)[..bytes.len()]).unwrap();
+        for c in (0..view.len()).rev() {
+            let e = h.classes[c];
+            let n = weights_of_predictor(&view, 0, c);
+            entries.push((c, w[e.offset as usize..e.offset as usize + n].to_vec()));
+        }
+        for (c, part) in &entries {
+            h.classes[*c].offset = shuffled.len() as u32;
+            shuffled.extend_from_slice(part);
+        }
+        let t = weights_of_target(&view, 0);
+        h.members[0].offset = shuffled.len() as u32;
+        shuffled.extend_from_slice(&w[..t]);
+        let moved = file(&h, &shuffled);
+        assert_eq!(decode(&moved).unwrap(), m);
+        // Aliased: class 1 reads class 0's weights.
+        h.classes[1] = h.classes[0];
+        let mut aliased = m.clone();
+        aliased.members[0].predictors[1] = aliased.members[0].predictors[0].clone();
+        assert_eq!(decode(&file(&h, &shuffled)).unwrap(), aliased);
+    }
+
+    #[test]
+    fn every_decode_error_is_reachable() {
+        let (_, good) = valid();
+        let hl = header_len_of(&good);
+        let (h, w) = split(&good);
+        let with = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = good.clone();
+            f(&mut b);
+            error_of(&b)
+        };
+
+        // Prefix.
+        assert_eq!(with(&|b| b[0] = b'X'), Error::BadMagic);
+        assert_eq!(with(&|b| b[4] = 2), Error::UnsupportedVersion(2));
+        assert_eq!(with(&|b| b[4..6].copy_from_slice(&0u16.to_le_bytes())), Error::UnsupportedVersion(0));
+        assert_eq!(with(&|b| { b[6] = 1; reseal(b) }), Error::Malformed);
+
+        // Sizes.
+        for n in [0, 3, 19, 20, hl, good.len() - 5, good.len() - 1] {
+            assert_eq!(error_of(&good[..n]), Error::Truncated, "cut at {n}");
+        }
+        assert_eq!(with(&|b| { b[8..12].copy_from_slice(&u32::MAX.to_le_bytes()); reseal(b) }), Error::Truncated);
+        assert_eq!(with(&|b| { b[12..16].copy_from_slice(&(u32::MAX - 3).to_le_bytes()); reseal(b) }), Error::Truncated);
+        assert_eq!(with(&|b| { b[12] = b[12].wrapping_add(2); reseal(b) }), Error::Malformed);
+        assert_eq!(with(&|b| { b.extend_from_slice(&[0; 4]); reseal(b) }), Error::Malformed);
+
+        // CRC.
+        let last = good.len() - 1;
+        assert_eq!(with(&|b| b[last] ^= 1), Error::CrcMismatch);
+        assert_eq!(with(&|b| b[last - 4] ^= 0x80), Error::CrcMismatch);
+        assert_eq!(with(&|b| b[HEADER_OFFSET] = 9), Error::CrcMismatch);
+
+        // Header.
+        assert_eq!(with(&|b| { b[HEADER_OFFSET] = 9; reseal(b) }), Error::Malformed, "bad method tag");
+        let hb = header_bytes(&h).unwrap();
+        let mut extra = hb.clone();
+        extra.push(0);
+        assert_eq!(error_of(&write_file(&extra, &w).unwrap()), Error::Malformed, "leftover header byte");
+        assert_eq!(error_of(&write_file(&hb[..hb.len() - 1], &w).unwrap()), Error::Malformed, "header cut short");
+        // Non-zero padding.
+        let pad_file = |hbytes: &[u8]| {
+            let mut f = write_file(hbytes, &w).unwrap();
+            let end = HEADER_OFFSET + hbytes.len();
+            f[end] = 1;
+            reseal(&mut f);
+            f
+        };
+        assert_ne!((HEADER_OFFSET + hb.len()) % 16, 0, "the fixture's header leaves no padding");
+        assert_eq!(error_of(&pad_file(&hb)), Error::Malformed, "non-zero padding");
+
+        let bad = |f: &dyn Fn(&mut Header)| {
+            let mut h2 = h.clone();
+            f(&mut h2);
+            error_of(&file(&h2, &w))
+        };
+        let nw = w.len() as u32;
+        assert_eq!(bad(&|h| h.classes[0].offset = nw), Error::Malformed, "entry past the end");
+        assert_eq!(bad(&|h| h.classes[2].offset = nw - 1), Error::Malformed, "entry overruns the end");
+        assert_eq!(bad(&|h| h.classes[0].offset = u32::MAX), Error::Malformed);
+        assert_eq!(bad(&|h| h.members[0].offset = nw - 1), Error::Malformed);
+        assert_eq!(bad(&|h| h.classes[0].form = ClassForm::Subspace { affine: true, rank: D as u32 + 1 }), Error::Malformed, "rank > d");
+        assert_eq!(bad(&|h| h.classes[0].form = ClassForm::Subspace { affine: true, rank: u32::MAX }), Error::Malformed);
+        assert_eq!(bad(&|h| h.members[0].kind = TargetKind::Identity), Error::Malformed, "identity with d != k");
+        assert_eq!(bad(&|h| h.labels[1] = h.labels[0].clone()), Error::Malformed, "duplicate label");
+        assert_eq!(bad(&|h| h.labels.push(label("more").unwrap()).unwrap()), Error::Malformed, "labels != classes");
+        assert_eq!(bad(&|h| { h.classes.pop(); }), Error::Malformed, "entries != members * classes");
+        assert_eq!(bad(&|h| { h.members.clear(); h.classes.clear(); }), Error::Malformed, "no member");
+        assert_eq!(bad(&|h| h.capacity = 2), Error::Malformed, "more labels than capacity");
+        assert_eq!(bad(&|h| h.inputs = 0), Error::Malformed);
+        assert_eq!(bad(&|h| h.outputs = u32::MAX), Error::Malformed);
+
+        // Non-finite weights and parameters.
+        let start = (HEADER_OFFSET + hl).div_ceil(16) * 16;
+        assert_eq!(with(&|b| { b[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes()); reseal(b) }), Error::NonFinite);
+        let end = good.len() - 8;
+        assert_eq!(with(&|b| { b[end..end + 4].copy_from_slice(&f32::NEG_INFINITY.to_le_bytes()); reseal(b) }), Error::NonFinite);
+        assert_eq!(bad(&|h| h.threshold = Some(f32::NAN)), Error::NonFinite);
+        assert_eq!(bad(&|h| h.preprocess.scale = f32::INFINITY), Error::NonFinite);
+        assert_eq!(bad(&|h| h.fit.rank_tol = f32::NAN), Error::NonFinite);
+    }
+
+    #[test]
+    fn misaligned_files_are_refused_in_place_but_decoded() {
+        let (m, good) = valid();
+        let mut buf = vec![0u32; good.len() / 4 + 2];
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+        for shift in 1..4 {
+            bytes[shift..shift + good.len()].copy_from_slice(&good);
+            let at = &bytes[shift..shift + good.len()];
+            assert_eq!(ModelView::parse(at).unwrap_err(), Error::Misaligned);
+            assert_eq!(decode(at).unwrap(), m);
+        }
+        bytes[4..4 + good.len()].copy_from_slice(&good);
+        assert!(ModelView::parse(&bytes[4..4 + good.len()]).is_ok());
+    }
+
+    #[test]
+    fn encode_refuses_what_the_format_cannot_hold() {
+        let (m, _) = valid();
+        let mut dup = m.clone();
+        dup.labels[1] = dup.labels[0].clone();
+        assert_eq!(encode(&dup).unwrap_err(), Error::DuplicateLabel);
+        let mut nan = m.clone();
+        nan.threshold = Some(f32::NAN);
+        assert_eq!(encode(&nan).unwrap_err(), Error::NonFinite);
+        let mut nan_w = m.clone();
+        if let Target::Linear(l) = &mut nan_w.members[0].target {
+            l.weight_mut()[3] = f32::INFINITY;
+        }
+        assert_eq!(encode(&nan_w).unwrap_err(), Error::NonFinite);
+        let mut none = m.clone();
+        none.members.clear();
+        assert_eq!(encode(&none).unwrap_err(), Error::InvalidParameter);
+        let mut over = m.clone();
+        over.capacity = 2;
+        assert_eq!(encode(&over).unwrap_err(), Error::CapacityFull);
+
+        // 65 classes; then 3 members x 50 classes = 150 entries.
+        let d = 2;
+        let names: Vec<std::string::String> = (0..65).map(|i| std::format!("c{i}")).collect();
+        let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        let data: Vec<Vec<f32>> = (0..65).map(|i| vec![i as f32, 1.0]).collect();
+        let views: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
+        let cfg = ClosedFormConfig { k: 3, ..Default::default() };
+        let big = methods::fit_closed_form(&views, d, &names, &cfg, 1).unwrap();
+        assert_eq!(encode(&big).unwrap_err(), Error::CapacityFull);
+        assert_eq!(encoded_len(&big).unwrap_err(), Error::CapacityFull);
+        let mut wide = methods::fit_closed_form(&views[..50], d, &names[..50], &cfg, 1).unwrap();
+        assert!(encode(&wide).is_ok());
+        let mem = wide.members[0].clone();
+        wide.members.push(mem.clone());
+        wide.members.push(mem);
+        assert_eq!(encode(&wide).unwrap_err(), Error::CapacityFull);
+    }
+}

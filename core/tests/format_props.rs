@@ -1,0 +1,243 @@
+//! Property tests of the model file (`ldl_core::format`): no input makes the reader panic,
+//! no single-byte change or truncation of a valid file is accepted, and a file whose header
+//! was mutated (with the CRC fixed up, so that the header decoder really sees it) is either
+//! refused or read consistently.
+#![cfg(feature = "alloc")]
+
+use ldl_core::classify::scratch_len;
+use ldl_core::format::{self, ModelView, HEADER_OFFSET};
+use ldl_core::methods::{self, ClosedFormConfig, GradientConfig, GradientTrainer};
+use ldl_core::{classify, Classes, FitOptions, Model, Preprocess, Rng};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use std::sync::OnceLock;
+
+const D: usize = 6;
+const LABELS: [&str; 3] = ["a", "bb", "ccc"];
+
+fn support(seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    (0..3).map(|c| (0..4 * D).map(|j| if j % D == c { 1.5 } else { 0.0 } + 0.3 * rng.normal()).collect()).collect()
+}
+
+/// Small valid models of every form: closed form with a linear and an identity target,
+/// dense (O2MD), and an ensemble.
+fn models() -> Vec<(&'static str, Model)> {
+    let data = support(1);
+    let views: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
+    let mut linear = methods::fit_closed_form(&views, D, &LABELS, &ClosedFormConfig { k: 4, ..Default::default() }, 1).unwrap();
+    linear.threshold = Some(0.5);
+    linear.capacity = 8;
+    linear.preprocess = Preprocess { scale: 0.5, offset: 0.25, image: None, shift: 0 };
+    let identity_cfg = ClosedFormConfig { k: 0, fit: FitOptions { affine: false, ridge: 0.1, ..Default::default() }, ..Default::default() };
+    let identity = methods::fit_closed_form(&views, D, &LABELS, &identity_cfg, 2).unwrap();
+    let mut trainer = GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(3), 3).unwrap();
+    trainer.epoch().unwrap();
+    let dense = trainer.into_model();
+    let cfg = ClosedFormConfig { k: 3, ..Default::default() };
+    let ensemble = methods::ensemble(&views, D, 2, 4, |c, s| methods::fit_closed_form(c, D, &LABELS, &cfg, s)).unwrap();
+    vec![("closed_linear", linear), ("closed_identity", identity), ("o2md_dense", dense), ("ensemble", ensemble)]
+}
+
+fn files() -> &'static [Vec<u8>] {
+    static FILES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    FILES.get_or_init(|| models().iter().map(|(_, m)| format::encode(m).unwrap()).collect())
+}
+
+/// A copy of `bytes` on a 4-byte boundary.
+fn aligned(bytes: &[u8]) -> Vec<u32> {
+    let mut buf = vec![0u32; bytes.len().div_ceil(4)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut buf)[..bytes.len()].copy_from_slice(bytes);
+    buf
+}
+
+/// Uses everything a parsed view offers; nothing may panic.
+fn exercise(view: &ModelView<'_>) {
+    let _ = (view.header(), view.labels(), view.method(), view.threshold(), view.preprocess(), view.fit());
+    let _ = (view.file_len(), view.crc(), view.capacity(), view.weights());
+    for m in 0..=view.members() {
+        let _ = view.target(m);
+        for c in 0..=view.len() {
+            let _ = view.predictor(m, c);
+        }
+    }
+    // Classification needs buffers sized by the model: only for sane sizes.
+    if view.inputs() <= 4096 && !view.is_empty() {
+        if let Ok(n) = scratch_len(view) {
+            if n <= 1 << 16 {
+                let x = vec![0.5f32; view.inputs()];
+                let mut scratch = vec![0.0; n];
+                let mut dist = vec![0.0; view.len()];
+                let _ = classify(view, &x, view.threshold(), &mut scratch, &mut dist);
+            }
+        }
+    }
+}
+
+/// Reads `bytes` every way (in place at whatever alignment they have, from an aligned copy,
+/// and owned); the ways agree, and an accepted file survives a re-encode. Returns whether
+/// it was accepted.
+fn check(bytes: &[u8]) -> bool {
+    let _ = ModelView::parse(bytes);
+    let buf = aligned(bytes);
+    let parsed = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()]);
+    let decoded = format::decode(bytes);
+    match (&parsed, &decoded) {
+        (Ok(view), Ok(model)) => {
+            assert_eq!(&view.to_model().unwrap(), model);
+            exercise(view);
+            let again = format::encode(model).expect("a decoded model re-encodes");
+            assert_eq!(&format::decode(&again).unwrap(), model);
+            true
+        }
+        (Err(a), Err(b)) => {
+            assert_eq!(a, b);
+            false
+        }
+        _ => panic!("parse {:?} and decode {:?} disagree", parsed.map(|_| ()), decoded.map(|_| ())),
+    }
+}
+
+fn reseal(bytes: &mut [u8]) {
+    let n = bytes.len() - 4;
+    let crc = format::checksum(&bytes[..n]);
+    bytes[n..].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn header_len(bytes: &[u8]) -> usize {
+    u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize
+}
+
+/// A file with a correct prefix and CRC around an arbitrary header and weights.
+fn framed(header: &[u8], weights: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&format::MAGIC);
+    f.extend_from_slice(&format::VERSION.to_le_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    f.extend_from_slice(&(weights.len() as u32).to_le_bytes());
+    f.extend_from_slice(header);
+    while f.len() % 16 != 0 {
+        f.push(0);
+    }
+    f.extend_from_slice(weights);
+    f.extend_from_slice(&[0; 4]);
+    reseal(&mut f);
+    f
+}
+
+#[test]
+fn fixtures_are_valid_and_small() {
+    for (f, (name, m)) in files().iter().zip(models()) {
+        assert!(check(f), "{name}");
+        assert!(f.len() < 20_000, "{name}: {} bytes", f.len());
+        assert_eq!(format::decode(f).unwrap(), m);
+    }
+}
+
+#[test]
+fn every_single_bit_flip_of_a_file_is_rejected() {
+    let f = &files()[0];
+    for pos in 0..f.len() {
+        for bit in 0..8 {
+            let mut b = f.clone();
+            b[pos] ^= 1 << bit;
+            assert!(!check(&b), "flip of bit {bit} at byte {pos} accepted");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        prop_assert!(!check(&bytes) || bytes.starts_with(b"LDLM"));
+    }
+
+    #[test]
+    fn arbitrary_bytes_after_a_valid_prefix_never_panic(
+        header in prop::collection::vec(any::<u8>(), 0..200),
+        weights in prop::collection::vec(any::<u8>(), 0..64),
+        cut in any::<Index>(),
+        tail in any::<bool>(),
+    ) {
+        let weights = &weights[..weights.len() / 4 * 4];
+        let mut f = framed(&header, weights);
+        check(&f);
+        if tail {
+            f.truncate(cut.index(f.len()));
+            prop_assert!(!check(&f));
+        }
+    }
+
+    #[test]
+    fn a_changed_byte_is_rejected(which in any::<Index>(), pos in any::<Index>(), x in 1u8..=255) {
+        let f = which.get(files());
+        let mut b = f.clone();
+        let at = pos.index(b.len());
+        b[at] ^= x;
+        prop_assert!(!check(&b));
+    }
+
+    #[test]
+    fn a_truncated_file_is_rejected(which in any::<Index>(), len in any::<Index>()) {
+        let f = which.get(files());
+        prop_assert!(!check(&f[..len.index(f.len())]));
+    }
+
+    #[test]
+    fn header_mutations_with_a_fixed_crc_never_panic(
+        which in any::<Index>(),
+        edits in prop::collection::vec((any::<Index>(), any::<u8>()), 1..6),
+    ) {
+        let mut b = which.get(files()).clone();
+        let end = HEADER_OFFSET + header_len(&b);
+        for (pos, v) in &edits {
+            let at = HEADER_OFFSET + pos.index(end - HEADER_OFFSET);
+            b[at] = *v;
+        }
+        reseal(&mut b);
+        check(&b);
+    }
+
+    #[test]
+    fn prefix_mutations_with_a_fixed_crc_never_panic(
+        which in any::<Index>(),
+        at in 4usize..16,
+        v in any::<u8>(),
+    ) {
+        let mut b = which.get(files()).clone();
+        b[at] = v;
+        reseal(&mut b);
+        check(&b);
+    }
+
+    #[test]
+    fn weight_mutations_with_a_fixed_crc_are_read_or_refused_as_non_finite(
+        which in any::<Index>(),
+        pos in any::<Index>(),
+        bits in any::<u32>(),
+    ) {
+        let mut b = which.get(files()).clone();
+        let start = (HEADER_OFFSET + header_len(&b)).div_ceil(16) * 16;
+        let n = (b.len() - 4 - start) / 4;
+        let at = start + 4 * pos.index(n);
+        b[at..at + 4].copy_from_slice(&bits.to_le_bytes());
+        reseal(&mut b);
+        let ok = check(&b);
+        prop_assert_eq!(ok, f32::from_bits(bits).is_finite());
+    }
+}
+
+/// Writes the fixtures as the fuzzer's seed corpus:
+/// `cargo test -p ldl-core --features std --test format_props -- --ignored write_fuzz_corpus`.
+#[test]
+#[ignore]
+fn write_fuzz_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_model");
+    std::fs::create_dir_all(&dir).unwrap();
+    for ((name, _), f) in models().iter().zip(files()) {
+        std::fs::write(dir.join(format!("{name}.ldlm")), f).unwrap();
+    }
+}
