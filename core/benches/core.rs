@@ -14,7 +14,9 @@ const C: usize = 10;
 /// MNIST-like inputs: values in [0, 1], most of them zero.
 fn inputs(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
-    (0..n * D).map(|_| if rng.next_f32() < 0.8 { 0.0 } else { rng.next_f32() }).collect()
+    (0..n * D)
+        .map(|_| if rng.next_f32() < 0.8 { 0.0 } else { rng.next_f32() })
+        .collect()
 }
 
 fn models(shots: usize) -> (Model, Model) {
@@ -22,7 +24,17 @@ fn models(shots: usize) -> (Model, Model) {
     let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
     let labels: Vec<String> = (0..C).map(|c| c.to_string()).collect();
     let labels: Vec<&str> = labels.iter().map(|s| s.as_str()).collect();
-    let closed = fit_closed_form(&views, D, &labels, &ClosedFormConfig { k: K, ..Default::default() }, 1).unwrap();
+    let closed = fit_closed_form(
+        &views,
+        D,
+        &labels,
+        &ClosedFormConfig {
+            k: K,
+            ..Default::default()
+        },
+        1,
+    )
+    .unwrap();
     let mut cfg = GradientConfig::o2md_paper(K);
     cfg.epochs = 1;
     let dense = GradientTrainer::new(&views, D, &labels, &cfg, 1).unwrap().run().unwrap();
@@ -36,7 +48,9 @@ fn classification(c: &mut Criterion) {
     for (name, model) in [("closed_form_10shot", &closed), ("o2md_dense", &dense)] {
         let mut scratch = vec![0.0; scratch_len(model).unwrap()];
         let mut dist = vec![0.0; C];
-        g.bench_function(name, |b| b.iter(|| classify(model, black_box(&x), None, &mut scratch, &mut dist).unwrap()));
+        g.bench_function(name, |b| {
+            b.iter(|| classify(model, black_box(&x), None, &mut scratch, &mut dist).unwrap())
+        });
     }
     g.finish();
 
@@ -46,7 +60,9 @@ fn classification(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n as u64));
     for (name, model) in [("closed_form_10shot", &closed), ("o2md_dense", &dense)] {
         let mut out = vec![0.0; n * C];
-        g.bench_function(name, |b| b.iter(|| ldl_core::batch::distances(model, black_box(&xs), n, &mut out).unwrap()));
+        g.bench_function(name, |b| {
+            b.iter(|| ldl_core::batch::distances(model, black_box(&xs), n, &mut out).unwrap())
+        });
     }
     g.finish();
 }
@@ -57,14 +73,23 @@ fn closed_form_fit(c: &mut Criterion) {
     for m in [1usize, 5, 10, 50] {
         let samples = inputs(m, 7);
         let cap = m;
-        let (mut mean, mut basis, mut shrink) = (vec![0.0; D], vec![0.0; cap * D], vec![0.0; cap * cap]);
+        let (mut mean, mut basis, mut shrink) = (vec![0.0; D], vec![0.0; cap * D], vec![0.0; cap]);
         let (mut proj, mut tmean) = (vec![0.0; K * cap], vec![0.0; K]);
-        let mut scratch = vec![0.0; fit_scratch_len(cap, K)];
-        let opts = ldl_core::FitOptions { ridge: 1.0, ..Default::default() };
+        let mut scratch = vec![0.0; fit_scratch_len(m, D, K)];
+        let opts = ldl_core::FitOptions {
+            ridge: 1.0,
+            ..Default::default()
+        };
         g.bench_with_input(BenchmarkId::from_parameter(m), &m, |b, &m| {
             b.iter(|| {
                 let mut work = samples.clone();
-                let buf = SubspaceBuf { mean: &mut mean, basis: &mut basis, shrink: &mut shrink, proj: &mut proj, target_mean: &mut tmean };
+                let buf = SubspaceBuf {
+                    mean: &mut mean,
+                    basis: &mut basis,
+                    shrink: &mut shrink,
+                    proj: &mut proj,
+                    target_mean: &mut tmean,
+                };
                 fit_into(&target, &mut work, m, &opts, cap, buf, &mut scratch).unwrap()
             })
         });

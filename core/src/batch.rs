@@ -19,7 +19,7 @@ const BLOCK: usize = 1024;
 
 /// Fills `out` (row-major `n x C`) with every class's distance for each of the `n` samples
 /// in `xs` (row-major `n x d`), averaged over ensemble members: the same numbers as
-/// [`crate::classify`] gives one sample at a time, up to rounding.
+/// [`crate::classify()`] gives one sample at a time, up to rounding.
 pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
     let c = classes.len();
     if c == 0 {
@@ -61,7 +61,12 @@ pub fn predict(classes: &impl Classes, xs: &[f32], n: usize) -> Result<Vec<usize
     distances(classes, xs, n, &mut dist)?;
     Ok(dist
         .chunks_exact(c)
-        .map(|row| row.iter().enumerate().fold((0, f32::INFINITY), |b, (i, &v)| if v < b.1 { (i, v) } else { b }).0)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::INFINITY), |b, (i, &v)| if v < b.1 { (i, v) } else { b })
+                .0
+        })
         .collect())
 }
 

@@ -55,7 +55,13 @@ pub fn scratch_len(classes: &impl Classes) -> Result<usize> {
 /// Classifies `x`: fills `distances[c]` with class `c`'s distance (averaged over ensemble
 /// members) and returns the decision. With a `threshold`, a sample whose novelty score is
 /// above it is "unknown" (`class: None`). Fails on non-finite input, wrong sizes, no classes.
-pub fn classify(classes: &impl Classes, x: &[f32], threshold: Option<f32>, scratch: &mut [f32], distances: &mut [f32]) -> Result<Classification> {
+pub fn classify(
+    classes: &impl Classes,
+    x: &[f32],
+    threshold: Option<f32>,
+    scratch: &mut [f32],
+    distances: &mut [f32],
+) -> Result<Classification> {
     let n = classes.len();
     let members = classes.members();
     if n == 0 || members == 0 {
@@ -71,7 +77,7 @@ pub fn classify(classes: &impl Classes, x: &[f32], threshold: Option<f32>, scrat
     if members > MAX_MEMBERS {
         return Err(Error::CapacityFull);
     }
-    for m in 0..members {
+    for (m, slot) in member_best.iter_mut().enumerate().take(members) {
         let target = classes.target(m)?;
         check_len(target.inputs(), x.len())?;
         let k = target.outputs();
@@ -90,7 +96,7 @@ pub fn classify(classes: &impl Classes, x: &[f32], threshold: Option<f32>, scrat
             }
             *dist += dc / members as f32;
         }
-        member_best[m] = best as u16;
+        *slot = best as u16;
     }
     if distances.iter().any(|d| !d.is_finite()) {
         return Err(Error::NonFinite);

@@ -277,7 +277,14 @@ impl Header {
             }
         }
         let p = &self.preprocess;
-        let params = [self.threshold.unwrap_or(0.0), p.scale, p.offset, self.fit.ridge, self.fit.rank_tol, self.fit.min_weight];
+        let params = [
+            self.threshold.unwrap_or(0.0),
+            p.scale,
+            p.offset,
+            self.fit.ridge,
+            self.fit.rank_tol,
+            self.fit.min_weight,
+        ];
         crate::error::check_finite(&params)?;
         crate::error::check_finite(weights)
     }
@@ -338,7 +345,12 @@ impl<'a> ModelView<'a> {
         let weight_bytes = bytes.get(start..crc_at).ok_or(Error::Truncated)?;
         let weights: &'a [f32] = bytemuck::try_cast_slice(weight_bytes).map_err(|_| Error::Misaligned)?;
         header.validate(weights)?;
-        Ok(ModelView { header, weights, file_len: total, crc })
+        Ok(ModelView {
+            header,
+            weights,
+            file_len: total,
+            crc,
+        })
     }
 
     /// The decoded header.
@@ -412,7 +424,10 @@ impl Classes for ModelView<'_> {
             return Err(Error::UnknownClass);
         }
         let t = self.header.members.get(member).ok_or(Error::UnknownClass)?;
-        let i = member.checked_mul(n).and_then(|i| i.checked_add(class)).ok_or(Error::UnknownClass)?;
+        let i = member
+            .checked_mul(n)
+            .and_then(|i| i.checked_add(class))
+            .ok_or(Error::UnknownClass)?;
         let e = self.header.classes.get(i).ok_or(Error::UnknownClass)?;
         self.header.predictor_view(t, e, self.weights)
     }
@@ -518,7 +533,10 @@ mod owned {
                             sink.put(pr)?;
                             sink.put(tm)?;
                         }
-                        ClassForm::Subspace { affine: s.mean().is_some(), rank: dim(s.rank())? }
+                        ClassForm::Subspace {
+                            affine: s.mean().is_some(),
+                            rank: dim(s.rank())?,
+                        }
                     }
                 };
                 header.classes.push(ClassEntry { form, offset }).map_err(|_| Error::CapacityFull)?;
@@ -582,8 +600,16 @@ mod owned {
     /// `encode` returns always decodes (and parses wherever it lies 4-byte aligned).
     pub fn encode(model: &Model) -> Result<Vec<u8>> {
         let mut weights = Vec::new();
-        let header = build_header(model, &mut Sink { len: 0, out: Some(&mut weights) })?;
-        header.validate(&weights).map_err(|e| if e == Error::Malformed { Error::InvalidParameter } else { e })?;
+        let header = build_header(
+            model,
+            &mut Sink {
+                len: 0,
+                out: Some(&mut weights),
+            },
+        )?;
+        header
+            .validate(&weights)
+            .map_err(|e| if e == Error::Malformed { Error::InvalidParameter } else { e })?;
         write_file(&header_bytes(&header)?, &weights)
     }
 
@@ -673,7 +699,9 @@ mod tests {
         (0..3)
             .map(|c| {
                 let centre: Vec<f32> = (0..D).map(|j| if j % 3 == c { 2.0 } else { rng.normal() * 0.2 }).collect();
-                (0..5).flat_map(|_| centre.iter().map(|m| m + 0.3 * rng.normal()).collect::<Vec<_>>()).collect()
+                (0..5)
+                    .flat_map(|_| centre.iter().map(|m| m + 0.3 * rng.normal()).collect::<Vec<_>>())
+                    .collect()
             })
             .collect()
     }
@@ -681,7 +709,16 @@ mod tests {
     fn closed(k: usize, target_bias: bool, affine: bool, ridge: f32, seed: u64) -> Model {
         let data = support(seed);
         let views: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
-        let cfg = ClosedFormConfig { k, target_bias, fit: FitOptions { ridge, affine, ..Default::default() }, ..Default::default() };
+        let cfg = ClosedFormConfig {
+            k,
+            target_bias,
+            fit: FitOptions {
+                ridge,
+                affine,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         methods::fit_closed_form(&views, D, &LABELS, &cfg, seed).unwrap()
     }
 
@@ -701,7 +738,12 @@ mod tests {
         rich.preprocess = Preprocess {
             scale: 1.0 / 255.0,
             offset: -0.5,
-            image: Some(ImageSpec { width: 4, height: 2, source_width: 8, source_height: 4 }),
+            image: Some(ImageSpec {
+                width: 4,
+                height: 2,
+                source_width: 8,
+                source_height: 4,
+            }),
             shift: 1,
         };
         let mut enrolled = rich.clone();
@@ -713,7 +755,10 @@ mod tests {
         }
         let data = support(3);
         let views: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
-        let cfg = ClosedFormConfig { k: 6, ..Default::default() };
+        let cfg = ClosedFormConfig {
+            k: 6,
+            ..Default::default()
+        };
         let ensemble = methods::ensemble(&views, D, 3, 7, |c, s| methods::fit_closed_form(c, D, &LABELS, &cfg, s)).unwrap();
         vec![
             ("closed linear affine", rich),
@@ -739,7 +784,9 @@ mod tests {
     /// Parses an aligned copy and decodes `bytes`; both must agree. Returns the error.
     fn error_of(bytes: &[u8]) -> Error {
         let buf = aligned(bytes);
-        let a = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()]).map(|_| ()).unwrap_err();
+        let a = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()])
+            .map(|_| ())
+            .unwrap_err();
         let b = decode(bytes).map(|_| ()).unwrap_err();
         assert_eq!(a, b);
         a
@@ -778,7 +825,11 @@ mod tests {
     fn a_view_fits_a_device_stack() {
         // Parsing holds a decoded header on the stack; keep it small for a microcontroller
         // (about half of this with 32-bit usize).
-        assert!(core::mem::size_of::<ModelView<'_>>() < 4096, "{}", core::mem::size_of::<ModelView<'_>>());
+        assert!(
+            core::mem::size_of::<ModelView<'_>>() < 4096,
+            "{}",
+            core::mem::size_of::<ModelView<'_>>()
+        );
     }
 
     #[test]
@@ -796,17 +847,48 @@ mod tests {
             outputs: 2,
             capacity: 5,
             threshold: Some(1.5),
-            preprocess: Preprocess { scale: 1.0, offset: 0.0, image: Some(ImageSpec { width: 28, height: 28, source_width: 0, source_height: 0 }), shift: 2 },
-            fit: FitOptions { ridge: 0.0, affine: true, rank_tol: 0.5, min_weight: 0.25, max_rank: 300 },
+            preprocess: Preprocess {
+                scale: 1.0,
+                offset: 0.0,
+                image: Some(ImageSpec {
+                    width: 28,
+                    height: 28,
+                    source_width: 0,
+                    source_height: 0,
+                }),
+                shift: 2,
+            },
+            fit: FitOptions {
+                ridge: 0.0,
+                affine: true,
+                rank_tol: 0.5,
+                min_weight: 0.25,
+                max_rank: 300,
+            },
             labels: heapless::Vec::new(),
             members: heapless::Vec::new(),
             classes: heapless::Vec::new(),
         };
         h.labels.push(label("a").unwrap()).unwrap();
         h.labels.push(label("bc").unwrap()).unwrap();
-        h.members.push(TargetEntry { kind: TargetKind::Linear { bias: true }, offset: 0 }).unwrap();
-        h.classes.push(ClassEntry { form: ClassForm::Dense { bias: false }, offset: 604 }).unwrap();
-        h.classes.push(ClassEntry { form: ClassForm::Subspace { affine: true, rank: 130 }, offset: 200 }).unwrap();
+        h.members
+            .push(TargetEntry {
+                kind: TargetKind::Linear { bias: true },
+                offset: 0,
+            })
+            .unwrap();
+        h.classes
+            .push(ClassEntry {
+                form: ClassForm::Dense { bias: false },
+                offset: 604,
+            })
+            .unwrap();
+        h.classes
+            .push(ClassEntry {
+                form: ClassForm::Subspace { affine: true, rank: 130 },
+                offset: 200,
+            })
+            .unwrap();
         #[rustfmt::skip]
         let want: &[u8] = &[
             0x03,                   // method: ClosedForm
@@ -853,7 +935,10 @@ mod tests {
         max16.push(16);
         max16.extend_from_slice(&[b'a'; 16]);
         max16.extend_from_slice(&want[42..]);
-        assert_eq!(postcard::from_bytes::<Header>(&max16).unwrap().labels[0].as_str(), "aaaaaaaaaaaaaaaa");
+        assert_eq!(
+            postcard::from_bytes::<Header>(&max16).unwrap().labels[0].as_str(),
+            "aaaaaaaaaaaaaaaa"
+        );
         // A non-canonical varint (300 as AC 82 00) is read by postcard; writers never emit it.
         let mut noncanon = want.to_vec();
         noncanon.splice(1..3, [0xAC, 0x82, 0x00]);
@@ -874,7 +959,10 @@ mod tests {
         Model {
             method: Method::ClosedForm,
             labels: vec![label("x").unwrap()],
-            members: vec![crate::model::Member { target: Target::Identity { dim: 2 }, predictors: vec![Predictor::Subspace(s)] }],
+            members: vec![crate::model::Member {
+                target: Target::Identity { dim: 2 },
+                predictors: vec![Predictor::Subspace(s)],
+            }],
             threshold: None,
             preprocess: Preprocess::default(),
             capacity: 4,
@@ -929,7 +1017,10 @@ mod tests {
             assert_eq!(view.crc(), u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()));
             assert_eq!(view.weights().len() * 4, wl);
             assert_eq!(view.labels(), m.labels.as_slice());
-            assert_eq!((view.method(), view.threshold(), view.preprocess(), view.fit(), view.capacity()), (m.method, m.threshold, m.preprocess, m.fit, m.capacity));
+            assert_eq!(
+                (view.method(), view.threshold(), view.preprocess(), view.fit(), view.capacity()),
+                (m.method, m.threshold, m.preprocess, m.fit, m.capacity)
+            );
             assert_eq!((view.inputs(), view.outputs()), (m.inputs(), m.outputs()));
             assert_eq!((view.members(), view.len()), (m.members.len(), m.labels.len()));
             assert_eq!(view.to_model().unwrap(), m);
@@ -969,7 +1060,11 @@ mod tests {
                 let a = classify(&m, x, m.threshold, &mut s1, &mut d1).unwrap();
                 let b = classify(&view, x, view.threshold(), &mut s2, &mut d2).unwrap();
                 assert_eq!((a.best, a.class), (b.best, b.class), "{name}");
-                assert_eq!((a.novelty.to_bits(), a.agreement.to_bits()), (b.novelty.to_bits(), b.agreement.to_bits()), "{name}");
+                assert_eq!(
+                    (a.novelty.to_bits(), a.agreement.to_bits()),
+                    (b.novelty.to_bits(), b.agreement.to_bits()),
+                    "{name}"
+                );
                 assert!(d1.iter().zip(&d2).all(|(u, v)| u.to_bits() == v.to_bits()), "{name}");
             }
         }
@@ -1036,17 +1131,50 @@ mod tests {
         // Prefix.
         assert_eq!(with(&|b| b[0] = b'X'), Error::BadMagic);
         assert_eq!(with(&|b| b[4] = 2), Error::UnsupportedVersion(2));
-        assert_eq!(with(&|b| b[4..6].copy_from_slice(&0u16.to_le_bytes())), Error::UnsupportedVersion(0));
-        assert_eq!(with(&|b| { b[6] = 1; reseal(b) }), Error::Malformed);
+        assert_eq!(
+            with(&|b| b[4..6].copy_from_slice(&0u16.to_le_bytes())),
+            Error::UnsupportedVersion(0)
+        );
+        assert_eq!(
+            with(&|b| {
+                b[6] = 1;
+                reseal(b)
+            }),
+            Error::Malformed
+        );
 
         // Sizes.
         for n in [0, 3, 19, 20, hl, good.len() - 5, good.len() - 1] {
             assert_eq!(error_of(&good[..n]), Error::Truncated, "cut at {n}");
         }
-        assert_eq!(with(&|b| { b[8..12].copy_from_slice(&u32::MAX.to_le_bytes()); reseal(b) }), Error::Truncated);
-        assert_eq!(with(&|b| { b[12..16].copy_from_slice(&(u32::MAX - 3).to_le_bytes()); reseal(b) }), Error::Truncated);
-        assert_eq!(with(&|b| { b[12] = b[12].wrapping_add(2); reseal(b) }), Error::Malformed);
-        assert_eq!(with(&|b| { b.extend_from_slice(&[0; 4]); reseal(b) }), Error::Malformed);
+        assert_eq!(
+            with(&|b| {
+                b[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+                reseal(b)
+            }),
+            Error::Truncated
+        );
+        assert_eq!(
+            with(&|b| {
+                b[12..16].copy_from_slice(&(u32::MAX - 3).to_le_bytes());
+                reseal(b)
+            }),
+            Error::Truncated
+        );
+        assert_eq!(
+            with(&|b| {
+                b[12] = b[12].wrapping_add(2);
+                reseal(b)
+            }),
+            Error::Malformed
+        );
+        assert_eq!(
+            with(&|b| {
+                b.extend_from_slice(&[0; 4]);
+                reseal(b)
+            }),
+            Error::Malformed
+        );
 
         // CRC.
         let last = good.len() - 1;
@@ -1055,12 +1183,23 @@ mod tests {
         assert_eq!(with(&|b| b[HEADER_OFFSET] = 9), Error::CrcMismatch);
 
         // Header.
-        assert_eq!(with(&|b| { b[HEADER_OFFSET] = 9; reseal(b) }), Error::Malformed, "bad method tag");
+        assert_eq!(
+            with(&|b| {
+                b[HEADER_OFFSET] = 9;
+                reseal(b)
+            }),
+            Error::Malformed,
+            "bad method tag"
+        );
         let hb = header_bytes(&h).unwrap();
         let mut extra = hb.clone();
         extra.push(0);
         assert_eq!(error_of(&write_file(&extra, &w).unwrap()), Error::Malformed, "leftover header byte");
-        assert_eq!(error_of(&write_file(&hb[..hb.len() - 1], &w).unwrap()), Error::Malformed, "header cut short");
+        assert_eq!(
+            error_of(&write_file(&hb[..hb.len() - 1], &w).unwrap()),
+            Error::Malformed,
+            "header cut short"
+        );
         // Non-zero padding.
         let pad_file = |hbytes: &[u8]| {
             let mut f = write_file(hbytes, &w).unwrap();
@@ -1082,22 +1221,68 @@ mod tests {
         assert_eq!(bad(&|h| h.classes[2].offset = nw - 1), Error::Malformed, "entry overruns the end");
         assert_eq!(bad(&|h| h.classes[0].offset = u32::MAX), Error::Malformed);
         assert_eq!(bad(&|h| h.members[0].offset = nw - 1), Error::Malformed);
-        assert_eq!(bad(&|h| h.classes[0].form = ClassForm::Subspace { affine: true, rank: D as u32 + 1 }), Error::Malformed, "rank > d");
-        assert_eq!(bad(&|h| h.classes[0].form = ClassForm::Subspace { affine: true, rank: u32::MAX }), Error::Malformed);
-        assert_eq!(bad(&|h| h.members[0].kind = TargetKind::Identity), Error::Malformed, "identity with d != k");
+        assert_eq!(
+            bad(&|h| h.classes[0].form = ClassForm::Subspace {
+                affine: true,
+                rank: D as u32 + 1
+            }),
+            Error::Malformed,
+            "rank > d"
+        );
+        assert_eq!(
+            bad(&|h| h.classes[0].form = ClassForm::Subspace {
+                affine: true,
+                rank: u32::MAX
+            }),
+            Error::Malformed
+        );
+        assert_eq!(
+            bad(&|h| h.members[0].kind = TargetKind::Identity),
+            Error::Malformed,
+            "identity with d != k"
+        );
         assert_eq!(bad(&|h| h.labels[1] = h.labels[0].clone()), Error::Malformed, "duplicate label");
-        assert_eq!(bad(&|h| h.labels.push(label("more").unwrap()).unwrap()), Error::Malformed, "labels != classes");
-        assert_eq!(bad(&|h| { h.classes.pop(); }), Error::Malformed, "entries != members * classes");
-        assert_eq!(bad(&|h| { h.members.clear(); h.classes.clear(); }), Error::Malformed, "no member");
+        assert_eq!(
+            bad(&|h| h.labels.push(label("more").unwrap()).unwrap()),
+            Error::Malformed,
+            "labels != classes"
+        );
+        assert_eq!(
+            bad(&|h| {
+                h.classes.pop();
+            }),
+            Error::Malformed,
+            "entries != members * classes"
+        );
+        assert_eq!(
+            bad(&|h| {
+                h.members.clear();
+                h.classes.clear();
+            }),
+            Error::Malformed,
+            "no member"
+        );
         assert_eq!(bad(&|h| h.capacity = 2), Error::Malformed, "more labels than capacity");
         assert_eq!(bad(&|h| h.inputs = 0), Error::Malformed);
         assert_eq!(bad(&|h| h.outputs = u32::MAX), Error::Malformed);
 
         // Non-finite weights and parameters.
         let start = (HEADER_OFFSET + hl).div_ceil(16) * 16;
-        assert_eq!(with(&|b| { b[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes()); reseal(b) }), Error::NonFinite);
+        assert_eq!(
+            with(&|b| {
+                b[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+                reseal(b)
+            }),
+            Error::NonFinite
+        );
         let end = good.len() - 8;
-        assert_eq!(with(&|b| { b[end..end + 4].copy_from_slice(&f32::NEG_INFINITY.to_le_bytes()); reseal(b) }), Error::NonFinite);
+        assert_eq!(
+            with(&|b| {
+                b[end..end + 4].copy_from_slice(&f32::NEG_INFINITY.to_le_bytes());
+                reseal(b)
+            }),
+            Error::NonFinite
+        );
         assert_eq!(bad(&|h| h.threshold = Some(f32::NAN)), Error::NonFinite);
         assert_eq!(bad(&|h| h.preprocess.scale = f32::INFINITY), Error::NonFinite);
         assert_eq!(bad(&|h| h.fit.rank_tol = f32::NAN), Error::NonFinite);
@@ -1145,7 +1330,10 @@ mod tests {
         let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         let data: Vec<Vec<f32>> = (0..65).map(|i| vec![i as f32, 1.0]).collect();
         let views: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
-        let cfg = ClosedFormConfig { k: 3, ..Default::default() };
+        let cfg = ClosedFormConfig {
+            k: 3,
+            ..Default::default()
+        };
         let big = methods::fit_closed_form(&views, d, &names, &cfg, 1).unwrap();
         assert_eq!(encode(&big).unwrap_err(), Error::CapacityFull);
         assert_eq!(encoded_len(&big).unwrap_err(), Error::CapacityFull);

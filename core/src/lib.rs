@@ -37,7 +37,7 @@ pub use model::{Member, Model};
 pub use predictor::Predictor;
 pub use rng::Rng;
 pub use subspace::{FitOptions, Subspace};
-pub use train::{Optimizer, OptState, StepOptions};
+pub use train::{OptState, Optimizer, StepOptions};
 
 /// Longest class label, in bytes.
 pub const LABEL_LEN: usize = 16;

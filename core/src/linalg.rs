@@ -289,7 +289,11 @@ pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32
                 }
                 let (app, aqq) = (a[p * n + p], a[q * n + q]);
                 let theta = (aqq - app) / (2.0 * apq);
-                let t = if theta >= 0.0 { 1.0 / (theta + libm::sqrtf(1.0 + theta * theta)) } else { -1.0 / (-theta + libm::sqrtf(1.0 + theta * theta)) };
+                let t = if theta >= 0.0 {
+                    1.0 / (theta + libm::sqrtf(1.0 + theta * theta))
+                } else {
+                    -1.0 / (-theta + libm::sqrtf(1.0 + theta * theta))
+                };
                 let c = 1.0 / libm::sqrtf(1.0 + t * t);
                 let s = t * c;
                 for k in 0..n {

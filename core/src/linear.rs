@@ -42,7 +42,12 @@ impl<S: AsRef<[f32]>> Linear<S> {
         if let Some(b) = &bias {
             check_len(outputs, b.as_ref().len())?;
         }
-        Ok(Linear { inputs, outputs, weight, bias })
+        Ok(Linear {
+            inputs,
+            outputs,
+            weight,
+            bias,
+        })
     }
     /// Input dimension `d`.
     pub fn inputs(&self) -> usize {

@@ -44,7 +44,11 @@ impl GradientConfig {
     /// O2MD as in the authors' code: target Linear(d, k) with bias, Xavier-normal, frozen;
     /// predictors with bias, PyTorch default init; Adam lr 1e-3, batch 1, 3 epochs.
     pub fn o2md_paper(k: usize) -> Self {
-        let step = StepOptions { optimizer: Optimizer::adam(1e-3), weight_decay: 0.0, batch_size: 1 };
+        let step = StepOptions {
+            optimizer: Optimizer::adam(1e-3),
+            weight_decay: 0.0,
+            batch_size: 1,
+        };
         GradientConfig {
             method: Method::O2md,
             k,
@@ -60,7 +64,11 @@ impl GradientConfig {
     /// BD as in the authors' code: no biases, orthogonal target, Adam lr 1e-3 with weight
     /// decay 5e-7 on everything, batch 1, 5 epochs.
     pub fn bd_paper(k: usize) -> Self {
-        let step = StepOptions { optimizer: Optimizer::adam(1e-3), weight_decay: 5e-7, batch_size: 1 };
+        let step = StepOptions {
+            optimizer: Optimizer::adam(1e-3),
+            weight_decay: 5e-7,
+            batch_size: 1,
+        };
         GradientConfig {
             method: Method::Bd,
             k,
@@ -76,7 +84,10 @@ impl GradientConfig {
     /// The naive autoencoder form: identity target, predictors d -> d with bias, Adam 1e-3,
     /// batch 1, 3 epochs.
     pub fn naive_paper() -> Self {
-        GradientConfig { method: Method::Naive, ..Self::o2md_paper(0) }
+        GradientConfig {
+            method: Method::Naive,
+            ..Self::o2md_paper(0)
+        }
     }
 }
 
@@ -91,7 +102,10 @@ fn check_support(classes: &[&[f32]], d: usize) -> Result<()> {
             return Err(Error::EmptyClass);
         }
         if c.len() % d != 0 {
-            return Err(Error::DimensionMismatch { expected: d as u32, found: c.len() as u32 });
+            return Err(Error::DimensionMismatch {
+                expected: d as u32,
+                found: c.len() as u32,
+            });
         }
         crate::error::check_finite(c)?;
     }
@@ -108,7 +122,13 @@ pub fn make_target(d: usize, k: usize, bias: bool, init: Init, seed: u64) -> Res
     if k == 0 {
         return Ok(Target::Identity { dim: d });
     }
-    Ok(Target::Linear(Linear::new(d, k, bias, init, &mut Rng::derive(seed, TARGET_STREAM))?))
+    Ok(Target::Linear(Linear::new(
+        d,
+        k,
+        bias,
+        init,
+        &mut Rng::derive(seed, TARGET_STREAM),
+    )?))
 }
 
 /// Trains O2MD, BD or the naive form epoch by epoch, so a caller can evaluate between epochs.
@@ -140,7 +160,10 @@ impl<'a> GradientTrainer<'a> {
             Method::ClosedForm => return Err(Error::InvalidParameter),
         };
         let mut rngs: Vec<Rng> = (0..classes.len() as u64).map(|c| Rng::derive(seed, c)).collect();
-        let predictors: Vec<Linear<Vec<f32>>> = rngs.iter_mut().map(|r| Linear::new(d, k, cfg.predictor_bias, cfg.predictor_init, r)).collect::<Result<_>>()?;
+        let predictors: Vec<Linear<Vec<f32>>> = rngs
+            .iter_mut()
+            .map(|r| Linear::new(d, k, cfg.predictor_bias, cfg.predictor_init, r))
+            .collect::<Result<_>>()?;
         let states = predictors.iter().map(OptState::for_layer).collect();
         let target_state = match (&cfg.method, &target) {
             (Method::Bd, Target::Linear(l)) => Some(OptState::for_layer(l)),
@@ -148,7 +171,10 @@ impl<'a> GradientTrainer<'a> {
         };
         let model = Model {
             method: cfg.method,
-            members: vec![Member { target, predictors: predictors.into_iter().map(Predictor::Dense).collect() }],
+            members: vec![Member {
+                target,
+                predictors: predictors.into_iter().map(Predictor::Dense).collect(),
+            }],
             capacity: labels.len() as u16,
             labels,
             threshold: None,
@@ -208,8 +234,10 @@ impl<'a> GradientTrainer<'a> {
         // Stage 2 (every method): each predictor simulates the (now frozen) target.
         let target = &member.target;
         let step = self.cfg.predictor_step;
-        let work = |(((p, st), rng), xs): (((&mut Predictor<Vec<f32>>, &mut OptState<Vec<f32>>), &mut Rng), &&[f32])| -> Result<f32> {
-            let Predictor::Dense(p) = p else { return Err(Error::InvalidParameter) };
+        let work = |(((p, st), rng), xs): ClassWork<'_>| -> Result<f32> {
+            let Predictor::Dense(p) = p else {
+                return Err(Error::InvalidParameter);
+            };
             let m = xs.len() / d;
             let k = target.outputs();
             let mut ts = vec![0.0; m * k];
@@ -218,7 +246,12 @@ impl<'a> GradientTrainer<'a> {
             rng.shuffle(&mut order);
             fit_epoch(p, st, xs, &ts, &order, &step)
         };
-        let items = member.predictors.iter_mut().zip(self.states.iter_mut()).zip(self.rngs.iter_mut()).zip(self.classes.iter());
+        let items = member
+            .predictors
+            .iter_mut()
+            .zip(self.states.iter_mut())
+            .zip(self.rngs.iter_mut())
+            .zip(self.classes.iter());
         #[cfg(feature = "parallel")]
         let losses: Vec<Result<f32>> = {
             use rayon::prelude::*;
@@ -244,6 +277,12 @@ impl<'a> GradientTrainer<'a> {
     }
 }
 
+/// One class's share of an epoch: its predictor, optimiser state, stream and samples.
+type ClassWork<'a> = (
+    ((&'a mut Predictor<Vec<f32>>, &'a mut OptState<Vec<f32>>), &'a mut Rng),
+    &'a &'a [f32],
+);
+
 /// Settings of the closed-form method.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClosedFormConfig {
@@ -259,7 +298,12 @@ pub struct ClosedFormConfig {
 
 impl Default for ClosedFormConfig {
     fn default() -> Self {
-        ClosedFormConfig { k: 256, target_bias: true, target_init: Init::XavierNormal, fit: FitOptions::default() }
+        ClosedFormConfig {
+            k: 256,
+            target_bias: true,
+            target_init: Init::XavierNormal,
+            fit: FitOptions::default(),
+        }
     }
 }
 
@@ -279,7 +323,10 @@ pub fn fit_closed_form(classes: &[&[f32]], d: usize, labels: &[&str], cfg: &Clos
     let predictors: Result<Vec<_>> = classes.iter().map(fit).collect();
     Ok(Model {
         method: Method::ClosedForm,
-        members: vec![Member { target, predictors: predictors? }],
+        members: vec![Member {
+            target,
+            predictors: predictors?,
+        }],
         capacity: labels.len() as u16,
         labels,
         threshold: None,

@@ -146,7 +146,11 @@ mod owned {
                 return Err(Error::CapacityFull);
             }
             check_len(m * self.inputs(), samples.len())?;
-            let fitted: Result<Vec<_>> = self.members.iter().map(|mem| Subspace::fit(&mem.target, samples, m, &self.fit)).collect();
+            let fitted: Result<Vec<_>> = self
+                .members
+                .iter()
+                .map(|mem| Subspace::fit(&mem.target, samples, m, &self.fit))
+                .collect();
             for (mem, s) in self.members.iter_mut().zip(fitted?) {
                 mem.predictors.push(Predictor::Subspace(s));
             }

@@ -95,7 +95,16 @@ pub struct SubspaceBuf<'a> {
 impl<S: AsRef<[f32]>> Subspace<S> {
     /// Assembles a subspace predictor from stored parts, checking every size.
     #[allow(clippy::too_many_arguments)]
-    pub fn from_parts(inputs: usize, outputs: usize, rank: usize, mean: Option<S>, basis: S, shrink: S, proj: Option<S>, target_mean: Option<S>) -> Result<Self> {
+    pub fn from_parts(
+        inputs: usize,
+        outputs: usize,
+        rank: usize,
+        mean: Option<S>,
+        basis: S,
+        shrink: S,
+        proj: Option<S>,
+        target_mean: Option<S>,
+    ) -> Result<Self> {
         if inputs == 0 || outputs == 0 || rank > inputs {
             return Err(Error::InvalidParameter);
         }
@@ -112,7 +121,16 @@ impl<S: AsRef<[f32]>> Subspace<S> {
             (None, None) => check_len(inputs, outputs)?,
             _ => return Err(Error::InvalidParameter),
         }
-        Ok(Subspace { inputs, outputs, rank, mean, basis, shrink, proj, target_mean })
+        Ok(Subspace {
+            inputs,
+            outputs,
+            rank,
+            mean,
+            basis,
+            shrink,
+            proj,
+            target_mean,
+        })
     }
     /// Input dimension.
     pub fn inputs(&self) -> usize {
@@ -209,14 +227,26 @@ impl<S: AsRef<[f32]>> Subspace<S> {
 /// overwritten: it is used as workspace) into `out`, which holds at most `cap` directions
 /// (the strongest are kept). Returns the rank. No allocation: this is the device's
 /// enrollment. `scratch` needs [`fit_scratch_len`]`(m, d, k)` f32s.
-pub fn fit_into<T: AsRef<[f32]>>(target: &Target<T>, samples: &mut [f32], m: usize, opts: &FitOptions, cap: usize, out: SubspaceBuf<'_>, scratch: &mut [f32]) -> Result<usize> {
+pub fn fit_into<T: AsRef<[f32]>>(
+    target: &Target<T>,
+    samples: &mut [f32],
+    m: usize,
+    opts: &FitOptions,
+    cap: usize,
+    out: SubspaceBuf<'_>,
+    scratch: &mut [f32],
+) -> Result<usize> {
     let (d, k) = (target.inputs(), target.outputs());
     if m == 0 {
         return Err(Error::EmptyClass);
     }
     check_len(m * d, samples.len())?;
     crate::error::check_finite(samples)?;
-    if !(opts.ridge >= 0.0) || !opts.ridge.is_finite() || !(0.0..1.0).contains(&opts.rank_tol) || !(0.0..=1.0).contains(&opts.min_weight) {
+    if opts.ridge.partial_cmp(&0.0).is_none_or(|o| o.is_lt())
+        || !opts.ridge.is_finite()
+        || !(0.0..1.0).contains(&opts.rank_tol)
+        || !(0.0..=1.0).contains(&opts.min_weight)
+    {
         return Err(Error::InvalidParameter);
     }
     check_len(d, out.mean.len())?;
@@ -304,7 +334,15 @@ pub fn fit_into<T: AsRef<[f32]>>(target: &Target<T>, samples: &mut [f32], m: usi
     let mut keep = 0;
     while keep < r {
         let lam = vals[keep].max(0.0);
-        let w = if opts.ridge == 0.0 { if lam > 0.0 { 1.0 } else { 0.0 } } else { lam / (lam + opts.ridge) };
+        let w = if opts.ridge == 0.0 {
+            if lam > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        } else {
+            lam / (lam + opts.ridge)
+        };
         let limit = if opts.max_rank == 0 { cap } else { cap.min(opts.max_rank as usize) };
         if w <= 0.0 || w < opts.min_weight || keep >= limit {
             break;
@@ -326,8 +364,8 @@ pub fn fit_into<T: AsRef<[f32]>>(target: &Target<T>, samples: &mut [f32], m: usi
         let w = l.weight();
         for i in 0..r {
             linalg::gemv(w, k, d, &out.basis[i * d..(i + 1) * d], None, tmp)?;
-            for j in 0..k {
-                out.proj[j * r + i] = tmp[j];
+            for (j, t) in tmp.iter().enumerate() {
+                out.proj[j * r + i] = *t;
             }
         }
         l.forward(out.mean, &mut out.target_mean[..k])?;
@@ -342,7 +380,11 @@ impl Subspace<alloc::vec::Vec<f32>> {
         use alloc::vec;
         let (d, k) = (target.inputs(), target.outputs());
         check_len(m * d, samples.len())?;
-        let cap = if opts.max_rank == 0 { m.min(d) } else { m.min(d).min(opts.max_rank as usize) };
+        let cap = if opts.max_rank == 0 {
+            m.min(d)
+        } else {
+            m.min(d).min(opts.max_rank as usize)
+        };
         let linear = matches!(target, Target::Linear(_));
         let kb = if linear { k } else { 0 };
         let mut work = samples.to_vec();
@@ -360,7 +402,16 @@ impl Subspace<alloc::vec::Vec<f32>> {
         basis.truncate(r * d);
         shrink.truncate(r);
         proj.truncate(kb * r);
-        Subspace::from_parts(d, k, r, opts.affine.then_some(mean), basis, shrink, linear.then_some(proj), linear.then_some(tmean))
+        Subspace::from_parts(
+            d,
+            k,
+            r,
+            opts.affine.then_some(mean),
+            basis,
+            shrink,
+            linear.then_some(proj),
+            linear.then_some(tmean),
+        )
     }
 
     /// The same predictor as a dense linear map `P(x) = W x + b` (for comparison with
@@ -421,12 +472,19 @@ mod tests {
     fn exact_on_the_span_and_equal_to_its_dense_form() {
         let (d, k, m) = (12, 9, 4);
         let mut rng = Rng::new(1);
-        for target in [Target::Linear(Linear::new(d, k, true, Init::XavierNormal, &mut rng).unwrap()), Target::Identity { dim: d }] {
+        for target in [
+            Target::Linear(Linear::new(d, k, true, Init::XavierNormal, &mut rng).unwrap()),
+            Target::Identity { dim: d },
+        ] {
             let kk = target.outputs();
             for affine in [true, false] {
                 for ridge in [0.0, 0.5] {
                     let xs = samples(m, d, 2);
-                    let opts = FitOptions { ridge, affine, ..Default::default() };
+                    let opts = FitOptions {
+                        ridge,
+                        affine,
+                        ..Default::default()
+                    };
                     let s = Subspace::fit(&target, &xs, m, &opts).unwrap();
                     assert_eq!(s.rank(), if affine { m - 1 } else { m });
                     let dense = s.to_dense(&target).unwrap();
@@ -463,34 +521,83 @@ mod tests {
         target.forward_batch(&xs, m, &mut ts).unwrap();
         let wd = 0.02f32;
         let lambda = m as f32 * k as f32 * wd / 2.0;
-        let closed = Subspace::fit(&target, &xs, m, &FitOptions { ridge: lambda, affine: true, rank_tol: 1e-4, ..Default::default() }).unwrap().to_dense(&target).unwrap();
+        let closed = Subspace::fit(
+            &target,
+            &xs,
+            m,
+            &FitOptions {
+                ridge: lambda,
+                affine: true,
+                rank_tol: 1e-4,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .to_dense(&target)
+        .unwrap();
 
         let mut p = Linear::new(d, k, true, Init::Uniform, &mut Rng::new(3)).unwrap();
         let mut st = OptState::for_layer(&p);
-        let opts = StepOptions { optimizer: Optimizer::sgd(0.3), weight_decay: wd, batch_size: m };
+        let opts = StepOptions {
+            optimizer: Optimizer::sgd(0.3),
+            weight_decay: wd,
+            batch_size: m,
+        };
         let order: Vec<u32> = (0..m as u32).collect();
         for _ in 0..20_000 {
             fit_epoch(&mut p, &mut st, &xs, &ts, &order, &opts).unwrap();
         }
-        let max_w = closed.weight().iter().zip(p.weight()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-        let max_b = closed.bias().unwrap().iter().zip(p.bias().unwrap()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let max_w = closed
+            .weight()
+            .iter()
+            .zip(p.weight())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        let max_b = closed
+            .bias()
+            .unwrap()
+            .iter()
+            .zip(p.bias().unwrap())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(max_w < 1e-3 && max_b < 1e-3, "weights differ by {max_w}, biases by {max_b}");
 
         // lambda = 0 without bias: GD from zero reaches the minimum-norm solution.
-        let closed0 = Subspace::fit(&target, &xs, m, &FitOptions { ridge: 0.0, affine: false, rank_tol: 1e-4, ..Default::default() }).unwrap().to_dense(&target).unwrap();
+        let closed0 = Subspace::fit(
+            &target,
+            &xs,
+            m,
+            &FitOptions {
+                ridge: 0.0,
+                affine: false,
+                rank_tol: 1e-4,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .to_dense(&target)
+        .unwrap();
         let Target::Linear(a) = &target else { unreachable!() };
         let mut p0 = Linear::new(d, k, true, Init::Zeros, &mut Rng::new(0)).unwrap();
         p0.bias_mut().unwrap().copy_from_slice(a.bias().unwrap());
         let mut p0 = Linear::from_parts(d, k, p0.weight().to_vec(), None).unwrap();
         // Fit W x ~ A x (the target bias is matched exactly by copying it).
         let mut ts0 = std::vec![0.0; m * k];
-        Linear::from_parts(d, k, a.weight().to_vec(), None).unwrap().forward_batch(&xs, m, &mut ts0).unwrap();
+        Linear::from_parts(d, k, a.weight().to_vec(), None)
+            .unwrap()
+            .forward_batch(&xs, m, &mut ts0)
+            .unwrap();
         let mut st0 = OptState::for_layer(&p0);
         let opts0 = StepOptions { weight_decay: 0.0, ..opts };
         for _ in 0..20_000 {
             fit_epoch(&mut p0, &mut st0, &xs, &ts0, &order, &opts0).unwrap();
         }
-        let max0 = closed0.weight().iter().zip(p0.weight()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let max0 = closed0
+            .weight()
+            .iter()
+            .zip(p0.weight())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(max0 < 1e-3, "min-norm weights differ by {max0}");
     }
 
@@ -498,19 +605,47 @@ mod tests {
     fn errors_are_typed() {
         let t: Target<Vec<f32>> = Target::Identity { dim: 3 };
         assert_eq!(Subspace::fit(&t, &[], 0, &FitOptions::default()), Err(Error::EmptyClass));
-        assert_eq!(Subspace::fit(&t, &[1.0, f32::NAN, 0.0], 1, &FitOptions::default()), Err(Error::NonFinite));
-        assert!(matches!(Subspace::fit(&t, &[1.0, 2.0], 1, &FitOptions::default()), Err(Error::DimensionMismatch { .. })));
-        let bad = FitOptions { ridge: -1.0, ..Default::default() };
+        assert_eq!(
+            Subspace::fit(&t, &[1.0, f32::NAN, 0.0], 1, &FitOptions::default()),
+            Err(Error::NonFinite)
+        );
+        assert!(matches!(
+            Subspace::fit(&t, &[1.0, 2.0], 1, &FitOptions::default()),
+            Err(Error::DimensionMismatch { .. })
+        ));
+        let bad = FitOptions {
+            ridge: -1.0,
+            ..Default::default()
+        };
         assert_eq!(Subspace::fit(&t, &[1.0, 2.0, 3.0], 1, &bad), Err(Error::InvalidParameter));
         // Capacity 2 keeps the two strongest of three directions.
         let mut xs = [3.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 2.0];
         let (mut mean, mut basis, mut shrink) = ([0.0; 3], [0.0; 6], [0.0; 2]);
-        let buf = SubspaceBuf { mean: &mut mean, basis: &mut basis, shrink: &mut shrink, proj: &mut [], target_mean: &mut [] };
-        let opts = FitOptions { affine: false, ridge: 1.0, ..Default::default() };
+        let buf = SubspaceBuf {
+            mean: &mut mean,
+            basis: &mut basis,
+            shrink: &mut shrink,
+            proj: &mut [],
+            target_mean: &mut [],
+        };
+        let opts = FitOptions {
+            affine: false,
+            ridge: 1.0,
+            ..Default::default()
+        };
         assert_eq!(fit_into(&t, &mut xs, 3, &opts, 2, buf, &mut [0.0; fit_scratch_len(3, 3, 3)]), Ok(2));
-        assert!((basis[0].abs() - 1.0).abs() < 1e-6 && (basis[5].abs() - 1.0).abs() < 1e-6, "{basis:?}");
+        assert!(
+            (basis[0].abs() - 1.0).abs() < 1e-6 && (basis[5].abs() - 1.0).abs() < 1e-6,
+            "{basis:?}"
+        );
         assert!((shrink[0] - 0.9).abs() < 1e-6 && (shrink[1] - 0.8).abs() < 1e-6, "{shrink:?}");
-        let buf = SubspaceBuf { mean: &mut mean, basis: &mut basis, shrink: &mut shrink, proj: &mut [], target_mean: &mut [] };
+        let buf = SubspaceBuf {
+            mean: &mut mean,
+            basis: &mut basis,
+            shrink: &mut shrink,
+            proj: &mut [],
+            target_mean: &mut [],
+        };
         assert_eq!(fit_into(&t, &mut xs, 3, &opts, 2, buf, &mut [0.0; 4]), Err(Error::BufferTooSmall));
     }
 }

@@ -86,7 +86,11 @@ pub struct StepOptions {
 impl StepOptions {
     fn validate(&self) -> Result<()> {
         self.optimizer.validate()?;
-        if self.batch_size == 0 || self.batch_size > MAX_BATCH || !(self.weight_decay >= 0.0) || !self.weight_decay.is_finite() {
+        if self.batch_size == 0
+            || self.batch_size > MAX_BATCH
+            || self.weight_decay.partial_cmp(&0.0).is_none_or(|o| o.is_lt())
+            || !self.weight_decay.is_finite()
+        {
             return Err(Error::InvalidParameter);
         }
         Ok(())
@@ -111,7 +115,13 @@ impl<S: AsRef<[f32]> + AsMut<[f32]>> OptState<S> {
         for b in [&mut m_w, &mut v_w, &mut m_b, &mut v_b] {
             b.as_mut().iter_mut().for_each(|v| *v = 0.0);
         }
-        OptState { m_w, v_w, m_b, v_b, step: 0 }
+        OptState {
+            m_w,
+            v_w,
+            m_b,
+            v_b,
+            step: 0,
+        }
     }
     /// Steps taken so far.
     pub fn steps(&self) -> u32 {
@@ -136,15 +146,25 @@ impl OptState<alloc::vec::Vec<f32>> {
 /// `xs` is row-major `n x inputs`, `ts` row-major `n x outputs`. The loss is the MSE, mean
 /// over outputs and batch samples, as `nn.MSELoss`. Returns the epoch's mean loss measured
 /// before each step (as a training loop prints it). A non-finite loss stops with `NonFinite`.
-pub fn fit_epoch<S, T>(layer: &mut Linear<S>, state: &mut OptState<T>, xs: &[f32], ts: &[f32], order: &[u32], opts: &StepOptions) -> Result<f32>
+pub fn fit_epoch<S, T>(
+    layer: &mut Linear<S>,
+    state: &mut OptState<T>,
+    xs: &[f32],
+    ts: &[f32],
+    order: &[u32],
+    opts: &StepOptions,
+) -> Result<f32>
 where
     S: AsRef<[f32]> + AsMut<[f32]>,
     T: AsRef<[f32]> + AsMut<[f32]>,
 {
     opts.validate()?;
     let (d, k) = (layer.inputs(), layer.outputs());
-    if xs.len() % d != 0 {
-        return Err(Error::DimensionMismatch { expected: d as u32, found: xs.len() as u32 });
+    if !xs.len().is_multiple_of(d) {
+        return Err(Error::DimensionMismatch {
+            expected: d as u32,
+            found: xs.len() as u32,
+        });
     }
     let n = xs.len() / d;
     check_len(n * k, ts.len())?;
@@ -173,22 +193,37 @@ where
     let (m_b, v_b) = (state.m_b.as_mut(), state.v_b.as_mut());
     let mut total = 0.0f64;
     let mut chunk_start = 0;
-    let data = Data { xs, ts, order, d, k, bs, wd };
-    let mut bias_bufs = match b {
-        Some(b) => Some((b, m_b, v_b)),
-        None => None,
+    let data = Data {
+        xs,
+        ts,
+        order,
+        d,
+        k,
+        bs,
+        wd,
     };
+    let mut bias_bufs = b.map(|b| (b, m_b, v_b));
     while chunk_start < nsteps {
         let chunk_len = CHUNK.min(nsteps - chunk_start);
-        let ups: [Update; CHUNK] = core::array::from_fn(|i| Update::new(&opts.optimizer, (state.step as i64 + 1 + (chunk_start + i) as i64).min(i32::MAX as i64) as i32));
+        let ups: [Update; CHUNK] = core::array::from_fn(|i| {
+            Update::new(
+                &opts.optimizer,
+                (state.step as i64 + 1 + (chunk_start + i) as i64).min(i32::MAX as i64) as i32,
+            )
+        });
         let ups = &ups[..chunk_len];
         #[cfg(feature = "parallel")]
         {
             use rayon::prelude::*;
             // Rows are independent: blocks of rows go to different cores.
             const ROWS: usize = 32;
-            let bias_chunks: alloc::vec::Vec<Option<(&mut [f32], &mut [f32], &mut [f32])>> = match bias_bufs.as_mut() {
-                Some((b, mb, vb)) => b.chunks_mut(ROWS).zip(mb.chunks_mut(ROWS)).zip(vb.chunks_mut(ROWS)).map(|((b, m), v)| Some((b, m, v))).collect(),
+            let bias_chunks: alloc::vec::Vec<BiasRows<'_>> = match bias_bufs.as_mut() {
+                Some((b, mb, vb)) => b
+                    .chunks_mut(ROWS)
+                    .zip(mb.chunks_mut(ROWS))
+                    .zip(vb.chunks_mut(ROWS))
+                    .map(|((b, m), v)| Some((b, m, v)))
+                    .collect(),
                 None => (0..k.div_ceil(ROWS)).map(|_| None).collect(),
             };
             total += w
@@ -216,6 +251,9 @@ where
     }
 }
 
+/// One block's bias, its first and second moments.
+type BiasRows<'a> = Option<(&'a mut [f32], &'a mut [f32], &'a mut [f32])>;
+
 /// The read-only inputs of an epoch.
 struct Data<'a> {
     xs: &'a [f32],
@@ -231,7 +269,16 @@ struct Data<'a> {
 /// (`w`, `mw`, `vw` hold whole rows; the bias buffers hold the same rows' entries). Returns
 /// the block's sum of squared residuals.
 #[allow(clippy::too_many_arguments)]
-fn run_rows(data: &Data<'_>, ups: &[Update], chunk_start: usize, row0: usize, w: &mut [f32], mw: &mut [f32], vw: &mut [f32], bias: Option<(&mut [f32], &mut [f32], &mut [f32])>) -> f64 {
+fn run_rows(
+    data: &Data<'_>,
+    ups: &[Update],
+    chunk_start: usize,
+    row0: usize,
+    w: &mut [f32],
+    mw: &mut [f32],
+    vw: &mut [f32],
+    bias: BiasRows<'_>,
+) -> f64 {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU supports AVX-512F (checked just above), the only requirement of
@@ -248,14 +295,40 @@ fn run_rows(data: &Data<'_>, ups: &[Update], chunk_start: usize, row0: usize, w:
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[allow(unsafe_code, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn run_rows_avx512(data: &Data<'_>, ups: &[Update], chunk_start: usize, row0: usize, w: &mut [f32], mw: &mut [f32], vw: &mut [f32], bias: Option<(&mut [f32], &mut [f32], &mut [f32])>) -> f64 {
+unsafe fn run_rows_avx512(
+    data: &Data<'_>,
+    ups: &[Update],
+    chunk_start: usize,
+    row0: usize,
+    w: &mut [f32],
+    mw: &mut [f32],
+    vw: &mut [f32],
+    bias: BiasRows<'_>,
+) -> f64 {
     run_rows_impl(data, ups, chunk_start, row0, w, mw, vw, bias)
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn run_rows_impl(data: &Data<'_>, ups: &[Update], chunk_start: usize, row0: usize, w: &mut [f32], mw: &mut [f32], vw: &mut [f32], mut bias: Option<(&mut [f32], &mut [f32], &mut [f32])>) -> f64 {
-    let Data { xs, ts, order, d, k, bs, wd } = *data;
+fn run_rows_impl(
+    data: &Data<'_>,
+    ups: &[Update],
+    chunk_start: usize,
+    row0: usize,
+    w: &mut [f32],
+    mw: &mut [f32],
+    vw: &mut [f32],
+    mut bias: BiasRows<'_>,
+) -> f64 {
+    let Data {
+        xs,
+        ts,
+        order,
+        d,
+        k,
+        bs,
+        wd,
+    } = *data;
     let rows = w.len() / d;
     let mut r = [0.0f32; MAX_BATCH];
     let mut total = 0.0f64;
@@ -434,10 +507,18 @@ mod tests {
     fn adam_and_sgd_reduce_the_loss() {
         let (n, d, k) = (6, 10, 7);
         let (xs, ts) = problem(n, d, k);
-        for (opt, bs) in [(Optimizer::adam(1e-2), 1), (Optimizer::sgd(5e-2), 3), (Optimizer::Sgd { lr: 2e-2, momentum: 0.9 }, 2)] {
+        for (opt, bs) in [
+            (Optimizer::adam(1e-2), 1),
+            (Optimizer::sgd(5e-2), 3),
+            (Optimizer::Sgd { lr: 2e-2, momentum: 0.9 }, 2),
+        ] {
             let mut p = Linear::new(d, k, true, Init::Uniform, &mut Rng::new(9)).unwrap();
             let mut st = OptState::for_layer(&p);
-            let opts = StepOptions { optimizer: opt, weight_decay: 0.0, batch_size: bs };
+            let opts = StepOptions {
+                optimizer: opt,
+                weight_decay: 0.0,
+                batch_size: bs,
+            };
             let order: Vec<u32> = (0..n as u32).collect();
             let first = fit_epoch(&mut p, &mut st, &xs, &ts, &order, &opts).unwrap();
             let mut last = first;
@@ -453,7 +534,11 @@ mod tests {
         // One input, one output, no bias: w=0.5, x=2, t=3 -> r = -2, g = 2*r*x = -8.
         let mut p = Linear::from_parts(1, 1, std::vec![0.5f32], None).unwrap();
         let mut st = OptState::for_layer(&p);
-        let opts = StepOptions { optimizer: Optimizer::adam(0.1), weight_decay: 0.0, batch_size: 1 };
+        let opts = StepOptions {
+            optimizer: Optimizer::adam(0.1),
+            weight_decay: 0.0,
+            batch_size: 1,
+        };
         let loss = fit_epoch(&mut p, &mut st, &[2.0], &[3.0], &[0], &opts).unwrap();
         assert_eq!(loss, 4.0);
         // First Adam step moves by lr * sign(g) (up to eps).
@@ -464,16 +549,35 @@ mod tests {
     fn rejects_bad_options_and_shapes() {
         let mut p = Linear::from_parts(2, 1, std::vec![0.0f32; 2], None).unwrap();
         let mut st = OptState::for_layer(&p);
-        let good = StepOptions { optimizer: Optimizer::sgd(0.1), weight_decay: 0.0, batch_size: 1 };
-        let bad_lr = StepOptions { optimizer: Optimizer::sgd(-1.0), ..good };
+        let good = StepOptions {
+            optimizer: Optimizer::sgd(0.1),
+            weight_decay: 0.0,
+            batch_size: 1,
+        };
+        let bad_lr = StepOptions {
+            optimizer: Optimizer::sgd(-1.0),
+            ..good
+        };
         let bad_bs = StepOptions { batch_size: 0, ..good };
-        assert_eq!(fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[0], &bad_lr), Err(Error::InvalidParameter));
-        assert_eq!(fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[0], &bad_bs), Err(Error::InvalidParameter));
-        assert_eq!(fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[1], &good), Err(Error::InvalidParameter));
+        assert_eq!(
+            fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[0], &bad_lr),
+            Err(Error::InvalidParameter)
+        );
+        assert_eq!(
+            fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[0], &bad_bs),
+            Err(Error::InvalidParameter)
+        );
+        assert_eq!(
+            fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[1], &good),
+            Err(Error::InvalidParameter)
+        );
         assert!(fit_epoch(&mut p, &mut st, &[1.0, 2.0, 3.0], &[1.0], &[0], &good).is_err());
         assert_eq!(fit_epoch(&mut p, &mut st, &[1.0, 2.0], &[1.0], &[], &good), Err(Error::EmptyClass));
         // Divergence is reported, not returned as a number.
-        let huge = StepOptions { optimizer: Optimizer::sgd(1e30), ..good };
+        let huge = StepOptions {
+            optimizer: Optimizer::sgd(1e30),
+            ..good
+        };
         let r = (0..5).try_for_each(|_| fit_epoch(&mut p, &mut st, &[1e10, 1e10], &[1.0], &[0], &huge).map(|_| ()));
         assert_eq!(r, Err(Error::NonFinite));
     }

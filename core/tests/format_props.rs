@@ -17,7 +17,13 @@ const LABELS: [&str; 3] = ["a", "bb", "ccc"];
 
 fn support(seed: u64) -> Vec<Vec<f32>> {
     let mut rng = Rng::new(seed);
-    (0..3).map(|c| (0..4 * D).map(|j| if j % D == c { 1.5 } else { 0.0 } + 0.3 * rng.normal()).collect()).collect()
+    (0..3)
+        .map(|c| {
+            (0..4 * D)
+                .map(|j| if j % D == c { 1.5 } else { 0.0 } + 0.3 * rng.normal())
+                .collect()
+        })
+        .collect()
 }
 
 /// Small valid models of every form: closed form with a linear and an identity target,
@@ -25,18 +31,49 @@ fn support(seed: u64) -> Vec<Vec<f32>> {
 fn models() -> Vec<(&'static str, Model)> {
     let data = support(1);
     let views: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
-    let mut linear = methods::fit_closed_form(&views, D, &LABELS, &ClosedFormConfig { k: 4, ..Default::default() }, 1).unwrap();
+    let mut linear = methods::fit_closed_form(
+        &views,
+        D,
+        &LABELS,
+        &ClosedFormConfig {
+            k: 4,
+            ..Default::default()
+        },
+        1,
+    )
+    .unwrap();
     linear.threshold = Some(0.5);
     linear.capacity = 8;
-    linear.preprocess = Preprocess { scale: 0.5, offset: 0.25, image: None, shift: 0 };
-    let identity_cfg = ClosedFormConfig { k: 0, fit: FitOptions { affine: false, ridge: 0.1, ..Default::default() }, ..Default::default() };
+    linear.preprocess = Preprocess {
+        scale: 0.5,
+        offset: 0.25,
+        image: None,
+        shift: 0,
+    };
+    let identity_cfg = ClosedFormConfig {
+        k: 0,
+        fit: FitOptions {
+            affine: false,
+            ridge: 0.1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let identity = methods::fit_closed_form(&views, D, &LABELS, &identity_cfg, 2).unwrap();
     let mut trainer = GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(3), 3).unwrap();
     trainer.epoch().unwrap();
     let dense = trainer.into_model();
-    let cfg = ClosedFormConfig { k: 3, ..Default::default() };
+    let cfg = ClosedFormConfig {
+        k: 3,
+        ..Default::default()
+    };
     let ensemble = methods::ensemble(&views, D, 2, 4, |c, s| methods::fit_closed_form(c, D, &LABELS, &cfg, s)).unwrap();
-    vec![("closed_linear", linear), ("closed_identity", identity), ("o2md_dense", dense), ("ensemble", ensemble)]
+    vec![
+        ("closed_linear", linear),
+        ("closed_identity", identity),
+        ("o2md_dense", dense),
+        ("ensemble", ensemble),
+    ]
 }
 
 fn files() -> &'static [Vec<u8>] {
@@ -53,7 +90,14 @@ fn aligned(bytes: &[u8]) -> Vec<u32> {
 
 /// Uses everything a parsed view offers; nothing may panic.
 fn exercise(view: &ModelView<'_>) {
-    let _ = (view.header(), view.labels(), view.method(), view.threshold(), view.preprocess(), view.fit());
+    let _ = (
+        view.header(),
+        view.labels(),
+        view.method(),
+        view.threshold(),
+        view.preprocess(),
+        view.fit(),
+    );
     let _ = (view.file_len(), view.crc(), view.capacity(), view.weights());
     for m in 0..=view.members() {
         let _ = view.target(m);

@@ -52,13 +52,23 @@ const LABELS: [&str; 4] = ["a", "b", "c", "d"];
 fn o2md_bd_and_naive_reduce_their_loss_and_separate_the_classes() {
     let (support, queries) = data(1);
     let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
-    for base in [GradientConfig::o2md_paper(32), GradientConfig::bd_paper(32), GradientConfig::naive_paper()] {
+    for base in [
+        GradientConfig::o2md_paper(32),
+        GradientConfig::bd_paper(32),
+        GradientConfig::naive_paper(),
+    ] {
         let mut cfg = base;
         cfg.predictor_step.optimizer = Optimizer::adam(1e-2);
         cfg.target_step.optimizer = Optimizer::adam(1e-3);
         let mut t = GradientTrainer::new(&views, D, &LABELS, &cfg, 7).unwrap();
         let losses: Vec<f32> = (0..40).map(|_| t.epoch().unwrap()).collect();
-        assert!(losses[39] < 0.2 * losses[0], "{:?}: loss {} -> {}", cfg.method, losses[0], losses[39]);
+        assert!(
+            losses[39] < 0.2 * losses[0],
+            "{:?}: loss {} -> {}",
+            cfg.method,
+            losses[0],
+            losses[39]
+        );
         let acc = accuracy(t.model(), &queries);
         assert_eq!(acc, 1.0, "{:?} accuracy {acc}", cfg.method);
     }
@@ -82,7 +92,14 @@ fn closed_form_is_perfect_and_deterministic() {
     let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
     for k in [0, 16, 64] {
         for ridge in [0.0, 1.0] {
-            let cfg = ClosedFormConfig { k, fit: FitOptions { ridge, ..Default::default() }, ..Default::default() };
+            let cfg = ClosedFormConfig {
+                k,
+                fit: FitOptions {
+                    ridge,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
             let a = fit_closed_form(&views, D, &LABELS, &cfg, 5).unwrap();
             let b = fit_closed_form(&views, D, &LABELS, &cfg, 5).unwrap();
             assert_eq!(a, b);
@@ -108,7 +125,10 @@ fn same_seed_same_model_other_seed_other_model() {
 fn ensemble_agrees_on_easy_samples_and_flags_outliers() {
     let (support, queries) = data(5);
     let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
-    let cfg = ClosedFormConfig { k: 32, ..Default::default() };
+    let cfg = ClosedFormConfig {
+        k: 32,
+        ..Default::default()
+    };
     let mut model = ensemble(&views, D, 5, 11, |cls, seed| fit_closed_form(cls, D, &LABELS, &cfg, seed)).unwrap();
     assert_eq!(model.members.len(), 5);
     assert_eq!(accuracy(&model, &queries), 1.0);
@@ -131,7 +151,10 @@ fn ensemble_agrees_on_easy_samples_and_flags_outliers() {
 fn enrollment_adds_and_removes_classes_without_touching_others() {
     let (support, queries) = data(6);
     let views: Vec<&[f32]> = support[..3].iter().map(|v| v.as_slice()).collect();
-    let cfg = ClosedFormConfig { k: 32, ..Default::default() };
+    let cfg = ClosedFormConfig {
+        k: 32,
+        ..Default::default()
+    };
     let mut model = fit_closed_form(&views, D, &LABELS[..3], &cfg, 1).unwrap();
     let before = model.clone();
     assert_eq!(model.enroll("d", &support[3], 10), Err(ldl_core::Error::CapacityFull));
@@ -142,8 +165,17 @@ fn enrollment_adds_and_removes_classes_without_touching_others() {
     assert_eq!(model.enroll("e", &support[3], 10), Err(ldl_core::Error::CapacityFull));
     model.capacity = 8;
     assert_eq!(model.enroll("d", &support[3], 10), Err(ldl_core::Error::DuplicateLabel));
-    assert_eq!(model.enroll("a-label-that-is-far-too-long", &support[3], 10), Err(ldl_core::Error::LabelTooLong));
-    assert_eq!(model.enroll("e", &support[3][..D - 1], 1), Err(ldl_core::Error::DimensionMismatch { expected: D as u32, found: D as u32 - 1 }));
+    assert_eq!(
+        model.enroll("a-label-that-is-far-too-long", &support[3], 10),
+        Err(ldl_core::Error::LabelTooLong)
+    );
+    assert_eq!(
+        model.enroll("e", &support[3][..D - 1], 1),
+        Err(ldl_core::Error::DimensionMismatch {
+            expected: D as u32,
+            found: D as u32 - 1
+        })
+    );
     let mut nan = support[3][..D].to_vec();
     nan[3] = f32::NAN;
     assert_eq!(model.enroll("e", &nan, 1), Err(ldl_core::Error::NonFinite));
@@ -174,12 +206,57 @@ fn batch_distances_equal_one_at_a_time() {
     let xs: Vec<f32> = queries.concat();
     let n = xs.len() / D;
     let models = [
-        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(64), 1).unwrap().run().unwrap(), // k > d: Gram path
-        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(8), 1).unwrap().run().unwrap(), // direct path
-        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::naive_paper(), 1).unwrap().run().unwrap(),
-        fit_closed_form(&views, D, &LABELS, &ClosedFormConfig { k: 16, ..Default::default() }, 2).unwrap(),
-        fit_closed_form(&views, D, &LABELS, &ClosedFormConfig { k: 0, fit: FitOptions { ridge: 0.5, ..Default::default() }, ..Default::default() }, 2).unwrap(),
-        ensemble(&views, D, 3, 4, |c, s| fit_closed_form(c, D, &LABELS, &ClosedFormConfig { k: 16, ..Default::default() }, s)).unwrap(),
+        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(64), 1)
+            .unwrap()
+            .run()
+            .unwrap(), // k > d: Gram path
+        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(8), 1)
+            .unwrap()
+            .run()
+            .unwrap(), // direct path
+        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::naive_paper(), 1)
+            .unwrap()
+            .run()
+            .unwrap(),
+        fit_closed_form(
+            &views,
+            D,
+            &LABELS,
+            &ClosedFormConfig {
+                k: 16,
+                ..Default::default()
+            },
+            2,
+        )
+        .unwrap(),
+        fit_closed_form(
+            &views,
+            D,
+            &LABELS,
+            &ClosedFormConfig {
+                k: 0,
+                fit: FitOptions {
+                    ridge: 0.5,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            2,
+        )
+        .unwrap(),
+        ensemble(&views, D, 3, 4, |c, s| {
+            fit_closed_form(
+                c,
+                D,
+                &LABELS,
+                &ClosedFormConfig {
+                    k: 16,
+                    ..Default::default()
+                },
+                s,
+            )
+        })
+        .unwrap(),
     ];
     for model in &models {
         let mut batch = vec![0.0; n * 4];
@@ -192,7 +269,11 @@ fn batch_distances_equal_one_at_a_time() {
             assert_eq!(pred[i], r.best);
             for c in 0..4 {
                 let (a, b) = (batch[i * 4 + c], one[c]);
-                assert!((a - b).abs() <= 1e-3 * b.abs().max(1e-2), "{:?} sample {i} class {c}: {a} vs {b}", model.method);
+                assert!(
+                    (a - b).abs() <= 1e-3 * b.abs().max(1e-2),
+                    "{:?} sample {i} class {c}: {a} vs {b}",
+                    model.method
+                );
             }
         }
     }

@@ -126,24 +126,14 @@ mod tests {
             let mut d = duplex(b"hello\x04ignored", chunk);
             let stats = echo_until_eot(&mut d).unwrap();
             assert_eq!(d.output, b"hello\x04", "chunk {chunk}");
-            assert_eq!(
-                stats,
-                EchoStats {
-                    bytes: 6,
-                    got_eot: true
-                }
-            );
+            assert_eq!(stats, EchoStats { bytes: 6, got_eot: true });
             assert!(d.flushed);
         }
     }
 
     #[test]
     fn stops_at_end_of_stream() {
-        let data: Vec<u8> = (0u8..=255)
-            .filter(|&b| b != EOT)
-            .cycle()
-            .take(1000)
-            .collect();
+        let data: Vec<u8> = (0u8..=255).filter(|&b| b != EOT).cycle().take(1000).collect();
         let mut d = duplex(&data, 7);
         let stats = echo_until_eot(&mut d).unwrap();
         assert_eq!(d.output, data);
@@ -159,13 +149,7 @@ mod tests {
     #[test]
     fn eot_alone() {
         let mut d = duplex(&[EOT, 1, 2], 64);
-        assert_eq!(
-            echo_until_eot(&mut d).unwrap(),
-            EchoStats {
-                bytes: 1,
-                got_eot: true
-            }
-        );
+        assert_eq!(echo_until_eot(&mut d).unwrap(), EchoStats { bytes: 1, got_eot: true });
         assert_eq!(d.output, [EOT]);
     }
 

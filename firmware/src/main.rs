@@ -3,12 +3,7 @@
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use cortex_m_rt::entry;
 use ldl_firmware::app::{self, ModelState, MODEL_PROBE_LEN};
@@ -21,12 +16,7 @@ fn main() -> ! {
         board::exit(1)
     };
 
-    defmt::info!(
-        "ldl-firmware {} on {} ({})",
-        env!("CARGO_PKG_VERSION"),
-        board::NAME,
-        config::TARGET
-    );
+    defmt::info!("ldl-firmware {} on {} ({})", env!("CARGO_PKG_VERSION"), board::NAME, config::TARGET);
     let (model_r, store_r) = (board::model_region(), board::store_region());
     defmt::info!(
         "program {=u32:#010x}..{=u32:#010x}  ram {=u32:#010x}..{=u32:#010x}",
@@ -41,9 +31,15 @@ fn main() -> ! {
         model_r.end(),
         model_r.size / 1024
     );
-    defmt::info!("STORE {=u32:#010x}..{=u32:#010x} ({=u32} KiB, {=usize} B sectors, {=usize} B writes, persistent: {=bool})",
-        store_r.origin, store_r.end(), store_r.size / 1024, config::ERASE_SIZE, config::WRITE_SIZE,
-        b.store.persistent());
+    defmt::info!(
+        "STORE {=u32:#010x}..{=u32:#010x} ({=u32} KiB, {=usize} B sectors, {=usize} B writes, persistent: {=bool})",
+        store_r.origin,
+        store_r.end(),
+        store_r.size / 1024,
+        config::ERASE_SIZE,
+        config::WRITE_SIZE,
+        b.store.persistent()
+    );
 
     let model = board::model();
     let head = model.get(..MODEL_PROBE_LEN).unwrap_or(model);
@@ -58,11 +54,7 @@ fn main() -> ! {
     if b.serial_attached {
         defmt::info!("UART echo: send bytes, 0x04 ends");
         match app::echo_until_eot(&mut b.uart) {
-            Ok(stats) => defmt::info!(
-                "UART echo done: {=usize} bytes, EOT: {=bool}",
-                stats.bytes,
-                stats.got_eot
-            ),
+            Ok(stats) => defmt::info!("UART echo done: {=usize} bytes, EOT: {=bool}", stats.bytes, stats.got_eot),
             Err(e) => match e {},
         }
     }

@@ -125,23 +125,14 @@ mod tests {
         assert_eq!(f.write(1, &[0; 4]), Err(NorFlashErrorKind::NotAligned));
         assert_eq!(f.write(2, &[0; 4]), Err(NorFlashErrorKind::NotAligned));
         assert_eq!(f.write(0, &[0; 3]), Err(NorFlashErrorKind::NotAligned));
-        assert_eq!(
-            f.write(cap - 4, &[0; 8]),
-            Err(NorFlashErrorKind::OutOfBounds)
-        );
+        assert_eq!(f.write(cap - 4, &[0; 8]), Err(NorFlashErrorKind::OutOfBounds));
         assert_eq!(f.write(cap, &[0; 4]), Err(NorFlashErrorKind::OutOfBounds));
-        assert_eq!(
-            f.write(u32::MAX - 3, &[0; 4]),
-            Err(NorFlashErrorKind::OutOfBounds)
-        );
+        assert_eq!(f.write(u32::MAX - 3, &[0; 4]), Err(NorFlashErrorKind::OutOfBounds));
         // Erases: sector boundaries, from <= to <= capacity.
         assert_eq!(f.erase(0, 100), Err(NorFlashErrorKind::NotAligned));
         assert_eq!(f.erase(4, sector), Err(NorFlashErrorKind::NotAligned));
         assert_eq!(f.erase(sector, 0), Err(NorFlashErrorKind::OutOfBounds));
-        assert_eq!(
-            f.erase(0, cap + sector),
-            Err(NorFlashErrorKind::OutOfBounds)
-        );
+        assert_eq!(f.erase(0, cap + sector), Err(NorFlashErrorKind::OutOfBounds));
         // Reads: bounds only.
         let mut b = [0u8; 8];
         assert_eq!(f.read(cap - 4, &mut b), Err(NorFlashErrorKind::OutOfBounds));

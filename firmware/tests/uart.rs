@@ -10,9 +10,7 @@ use ldl_firmware as _; // board: defmt logger, panic handler
 mod tests {
     use defmt::{assert, assert_eq, unwrap};
     use embedded_io::{ReadReady, Write, WriteReady};
-    use ldl_firmware::board::cmsdk_uart::{
-        CmsdkUart, CLOCK_HZ, CTRL_RX_EN, CTRL_TX_EN, MIN_BAUDDIV, STATE_RX_FULL, STATE_TX_FULL,
-    };
+    use ldl_firmware::board::cmsdk_uart::{CmsdkUart, CLOCK_HZ, CTRL_RX_EN, CTRL_TX_EN, MIN_BAUDDIV, STATE_RX_FULL, STATE_TX_FULL};
 
     const DIV: u32 = CLOCK_HZ / 115_200;
 
@@ -38,10 +36,7 @@ mod tests {
 
     #[test]
     fn enabled_with_baud_divider(uart: &mut CmsdkUart) {
-        assert_eq!(
-            uart.ctrl() & (CTRL_TX_EN | CTRL_RX_EN),
-            CTRL_TX_EN | CTRL_RX_EN
-        );
+        assert_eq!(uart.ctrl() & (CTRL_TX_EN | CTRL_RX_EN), CTRL_TX_EN | CTRL_RX_EN);
         assert_eq!(uart.bauddiv(), DIV);
         assert_eq!(DIV, 217);
     }
@@ -52,10 +47,7 @@ mod tests {
         assert_eq!(uart.bauddiv(), MIN_BAUDDIV);
         uart.configure(DIV);
         assert_eq!(uart.bauddiv(), DIV);
-        assert_eq!(
-            uart.ctrl() & (CTRL_TX_EN | CTRL_RX_EN),
-            CTRL_TX_EN | CTRL_RX_EN
-        );
+        assert_eq!(uart.ctrl() & (CTRL_TX_EN | CTRL_RX_EN), CTRL_TX_EN | CTRL_RX_EN);
     }
 
     #[test]

@@ -80,14 +80,7 @@ impl Default for MlpConfig {
 /// # Panics
 /// If `support` is empty, a class's slice is not a multiple of `d`, or
 /// `queries.len() != n * d`.
-pub fn logistic_regression(
-    support: &[&[f32]],
-    d: usize,
-    queries: &[f32],
-    n: usize,
-    cfg: &SgdConfig,
-    seed: u64,
-) -> Vec<usize> {
+pub fn logistic_regression(support: &[&[f32]], d: usize, queries: &[f32], n: usize, cfg: &SgdConfig, seed: u64) -> Vec<usize> {
     let (net, _) = train_network(support, d, &[], cfg, seed);
     net.predict(queries, n)
 }
@@ -98,14 +91,7 @@ pub fn logistic_regression(
 ///
 /// # Panics
 /// As [`logistic_regression`], or if a hidden width is zero.
-pub fn mlp(
-    support: &[&[f32]],
-    d: usize,
-    queries: &[f32],
-    n: usize,
-    cfg: &MlpConfig,
-    seed: u64,
-) -> Vec<usize> {
+pub fn mlp(support: &[&[f32]], d: usize, queries: &[f32], n: usize, cfg: &MlpConfig, seed: u64) -> Vec<usize> {
     let (net, _) = train_network(support, d, &cfg.hidden, &cfg.sgd, seed);
     net.predict(queries, n)
 }
@@ -120,10 +106,7 @@ pub fn mlp(
 /// `queries.len() != n * d`.
 pub fn nearest_neighbour(support: &[&[f32]], d: usize, queries: &[f32], n: usize) -> Vec<usize> {
     let (x, labels) = stack_support(support, d);
-    assert!(
-        !labels.is_empty(),
-        "nearest_neighbour needs at least one support sample"
-    );
+    assert!(!labels.is_empty(), "nearest_neighbour needs at least one support sample");
     nearest_row(&x, &labels, d, queries, n)
 }
 
@@ -152,10 +135,7 @@ pub fn nearest_class_mean(support: &[&[f32]], d: usize, queries: &[f32], n: usiz
         means.extend(acc.iter().map(|&a| (a / m as f64) as f32));
         labels.push(c);
     }
-    assert!(
-        !labels.is_empty(),
-        "nearest_class_mean needs a class with support samples"
-    );
+    assert!(!labels.is_empty(), "nearest_class_mean needs a class with support samples");
     nearest_row(&means, &labels, d, queries, n)
 }
 
@@ -164,19 +144,14 @@ pub fn nearest_class_mean(support: &[&[f32]], d: usize, queries: &[f32], n: usiz
 fn nearest_row(refs: &[f32], labels: &[usize], d: usize, queries: &[f32], n: usize) -> Vec<usize> {
     assert_eq!(queries.len(), n * d, "queries must be n x d");
     let r = labels.len();
-    let norms: Vec<f32> = refs
-        .chunks_exact(d.max(1))
-        .take(r)
-        .map(|s| s.iter().map(|v| v * v).sum())
-        .collect();
+    let norms: Vec<f32> = refs.chunks_exact(d.max(1)).take(r).map(|s| s.iter().map(|v| v * v).sum()).collect();
     let mut out = Vec::with_capacity(n);
     let mut dots = vec![0.0f32; QUERY_BLOCK.min(n) * r];
     let mut start = 0;
     while start < n {
         let b = QUERY_BLOCK.min(n - start);
         let dots = &mut dots[..b * r];
-        matmul_nt(&queries[start * d..(start + b) * d], b, d, refs, r, dots)
-            .expect("shapes checked");
+        matmul_nt(&queries[start * d..(start + b) * d], b, d, refs, r, dots).expect("shapes checked");
         for row in dots.chunks_exact(r) {
             let mut best = 0;
             let mut best_v = f32::INFINITY;
@@ -199,11 +174,7 @@ fn check_support(support: &[&[f32]], d: usize) -> usize {
     assert!(!support.is_empty(), "support must hold at least one class");
     assert!(d > 0, "d must be positive");
     for (c, s) in support.iter().enumerate() {
-        assert_eq!(
-            s.len() % d,
-            0,
-            "support of class {c} is not a whole number of rows of {d}"
-        );
+        assert_eq!(s.len() % d, 0, "support of class {c} is not a whole number of rows of {d}");
     }
     support.len()
 }
@@ -297,11 +268,7 @@ impl Network {
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
             let (before, rest) = acts.split_at_mut(l);
-            let input = if l == 0 {
-                x
-            } else {
-                &before[l - 1][..rows * layer.inp]
-            };
+            let input = if l == 0 { x } else { &before[l - 1][..rows * layer.inp] };
             let y = &mut rest[0][..rows * layer.out];
             layer.forward(input, rows, y);
             if l != last {
@@ -312,10 +279,7 @@ impl Network {
 
     /// Activation buffers for up to `rows` inputs.
     fn buffers(&self, rows: usize) -> Vec<Vec<f32>> {
-        self.layers
-            .iter()
-            .map(|l| vec![0.0; rows * l.out])
-            .collect()
+        self.layers.iter().map(|l| vec![0.0; rows * l.out]).collect()
     }
 
     /// Predicted class (arg-max logit, lowest index on ties) of each of the `n` rows of
@@ -380,11 +344,7 @@ impl Network {
             let layer = &self.layers[l];
             let (before, rest) = deltas.split_at_mut(l);
             let delta = &rest[0][..rows * layer.out];
-            let input = if l == 0 {
-                x
-            } else {
-                &acts[l - 1][..rows * layer.inp]
-            };
+            let input = if l == 0 { x } else { &acts[l - 1][..rows * layer.inp] };
             let (gw, gb) = &mut grads[l];
             // d loss / d wt (inp x out) = input^T delta.
             matmul_tn(input, rows, layer.inp, delta, layer.out, gw).expect("grad shapes");
@@ -397,8 +357,7 @@ impl Network {
             if l > 0 {
                 let prev = &mut before[l - 1][..rows * layer.inp];
                 // d loss / d input (rows x inp) = delta wt^T.
-                matmul_nt(delta, rows, layer.out, &layer.wt, layer.inp, prev)
-                    .expect("delta shapes");
+                matmul_nt(delta, rows, layer.out, &layer.wt, layer.inp, prev).expect("delta shapes");
                 // ReLU: no gradient where the unit was off.
                 for (p, &a) in prev.iter_mut().zip(&acts[l - 1][..rows * layer.inp]) {
                     if a <= 0.0 {
@@ -412,10 +371,7 @@ impl Network {
 
     /// Zeroed gradient buffers, one `(d wt, d b)` per layer.
     fn zero_grads(&self) -> Vec<(Vec<f32>, Vec<f32>)> {
-        self.layers
-            .iter()
-            .map(|l| (vec![0.0; l.wt.len()], vec![0.0; l.b.len()]))
-            .collect()
+        self.layers.iter().map(|l| (vec![0.0; l.wt.len()], vec![0.0; l.b.len()])).collect()
     }
 }
 
@@ -431,14 +387,7 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 /// `torch.optim.Adam` (no weight decay) on one parameter vector.
-fn adam_update(
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    step_size: f32,
-    inv_sqrt_bc2: f32,
-) {
+fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step_size: f32, inv_sqrt_bc2: f32) {
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
         *m = BETA1 * *m + (1.0 - BETA1) * g;
         *v = BETA2 * *v + (1.0 - BETA2) * g * g;
@@ -457,13 +406,7 @@ fn adam_update(
 /// # Panics
 /// If `support` is empty, a class's slice is not a multiple of `d`, a hidden width is zero or
 /// `cfg.batch_size == 0`.
-pub fn train_network(
-    support: &[&[f32]],
-    d: usize,
-    hidden: &[usize],
-    cfg: &SgdConfig,
-    seed: u64,
-) -> (Network, Vec<f32>) {
+pub fn train_network(support: &[&[f32]], d: usize, hidden: &[usize], cfg: &SgdConfig, seed: u64) -> (Network, Vec<f32>) {
     let classes = check_support(support, d);
     assert!(cfg.batch_size > 0, "batch_size must be positive");
     let mut net = Network::new(d, hidden, classes, &mut Rng::derive(seed, STREAM_INIT));
@@ -500,9 +443,7 @@ pub fn train_network(
             let bc2 = 1.0 - (BETA2 as f64).powi(t);
             let step_size = (cfg.lr as f64 / bc1) as f32;
             let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
-            for ((layer, (gw, gb)), ((mw, mb), (vw, vb))) in
-                net.layers.iter_mut().zip(&grads).zip(moments.iter_mut())
-            {
+            for ((layer, (gw, gb)), ((mw, mb), (vw, vb))) in net.layers.iter_mut().zip(&grads).zip(moments.iter_mut()) {
                 adam_update(&mut layer.wt, gw, mw, vw, step_size, inv_sqrt_bc2);
                 adam_update(&mut layer.b, gb, mb, vb, step_size, inv_sqrt_bc2);
             }
@@ -519,20 +460,10 @@ mod tests {
     /// `classes` Gaussian clusters in `d` dimensions: centers N(0, 3^2) per coordinate, unit-ish
     /// noise (std 0.3). Returns the per-class support rows and labelled queries.
     #[allow(clippy::type_complexity)]
-    fn clusters(
-        d: usize,
-        classes: usize,
-        shots: usize,
-        per_query: usize,
-        seed: u64,
-    ) -> (Vec<Vec<f32>>, Vec<f32>, Vec<usize>) {
+    fn clusters(d: usize, classes: usize, shots: usize, per_query: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<f32>, Vec<usize>) {
         let mut rng = Rng::new(seed);
-        let centers: Vec<Vec<f32>> = (0..classes)
-            .map(|_| (0..d).map(|_| 3.0 * rng.normal()).collect())
-            .collect();
-        let sample = |c: usize, rng: &mut Rng| -> Vec<f32> {
-            centers[c].iter().map(|&m| m + 0.3 * rng.normal()).collect()
-        };
+        let centers: Vec<Vec<f32>> = (0..classes).map(|_| (0..d).map(|_| 3.0 * rng.normal()).collect()).collect();
+        let sample = |c: usize, rng: &mut Rng| -> Vec<f32> { centers[c].iter().map(|&m| m + 0.3 * rng.normal()).collect() };
         let support = (0..classes)
             .map(|c| (0..shots).flat_map(|_| sample(c, &mut rng)).collect())
             .collect();
@@ -583,10 +514,7 @@ mod tests {
         let (s, _, _) = clusters(d, c, 50, 0, 5);
         let (_, losses) = train_network(&refs(&s), d, &[], &SgdConfig::default(), 9);
         assert_eq!(losses.len(), 10);
-        assert!(
-            losses.iter().all(|l| l.is_finite() && *l >= 0.0),
-            "{losses:?}"
-        );
+        assert!(losses.iter().all(|l| l.is_finite() && *l >= 0.0), "{losses:?}");
         for w in losses.windows(2) {
             assert!(w[1] < w[0], "loss must fall every epoch: {losses:?}");
         }
@@ -602,12 +530,7 @@ mod tests {
             let mut a: Vec<f64> = row.iter().map(|&v| v as f64).collect();
             for (l, layer) in net.layers.iter().enumerate() {
                 let mut z: Vec<f64> = (0..layer.out)
-                    .map(|o| {
-                        layer.b[o] as f64
-                            + (0..layer.inp)
-                                .map(|i| layer.wt[i * layer.out + o] as f64 * a[i])
-                                .sum::<f64>()
-                    })
+                    .map(|o| layer.b[o] as f64 + (0..layer.inp).map(|i| layer.wt[i * layer.out + o] as f64 * a[i]).sum::<f64>())
                     .collect();
                 if l + 1 < net.layers.len() {
                     z.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -648,14 +571,8 @@ mod tests {
         let l0 = &net.layers[0];
         let mut pre = vec![0.0; rows * h];
         l0.forward(&x, rows, &mut pre);
-        assert!(
-            pre.iter().all(|v| v.abs() > 1e-2),
-            "pre-activation too close to a kink: {pre:?}"
-        );
-        assert!(
-            acts[0].contains(&0.0) && acts[0].iter().any(|&v| v > 0.0),
-            "need both ReLU states"
-        );
+        assert!(pre.iter().all(|v| v.abs() > 1e-2), "pre-activation too close to a kink: {pre:?}");
+        assert!(acts[0].contains(&0.0) && acts[0].iter().any(|&v| v > 0.0), "need both ReLU states");
 
         let mut deltas = net.buffers(rows);
         let mut grads = net.zero_grads();
@@ -696,9 +613,7 @@ mod tests {
         let (d, c) = (20, 4);
         // Overlapping clusters so the predictions depend on the training noise.
         let mut rng = Rng::new(3);
-        let s: Vec<Vec<f32>> = (0..c)
-            .map(|_| (0..10 * d).map(|_| rng.normal()).collect())
-            .collect();
+        let s: Vec<Vec<f32>> = (0..c).map(|_| (0..10 * d).map(|_| rng.normal()).collect()).collect();
         let q: Vec<f32> = (0..200 * d).map(|_| rng.normal()).collect();
         let s = refs(&s);
         let cfg = MlpConfig {
@@ -708,10 +623,7 @@ mod tests {
         let a = mlp(&s, d, &q, 200, &cfg, 77);
         assert_eq!(a, mlp(&s, d, &q, 200, &cfg, 77));
         let lr = logistic_regression(&s, d, &q, 200, &SgdConfig::default(), 77);
-        assert_eq!(
-            lr,
-            logistic_regression(&s, d, &q, 200, &SgdConfig::default(), 77)
-        );
+        assert_eq!(lr, logistic_regression(&s, d, &q, 200, &SgdConfig::default(), 77));
         // A different seed gives a different network (and here different predictions).
         assert_ne!(a, mlp(&s, d, &q, 200, &cfg, 78));
         let (n1, l1) = train_network(&s, d, &[8], &SgdConfig::default(), 5);
@@ -758,10 +670,7 @@ mod tests {
         let y: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
         let n = y.len();
         let by_class = train.class_indices();
-        let trials: usize = std::env::var("BASELINE_TRIALS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(5);
+        let trials: usize = std::env::var("BASELINE_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
         let shots_list: Vec<usize> = std::env::var("BASELINE_SHOTS")
             .ok()
             .map(|v| v.split(',').map(|s| s.trim().parse().unwrap()).collect())
@@ -776,10 +685,7 @@ mod tests {
                     .map(|rows| {
                         let mut idx = rows.clone();
                         rng.shuffle(&mut idx);
-                        idx[..shots]
-                            .iter()
-                            .flat_map(|&i| train.row(i).iter().copied())
-                            .collect()
+                        idx[..shots].iter().flat_map(|&i| train.row(i).iter().copied()).collect()
                     })
                     .collect();
                 let s = refs(&support);

@@ -69,15 +69,29 @@ impl DataArgs {
         Ok(match self.dataset {
             DatasetKind::Mnist => {
                 let dir = self.data.clone().unwrap_or_else(|| root.join("data/mnist"));
-                Loaded { train: data::load_mnist(&dir, data::Split::Train)?, test: Some(data::load_mnist(&dir, data::Split::Test)?) }
+                Loaded {
+                    train: data::load_mnist(&dir, data::Split::Train)?,
+                    test: Some(data::load_mnist(&dir, data::Split::Test)?),
+                }
             }
             DatasetKind::Omniglot => {
-                let path = self.data.clone().unwrap_or_else(|| root.join("data/omniglot/images_background_small1.zip"));
-                let opts = data::OmniglotOptions { rotations: self.rotations, ..Default::default() };
-                Loaded { train: data::load_omniglot(&path, &opts)?, test: None }
+                let path = self
+                    .data
+                    .clone()
+                    .unwrap_or_else(|| root.join("data/omniglot/images_background_small1.zip"));
+                let opts = data::OmniglotOptions {
+                    rotations: self.rotations,
+                    ..Default::default()
+                };
+                Loaded {
+                    train: data::load_omniglot(&path, &opts)?,
+                    test: None,
+                }
             }
             DatasetKind::Csv => {
-                let (Some(train), Some(test)) = (&self.data, &self.test) else { bail!("--dataset csv needs --data TRAIN.csv and --test TEST.csv") };
+                let (Some(train), Some(test)) = (&self.data, &self.test) else {
+                    bail!("--dataset csv needs --data TRAIN.csv and --test TEST.csv")
+                };
                 let (a, b) = data::load_csv_split(train, test, &Default::default())?;
                 Loaded { train: a, test: Some(b) }
             }
@@ -121,7 +135,8 @@ pub fn run_cell(loaded: &Loaded, method: &MethodSpec, protocol: &Protocol, per_e
     let mut out = Vec::with_capacity(protocol.trials);
     for t in 0..protocol.trials {
         let ep = experiment::episode(&loaded.train, loaded.test.as_ref(), protocol, t)?;
-        let r = experiment::run_trial(method, &ep, d, loaded.train.image, protocol.seed, t, per_epoch).with_context(|| format!("{} trial {t}", method.name()))?;
+        let r = experiment::run_trial(method, &ep, d, loaded.train.image, protocol.seed, t, per_epoch)
+            .with_context(|| format!("{} trial {t}", method.name()))?;
         out.push(r);
         bar.inc(1);
     }
@@ -131,7 +146,11 @@ pub fn run_cell(loaded: &Loaded, method: &MethodSpec, protocol: &Protocol, per_e
 /// A progress bar in the house style.
 pub fn bar(len: u64, msg: String) -> ProgressBar {
     let b = ProgressBar::new(len);
-    b.set_style(ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    b.set_style(
+        ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     b.set_message(msg);
     b
 }
@@ -142,10 +161,19 @@ fn fewshot(a: FewshotArgs) -> Result<()> {
     let ways = a.ways.unwrap_or(loaded.train.num_classes());
     let queries = a.queries.or(if loaded.test.is_none() { Some(1) } else { None });
     let mut all = Vec::new();
-    println!("{:<22} {:>5} {:>10} {:>9} {:>10} {:>10}", "method", "shots", "accuracy", "±95%", "train s", "eval s");
+    println!(
+        "{:<22} {:>5} {:>10} {:>9} {:>10} {:>10}",
+        "method", "shots", "accuracy", "±95%", "train s", "eval s"
+    );
     for m in &methods {
         for &shots in &a.shots {
-            let p = Protocol { ways, shots, trials: a.trials, queries_per_class: queries, seed: a.seed };
+            let p = Protocol {
+                ways,
+                shots,
+                trials: a.trials,
+                queries_per_class: queries,
+                seed: a.seed,
+            };
             let bar = bar(a.trials as u64, format!("{} {shots}-shot", m.name()));
             let res = run_cell(&loaded, m, &p, a.per_epoch, &bar)?;
             bar.finish_and_clear();

@@ -68,7 +68,13 @@ impl MethodSpec {
             "o2md" => MethodSpec::Gradient(GradientConfig::o2md_paper(k.unwrap_or(2000))),
             "bd" => MethodSpec::Gradient(GradientConfig::bd_paper(k.unwrap_or(2000))),
             "naive" => MethodSpec::Gradient(GradientConfig::naive_paper()),
-            "closed" => MethodSpec::ClosedForm { cfg: ClosedFormConfig { k: k.unwrap_or(256), ..Default::default() }, shift: 0 },
+            "closed" => MethodSpec::ClosedForm {
+                cfg: ClosedFormConfig {
+                    k: k.unwrap_or(256),
+                    ..Default::default()
+                },
+                shift: 0,
+            },
             "device" => device_mode(k),
             "logreg" => MethodSpec::LogReg,
             "mlp" => MethodSpec::Mlp,
@@ -94,8 +100,20 @@ impl MethodSpec {
 /// queries, supports from 0..50000, 5 trials per setting; `ldl tune` reruns it), never on
 /// the test split. With `k`, a random target of `k` outputs replaces the identity.
 pub fn device_mode(k: Option<usize>) -> MethodSpec {
-    let fit = FitOptions { ridge: 100.0, affine: false, min_weight: 0.1, ..Default::default() };
-    MethodSpec::ClosedForm { cfg: ClosedFormConfig { k: k.unwrap_or(0), fit, ..Default::default() }, shift: 2 }
+    let fit = FitOptions {
+        ridge: 100.0,
+        affine: false,
+        min_weight: 0.1,
+        ..Default::default()
+    };
+    MethodSpec::ClosedForm {
+        cfg: ClosedFormConfig {
+            k: k.unwrap_or(0),
+            fit,
+            ..Default::default()
+        },
+        shift: 2,
+    }
 }
 
 /// How episodes are drawn.
@@ -134,7 +152,11 @@ pub fn episode(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usi
     let mut rng = Rng::derive(p.seed, trial as u64);
     let nclasses = train.num_classes();
     if p.ways == 0 || p.ways > nclasses {
-        bail!("{}-way episodes need at least {} classes, the data set has {nclasses}", p.ways, p.ways);
+        bail!(
+            "{}-way episodes need at least {} classes, the data set has {nclasses}",
+            p.ways,
+            p.ways
+        );
     }
     let mut classes: Vec<usize> = (0..nclasses).collect();
     if p.ways < nclasses {
@@ -181,7 +203,12 @@ pub fn episode(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usi
     if answers.is_empty() {
         bail!("the episode has no query samples");
     }
-    Ok(Episode { classes, support, queries, answers })
+    Ok(Episode {
+        classes,
+        support,
+        queries,
+        answers,
+    })
 }
 
 /// What one trial of one method gave.
@@ -206,7 +233,9 @@ fn accuracy(pred: &[usize], answers: &[usize]) -> f64 {
 
 /// Support with each image's shifts added (closed form with `shift` > 0).
 pub fn augment_support(support: &[Vec<f32>], image: Option<(usize, usize)>, shift: u8) -> Result<Vec<Vec<f32>>> {
-    let Some((w, h)) = image else { bail!("shift augmentation needs images") };
+    let Some((w, h)) = image else {
+        bail!("shift augmentation needs images")
+    };
     let n = w * h;
     let per = augment::shift_count(shift);
     support
@@ -224,7 +253,15 @@ pub fn augment_support(support: &[Vec<f32>], image: Option<(usize, usize)>, shif
 
 /// Runs one method on one episode. With `per_epoch`, gradient methods also score the
 /// queries after every epoch (the paper's accuracy-against-epoch figure).
-pub fn run_trial(method: &MethodSpec, ep: &Episode, d: usize, image: Option<(usize, usize)>, seed: u64, trial: usize, per_epoch: bool) -> Result<TrialResult> {
+pub fn run_trial(
+    method: &MethodSpec,
+    ep: &Episode,
+    d: usize,
+    image: Option<(usize, usize)>,
+    seed: u64,
+    trial: usize,
+    per_epoch: bool,
+) -> Result<TrialResult> {
     let n = ep.answers.len();
     let labels: Vec<String> = (0..ep.support.len()).map(|c| c.to_string()).collect();
     let labels: Vec<&str> = labels.iter().map(|s| s.as_str()).collect();
@@ -248,7 +285,11 @@ pub fn run_trial(method: &MethodSpec, ep: &Episode, d: usize, image: Option<(usi
             let train_secs = t0.elapsed().as_secs_f64() - eval_time;
             let t1 = Instant::now();
             let model = tr.into_model();
-            (ldl_core::batch::predict(&model, &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?, train_secs, t1)
+            (
+                ldl_core::batch::predict(&model, &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?,
+                train_secs,
+                t1,
+            )
         }
         MethodSpec::ClosedForm { cfg, shift } => {
             let aug;
@@ -261,7 +302,11 @@ pub fn run_trial(method: &MethodSpec, ep: &Episode, d: usize, image: Option<(usi
             let model = fit_closed_form(&views, d, &labels, cfg, mseed).map_err(|e| anyhow::anyhow!("{e}"))?;
             let train_secs = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            (ldl_core::batch::predict(&model, &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?, train_secs, t1)
+            (
+                ldl_core::batch::predict(&model, &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?,
+                train_secs,
+                t1,
+            )
         }
         MethodSpec::LogReg => {
             let p = baselines::logistic_regression(&views, d, &ep.queries, n, &Default::default(), mseed);
@@ -280,7 +325,13 @@ pub fn run_trial(method: &MethodSpec, ep: &Episode, d: usize, image: Option<(usi
             (p, 0.0, t0)
         }
     };
-    Ok(TrialResult { trial, accuracy: accuracy(&pred, &ep.answers), train_secs, eval_secs: t1.elapsed().as_secs_f64(), epoch_accuracy })
+    Ok(TrialResult {
+        trial,
+        accuracy: accuracy(&pred, &ep.answers),
+        train_secs,
+        eval_secs: t1.elapsed().as_secs_f64(),
+        epoch_accuracy,
+    })
 }
 
 /// Mean and half-width of the 95% confidence interval of the mean (Student's t).
@@ -300,8 +351,8 @@ pub fn mean_ci95(xs: &[f64]) -> (f64, f64) {
 /// 97.5% quantile of Student's t with `df` degrees of freedom.
 fn t975(df: usize) -> f64 {
     const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060,
-        2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101,
+        2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
     ];
     match df {
         0 => f64::NAN,
@@ -341,10 +392,19 @@ mod tests {
     #[test]
     fn episodes_are_reproducible_and_disjoint() {
         let ds = toy();
-        let p = Protocol { ways: 2, shots: 2, trials: 3, queries_per_class: Some(3), seed: 5 };
+        let p = Protocol {
+            ways: 2,
+            shots: 2,
+            trials: 3,
+            queries_per_class: Some(3),
+            seed: 5,
+        };
         let a = episode(&ds, None, &p, 1).unwrap();
         let b = episode(&ds, None, &p, 1).unwrap();
-        assert_eq!((a.classes.clone(), a.support.clone(), a.queries.clone()), (b.classes.clone(), b.support.clone(), b.queries.clone()));
+        assert_eq!(
+            (a.classes.clone(), a.support.clone(), a.queries.clone()),
+            (b.classes.clone(), b.support.clone(), b.queries.clone())
+        );
         assert_eq!(a.classes.len(), 2);
         assert_eq!(a.answers.len(), 6);
         for (e, &c) in a.classes.iter().enumerate() {

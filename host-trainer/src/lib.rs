@@ -1,9 +1,9 @@
 //! The LDL host trainer as a library: data sets, experiments and model export, so the
 //! `ldl` binary and the cross-crate tests share one implementation.
-pub mod data;
 pub mod baselines;
-pub mod experiment;
 pub mod cli;
+pub mod data;
+pub mod experiment;
 pub mod reproduce;
 
 /// The repository root (where `data/` lives), found from the crate's location at build time

@@ -79,10 +79,7 @@ impl CmsdkUart {
         // 4 KiB of device memory, valid for the whole program; RegisterBlock matches its
         // layout. The UART0_TAKEN flag makes this the only driver instance for it.
         let regs = unsafe { &*(UART0_BASE as *const RegisterBlock) };
-        let mut uart = CmsdkUart {
-            regs,
-            rx_overruns: 0,
-        };
+        let mut uart = CmsdkUart { regs, rx_overruns: 0 };
         uart.configure(bauddiv);
         Some(uart)
     }

@@ -20,9 +20,7 @@ use core::convert::Infallible;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use defmt_rtt as _; // global defmt logger over RTT
-use embedded_storage::nor_flash::{
-    check_erase, check_read, check_write, ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash,
-};
+use embedded_storage::nor_flash::{check_erase, check_read, check_write, ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
 use nrf52840_pac as pac;
 use panic_probe as _; // panic handler
 
@@ -62,21 +60,10 @@ pub fn take() -> Option<Board> {
     let p = pac::Peripherals::take()?;
 
     // The crystal (HFXO) for an accurate baud rate; bounded wait.
-    p.CLOCK
-        .events_hfclkstarted
-        .write(|w| w.events_hfclkstarted().clear_bit());
-    p.CLOCK
-        .tasks_hfclkstart
-        .write(|w| w.tasks_hfclkstart().set_bit());
+    p.CLOCK.events_hfclkstarted.write(|w| w.events_hfclkstarted().clear_bit());
+    p.CLOCK.tasks_hfclkstart.write(|w| w.tasks_hfclkstart().set_bit());
     let mut n = 0;
-    while p
-        .CLOCK
-        .events_hfclkstarted
-        .read()
-        .events_hfclkstarted()
-        .bit_is_clear()
-        && n < SPIN_LIMIT
-    {
+    while p.CLOCK.events_hfclkstarted.read().events_hfclkstarted().bit_is_clear() && n < SPIN_LIMIT {
         n += 1;
     }
 
@@ -90,20 +77,12 @@ pub fn take() -> Option<Board> {
     p.P0.outset.write(|w| unsafe { w.bits(1 << UART_TXD_PIN) }); // idle high
     p.P0.pin_cnf[UART_RXD_PIN].write(|w| w.dir().input().input().connect().pull().disabled());
     // SAFETY (PAC): pin numbers 6 and 8 of port 0 are valid PSEL values.
-    u.psel.txd.write(|w| {
-        unsafe { w.pin().bits(UART_TXD_PIN as u8) }
-            .port()
-            .clear_bit()
-            .connect()
-            .connected()
-    });
-    u.psel.rxd.write(|w| {
-        unsafe { w.pin().bits(UART_RXD_PIN as u8) }
-            .port()
-            .clear_bit()
-            .connect()
-            .connected()
-    });
+    u.psel
+        .txd
+        .write(|w| unsafe { w.pin().bits(UART_TXD_PIN as u8) }.port().clear_bit().connect().connected());
+    u.psel
+        .rxd
+        .write(|w| unsafe { w.pin().bits(UART_RXD_PIN as u8) }.port().clear_bit().connect().connected());
     u.psel.rts.write(|w| w.connect().disconnected());
     u.psel.cts.write(|w| w.connect().disconnected());
     u.baudrate.write(|w| w.baudrate().baud115200());
@@ -148,9 +127,7 @@ static TX_BUSY: AtomicBool = AtomicBool::new(false);
 impl Uart {
     fn try_read_byte(&mut self) -> Option<u8> {
         if self.uart.events_rxdrdy.read().events_rxdrdy().bit_is_set() {
-            self.uart
-                .events_rxdrdy
-                .write(|w| w.events_rxdrdy().clear_bit());
+            self.uart.events_rxdrdy.write(|w| w.events_rxdrdy().clear_bit());
             Some(self.uart.rxd.read().rxd().bits())
         } else {
             None
@@ -158,17 +135,14 @@ impl Uart {
     }
 
     fn tx_ready(&self) -> bool {
-        !TX_BUSY.load(Ordering::Relaxed)
-            || self.uart.events_txdrdy.read().events_txdrdy().bit_is_set()
+        !TX_BUSY.load(Ordering::Relaxed) || self.uart.events_txdrdy.read().events_txdrdy().bit_is_set()
     }
 
     fn write_byte(&mut self, byte: u8) {
         while !self.tx_ready() {
             core::hint::spin_loop();
         }
-        self.uart
-            .events_txdrdy
-            .write(|w| w.events_txdrdy().clear_bit());
+        self.uart.events_txdrdy.write(|w| w.events_txdrdy().clear_bit());
         // SAFETY (PAC): any byte is a valid TXD value.
         self.uart.txd.write(|w| unsafe { w.txd().bits(byte) });
         TX_BUSY.store(true, Ordering::Relaxed);
@@ -331,8 +305,7 @@ impl NorFlash for Store {
         let (words, _) = bytes.as_chunks::<4>();
         for (i, chunk) in words.iter().enumerate() {
             let word = u32::from_le_bytes(*chunk);
-            let p =
-                core::ptr::with_exposed_provenance_mut::<u32>(self.addr(offset as usize + 4 * i));
+            let p = core::ptr::with_exposed_provenance_mut::<u32>(self.addr(offset as usize + 4 * i));
             // SAFETY: check_write keeps the word inside the STORE region and 4-byte aligned
             // (region start and offset are multiples of 4); with CONFIG.WEN set, a word store
             // to flash programs it (bits 1 -> 0).

@@ -86,10 +86,7 @@ fn settings() -> Settings {
                     dst.copy_from_slice(bytes);
                     s.has_store = true;
                 }
-                _ => defmt::warn!(
-                    "store path ignored: empty or longer than {} bytes",
-                    PATH_MAX - 1
-                ),
+                _ => defmt::warn!("store path ignored: empty or longer than {} bytes", PATH_MAX - 1),
             }
         }
     }

@@ -17,9 +17,7 @@
 //! multiples of `WRITE_SIZE` / `ERASE_SIZE` from boards.toml.
 
 use core::ffi::CStr;
-use embedded_storage::nor_flash::{
-    check_erase, check_read, check_write, ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash,
-};
+use embedded_storage::nor_flash::{check_erase, check_read, check_write, ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
 use semihosting::fs::{File, OpenOptions};
 use semihosting::io::{Read as _, Seek as _, SeekFrom, Write as _};
 
@@ -69,13 +67,7 @@ impl SimFlash {
         };
         match OpenOptions::new().read(true).write(true).open(path) {
             Ok(file) => flash.load(file),
-            Err(_) => match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(path)
-            {
+            Err(_) => match OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path) {
                 Ok(file) => {
                     flash.file = Some(file);
                     // A new file: write the whole (erased) store so it has its full size.
@@ -105,11 +97,7 @@ impl SimFlash {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) => {
-                    defmt::warn!(
-                        "store: reading the host file failed after {} bytes (errno {})",
-                        n,
-                        os_error(&e)
-                    );
+                    defmt::warn!("store: reading the host file failed after {} bytes (errno {})", n, os_error(&e));
                     break;
                 }
             }
@@ -129,9 +117,7 @@ impl SimFlash {
         } else {
             let mut probe = [0u8; 1];
             if matches!(file_read_more(self.file.as_mut(), &mut probe), Some(1..)) {
-                defmt::warn!(
-                    "store: host file is larger than the STORE region; the excess is ignored"
-                );
+                defmt::warn!("store: host file is larger than the STORE region; the excess is ignored");
             }
         }
     }
@@ -165,25 +151,16 @@ impl SimFlash {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        let end = offset
-            .checked_add(len)
-            .ok_or(NorFlashErrorKind::OutOfBounds)?;
-        let bytes = self
-            .mem
-            .get(offset..end)
-            .ok_or(NorFlashErrorKind::OutOfBounds)?;
-        file.seek(SeekFrom::Start(offset as u64))
-            .map_err(|_| NorFlashErrorKind::Other)?;
-        file.write_all(bytes)
-            .map_err(|_| NorFlashErrorKind::Other)?;
+        let end = offset.checked_add(len).ok_or(NorFlashErrorKind::OutOfBounds)?;
+        let bytes = self.mem.get(offset..end).ok_or(NorFlashErrorKind::OutOfBounds)?;
+        file.seek(SeekFrom::Start(offset as u64)).map_err(|_| NorFlashErrorKind::Other)?;
+        file.write_all(bytes).map_err(|_| NorFlashErrorKind::Other)?;
         Ok(())
     }
 
     fn range(&self, offset: u32, len: usize) -> Result<core::ops::Range<usize>, NorFlashErrorKind> {
         let start = offset as usize;
-        let end = start
-            .checked_add(len)
-            .ok_or(NorFlashErrorKind::OutOfBounds)?;
+        let end = start.checked_add(len).ok_or(NorFlashErrorKind::OutOfBounds)?;
         if end > self.mem.len() {
             return Err(NorFlashErrorKind::OutOfBounds);
         }
@@ -227,10 +204,7 @@ impl NorFlash for SimFlash {
         while start < end {
             let len = Self::ERASE_SIZE.min(end - start);
             let range = self.range(start as u32, len)?;
-            self.mem
-                .get_mut(range)
-                .ok_or(NorFlashErrorKind::OutOfBounds)?
-                .fill(ERASED);
+            self.mem.get_mut(range).ok_or(NorFlashErrorKind::OutOfBounds)?.fill(ERASED);
             self.mirror(start, len)?;
             start += len;
         }
@@ -241,10 +215,7 @@ impl NorFlash for SimFlash {
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), NorFlashErrorKind> {
         check_write(self, offset, bytes.len())?;
         let range = self.range(offset, bytes.len())?;
-        let dst = self
-            .mem
-            .get_mut(range)
-            .ok_or(NorFlashErrorKind::OutOfBounds)?;
+        let dst = self.mem.get_mut(range).ok_or(NorFlashErrorKind::OutOfBounds)?;
         for (d, s) in dst.iter_mut().zip(bytes) {
             *d &= *s;
         }

@@ -59,21 +59,13 @@ pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset, DataError> {
 /// Loads a labelled CSV using a given class list (typically the training split's
 /// `class_names`), so the same label gets the same index in both splits. A label that is not
 /// in `class_names` is an error naming its line.
-pub fn load_csv_with_classes(
-    path: &Path,
-    opts: &CsvOptions,
-    class_names: &[String],
-) -> Result<Dataset, DataError> {
+pub fn load_csv_with_classes(path: &Path, opts: &CsvOptions, class_names: &[String]) -> Result<Dataset, DataError> {
     let rows = parse(path, opts)?;
     build(path, rows, class_names.to_vec())
 }
 
 /// Loads a train and a test CSV with the training split's class indices for both.
-pub fn load_csv_split(
-    train: &Path,
-    test: &Path,
-    opts: &CsvOptions,
-) -> Result<(Dataset, Dataset), DataError> {
+pub fn load_csv_split(train: &Path, test: &Path, opts: &CsvOptions) -> Result<(Dataset, Dataset), DataError> {
     let train_ds = load_csv(train, opts)?;
     let test_ds = load_csv_with_classes(test, opts, &train_ds.class_names)?;
     if test_ds.dim != train_ds.dim {
@@ -111,11 +103,7 @@ fn sorted_classes<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<String> {
 }
 
 fn build(path: &Path, rows: Vec<Row>, class_names: Vec<String>) -> Result<Dataset, DataError> {
-    let index: HashMap<&str, u32> = class_names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i as u32))
-        .collect();
+    let index: HashMap<&str, u32> = class_names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
     let dim = rows[0].features.len();
     let mut features = Vec::with_capacity(rows.len() * dim);
     let mut labels = Vec::with_capacity(rows.len());
@@ -124,11 +112,7 @@ fn build(path: &Path, rows: Vec<Row>, class_names: Vec<String>) -> Result<Datase
             return Err(DataError::BadRow {
                 path: path.into(),
                 line: r.line,
-                problem: format!(
-                    "label {:?} is not one of the {} known classes",
-                    r.label,
-                    class_names.len()
-                ),
+                problem: format!("label {:?} is not one of the {} known classes", r.label, class_names.len()),
             });
         };
         labels.push(c);
@@ -145,10 +129,7 @@ fn parse(path: &Path, opts: &CsvOptions) -> Result<Vec<Row>, DataError> {
         .trim(::csv::Trim::All)
         .delimiter(opts.delimiter)
         .from_path(path)
-        .map_err(|source| DataError::Csv {
-            path: path.into(),
-            source,
-        })?;
+        .map_err(|source| DataError::Csv { path: path.into(), source })?;
 
     let bad = |line: u64, problem: String| DataError::BadRow {
         path: path.into(),
@@ -160,10 +141,7 @@ fn parse(path: &Path, opts: &CsvOptions) -> Result<Vec<Row>, DataError> {
     let mut shape: Option<(usize, usize, bool)> = None;
     let mut first = true;
     for record in reader.records() {
-        let record = record.map_err(|source| DataError::Csv {
-            path: path.into(),
-            source,
-        })?;
+        let record = record.map_err(|source| DataError::Csv { path: path.into(), source })?;
         let line = record.position().map_or(0, |p| p.line());
         let fields: Vec<&str> = record.iter().collect();
         if std::mem::take(&mut first) {
@@ -213,17 +191,11 @@ fn parse(path: &Path, opts: &CsvOptions) -> Result<Vec<Row>, DataError> {
         }
         let mut features = Vec::with_capacity(n_fields - 1 - skip);
         for (col, text) in fields.iter().enumerate().skip(1 + skip) {
-            let v: f32 = text.parse().map_err(|_| {
-                bad(
-                    line,
-                    format!("column {}: {text:?} is not a number", col + 1),
-                )
-            })?;
+            let v: f32 = text
+                .parse()
+                .map_err(|_| bad(line, format!("column {}: {text:?} is not a number", col + 1)))?;
             if !v.is_finite() {
-                return Err(bad(
-                    line,
-                    format!("column {}: non-finite value {text:?}", col + 1),
-                ));
+                return Err(bad(line, format!("column {}: non-finite value {text:?}", col + 1)));
             }
             features.push(v);
         }
@@ -246,8 +218,7 @@ fn uea_meta(fields: &[&str]) -> Option<(usize, usize)> {
     }
     let channels: usize = fields[1].parse().ok()?;
     let length: usize = fields[2].parse().ok()?;
-    (channels >= 1 && length >= 1 && channels.checked_mul(length)? == fields.len() - 3)
-        .then_some((channels, length))
+    (channels >= 1 && length >= 1 && channels.checked_mul(length)? == fields.len() - 3).then_some((channels, length))
 }
 
 #[cfg(test)]
@@ -256,8 +227,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn motions(split: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("../data/sensors/BasicMotions/{split}.csv"))
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../data/sensors/BasicMotions/{split}.csv"))
     }
 
     fn temp_csv(text: &str) -> tempfile::NamedTempFile {
@@ -269,11 +239,7 @@ mod tests {
     fn row_error(text: &str, opts: &CsvOptions) -> (u64, String) {
         let f = temp_csv(text);
         match load_csv(f.path(), opts).unwrap_err() {
-            DataError::BadRow {
-                line,
-                problem,
-                path,
-            } => {
+            DataError::BadRow { line, problem, path } => {
                 assert_eq!(path, f.path());
                 (line, problem)
             }
@@ -283,15 +249,11 @@ mod tests {
 
     #[test]
     fn basic_motions_train_and_test() {
-        let (train, test) =
-            load_csv_split(&motions("train"), &motions("test"), &CsvOptions::default()).unwrap();
+        let (train, test) = load_csv_split(&motions("train"), &motions("test"), &CsvOptions::default()).unwrap();
         for ds in [&train, &test] {
             assert_eq!(ds.len(), 40);
             assert_eq!(ds.dim, 600, "meta columns auto-detected and skipped");
-            assert_eq!(
-                ds.class_names,
-                ["Badminton", "Running", "Standing", "Walking"]
-            );
+            assert_eq!(ds.class_names, ["Badminton", "Running", "Standing", "Walking"]);
             assert_eq!(ds.class_counts(), [10, 10, 10, 10]);
             assert!(ds.features.iter().all(|v| v.is_finite()));
             assert_eq!(ds.image, None);
@@ -368,11 +330,7 @@ mod tests {
         let f = temp_csv("z,1\nw,2\n");
         let e = load_csv_with_classes(f.path(), &CsvOptions::default(), &classes).unwrap_err();
         assert!(matches!(e, DataError::BadRow { line: 2, .. }), "{e}");
-        assert!(
-            e.to_string()
-                .contains("\"w\" is not one of the 3 known classes"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("\"w\" is not one of the 3 known classes"), "{e}");
     }
 
     #[test]
@@ -380,10 +338,7 @@ mod tests {
         let d = CsvOptions::default();
         let (line, p) = row_error("a,1,2\nb,3\n", &d);
         assert_eq!(line, 2);
-        assert!(
-            p.contains("ragged row: expected 3 fields") && p.contains("found 2"),
-            "{p}"
-        );
+        assert!(p.contains("ragged row: expected 3 fields") && p.contains("found 2"), "{p}");
 
         let (line, p) = row_error("label,f1,f2\na,1,2\nb,3,4\nc,5,oops\n", &d);
         assert_eq!(line, 4);

@@ -131,12 +131,7 @@ pub fn read_idx_images(path: &Path) -> Result<IdxImages, DataError> {
     check_length(path, bytes.len(), expected)?;
     let mut pixels = bytes;
     pixels.drain(..offset);
-    Ok(IdxImages {
-        count,
-        rows,
-        cols,
-        pixels,
-    })
+    Ok(IdxImages { count, rows, cols, pixels })
 }
 
 /// Reads an IDX1 unsigned-byte label file (gzip'd or raw), checking magic and length.
@@ -151,13 +146,7 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 /// Checks the big-endian magic and returns the `ndims` big-endian u32 dimensions after it.
-fn parse_header(
-    path: &Path,
-    bytes: &[u8],
-    magic: u32,
-    what: &'static str,
-    ndims: usize,
-) -> Result<Vec<usize>, DataError> {
+fn parse_header(path: &Path, bytes: &[u8], magic: u32, what: &'static str, ndims: usize) -> Result<Vec<usize>, DataError> {
     let header_len = 4 * (1 + ndims);
     if bytes.len() < header_len {
         // Too short even for the header: report the magic if we have it, else the truncation.
@@ -187,9 +176,7 @@ fn parse_header(
             found,
         });
     }
-    Ok((0..ndims)
-        .map(|i| be_u32(&bytes[4 + 4 * i..8 + 4 * i]) as usize)
-        .collect())
+    Ok((0..ndims).map(|i| be_u32(&bytes[4 + 4 * i..8 + 4 * i]) as usize).collect())
 }
 
 fn check_length(path: &Path, found: usize, expected: u64) -> Result<(), DataError> {
@@ -237,22 +224,13 @@ mod tests {
         assert_eq!(ds.image, Some((28, 28)));
         assert_eq!(ds.features.len(), n * 784);
         assert_eq!(ds.num_classes(), 10);
-        assert_eq!(
-            ds.class_names,
-            (0..10).map(|c| c.to_string()).collect::<Vec<_>>()
-        );
+        assert_eq!(ds.class_names, (0..10).map(|c| c.to_string()).collect::<Vec<_>>());
         assert_eq!(ds.class_counts(), counts.to_vec());
         assert_eq!(&ds.labels[..5], &first);
-        let (lo, hi) = ds
-            .features
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = ds.features.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         assert_eq!((lo, hi), (0.0, 1.0));
         // Every value is k/255 for an integer k: scaled, not normalised.
-        assert!(ds
-            .row(0)
-            .iter()
-            .all(|&v| (v * 255.0 - (v * 255.0).round()).abs() < 1e-4));
+        assert!(ds.row(0).iter().all(|&v| (v * 255.0 - (v * 255.0).round()).abs() < 1e-4));
         // MNIST digits are white strokes on black: mostly zeros, mean intensity ~0.13.
         let mean = ds.features.iter().map(|&v| v as f64).sum::<f64>() / ds.features.len() as f64;
         assert!((0.12..0.14).contains(&mean), "mean pixel {mean}");
@@ -326,22 +304,10 @@ mod tests {
         // Two 2x3 images; the test split is raw, the train split gzip'd under a raw name
         // (detection is by content).
         let px: Vec<u8> = (0..12).map(|i| (i * 20) as u8).collect();
-        write(
-            dir.path(),
-            "t10k-images-idx3-ubyte",
-            &images_bytes(2, 2, 3, &px),
-        );
+        write(dir.path(), "t10k-images-idx3-ubyte", &images_bytes(2, 2, 3, &px));
         write(dir.path(), "t10k-labels-idx1-ubyte", &labels_bytes(&[3, 9]));
-        write(
-            dir.path(),
-            "train-images-idx3-ubyte",
-            &gzip(&images_bytes(2, 2, 3, &px)),
-        );
-        write(
-            dir.path(),
-            "train-labels-idx1-ubyte.gz",
-            &gzip(&labels_bytes(&[3, 9])),
-        );
+        write(dir.path(), "train-images-idx3-ubyte", &gzip(&images_bytes(2, 2, 3, &px)));
+        write(dir.path(), "train-labels-idx1-ubyte.gz", &gzip(&labels_bytes(&[3, 9])));
         for split in [Split::Test, Split::Train] {
             let ds = load_mnist(dir.path(), split).unwrap();
             assert_eq!(ds.len(), 2);
@@ -376,11 +342,7 @@ mod tests {
     #[test]
     fn truncated_file_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "imgs.gz",
-            &gzip(&images_bytes(3, 2, 2, &[0; 10])),
-        );
+        let p = write(dir.path(), "imgs.gz", &gzip(&images_bytes(3, 2, 2, &[0; 10])));
         let e = read_idx_images(&p).unwrap_err();
         assert!(
             matches!(
@@ -398,28 +360,18 @@ mod tests {
         let p = write(dir.path(), "short", &LABELS_MAGIC.to_be_bytes()[..]);
         assert!(matches!(
             read_idx_labels(&p).unwrap_err(),
-            DataError::Truncated {
-                expected: 8,
-                found: 4,
-                ..
-            }
+            DataError::Truncated { expected: 8, found: 4, .. }
         ));
         // A gzip stream cut short is a decompression error naming the file.
         let gz = gzip(&images_bytes(3, 2, 2, &[7; 12]));
         let p = write(dir.path(), "cut.gz", &gz[..gz.len() / 2]);
         let e = read_idx_images(&p).unwrap_err();
-        assert!(
-            matches!(e, DataError::Gzip { .. }) && e.to_string().contains("cut.gz"),
-            "{e}"
-        );
+        assert!(matches!(e, DataError::Gzip { .. }) && e.to_string().contains("cut.gz"), "{e}");
         // Trailing bytes are not silently ignored either.
         let p = write(
             dir.path(),
             "long",
-            &labels_bytes(&[1, 2])
-                .into_iter()
-                .chain([0])
-                .collect::<Vec<_>>(),
+            &labels_bytes(&[1, 2]).into_iter().chain([0]).collect::<Vec<_>>(),
         );
         assert!(matches!(
             read_idx_labels(&p).unwrap_err(),
@@ -434,47 +386,15 @@ mod tests {
     #[test]
     fn mismatched_counts_and_bad_labels_are_reported() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "train-images-idx3-ubyte",
-            &images_bytes(3, 1, 1, &[0, 1, 2]),
-        );
-        write(
-            dir.path(),
-            "train-labels-idx1-ubyte",
-            &labels_bytes(&[0, 1]),
-        );
+        write(dir.path(), "train-images-idx3-ubyte", &images_bytes(3, 1, 1, &[0, 1, 2]));
+        write(dir.path(), "train-labels-idx1-ubyte", &labels_bytes(&[0, 1]));
         let e = load_mnist(dir.path(), Split::Train).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                DataError::CountMismatch {
-                    images: 3,
-                    labels: 2,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, DataError::CountMismatch { images: 3, labels: 2, .. }), "{e}");
         assert!(e.to_string().contains("train-labels-idx1-ubyte"));
 
-        write(
-            dir.path(),
-            "train-labels-idx1-ubyte",
-            &labels_bytes(&[0, 12, 1]),
-        );
+        write(dir.path(), "train-labels-idx1-ubyte", &labels_bytes(&[0, 12, 1]));
         let e = load_mnist(dir.path(), Split::Train).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                DataError::BadLabel {
-                    index: 1,
-                    value: 12,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, DataError::BadLabel { index: 1, value: 12, .. }), "{e}");
 
         let e = load_mnist(dir.path(), Split::Test).unwrap_err();
         assert!(matches!(e, DataError::NotFound { .. }), "{e}");

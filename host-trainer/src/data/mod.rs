@@ -37,11 +37,7 @@ pub enum DataError {
     },
     /// A required file does not exist under any of the accepted names.
     #[error("{}: no {what} file found (tried {})", .dir.display(), .tried.join(", "))]
-    NotFound {
-        dir: PathBuf,
-        what: String,
-        tried: Vec<String>,
-    },
+    NotFound { dir: PathBuf, what: String, tried: Vec<String> },
     /// The file does not start with the magic number of the expected format.
     #[error("{}: wrong magic number 0x{found:08x}, expected 0x{expected:08x} ({what})", .path.display())]
     BadMagic {
@@ -52,18 +48,10 @@ pub enum DataError {
     },
     /// The file is shorter than its header says.
     #[error("{}: truncated file: expected {expected} bytes, found {found}", .path.display())]
-    Truncated {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-    },
+    Truncated { path: PathBuf, expected: u64, found: u64 },
     /// The file is longer than its header says (probably the wrong file or a corrupt header).
     #[error("{}: unexpected trailing data: expected {expected} bytes, found {found}", .path.display())]
-    TrailingData {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-    },
+    TrailingData { path: PathBuf, expected: u64, found: u64 },
     /// An image file and its label file disagree on the number of samples.
     #[error(
         "mismatched counts: {} holds {images} images but {} holds {labels} labels",
@@ -93,11 +81,7 @@ pub enum DataError {
     },
     /// One image (named by its path inside the archive or folder) cannot be read or decoded.
     #[error("{}: cannot read image {entry}: {reason}", .path.display())]
-    Image {
-        path: PathBuf,
-        entry: String,
-        reason: String,
-    },
+    Image { path: PathBuf, entry: String, reason: String },
     /// The CSV reader itself failed (I/O, invalid UTF-8, broken quoting).
     #[error("{}: CSV error: {source}", .path.display())]
     Csv {
@@ -108,11 +92,7 @@ pub enum DataError {
     /// A CSV row is well-formed CSV but not a valid sample (ragged, non-numeric, non-finite,
     /// unknown label). `line` is 1-based, as an editor shows it.
     #[error("{}: line {line}: {problem}", .path.display())]
-    BadRow {
-        path: PathBuf,
-        line: u64,
-        problem: String,
-    },
+    BadRow { path: PathBuf, line: u64, problem: String },
     /// The input is structurally fine but unusable (empty, nothing matching the layout, bad
     /// option).
     #[error("{}: {problem}", .path.display())]
@@ -164,18 +144,8 @@ impl Dataset {
     /// If `features.len() != labels.len() * dim`, a label is `>= class_names.len()`, or
     /// `image` does not multiply out to `dim`: these are programming errors, not bad input
     /// files (the loaders report those as [`DataError`]s before getting here).
-    pub fn new(
-        features: Vec<f32>,
-        labels: Vec<u32>,
-        class_names: Vec<String>,
-        dim: usize,
-        image: Option<(usize, usize)>,
-    ) -> Self {
-        assert_eq!(
-            features.len(),
-            labels.len() * dim,
-            "features must be labels.len() x dim"
-        );
+    pub fn new(features: Vec<f32>, labels: Vec<u32>, class_names: Vec<String>, dim: usize, image: Option<(usize, usize)>) -> Self {
+        assert_eq!(features.len(), labels.len() * dim, "features must be labels.len() x dim");
         assert!(
             labels.iter().all(|&l| (l as usize) < class_names.len()),
             "every label must index class_names"
@@ -296,10 +266,7 @@ impl Dataset {
         Dataset {
             features,
             labels,
-            class_names: classes
-                .iter()
-                .map(|&c| self.class_names[c].clone())
-                .collect(),
+            class_names: classes.iter().map(|&c| self.class_names[c].clone()).collect(),
             dim: self.dim,
             image: self.image,
         }
@@ -323,10 +290,7 @@ impl fmt::Debug for Dataset {
 /// in their original order). Every part keeps the full `class_names`, so its labels are still
 /// `c` and the parts can be fed to the per-class LDL predictors directly.
 pub fn split_by_class(ds: &Dataset) -> Vec<Dataset> {
-    ds.class_indices()
-        .iter()
-        .map(|rows| ds.subset(rows))
-        .collect()
+    ds.class_indices().iter().map(|rows| ds.subset(rows)).collect()
 }
 
 /// Reads a whole file, mapping failure to a [`DataError::Io`] naming the path.
@@ -341,13 +305,7 @@ mod tests {
     fn toy() -> Dataset {
         // 5 rows of dim 2; row i = [i, 10 + i]; classes b, a, b, c, a (c = 2 has one row).
         let features = (0..5).flat_map(|i| [i as f32, 10.0 + i as f32]).collect();
-        Dataset::new(
-            features,
-            vec![0, 1, 0, 2, 1],
-            vec!["b".into(), "a".into(), "c".into()],
-            2,
-            None,
-        )
+        Dataset::new(features, vec![0, 1, 0, 2, 1], vec!["b".into(), "a".into(), "c".into()], 2, None)
     }
 
     #[test]
@@ -411,10 +369,7 @@ mod tests {
             expected: 100,
             found: 7,
         };
-        assert_eq!(
-            e.to_string(),
-            "x/train-images: truncated file: expected 100 bytes, found 7"
-        );
+        assert_eq!(e.to_string(), "x/train-images: truncated file: expected 100 bytes, found 7");
         let e = DataError::BadRow {
             path: "a.csv".into(),
             line: 3,

@@ -76,10 +76,7 @@ pub fn list_alphabets(path: &Path) -> Result<Vec<String>, DataError> {
 /// means the same character with or without rotations).
 pub fn load_omniglot(path: &Path, opts: &OmniglotOptions) -> Result<Dataset, DataError> {
     if opts.size == 0 {
-        return Err(DataError::invalid(
-            path,
-            "Omniglot image size must be at least 1",
-        ));
+        return Err(DataError::invalid(path, "Omniglot image size must be at least 1"));
     }
     let (mut source, mut entries) = open(path)?;
     if let Some(wanted) = &opts.alphabets {
@@ -93,30 +90,20 @@ pub fn load_omniglot(path: &Path, opts: &OmniglotOptions) -> Result<Dataset, Dat
         }
         entries.retain(|e| wanted.contains(&e.alphabet));
         if entries.is_empty() {
-            return Err(DataError::invalid(
-                path,
-                "the alphabet filter selects no alphabet",
-            ));
+            return Err(DataError::invalid(path, "the alphabet filter selects no alphabet"));
         }
     }
 
     // Group by class; BTreeMap gives the deterministic (alphabet, character) order.
     let mut classes: BTreeMap<(String, String), Vec<Entry>> = BTreeMap::new();
     for e in entries {
-        classes
-            .entry((e.alphabet.clone(), e.character.clone()))
-            .or_default()
-            .push(e);
+        classes.entry((e.alphabet.clone(), e.character.clone())).or_default().push(e);
     }
 
     let size = opts.size;
     let dim = size * size;
     let n_images: usize = classes.values().map(Vec::len).sum();
-    let copies = if opts.rotations {
-        1 + ROTATIONS.len()
-    } else {
-        1
-    };
+    let copies = if opts.rotations { 1 + ROTATIONS.len() } else { 1 };
     let mut features = Vec::with_capacity(n_images * dim * copies);
     let mut labels = Vec::with_capacity(n_images * copies);
     let mut class_names = Vec::with_capacity(classes.len() * copies);
@@ -154,13 +141,7 @@ pub fn load_omniglot(path: &Path, opts: &OmniglotOptions) -> Result<Dataset, Dat
             }
         }
     }
-    Ok(Dataset::new(
-        features,
-        labels,
-        class_names,
-        dim,
-        Some((size, size)),
-    ))
+    Ok(Dataset::new(features, labels, class_names, dim, Some((size, size))))
 }
 
 /// Rotates a row-major `n x n` image by 90 degrees clockwise (top row becomes right column).
@@ -184,21 +165,12 @@ fn open(path: &Path) -> Result<(Source, Vec<Entry>), DataError> {
         (Source::Dir, entries)
     } else {
         let bytes = read_file(path)?;
-        let archive =
-            zip::ZipArchive::new(Cursor::new(bytes)).map_err(|source| DataError::Zip {
-                path: path.into(),
-                source,
-            })?;
+        let archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|source| DataError::Zip { path: path.into(), source })?;
         let mut entries = Vec::new();
         for i in 0..archive.len() {
             let name = match archive.name_for_index(i) {
                 Some(Ok(name)) => name.into_owned(),
-                Some(Err(source)) => {
-                    return Err(DataError::Zip {
-                        path: path.into(),
-                        source,
-                    })
-                }
+                Some(Err(source)) => return Err(DataError::Zip { path: path.into(), source }),
                 None => continue,
             };
             let parts: Vec<&str> = name.split('/').collect();
@@ -245,11 +217,7 @@ fn walk_dir(root: &Path, dir: &Path, out: &mut Vec<Entry>) -> Result<(), DataErr
 /// (directories, README files, macOS `__MACOSX`/dot-file debris).
 fn entry_from_parts(parts: &[&str], name: &str, location: Location) -> Option<Entry> {
     let n = parts.len();
-    if n < 3
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || p.starts_with('.') || *p == "__MACOSX")
-    {
+    if n < 3 || parts.iter().any(|p| p.is_empty() || p.starts_with('.') || *p == "__MACOSX") {
         return None;
     }
     let file = parts[n - 1];
@@ -273,12 +241,9 @@ fn read_entry(path: &Path, source: &mut Source, e: &Entry) -> Result<Vec<u8>, Da
     };
     match (&e.location, source) {
         (Location::ZipIndex(i), Source::Zip(archive)) => {
-            let mut f = archive
-                .by_index(*i)
-                .map_err(|err| image_err(err.to_string()))?;
+            let mut f = archive.by_index(*i).map_err(|err| image_err(err.to_string()))?;
             let mut bytes = Vec::with_capacity(f.size() as usize);
-            f.read_to_end(&mut bytes)
-                .map_err(|err| image_err(err.to_string()))?;
+            f.read_to_end(&mut bytes).map_err(|err| image_err(err.to_string()))?;
             Ok(bytes)
         }
         (Location::File(p), _) => read_file(p),
@@ -291,23 +256,16 @@ fn read_entry(path: &Path, source: &mut Source, e: &Entry) -> Result<Vec<u8>, Da
 fn decode_png_ink(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| format!("invalid PNG: {e}"))?;
+    let mut reader = decoder.read_info().map_err(|e| format!("invalid PNG: {e}"))?;
     let len = reader.output_buffer_size().ok_or("PNG too large")?;
     let mut buf = vec![0u8; len];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| format!("invalid PNG data: {e}"))?;
+    let info = reader.next_frame(&mut buf).map_err(|e| format!("invalid PNG data: {e}"))?;
     let (w, h) = (info.width as usize, info.height as usize);
     if w == 0 || h == 0 {
         return Err("empty image".into());
     }
     if info.bit_depth != png::BitDepth::Eight {
-        return Err(format!(
-            "unsupported bit depth {:?} after expansion",
-            info.bit_depth
-        ));
+        return Err(format!("unsupported bit depth {:?} after expansion", info.bit_depth));
     }
     let channels = match info.color_type {
         png::ColorType::Grayscale => 1,
@@ -452,12 +410,9 @@ mod tests {
         let mean = ds.features.iter().sum::<f32>() / ds.features.len() as f32;
         assert!(mean > 0.02 && mean < 0.3, "mean ink {mean}");
         // Background dominates: most pixels are (almost) no ink, and every image has strokes.
-        let blank =
-            ds.features.iter().filter(|&&v| v < 0.05).count() as f32 / ds.features.len() as f32;
+        let blank = ds.features.iter().filter(|&&v| v < 0.05).count() as f32 / ds.features.len() as f32;
         assert!(blank > 0.6, "blank fraction {blank}");
-        assert!(ds
-            .rows()
-            .all(|r| r.iter().cloned().fold(0.0, f32::max) > 0.5));
+        assert!(ds.rows().all(|r| r.iter().cloned().fold(0.0, f32::max) > 0.5));
         // Identical to the first quarter of the rotated set (same order, same pixels).
         let r = rotated();
         assert_eq!(&r.features[..ds.features.len()], &ds.features[..]);
@@ -473,10 +428,7 @@ mod tests {
         assert_eq!(ds.len(), 4 * n);
         assert!(ds.class_counts().iter().all(|&c| c == 20));
         assert_eq!(ds.class_names[136], "Balinese/character01@90");
-        assert_eq!(
-            ds.class_names[3 * 136 + 5],
-            format!("{}@270", ds.class_names[5])
-        );
+        assert_eq!(ds.class_names[3 * 136 + 5], format!("{}@270", ds.class_names[5]));
         // Row i + k*n is row i turned k quarter turns, written here as explicit index maps.
         let s = 28;
         for i in [0, 777, n - 1] {
@@ -500,9 +452,7 @@ mod tests {
         // loader's @90 image (which shrinks first), since area averaging is rotation-symmetric.
         let bytes = {
             let mut a = zip::ZipArchive::new(std::fs::File::open(small1()).unwrap()).unwrap();
-            let mut f = a
-                .by_name("images_background_small1/Balinese/character01/0108_01.png")
-                .unwrap();
+            let mut f = a.by_name("images_background_small1/Balinese/character01/0108_01.png").unwrap();
             let mut b = Vec::new();
             f.read_to_end(&mut b).unwrap();
             b
@@ -512,11 +462,7 @@ mod tests {
         let mut resizer = Resizer::default();
         let expected = resizer.resize(&rotate90_cw(&ink, 105), 105, 105, 28);
         let got = rotated().row(136 * 20); // first drawing of Balinese/character01@90
-        let max_diff = expected
-            .iter()
-            .zip(got)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let max_diff = expected.iter().zip(got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(max_diff < 1e-5, "max diff {max_diff}");
     }
 
@@ -524,22 +470,11 @@ mod tests {
     fn small2_loads_with_unusual_alphabet_names() {
         let path = small1().with_file_name("images_background_small2.zip");
         let alphabets = list_alphabets(&path).unwrap();
-        assert_eq!(
-            alphabets,
-            [
-                "Greek",
-                "Japanese_(katakana)",
-                "Latin",
-                "Sanskrit",
-                "Tagalog"
-            ]
-        );
+        assert_eq!(alphabets, ["Greek", "Japanese_(katakana)", "Latin", "Sanskrit", "Tagalog"]);
         let ds = load_omniglot(&path, &OmniglotOptions::default()).unwrap();
         assert_eq!(ds.len(), 3120);
         assert_eq!(ds.num_classes(), 156);
-        assert!(ds
-            .class_names
-            .contains(&"Japanese_(katakana)/character01".to_string()));
+        assert!(ds.class_names.contains(&"Japanese_(katakana)/character01".to_string()));
     }
 
     #[test]
@@ -579,10 +514,7 @@ mod tests {
             ..Default::default()
         };
         let e = load_omniglot(&small1(), &opts).unwrap_err();
-        assert!(
-            e.to_string().contains("\"Klingon\"") && e.to_string().contains("Greek"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("\"Klingon\"") && e.to_string().contains("Greek"), "{e}");
     }
 
     /// A grey PNG of `w x h` whose pixels are all `value`.
@@ -629,8 +561,7 @@ mod tests {
         // A corrupt PNG inside a zip: the error names the archive and the entry.
         let zpath = dir.path().join("bad.zip");
         let mut zw = zip::ZipWriter::new(std::fs::File::create(&zpath).unwrap());
-        let zo = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
+        let zo = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
         zw.start_file("s/A/character01/good.png", zo).unwrap();
         zw.write_all(&png_bytes(4, 4, 128)).unwrap();
         zw.start_file("s/A/character01/oops.png", zo).unwrap();
@@ -639,16 +570,10 @@ mod tests {
         let e = load_omniglot(&zpath, &opts).unwrap_err();
         assert!(matches!(e, DataError::Image { .. }), "{e}");
         let msg = e.to_string();
-        assert!(
-            msg.contains("bad.zip") && msg.contains("s/A/character01/oops.png"),
-            "{msg}"
-        );
+        assert!(msg.contains("bad.zip") && msg.contains("s/A/character01/oops.png"), "{msg}");
 
         // Not a zip at all.
         let e = load_omniglot(&root.join("README.txt"), &opts).unwrap_err();
-        assert!(
-            matches!(e, DataError::Zip { .. }) && e.to_string().contains("README.txt"),
-            "{e}"
-        );
+        assert!(matches!(e, DataError::Zip { .. }) && e.to_string().contains("README.txt"), "{e}");
     }
 }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every check of the project, in one command: formatting, lints, the core built for the
+# Cortex-M with no allocator, every host test, and the firmware under QEMU.
+# The README shows this command and .ci/run calls it. It installs what a fresh machine lacks.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+step() { printf '\n### %s\n' "$*"; }
+
+step "toolchain (rust-toolchain.toml: 1.95.0, thumbv7em-none-eabihf, clippy, rustfmt, llvm-tools)"
+rustup show active-toolchain
+rustup target list --installed | grep -qx thumbv7em-none-eabihf || rustup target add thumbv7em-none-eabihf
+
+step "format"
+cargo fmt --all --check
+(cd firmware && cargo fmt --check)
+
+step "lints (host, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p ldl-core --features parallel --all-targets -- -D warnings
+
+step "core for thumbv7em-none-eabihf: no_std, no alloc (and with defmt)"
+cargo clippy -p ldl-core --target thumbv7em-none-eabihf -- -D warnings
+cargo build -p ldl-core --target thumbv7em-none-eabihf --release
+cargo build -p ldl-core --target thumbv7em-none-eabihf --release --features defmt
+
+step "docs (missing docs are errors in the core)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p ldl-core --no-deps --features std
+
+step "host tests"
+cargo test --workspace
+# The core once more with its parallel paths (what the trainer runs).
+cargo test -p ldl-core --features parallel
+
+step "firmware (QEMU)"
+firmware/ci.sh
