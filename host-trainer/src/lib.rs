@@ -4,6 +4,7 @@ pub mod baselines;
 pub mod cli;
 pub mod data;
 pub mod experiment;
+pub mod plot;
 pub mod reproduce;
 
 /// The repository root (where `data/` lives), found from the crate's location at build time
