@@ -15,6 +15,7 @@ pub mod augment;
 #[cfg(feature = "alloc")]
 pub mod batch;
 pub mod classify;
+pub mod enroll;
 pub mod error;
 pub mod format;
 pub mod linalg;
