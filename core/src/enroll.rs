@@ -297,6 +297,6 @@ mod tests {
 
     fn static_assertions_like() {
         // 2 classes x (16 + 4*16 + 4 + 8*4 + 8) floats + bookkeeping.
-        assert!(Enrolled::<D, 8, 4, 2>::STORAGE_BYTES >= 2 * 4 * (16 + 64 + 4 + 32 + 8));
+        const _: () = assert!(Enrolled::<D, 8, 4, 2>::STORAGE_BYTES >= 2 * 4 * (16 + 64 + 4 + 32 + 8));
     }
 }
