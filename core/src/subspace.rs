@@ -55,7 +55,7 @@ impl Default for FitOptions {
 /// target of `k` outputs.
 pub const fn fit_scratch_len(m: usize, d: usize, k: usize) -> usize {
     let w = if m < d { m } else { d };
-    2 * w * w + w + k
+    2 * w * w + 2 * w + k
 }
 
 /// Scratch space (in f32s) that [`Subspace::distance`] needs.
@@ -265,6 +265,7 @@ pub fn fit_into<T: AsRef<[f32]>>(
     let (coef, rest) = scratch.split_at_mut(wr);
     let (gram, rest) = rest.split_at_mut(wr * wr);
     let (kmat, rest) = rest.split_at_mut(wr * wr);
+    let (offdiag, rest) = rest.split_at_mut(wr);
     let tmp = &mut rest[..k];
 
     // 1. Mean and centring.
@@ -330,7 +331,7 @@ pub fn fit_into<T: AsRef<[f32]>>(
         }
     }
     let (vals, vecs) = (&mut coef[..r], &mut gram[..r * r]);
-    linalg::sym_eigen(kk, r, vals, vecs)?;
+    linalg::sym_eigen(kk, r, vals, vecs, offdiag)?;
     let mut keep = 0;
     while keep < r {
         let lam = vals[keep].max(0.0);
