@@ -9,17 +9,23 @@
 use crate::classify::Classes;
 use crate::error::{check_len, Error, Result};
 use crate::linalg::{self, dot, matmul_nn, matmul_nt, matmul_tn};
+
 use crate::linear::Target;
 use crate::predictor::Predictor;
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// Rows per block: bounds memory (a block of `k`-wide rows) and keeps blocks in cache.
-const BLOCK: usize = 1024;
+/// Rows per block: bounds memory (a block of stacked per-class products) and keeps blocks in
+/// cache.
+const BLOCK: usize = 512;
 
 /// Fills `out` (row-major `n x C`) with every class's distance for each of the `n` samples
 /// in `xs` (row-major `n x d`), averaged over ensemble members: the same numbers as
 /// [`crate::classify()`] gives one sample at a time, up to rounding.
+///
+/// The classes of a member are evaluated together: the Gram matrices of all dense classes
+/// side by side, and the bases of all closed-form classes stacked, so each block of samples
+/// costs one large matrix product per kind instead of one small one per class.
 pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
     let c = classes.len();
     if c == 0 {
@@ -32,16 +38,58 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         let target = classes.target(m)?;
         let (d, k) = (target.inputs(), target.outputs());
         check_len(n * d, xs.len())?;
-        // Per-class precomputation, shared by all blocks.
-        let prepared: Vec<Prepared> = (0..c).map(|j| prepare(&target, &classes.predictor(m, j)?)).collect::<Result<_>>()?;
+        let preds: Vec<Predictor<&[f32]>> = (0..c).map(|j| classes.predictor(m, j)).collect::<Result<_>>()?;
+        let prepared: Vec<Prepared> = preds.iter().map(|p| prepare(&target, p)).collect::<Result<_>>()?;
+        // Stacked operands: Gram matrices side by side (d x gd), bases one under another.
+        let gram_classes: Vec<usize> = (0..c).filter(|&j| matches!(prepared[j], Prepared::Gram { .. })).collect();
+        let gd = gram_classes.len() * d;
+        let mut gstack = vec![0.0; d * gd];
+        for (slot, &j) in gram_classes.iter().enumerate() {
+            if let Prepared::Gram { g, .. } = &prepared[j] {
+                for i in 0..d {
+                    gstack[i * gd + slot * d..i * gd + (slot + 1) * d].copy_from_slice(&g[i * d..(i + 1) * d]);
+                }
+            }
+        }
+        let mut ustack = Vec::new();
+        let mut uoff = vec![0usize; c];
+        for (j, p) in preds.iter().enumerate() {
+            if let Predictor::Subspace(s) = p {
+                uoff[j] = ustack.len() / d;
+                ustack.extend_from_slice(s.basis());
+            }
+        }
+        let rt = ustack.len() / d;
+        let need_q = preds.iter().any(|p| match p {
+            Predictor::Dense(_) => true,
+            Predictor::Subspace(s) => s.proj().is_some(),
+        }) && !gram_classes.len().eq(&c);
         for start in (0..n).step_by(BLOCK) {
             let nb = BLOCK.min(n - start);
             let xb = &xs[start * d..(start + nb) * d];
-            let mut qx = vec![0.0; nb * k];
-            target.forward_batch(xb, nb, &mut qx)?;
-            for (j, prep) in prepared.iter().enumerate() {
-                let p = classes.predictor(m, j)?;
-                let dist = class_distances(&p, prep, xb, &qx, nb, d, k)?;
+            let mut qx = Vec::new();
+            if need_q {
+                qx = vec![0.0; nb * k];
+                target.forward_batch(xb, nb, &mut qx)?;
+            }
+            let mut xg = Vec::new();
+            if gd > 0 {
+                xg = vec![0.0; nb * gd];
+                matmul_nn(xb, nb, d, &gstack, gd, &mut xg)?;
+            }
+            let mut xu = Vec::new();
+            if rt > 0 {
+                xu = vec![0.0; nb * rt];
+                matmul_nt(xb, nb, d, &ustack, rt, &mut xu)?;
+            }
+            let norms: Vec<f32> = xb.chunks_exact(d).map(linalg::norm2).collect();
+            let ctx = Block { xb, qx: &qx, xg: &xg, gd, xu: &xu, rt, norms: &norms, nb, d, k };
+            let mut slot = 0;
+            for (j, (p, prep)) in preds.iter().zip(&prepared).enumerate() {
+                let dist = class_distances(p, prep, &ctx, slot, uoff[j])?;
+                if matches!(prep, Prepared::Gram { .. }) {
+                    slot += 1;
+                }
                 for (i, v) in dist.iter().enumerate() {
                     out[(start + i) * c + j] += v / members as f32;
                 }
@@ -54,6 +102,20 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
     Ok(())
 }
 
+/// One block of samples and the products shared by its classes.
+struct Block<'a> {
+    xb: &'a [f32],
+    qx: &'a [f32],
+    xg: &'a [f32],
+    gd: usize,
+    xu: &'a [f32],
+    rt: usize,
+    norms: &'a [f32],
+    nb: usize,
+    d: usize,
+    k: usize,
+}
+
 /// Index of the closest class for each sample.
 pub fn predict(classes: &impl Classes, xs: &[f32], n: usize) -> Result<Vec<usize>> {
     let c = classes.len();
@@ -61,12 +123,7 @@ pub fn predict(classes: &impl Classes, xs: &[f32], n: usize) -> Result<Vec<usize
     distances(classes, xs, n, &mut dist)?;
     Ok(dist
         .chunks_exact(c)
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold((0, f32::INFINITY), |b, (i, &v)| if v < b.1 { (i, v) } else { b })
-                .0
-        })
+        .map(|row| row.iter().enumerate().fold((0, f32::INFINITY), |b, (i, &v)| if v < b.1 { (i, v) } else { b }).0)
         .collect())
 }
 
@@ -110,15 +167,15 @@ fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>) -> Result<Prepared> {
     }
 }
 
-fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, xb: &[f32], qx: &[f32], nb: usize, d: usize, k: usize) -> Result<Vec<f32>> {
+fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, b: &Block<'_>, gram_slot: usize, uoff: usize) -> Result<Vec<f32>> {
+    let Block { xb, qx, xg, gd, xu, rt, norms, nb, d, k } = *b;
     let mut dist = vec![0.0; nb];
     match (p, prep) {
-        (_, Prepared::Gram { g, h, ee }) => {
-            let mut y = vec![0.0; nb * d];
-            matmul_nn(xb, nb, d, g, d, &mut y)?;
+        (_, Prepared::Gram { h, ee, .. }) => {
             for i in 0..nb {
                 let x = &xb[i * d..(i + 1) * d];
-                let v = dot(&y[i * d..(i + 1) * d], x) + 2.0 * dot(h, x) + ee;
+                let y = &xg[i * gd + gram_slot * d..i * gd + (gram_slot + 1) * d];
+                let v = dot(y, x) + 2.0 * dot(h, x) + ee;
                 dist[i] = v.max(0.0) / k as f32;
             }
         }
@@ -132,20 +189,22 @@ fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, xb: &[f32], qx: &[f32
         }
         (Predictor::Subspace(s), Prepared::Subspace { umean }) => {
             let r = s.rank();
-            let mut u = vec![0.0; nb * r];
-            matmul_nt(xb, nb, d, s.basis(), r, &mut u)?;
-            for row in u.chunks_exact_mut(r.max(1)).take(nb) {
-                row.iter_mut().zip(umean).for_each(|(a, b)| *a -= b);
-            }
             let w = s.shrink();
+            // u = U (x - mu) for the block, from the stacked product.
+            let mut u = vec![0.0; nb * r];
+            for i in 0..nb {
+                for t in 0..r {
+                    u[i * r + t] = xu[i * rt + uoff + t] - umean[t];
+                }
+            }
             match (s.proj(), s.target_mean()) {
-                (Some(b), Some(tm)) => {
+                (Some(bm), Some(tm)) => {
                     // p = w . u; e = (Q(x) - Q(mu)) - B p.
                     for row in u.chunks_exact_mut(r.max(1)).take(nb) {
                         row.iter_mut().zip(w).for_each(|(a, wi)| *a *= wi);
                     }
                     let mut pb = vec![0.0; nb * k];
-                    matmul_nt(&u, nb, r, b, k, &mut pb)?;
+                    matmul_nt(&u, nb, r, bm, k, &mut pb)?;
                     for i in 0..nb {
                         let mut acc = 0.0f32;
                         for j in 0..k {
@@ -156,16 +215,19 @@ fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, xb: &[f32], qx: &[f32
                     }
                 }
                 _ => {
-                    // ||z||^2 - sum (2 w - w^2) u^2, z = x - mu.
-                    let zero = vec![0.0; d];
-                    let mu = s.mean().unwrap_or(&zero);
+                    // ||z||^2 - sum (2 w - w^2) u^2 with ||z||^2 = ||x||^2 - 2 x.mu + ||mu||^2.
                     let c: Vec<f32> = w.iter().map(|wi| 2.0 * wi - wi * wi).collect();
+                    let (mu_dot, mu_n2) = match s.mean() {
+                        Some(mu) => (Some(mu), linalg::norm2(mu)),
+                        None => (None, 0.0),
+                    };
                     for i in 0..nb {
                         let x = &xb[i * d..(i + 1) * d];
-                        let mut acc: f32 = x.iter().zip(mu).map(|(a, m)| (a - m) * (a - m)).sum();
-                        if r > 0 {
-                            acc -= u[i * r..(i + 1) * r].iter().zip(&c).map(|(ui, ci)| ci * ui * ui).sum::<f32>();
+                        let mut acc = norms[i];
+                        if let Some(mu) = mu_dot {
+                            acc += mu_n2 - 2.0 * dot(x, mu);
                         }
+                        acc -= u[i * r..(i + 1) * r].iter().zip(&c).map(|(ui, ci)| ci * ui * ui).sum::<f32>();
                         dist[i] = acc.max(0.0) / d as f32;
                     }
                 }
