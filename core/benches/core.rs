@@ -97,9 +97,32 @@ fn closed_form_fit(c: &mut Criterion) {
     g.finish();
 }
 
+fn o2md_epoch(c: &mut Criterion) {
+    // One epoch of one class at the paper's size: 10 samples, batch 1, Adam, k = 2000.
+    let k = 2000;
+    let xs = inputs(10, 3);
+    let target = ldl_core::methods::make_target(D, k, true, ldl_core::Init::XavierNormal, 1).unwrap();
+    let mut ts = vec![0.0; 10 * k];
+    target.forward_batch(&xs, 10, &mut ts).unwrap();
+    let mut p = ldl_core::Linear::new(D, k, true, ldl_core::Init::Uniform, &mut Rng::new(2)).unwrap();
+    let mut st = ldl_core::OptState::for_layer(&p);
+    let opts = ldl_core::StepOptions {
+        optimizer: ldl_core::Optimizer::adam(1e-3),
+        weight_decay: 0.0,
+        batch_size: 1,
+    };
+    let order: Vec<u32> = (0..10).collect();
+    let mut g = c.benchmark_group("o2md_epoch_one_class_k2000");
+    g.throughput(Throughput::Elements((10 * k * D) as u64));
+    g.bench_function("10_samples", |b| {
+        b.iter(|| ldl_core::train::fit_epoch(&mut p, &mut st, &xs, &ts, &order, &opts).unwrap())
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
-    targets = classification, closed_form_fit
+    targets = classification, closed_form_fit, o2md_epoch
 }
 criterion_main!(benches);

@@ -160,10 +160,14 @@ impl<'a> GradientTrainer<'a> {
             Method::ClosedForm => return Err(Error::InvalidParameter),
         };
         let mut rngs: Vec<Rng> = (0..classes.len() as u64).map(|c| Rng::derive(seed, c)).collect();
-        let predictors: Vec<Linear<Vec<f32>>> = rngs
-            .iter_mut()
-            .map(|r| Linear::new(d, k, cfg.predictor_bias, cfg.predictor_init, r))
-            .collect::<Result<_>>()?;
+        let init = |r: &mut Rng| Linear::new(d, k, cfg.predictor_bias, cfg.predictor_init, r);
+        #[cfg(feature = "parallel")]
+        let predictors: Vec<Linear<Vec<f32>>> = {
+            use rayon::prelude::*;
+            rngs.par_iter_mut().map(init).collect::<Result<_>>()?
+        };
+        #[cfg(not(feature = "parallel"))]
+        let predictors: Vec<Linear<Vec<f32>>> = rngs.iter_mut().map(init).collect::<Result<_>>()?;
         let states = predictors.iter().map(OptState::for_layer).collect();
         let target_state = match (&cfg.method, &target) {
             (Method::Bd, Target::Linear(l)) => Some(OptState::for_layer(l)),

@@ -5,9 +5,11 @@
 //! versions. Normal samples use Box-Muller in f64 through libm.
 
 /// The generator. `Clone` it to fork a reproducible stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rng {
     s: [u32; 4],
+    /// Box-Muller makes normals in pairs; the second waits here.
+    spare: Option<f32>,
 }
 
 fn splitmix64(state: &mut u64) -> u64 {
@@ -28,7 +30,7 @@ impl Rng {
         if s == [0; 4] {
             s[0] = 1;
         }
-        Rng { s }
+        Rng { s, spare: None }
     }
 
     /// An independent generator for sub-task `index` (trial, class, ensemble member...),
@@ -73,11 +75,18 @@ impl Rng {
         lo + (hi - lo) * self.next_f32()
     }
 
-    /// Standard normal (mean 0, variance 1), Box-Muller.
+    /// Standard normal (mean 0, variance 1), Box-Muller: each pair of uniforms gives two
+    /// normals (cosine and sine), the second returned by the next call.
     pub fn normal(&mut self) -> f32 {
+        if let Some(v) = self.spare.take() {
+            return v;
+        }
         let u1 = 1.0 - self.next_f64(); // (0, 1]
         let u2 = self.next_f64();
-        (libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(2.0 * core::f64::consts::PI * u2)) as f32
+        let r = libm::sqrt(-2.0 * libm::log(u1));
+        let (sin, cos) = libm::sincos(2.0 * core::f64::consts::PI * u2);
+        self.spare = Some((r * sin) as f32);
+        (r * cos) as f32
     }
 
     /// Uniform integer in [0, n), unbiased (Lemire's method). Returns 0 when n == 0.
