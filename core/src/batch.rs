@@ -39,7 +39,7 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         let (d, k) = (target.inputs(), target.outputs());
         check_len(n * d, xs.len())?;
         let preds: Vec<Predictor<&[f32]>> = (0..c).map(|j| classes.predictor(m, j)).collect::<Result<_>>()?;
-        let prepared: Vec<Prepared> = preds.iter().map(|p| prepare(&target, p)).collect::<Result<_>>()?;
+        let prepared: Vec<Prepared> = preds.iter().map(|p| prepare(&target, p, n)).collect::<Result<_>>()?;
         // Stacked operands: Gram matrices side by side (d x gd), bases one under another.
         let gram_classes: Vec<usize> = (0..c).filter(|&j| matches!(prepared[j], Prepared::Gram { .. })).collect();
         let gd = gram_classes.len() * d;
@@ -83,7 +83,18 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
                 matmul_nt(xb, nb, d, &ustack, rt, &mut xu)?;
             }
             let norms: Vec<f32> = xb.chunks_exact(d).map(linalg::norm2).collect();
-            let ctx = Block { xb, qx: &qx, xg: &xg, gd, xu: &xu, rt, norms: &norms, nb, d, k };
+            let ctx = Block {
+                xb,
+                qx: &qx,
+                xg: &xg,
+                gd,
+                xu: &xu,
+                rt,
+                norms: &norms,
+                nb,
+                d,
+                k,
+            };
             let mut slot = 0;
             for (j, (p, prep)) in preds.iter().zip(&prepared).enumerate() {
                 let dist = class_distances(p, prep, &ctx, slot, uoff[j])?;
@@ -123,7 +134,12 @@ pub fn predict(classes: &impl Classes, xs: &[f32], n: usize) -> Result<Vec<usize
     distances(classes, xs, n, &mut dist)?;
     Ok(dist
         .chunks_exact(c)
-        .map(|row| row.iter().enumerate().fold((0, f32::INFINITY), |b, (i, &v)| if v < b.1 { (i, v) } else { b }).0)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::INFINITY), |b, (i, &v)| if v < b.1 { (i, v) } else { b })
+                .0
+        })
         .collect())
 }
 
@@ -136,10 +152,12 @@ enum Prepared {
     Subspace { umean: Vec<f32> },
 }
 
-fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>) -> Result<Prepared> {
+/// Chooses how to evaluate a class on `n` samples. The Gram form costs `k d^2` once plus
+/// `n d^2`, the direct form `n k d`: the Gram form wins when `(k + n) d < n k`.
+fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize) -> Result<Prepared> {
     let (d, k) = (target.inputs(), target.outputs());
     match p {
-        Predictor::Dense(l) if k > d => {
+        Predictor::Dense(l) if (k + n) * d < n * k => {
             // D = W - A (A = I for an identity target, but then k = d); e = b - a.
             let mut dm = l.weight().to_vec();
             let mut e = l.bias().map_or(vec![0.0; k], |b| b.to_vec());
@@ -168,7 +186,18 @@ fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>) -> Result<Prepared> {
 }
 
 fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, b: &Block<'_>, gram_slot: usize, uoff: usize) -> Result<Vec<f32>> {
-    let Block { xb, qx, xg, gd, xu, rt, norms, nb, d, k } = *b;
+    let Block {
+        xb,
+        qx,
+        xg,
+        gd,
+        xu,
+        rt,
+        norms,
+        nb,
+        d,
+        k,
+    } = *b;
     let mut dist = vec![0.0; nb];
     match (p, prep) {
         (_, Prepared::Gram { h, ee, .. }) => {
