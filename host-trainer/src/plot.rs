@@ -35,7 +35,12 @@ pub fn accuracy_vs_shots(path: &Path, cells: &[Cell], methods: &[String]) -> Res
         .y_label_area_size(50)
         .build_cartesian_2d((0.8f64..max_shots * 1.25).log_scale(), 0.0f64..1.0)
         .map_err(e)?;
-    chart.configure_mesh().x_desc("shots per class").y_desc("accuracy").draw().map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("shots per class")
+        .y_desc("accuracy")
+        .draw()
+        .map_err(e)?;
     for (i, m) in methods.iter().enumerate() {
         let col = COLOURS[i % COLOURS.len()];
         let pts: Vec<(f64, f64, f64)> = cells
@@ -52,13 +57,30 @@ pub fn accuracy_vs_shots(path: &Path, cells: &[Cell], methods: &[String]) -> Res
             .map_err(e)?
             .label(m.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, col.filled(), 6))).map_err(e)?;
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, col.filled(), 6)),
+            )
+            .map_err(e)?;
         if let Some(pub_) = paper(m) {
-            let pp: Vec<(f64, f64)> = PAPER_SHOTS.iter().zip(pub_).filter_map(|(s, v)| v.map(|v| (*s as f64, v))).collect();
-            chart.draw_series(pp.iter().map(|p| Circle::new(*p, 5, col.stroke_width(2)))).map_err(e)?;
+            let pp: Vec<(f64, f64)> = PAPER_SHOTS
+                .iter()
+                .zip(pub_)
+                .filter_map(|(s, v)| v.map(|v| (*s as f64, v)))
+                .collect();
+            chart
+                .draw_series(pp.iter().map(|p| Circle::new(*p, 5, col.stroke_width(2))))
+                .map_err(e)?;
         }
     }
-    chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
     root.present().map_err(e)?;
     Ok(())
 }
@@ -68,12 +90,14 @@ pub fn accuracy_vs_epoch(path: &Path, epochs: &[(String, Vec<Vec<f64>>)]) -> Res
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(e)?;
     let max_e = epochs.iter().flat_map(|(_, r)| r.iter().map(|v| v.len())).max().unwrap_or(1).max(2);
+    let lowest = epochs.iter().flat_map(|(_, r)| r.iter().flatten().copied()).fold(1.0f64, f64::min);
+    let y0 = ((lowest - 0.05) * 10.0).floor().clamp(0.0, 9.0) / 10.0;
     let mut chart = ChartBuilder::on(&root)
         .caption("MNIST 10-way 10-shot: accuracy against epoch", ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.5f64..max_e as f64 + 0.5, 0.0f64..1.0)
+        .build_cartesian_2d(0.5f64..max_e as f64 + 0.5, y0..1.0)
         .map_err(e)?;
     chart.configure_mesh().x_desc("epoch").y_desc("accuracy").draw().map_err(e)?;
     for (i, (m, runs)) in epochs.iter().enumerate() {
@@ -91,9 +115,20 @@ pub fn accuracy_vs_epoch(path: &Path, epochs: &[(String, Vec<Vec<f64>>)]) -> Res
             .map_err(e)?
             .label(m.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, col.filled(), 6))).map_err(e)?;
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, col.filled(), 6)),
+            )
+            .map_err(e)?;
     }
-    chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
     root.present().map_err(e)?;
     Ok(())
 }
