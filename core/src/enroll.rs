@@ -150,6 +150,52 @@ impl<const D: usize, const K: usize, const R: usize, const C: usize> Enrolled<D,
         Ok(rank)
     }
 
+    /// Adds a class from stored parts (e.g. read back from flash by [`crate::store`]): `fill`
+    /// gets the class's buffers sized exactly (`mean` D, `basis` rank x D, `shrink` rank,
+    /// `proj` outputs x rank and `target_mean` outputs when `linear`, else both empty) and
+    /// writes them. Nothing is added when `fill` or a check fails (`LabelTooLong`,
+    /// `DuplicateLabel`, `CapacityFull`, `BufferTooSmall` for a rank above `R` or outputs
+    /// above `K` with a linear target).
+    pub fn insert_with(
+        &mut self,
+        name: &str,
+        rank: usize,
+        affine: bool,
+        linear: bool,
+        outputs: usize,
+        fill: impl FnOnce(SubspaceBuf<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let l = label(name)?;
+        if self.index_of(name).is_some() {
+            return Err(Error::DuplicateLabel);
+        }
+        if self.labels.is_full() {
+            return Err(Error::CapacityFull);
+        }
+        if rank > R || outputs == 0 || (linear && outputs > K) || (!linear && outputs != D) {
+            return Err(Error::BufferTooSmall);
+        }
+        let i = self.len();
+        let slot = &mut self.slots[i];
+        let kb = if linear { outputs } else { 0 };
+        fill(SubspaceBuf {
+            mean: &mut slot.mean,
+            basis: &mut slot.basis.as_flattened_mut()[..rank * D],
+            shrink: &mut slot.shrink[..rank],
+            proj: &mut slot.proj.as_flattened_mut()[..kb * rank],
+            target_mean: &mut slot.target_mean[..kb],
+        })?;
+        if !affine {
+            slot.mean.iter_mut().for_each(|v| *v = 0.0);
+        }
+        slot.rank = rank;
+        slot.affine = affine;
+        slot.linear = linear;
+        slot.outputs = outputs;
+        self.labels.push(l).map_err(|_| Error::CapacityFull)?;
+        Ok(())
+    }
+
     /// Removes a class; the later ones move up one place.
     pub fn forget(&mut self, name: &str) -> Result<()> {
         let i = self.index_of(name).ok_or(Error::UnknownClass)?;

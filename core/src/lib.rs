@@ -24,7 +24,9 @@ pub mod linear;
 pub mod methods;
 pub mod model;
 pub mod predictor;
+pub mod protocol;
 pub mod rng;
+pub mod store;
 pub mod subspace;
 pub mod train;
 

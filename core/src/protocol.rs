@@ -1,0 +1,830 @@
+//! The serial protocol between a host and a device: one frame format, versioned, defined once
+//! here so that both sides use the same code (`core/PROTOCOL.md` is the specification).
+//!
+//! A frame on the wire is `COBS(payload ++ crc32_le(payload)) ++ 0x00`, where `payload` is the
+//! postcard encoding of `(version: u8, id: u32, body)`, `body` a [`Request`] (host to device)
+//! or a [`Response`] (device to host), and the CRC-32 the one of the model file
+//! ([`crate::format::checksum`], CRC-32/ISO-HDLC). COBS (consistent overhead byte stuffing)
+//! removes every 0x00 from the frame, so 0x00 only ever ends one: a receiver that loses bytes
+//! resynchronises at the next 0x00. Nothing here allocates or panics: decoding any bytes
+//! (garbage, truncated, oversized) gives a [`FrameError`].
+
+use crate::error::Error;
+use crate::format::{checksum, MAX_CLASSES};
+use crate::model::Label;
+use serde::{Deserialize, Serialize};
+
+/// Protocol version carried in every frame; a receiver refuses any other.
+pub const VERSION: u8 = 1;
+/// The byte that ends every frame (and appears nowhere else in one).
+pub const DELIMITER: u8 = 0x00;
+/// Longest frame on the wire, delimiter included. A receiver may drop longer ones
+/// ([`FrameError::TooLong`]).
+pub const MAX_FRAME_LEN: usize = 4096;
+/// Bytes of the CRC-32 after the payload.
+pub const CRC_LEN: usize = 4;
+/// Most `f32` values in one sample: what fits a frame of [`MAX_FRAME_LEN`] bytes.
+pub const MAX_SAMPLE_VALUES: usize = 1000;
+
+/// What a frame could not be decoded as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FrameError {
+    /// Longer than [`MAX_FRAME_LEN`] (or than the buffer it is decoded into).
+    TooLong,
+    /// Not valid COBS (a 0x00 inside, or a code byte running past the end).
+    Cobs,
+    /// Shorter than the smallest payload plus its CRC.
+    Truncated,
+    /// The CRC-32 does not match the payload.
+    Crc,
+    /// A protocol version this build does not speak.
+    Version(u8),
+    /// The payload is not a valid message (bad tag, length, UTF-8, trailing bytes).
+    Malformed,
+    /// The output buffer is too small to encode the frame.
+    BufferTooSmall,
+}
+
+/// A failed decode: what went wrong, and the request id when the frame was intact enough to
+/// read it (so that the reply can carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DecodeError {
+    /// What went wrong.
+    pub kind: FrameError,
+    /// The request id, if it could be read.
+    pub id: Option<u32>,
+}
+
+impl From<FrameError> for DecodeError {
+    fn from(kind: FrameError) -> Self {
+        DecodeError { kind, id: None }
+    }
+}
+
+/// A stable, message-free error code (one byte on the wire). Codes 1..=31 are the core's
+/// [`Error`] variants, 32..=47 frame errors, 48.. device states. New codes may be added;
+/// a receiver shows an unknown code as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ErrorCode(pub u8);
+
+impl ErrorCode {
+    /// [`Error::DimensionMismatch`]: e.g. a sample of the wrong length.
+    pub const DIMENSION_MISMATCH: Self = Self(1);
+    /// [`Error::CapacityFull`]: no room for another class.
+    pub const CAPACITY_FULL: Self = Self(2);
+    /// [`Error::EmptyClass`]: no classes to decide between, or no samples.
+    pub const EMPTY_CLASS: Self = Self(3);
+    /// [`Error::NonFinite`]: NaN or infinity in a sample.
+    pub const NON_FINITE: Self = Self(4);
+    /// [`Error::BufferTooSmall`]: the device's buffers cannot hold this.
+    pub const BUFFER_TOO_SMALL: Self = Self(5);
+    /// [`Error::InvalidParameter`].
+    pub const INVALID_PARAMETER: Self = Self(6);
+    /// [`Error::UnknownClass`]: no class has this label.
+    pub const UNKNOWN_CLASS: Self = Self(7);
+    /// [`Error::DuplicateLabel`]: a class with this label exists.
+    pub const DUPLICATE_LABEL: Self = Self(8);
+    /// [`Error::LabelTooLong`].
+    pub const LABEL_TOO_LONG: Self = Self(9);
+    /// [`Error::BadMagic`]: the model region holds no model file.
+    pub const BAD_MAGIC: Self = Self(10);
+    /// [`Error::UnsupportedVersion`]: model file of another format version.
+    pub const UNSUPPORTED_VERSION: Self = Self(11);
+    /// [`Error::CrcMismatch`]: the model (or store) is corrupted.
+    pub const CRC_MISMATCH: Self = Self(12);
+    /// [`Error::Truncated`].
+    pub const TRUNCATED: Self = Self(13);
+    /// [`Error::Malformed`].
+    pub const MALFORMED: Self = Self(14);
+    /// [`Error::Misaligned`].
+    pub const MISALIGNED: Self = Self(15);
+    /// A core error this build has no code for.
+    pub const OTHER: Self = Self(31);
+    /// [`FrameError::TooLong`].
+    pub const FRAME_TOO_LONG: Self = Self(32);
+    /// [`FrameError::Cobs`].
+    pub const FRAME_COBS: Self = Self(33);
+    /// [`FrameError::Truncated`].
+    pub const FRAME_TRUNCATED: Self = Self(34);
+    /// [`FrameError::Crc`].
+    pub const FRAME_CRC: Self = Self(35);
+    /// [`FrameError::Version`].
+    pub const FRAME_VERSION: Self = Self(36);
+    /// [`FrameError::Malformed`].
+    pub const FRAME_MALFORMED: Self = Self(37);
+    /// [`FrameError::BufferTooSmall`].
+    pub const FRAME_BUFFER: Self = Self(38);
+    /// The device has no valid model: it answers `Info` but refuses to classify or enroll.
+    pub const NO_MODEL: Self = Self(48);
+    /// `EnrollSample` without an enrollment in progress.
+    pub const NOT_ENROLLING: Self = Self(49);
+    /// The enrolled classes could not be saved to (or read from) flash.
+    pub const STORAGE: Self = Self(50);
+    /// The request is valid but this device cannot do it (e.g. shift augmentation for
+    /// more samples than its buffer holds, or an ensemble model with enrolled classes).
+    pub const UNSUPPORTED: Self = Self(51);
+}
+
+impl From<Error> for ErrorCode {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::DimensionMismatch { .. } => Self::DIMENSION_MISMATCH,
+            Error::CapacityFull => Self::CAPACITY_FULL,
+            Error::EmptyClass => Self::EMPTY_CLASS,
+            Error::NonFinite => Self::NON_FINITE,
+            Error::BufferTooSmall => Self::BUFFER_TOO_SMALL,
+            Error::InvalidParameter => Self::INVALID_PARAMETER,
+            Error::UnknownClass => Self::UNKNOWN_CLASS,
+            Error::DuplicateLabel => Self::DUPLICATE_LABEL,
+            Error::LabelTooLong => Self::LABEL_TOO_LONG,
+            Error::BadMagic => Self::BAD_MAGIC,
+            Error::UnsupportedVersion(_) => Self::UNSUPPORTED_VERSION,
+            Error::CrcMismatch => Self::CRC_MISMATCH,
+            Error::Truncated => Self::TRUNCATED,
+            Error::Malformed => Self::MALFORMED,
+            Error::Misaligned => Self::MISALIGNED,
+            #[allow(unreachable_patterns)]
+            _ => Self::OTHER,
+        }
+    }
+}
+
+impl From<FrameError> for ErrorCode {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::TooLong => Self::FRAME_TOO_LONG,
+            FrameError::Cobs => Self::FRAME_COBS,
+            FrameError::Truncated => Self::FRAME_TRUNCATED,
+            FrameError::Crc => Self::FRAME_CRC,
+            FrameError::Version(_) => Self::FRAME_VERSION,
+            FrameError::Malformed => Self::FRAME_MALFORMED,
+            FrameError::BufferTooSmall => Self::FRAME_BUFFER,
+        }
+    }
+}
+
+/// Host to device. Samples are raw (before the model's preprocessing), as little-endian
+/// `f32` bytes, borrowed from the frame buffer (no copy while decoding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Request<'a> {
+    /// What the device holds.
+    Info,
+    /// Classify one sample: `d` values, `4 d` bytes.
+    Classify {
+        /// The sample, `f32` little-endian.
+        sample: &'a [u8],
+    },
+    /// Start enrolling a new class from the next `samples` [`Request::EnrollSample`]s.
+    /// Replaces an enrollment in progress.
+    EnrollStart {
+        /// The new class's label (unique).
+        label: Label,
+        /// How many samples form the class (>= 1).
+        samples: u16,
+    },
+    /// One sample of the class being enrolled (`f32` little-endian).
+    EnrollSample {
+        /// The sample.
+        data: &'a [u8],
+    },
+    /// The labels of every class (the model's, then the enrolled ones).
+    List,
+    /// Remove an enrolled class (the model's own classes cannot be removed).
+    Forget {
+        /// Its label.
+        label: Label,
+    },
+}
+
+/// Whether the device has a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ModelStatus {
+    /// The model region is erased.
+    Absent,
+    /// The model region holds something that is not a valid model.
+    Invalid {
+        /// Why it was refused.
+        code: ErrorCode,
+    },
+    /// A valid model.
+    Valid {
+        /// Its CRC-32 (the last four bytes of the file).
+        crc: u32,
+    },
+}
+
+/// Answer to [`Request::Info`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Info {
+    /// The device's protocol version ([`VERSION`]).
+    pub protocol: u8,
+    /// The model.
+    pub model: ModelStatus,
+    /// Input dimension `d` (0 without a model).
+    pub inputs: u32,
+    /// Target outputs `k` (0 without a model).
+    pub outputs: u32,
+    /// Number of classes (model and enrolled).
+    pub classes: u16,
+    /// Most classes the device can enroll.
+    pub capacity: u16,
+    /// Classes enrolled on the device.
+    pub enrolled: u16,
+    /// Most directions an enrolled class keeps.
+    pub max_rank: u16,
+    /// Most samples one enrollment takes (after augmentation, divided by its factor).
+    pub max_samples: u16,
+    /// Every class's label, the model's first.
+    pub labels: heapless::Vec<Label, MAX_CLASSES>,
+}
+
+/// Answer to [`Request::Classify`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Classified {
+    /// Index of the closest class.
+    pub class: u16,
+    /// Its label.
+    pub label: Label,
+    /// Every class's distance, in class order.
+    pub distances: heapless::Vec<f32, MAX_CLASSES>,
+    /// Novelty score (the closest class's distance).
+    pub novelty: f32,
+    /// The novelty passes the model's threshold: the sample is far from every class.
+    pub unknown: bool,
+}
+
+/// Device to host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Response {
+    /// Answer to `Info`.
+    Info(Info),
+    /// Answer to `Classify`.
+    Classified(Classified),
+    /// A sample of the enrollment was taken.
+    EnrollProgress {
+        /// Samples taken so far.
+        got: u16,
+        /// Samples the enrollment needs.
+        of: u16,
+    },
+    /// The enrollment is done: the class is usable (and stored).
+    Enrolled {
+        /// Its label.
+        label: Label,
+        /// The rank of its fit.
+        rank: u16,
+    },
+    /// Answer to `List`.
+    Listed {
+        /// Every class's label, the model's first.
+        labels: heapless::Vec<Label, MAX_CLASSES>,
+    },
+    /// The class was removed.
+    Forgotten,
+    /// The request failed.
+    Error {
+        /// Why.
+        code: ErrorCode,
+    },
+}
+
+#[derive(Serialize)]
+struct FrameOut<'b, T> {
+    version: u8,
+    id: u32,
+    body: &'b T,
+}
+
+#[derive(Deserialize)]
+struct FrameIn<T> {
+    version: u8,
+    id: u32,
+    body: T,
+}
+
+/// Most bytes COBS adds to `n` bytes of data.
+pub const fn cobs_overhead(n: usize) -> usize {
+    n / 254 + 1
+}
+
+/// Encodes `body` with request id `id` as one complete frame (delimiter included) into
+/// `buf`; returns its length. Works in `buf` alone: the payload is written at the end of
+/// the space it needs and COBS-encoded forward in place.
+pub fn encode<T: Serialize>(id: u32, body: &T, buf: &mut [u8]) -> Result<usize, FrameError> {
+    let frame = FrameOut {
+        version: VERSION,
+        id,
+        body,
+    };
+    let n = postcard::serialize_with_flavor(&frame, postcard::ser_flavors::Size::default()).map_err(|_| FrameError::Malformed)?;
+    let raw = n + CRC_LEN;
+    let ovh = cobs_overhead(raw);
+    let total = ovh + raw + 1;
+    if total > buf.len() {
+        return Err(FrameError::BufferTooSmall);
+    }
+    let payload = buf.get_mut(ovh..ovh + n).ok_or(FrameError::BufferTooSmall)?;
+    let used = postcard::to_slice(&frame, payload).map_err(|_| FrameError::BufferTooSmall)?.len();
+    if used != n {
+        return Err(FrameError::Malformed);
+    }
+    let crc = checksum(buf.get(ovh..ovh + n).ok_or(FrameError::BufferTooSmall)?);
+    buf.get_mut(ovh + n..ovh + raw)
+        .ok_or(FrameError::BufferTooSmall)?
+        .copy_from_slice(&crc.to_le_bytes());
+    let len = cobs_encode_in_place(buf, ovh, raw)?;
+    *buf.get_mut(len).ok_or(FrameError::BufferTooSmall)? = DELIMITER;
+    Ok(len + 1)
+}
+
+/// COBS-encodes `buf[src..src + n]` into `buf[0..]`, in place (`src >= cobs_overhead(n)`);
+/// returns the encoded length. The writer never overtakes the reader: before input byte
+/// `i` at most `1 + i / 254` code bytes have been written.
+fn cobs_encode_in_place(buf: &mut [u8], src: usize, n: usize) -> Result<usize, FrameError> {
+    if src < cobs_overhead(n) || src + n > buf.len() {
+        return Err(FrameError::BufferTooSmall);
+    }
+    let mut code_at = 0usize; // where the current block's code byte goes
+    let mut out = 1usize; // next data byte position
+    let mut code = 1u8;
+    for i in 0..n {
+        let b = *buf.get(src + i).ok_or(FrameError::BufferTooSmall)?;
+        if b == 0 {
+            *buf.get_mut(code_at).ok_or(FrameError::BufferTooSmall)? = code;
+            code_at = out;
+            out += 1;
+            code = 1;
+        } else {
+            *buf.get_mut(out).ok_or(FrameError::BufferTooSmall)? = b;
+            out += 1;
+            code += 1;
+            if code == 0xFF {
+                *buf.get_mut(code_at).ok_or(FrameError::BufferTooSmall)? = code;
+                code_at = out;
+                out += 1;
+                code = 1;
+            }
+        }
+    }
+    *buf.get_mut(code_at).ok_or(FrameError::BufferTooSmall)? = code;
+    Ok(out)
+}
+
+/// Decodes COBS in place (`data` without the delimiter); returns the decoded length.
+pub fn cobs_decode_in_place(data: &mut [u8]) -> Result<usize, FrameError> {
+    let n = data.len();
+    let (mut r, mut w) = (0usize, 0usize);
+    while r < n {
+        let code = *data.get(r).ok_or(FrameError::Cobs)?;
+        if code == 0 {
+            return Err(FrameError::Cobs);
+        }
+        r += 1;
+        let run = code as usize - 1;
+        if r + run > n {
+            return Err(FrameError::Cobs);
+        }
+        for _ in 0..run {
+            let b = *data.get(r).ok_or(FrameError::Cobs)?;
+            if b == 0 {
+                return Err(FrameError::Cobs);
+            }
+            *data.get_mut(w).ok_or(FrameError::Cobs)? = b;
+            r += 1;
+            w += 1;
+        }
+        // A block shorter than 254 data bytes stands for a zero, except at the very end.
+        if code != 0xFF && r < n {
+            *data.get_mut(w).ok_or(FrameError::Cobs)? = 0;
+            w += 1;
+        }
+    }
+    Ok(w)
+}
+
+/// Decodes one frame in place: `frame` is the bytes up to the delimiter (a trailing
+/// delimiter is allowed). The body borrows from `frame` (e.g. a sample's bytes). Returns the
+/// request id and the body.
+pub fn decode<'a, T: Deserialize<'a>>(frame: &'a mut [u8]) -> Result<(u32, T), DecodeError> {
+    let mut len = frame.len();
+    if frame.last() == Some(&DELIMITER) {
+        len -= 1;
+    }
+    if len + 1 > MAX_FRAME_LEN {
+        return Err(FrameError::TooLong.into());
+    }
+    let data = frame.get_mut(..len).ok_or(FrameError::Truncated)?;
+    let n = cobs_decode_in_place(data)?;
+    // version (1) + id (>= 1) + crc.
+    if n < 2 + CRC_LEN {
+        return Err(FrameError::Truncated.into());
+    }
+    let data: &'a [u8] = data;
+    let (payload, crc) = data.get(..n).ok_or(FrameError::Truncated)?.split_at(n - CRC_LEN);
+    let mut c = [0u8; 4];
+    c.copy_from_slice(crc);
+    if checksum(payload) != u32::from_le_bytes(c) {
+        return Err(FrameError::Crc.into());
+    }
+    let version = *payload.first().ok_or(FrameError::Truncated)?;
+    let id = postcard::take_from_bytes::<(u8, u32)>(payload).ok().map(|((_, id), _)| id);
+    if version != VERSION {
+        return Err(DecodeError {
+            kind: FrameError::Version(version),
+            id,
+        });
+    }
+    let malformed = DecodeError {
+        kind: FrameError::Malformed,
+        id,
+    };
+    let (f, rest) = postcard::take_from_bytes::<FrameIn<T>>(payload).map_err(|_| malformed)?;
+    if !rest.is_empty() || f.version != VERSION {
+        return Err(malformed);
+    }
+    Ok((f.id, f.body))
+}
+
+/// Reads a sample's little-endian `f32` bytes into `out`, which must have exactly
+/// `bytes.len() / 4` values (else `DimensionMismatch`).
+pub fn read_sample(bytes: &[u8], out: &mut [f32]) -> Result<(), Error> {
+    if !bytes.len().is_multiple_of(4) || bytes.len() / 4 != out.len() {
+        return Err(Error::DimensionMismatch {
+            expected: out.len() as u32,
+            found: (bytes.len() / 4) as u32,
+        });
+    }
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(c);
+        *o = f32::from_le_bytes(a);
+    }
+    Ok(())
+}
+
+/// Writes `values` as little-endian `f32` bytes into `out` (exactly `4 * values.len()`);
+/// returns the bytes written.
+pub fn write_sample<'b>(values: &[f32], out: &'b mut [u8]) -> Result<&'b [u8], Error> {
+    let n = values.len() * 4;
+    let dst = out.get_mut(..n).ok_or(Error::BufferTooSmall)?;
+    for (c, v) in dst.chunks_exact_mut(4).zip(values) {
+        c.copy_from_slice(&v.to_le_bytes());
+    }
+    Ok(dst)
+}
+
+/// Collects frames from a byte stream: bytes go in one at a time, a complete frame (up to
+/// its delimiter) comes out. An overlong frame is dropped up to its delimiter and reported
+/// once as [`FrameError::TooLong`].
+#[derive(Debug)]
+pub struct FrameReader<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    overflow: bool,
+}
+
+/// What [`FrameReader::push`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// More bytes are needed.
+    Pending,
+    /// A frame of this many bytes (delimiter excluded) is in [`FrameReader::frame`].
+    Frame(usize),
+    /// A frame longer than the buffer ended here; it was dropped.
+    Overflow,
+}
+
+impl<const N: usize> Default for FrameReader<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> FrameReader<N> {
+    /// An empty reader.
+    pub const fn new() -> Self {
+        FrameReader {
+            buf: [0; N],
+            len: 0,
+            overflow: false,
+        }
+    }
+    /// Takes one byte. After `Push::Frame(n)`, read the frame with [`FrameReader::frame`]
+    /// before the next push (which starts a new frame).
+    pub fn push(&mut self, b: u8) -> Push {
+        if b == DELIMITER {
+            let n = self.len;
+            let over = self.overflow;
+            self.len = 0;
+            self.overflow = false;
+            if over {
+                return Push::Overflow;
+            }
+            if n == 0 {
+                return Push::Pending; // empty frame: ignored (e.g. a leading delimiter)
+            }
+            return Push::Frame(n);
+        }
+        match self.buf.get_mut(self.len) {
+            Some(slot) if !self.overflow => {
+                *slot = b;
+                self.len += 1;
+            }
+            _ => self.overflow = true,
+        }
+        Push::Pending
+    }
+    /// The frame announced by the last `Push::Frame(n)` (valid until the next push).
+    pub fn frame(&mut self, n: usize) -> &mut [u8] {
+        let n = n.min(N);
+        self.buf.get_mut(..n).unwrap_or(&mut [])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::label;
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// The reference COBS encoder (separate buffers), to check the in-place one.
+    fn cobs_ref(data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8];
+        let mut code_at = 0;
+        let mut code = 1u8;
+        for &b in data {
+            if b == 0 {
+                out[code_at] = code;
+                code_at = out.len();
+                out.push(0);
+                code = 1;
+            } else {
+                out.push(b);
+                code += 1;
+                if code == 0xFF {
+                    out[code_at] = code;
+                    code_at = out.len();
+                    out.push(0);
+                    code = 1;
+                }
+            }
+        }
+        out[code_at] = code;
+        out
+    }
+
+    fn frame_of<T: Serialize>(id: u32, body: &T) -> Vec<u8> {
+        let mut buf = vec![0u8; MAX_FRAME_LEN];
+        let n = encode(id, body, &mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn cobs_matches_the_reference_and_round_trips() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0, 0],
+            vec![1],
+            vec![1, 0, 2],
+            (1..=254).collect(),
+            (1..=255).collect(),
+            (0..=255).collect(),
+            (0..1000).map(|i| (i % 7) as u8).collect(),
+            vec![5; 600],
+        ];
+        for data in cases {
+            let want = cobs_ref(&data);
+            let ovh = cobs_overhead(data.len());
+            let mut buf = vec![0xAAu8; ovh + data.len()];
+            buf[ovh..].copy_from_slice(&data);
+            let n = cobs_encode_in_place(&mut buf, ovh, data.len()).unwrap();
+            assert_eq!(&buf[..n], &want[..], "len {}", data.len());
+            assert!(!buf[..n].contains(&0));
+            let mut enc = want.clone();
+            let m = cobs_decode_in_place(&mut enc).unwrap();
+            assert_eq!(&enc[..m], &data[..]);
+        }
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let sample: Vec<u8> = (0..784 * 4).map(|i| (i % 251) as u8).collect();
+        let reqs = [
+            Request::Info,
+            Request::Classify { sample: &sample },
+            Request::EnrollStart {
+                label: label("btn1").unwrap(),
+                samples: 5,
+            },
+            Request::EnrollSample { data: &sample[..8] },
+            Request::List,
+            Request::Forget {
+                label: label("x").unwrap(),
+            },
+        ];
+        for (i, r) in reqs.iter().enumerate() {
+            let mut f = frame_of(i as u32 * 1000, r);
+            assert_eq!(*f.last().unwrap(), 0);
+            assert!(!f[..f.len() - 1].contains(&0));
+            assert!(f.len() <= MAX_FRAME_LEN);
+            let (id, back): (u32, Request<'_>) = decode(&mut f).unwrap();
+            assert_eq!((id, &back), (i as u32 * 1000, r));
+        }
+        let mut labels = heapless::Vec::new();
+        for i in 0..MAX_CLASSES {
+            labels.push(label(&std::format!("class-{i:010}")).unwrap()).unwrap();
+        }
+        let resps = [
+            Response::Info(Info {
+                protocol: VERSION,
+                model: ModelStatus::Valid { crc: 0xDEAD_BEEF },
+                inputs: 784,
+                outputs: 784,
+                classes: 64,
+                capacity: 10,
+                enrolled: 3,
+                max_rank: 32,
+                max_samples: 5,
+                labels: labels.clone(),
+            }),
+            Response::Classified(Classified {
+                class: 3,
+                label: label("3").unwrap(),
+                distances: (0..MAX_CLASSES).map(|i| i as f32 * 0.5).collect(),
+                novelty: 1.5,
+                unknown: true,
+            }),
+            Response::EnrollProgress { got: 1, of: 5 },
+            Response::Enrolled {
+                label: label("a").unwrap(),
+                rank: 20,
+            },
+            Response::Listed { labels },
+            Response::Forgotten,
+            Response::Error { code: ErrorCode::NO_MODEL },
+            Response::Info(Info {
+                protocol: VERSION,
+                model: ModelStatus::Invalid {
+                    code: ErrorCode::CRC_MISMATCH,
+                },
+                inputs: 0,
+                outputs: 0,
+                classes: 0,
+                capacity: 0,
+                enrolled: 0,
+                max_rank: 0,
+                max_samples: 0,
+                labels: heapless::Vec::new(),
+            }),
+        ];
+        for r in &resps {
+            let mut f = frame_of(u32::MAX, r);
+            assert!(f.len() <= MAX_FRAME_LEN, "{}", f.len());
+            let (id, back): (u32, Response) = decode(&mut f).unwrap();
+            assert_eq!((id, &back), (u32::MAX, r));
+        }
+    }
+
+    #[test]
+    fn the_largest_classify_request_fits_a_frame() {
+        let sample = vec![0xFFu8; MAX_SAMPLE_VALUES * 4];
+        let f = frame_of(u32::MAX, &Request::Classify { sample: &sample });
+        assert!(f.len() <= MAX_FRAME_LEN, "{}", f.len());
+    }
+
+    #[test]
+    fn the_wire_format_is_pinned() {
+        // Info, id 7: payload 01 07 00, CRC-32 LE, COBS, 00.
+        let f = frame_of(7, &Request::Info);
+        let crc = checksum(&[1, 7, 0]).to_le_bytes();
+        let mut raw = vec![1, 7, 0];
+        raw.extend_from_slice(&crc);
+        let mut want = cobs_ref(&raw);
+        want.push(0);
+        assert_eq!(f, want);
+        assert_eq!(&f[..3], &[3, 1, 7]);
+        // Forget "ab", id 300: 01 AC 02 05 02 61 62.
+        let f = frame_of(
+            300,
+            &Request::Forget {
+                label: label("ab").unwrap(),
+            },
+        );
+        let mut g = f.clone();
+        let n = cobs_decode_in_place(&mut g[..f.len() - 1]).unwrap();
+        assert_eq!(&g[..n - 4], &[1, 0xAC, 2, 5, 2, b'a', b'b']);
+    }
+
+    #[test]
+    fn every_decode_error_is_typed() {
+        let good = frame_of(9, &Request::List);
+        let err = |b: &[u8]| {
+            let mut v = b.to_vec();
+            decode::<Request<'_>>(&mut v).unwrap_err()
+        };
+        assert_eq!(err(&[]).kind, FrameError::Truncated);
+        assert_eq!(err(&[0]).kind, FrameError::Truncated);
+        assert_eq!(err(&[1, 1, 1]).kind, FrameError::Truncated);
+        assert_eq!(err(&[5, 1]).kind, FrameError::Cobs);
+        assert_eq!(err(&[3, 1, 0, 1]).kind, FrameError::Cobs);
+        assert_eq!(err(&vec![1u8; MAX_FRAME_LEN + 1]).kind, FrameError::TooLong);
+        // A flipped bit: CRC (or COBS when it hits a code byte).
+        for i in 0..good.len() - 1 {
+            for bit in 0..8 {
+                let mut b = good.clone();
+                b[i] ^= 1 << bit;
+                let e = err(&b);
+                assert!(
+                    matches!(e.kind, FrameError::Crc | FrameError::Cobs | FrameError::Truncated),
+                    "{i} {bit} {e:?}"
+                );
+            }
+        }
+        // Truncated frames.
+        for n in 0..good.len() - 1 {
+            assert!(decode::<Request<'_>>(&mut good[..n].to_vec()).is_err());
+        }
+        // A valid frame of another version: the id is still reported.
+        let mut raw = vec![2u8, 42, 4];
+        raw.extend_from_slice(&checksum(&raw).to_le_bytes());
+        let mut f = cobs_ref(&raw);
+        let e = decode::<Request<'_>>(&mut f).unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError {
+                kind: FrameError::Version(2),
+                id: Some(42)
+            }
+        );
+        assert_eq!(ErrorCode::from(e.kind), ErrorCode::FRAME_VERSION);
+        // Intact frame, bad body: enum tag 9, trailing bytes, a response where a request is due.
+        for body in [&[1u8, 42, 9][..], &[1, 42, 4, 0], &[1, 42]] {
+            let mut raw = body.to_vec();
+            raw.extend_from_slice(&checksum(body).to_le_bytes());
+            let mut f = cobs_ref(&raw);
+            let e = decode::<Request<'_>>(&mut f).unwrap_err();
+            assert_eq!(e.kind, FrameError::Malformed, "{body:?}");
+        }
+        let mut f = frame_of(5, &Response::Forgotten);
+        assert_eq!(decode::<Response>(&mut f.clone()).unwrap(), (5, Response::Forgotten));
+        assert!(decode::<Request<'_>>(&mut f).is_err());
+        // Encoding into a buffer too small.
+        assert_eq!(encode(1, &Request::List, &mut [0u8; 4]), Err(FrameError::BufferTooSmall));
+    }
+
+    #[test]
+    fn samples_and_error_codes() {
+        let v = [1.5f32, -0.0, f32::MAX];
+        let mut b = [0u8; 12];
+        let bytes = write_sample(&v, &mut b).unwrap().to_vec();
+        let mut back = [0.0f32; 3];
+        read_sample(&bytes, &mut back).unwrap();
+        assert_eq!(back.map(f32::to_bits), v.map(f32::to_bits));
+        assert!(matches!(read_sample(&bytes[..8], &mut back), Err(Error::DimensionMismatch { .. })));
+        assert!(matches!(
+            read_sample(&bytes[..7], &mut back[..2]),
+            Err(Error::DimensionMismatch { .. })
+        ));
+        assert_eq!(write_sample(&v, &mut [0u8; 11]), Err(Error::BufferTooSmall));
+        assert_eq!(ErrorCode::from(Error::CapacityFull), ErrorCode::CAPACITY_FULL);
+        assert_eq!(ErrorCode::from(Error::UnsupportedVersion(3)), ErrorCode::UNSUPPORTED_VERSION);
+        assert_eq!(ErrorCode::from(FrameError::TooLong).0, 32);
+    }
+
+    #[test]
+    fn frame_reader_splits_a_stream() {
+        let a = frame_of(1, &Request::Info);
+        let b = frame_of(2, &Request::List);
+        let mut stream = vec![0u8]; // a leading delimiter is ignored
+        stream.extend_from_slice(&a);
+        stream.extend(std::iter::repeat_n(7u8, 100)); // overlong garbage
+        stream.push(0);
+        stream.extend_from_slice(&b);
+        let mut r: FrameReader<64> = FrameReader::new();
+        let mut got = Vec::new();
+        for &x in &stream {
+            match r.push(x) {
+                Push::Pending => {}
+                Push::Overflow => got.push(None),
+                Push::Frame(n) => {
+                    let f = r.frame(n);
+                    let (id, req): (u32, Request<'_>) = decode(f).unwrap();
+                    got.push(Some((id, std::format!("{req:?}"))));
+                }
+            }
+        }
+        assert_eq!(got, vec![Some((1, "Info".into())), None, Some((2, "List".into()))]);
+    }
+}
