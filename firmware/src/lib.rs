@@ -14,6 +14,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 pub mod app;
+pub mod device;
+pub mod persist;
 
 #[cfg(target_os = "none")]
 pub mod board;
