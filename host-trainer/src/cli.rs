@@ -23,6 +23,19 @@ enum Command {
     /// Runs the paper's MNIST table (every method, 1..200 shots) beside the published
     /// numbers; writes a markdown report, CSVs and plots.
     Reproduce(crate::reproduce::ReproduceArgs),
+    /// Fits a model on chosen classes of a data set and writes it as a model file for a
+    /// device (preprocessing, fit options and room for enrollment recorded in it).
+    Train(crate::models::train::TrainArgs),
+    /// Prints a model file's header, dimensions, labels, size, CRC and per-class form, and
+    /// checks it against a board's flash and RAM (exit code 2 when it does not fit).
+    Inspect(crate::models::inspect::InspectArgs),
+    /// Scores a model file on a data set's test split: accuracy, per class, confusion.
+    Eval(crate::models::eval::EvalArgs),
+    /// Classifies given inputs (CSV rows, MNIST test images, PNG files) with a model file.
+    Predict(crate::models::predict::PredictArgs),
+    /// Reruns the validation sweep that fixed the device mode's hyper-parameters (MNIST
+    /// train images only: supports from 0..50000, queries 50000..60000).
+    Tune(crate::tune::TuneArgs),
 }
 
 /// Which data set.
@@ -196,5 +209,18 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Fewshot(a) => fewshot(a),
         Command::Reproduce(a) => crate::reproduce::run(a),
+        Command::Train(a) => crate::models::train::run(a),
+        Command::Inspect(a) => {
+            if !crate::models::inspect::run(a)? {
+                // Not an error: the report is printed; the exit code tells scripts.
+                use std::io::Write as _;
+                std::io::stdout().flush()?;
+                std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::Eval(a) => crate::models::eval::run(a),
+        Command::Predict(a) => crate::models::predict::run(a),
+        Command::Tune(a) => crate::tune::run(a),
     }
 }

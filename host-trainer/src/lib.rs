@@ -4,8 +4,10 @@ pub mod baselines;
 pub mod cli;
 pub mod data;
 pub mod experiment;
+pub mod models;
 pub mod plot;
 pub mod reproduce;
+pub mod tune;
 
 /// The repository root (where `data/` lives), found from the crate's location at build time
 /// or the current directory.

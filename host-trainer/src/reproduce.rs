@@ -74,18 +74,42 @@ impl Cell {
     }
     fn mean_secs(&self) -> (f64, f64) {
         let n = self.trials.len().max(1) as f64;
-        (self.trials.iter().map(|t| t.train_secs).sum::<f64>() / n, self.trials.iter().map(|t| t.eval_secs).sum::<f64>() / n)
+        (
+            self.trials.iter().map(|t| t.train_secs).sum::<f64>() / n,
+            self.trials.iter().map(|t| t.eval_secs).sum::<f64>() / n,
+        )
     }
 }
 
 /// Runs it.
 pub fn run(a: ReproduceArgs) -> Result<()> {
     let t0 = Instant::now();
-    let shots = a.shots.clone().unwrap_or_else(|| if a.quick { vec![1, 5, 10] } else { PAPER_SHOTS.to_vec() });
+    let shots = a
+        .shots
+        .clone()
+        .unwrap_or_else(|| if a.quick { vec![1, 5, 10] } else { PAPER_SHOTS.to_vec() });
     let trials = a.trials.unwrap_or(if a.quick { 3 } else { 100 });
-    let names = a.methods.clone().unwrap_or_else(|| ["naive", "logreg", "mlp", "o2md", "bd", "closed", "device", "1nn", "ncm"].map(String::from).to_vec());
-    let methods: Vec<MethodSpec> = names.iter().map(|m| if m == "device" { Ok(device_mode(None)) } else { MethodSpec::parse(m) }).collect::<Result<_>>()?;
-    let data = DataArgs { dataset: DatasetKind::Mnist, data: a.data.clone(), test: None, rotations: false };
+    let names = a.methods.clone().unwrap_or_else(|| {
+        ["naive", "logreg", "mlp", "o2md", "bd", "closed", "device", "1nn", "ncm"]
+            .map(String::from)
+            .to_vec()
+    });
+    let methods: Vec<MethodSpec> = names
+        .iter()
+        .map(|m| {
+            if m == "device" {
+                Ok(device_mode(None))
+            } else {
+                MethodSpec::parse(m)
+            }
+        })
+        .collect::<Result<_>>()?;
+    let data = DataArgs {
+        dataset: DatasetKind::Mnist,
+        data: a.data.clone(),
+        test: None,
+        rotations: false,
+    };
     eprintln!("loading MNIST ...");
     let loaded: Loaded = data.load()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
@@ -97,7 +121,13 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         let is_bd = name.starts_with("bd");
         let n = if is_bd { trials.div_ceil(2) } else { trials };
         for &s in &shots {
-            let p = Protocol { ways: 10, shots: s, trials: n, queries_per_class: None, seed: a.seed };
+            let p = Protocol {
+                ways: 10,
+                shots: s,
+                trials: n,
+                queries_per_class: None,
+                seed: a.seed,
+            };
             let pb = bar(n as u64, format!("{name} {s}-shot"));
             // The first `epoch_trials` trials at 10 shots also score every epoch.
             let per_epoch = s == 10 && m.epochs() > 0 && a.epoch_trials > 0;
@@ -112,7 +142,11 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
                 run_cell(&loaded, m, &p, false, &pb)?
             };
             pb.finish_and_clear();
-            let cell = Cell { method: name.clone(), shots: s, trials: res };
+            let cell = Cell {
+                method: name.clone(),
+                shots: s,
+                trials: res,
+            };
             let (mean, ci) = mean_ci95(&cell.accs());
             let (tt, te) = cell.mean_secs();
             let pub_ = paper_at(&name, s).map_or("-".to_string(), |v| format!("{v:.3}"));
@@ -123,7 +157,10 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
     let elapsed = t0.elapsed().as_secs_f64();
     write_outputs(&a.out, &cells, &epochs, &shots, trials, a.seed, a.quick, elapsed)?;
     println!("{}", std::fs::read_to_string(a.out.join("report.md"))?);
-    eprintln!("wrote {}/report.md, summary.csv, trials.csv, epochs.csv, accuracy_vs_shots.svg, accuracy_vs_epoch.svg", a.out.display());
+    eprintln!(
+        "wrote {}/report.md, summary.csv, trials.csv, epochs.csv, accuracy_vs_shots.svg, accuracy_vs_epoch.svg",
+        a.out.display()
+    );
     Ok(())
 }
 
@@ -132,14 +169,31 @@ fn run_cell_from(loaded: &Loaded, m: &MethodSpec, p: &Protocol, from: usize, pb:
     let mut out = Vec::new();
     for t in from..p.trials {
         let ep = crate::experiment::episode(&loaded.train, loaded.test.as_ref(), p, t)?;
-        out.push(crate::experiment::run_trial(m, &ep, loaded.train.dim, loaded.train.image, p.seed, t, false)?);
+        out.push(crate::experiment::run_trial(
+            m,
+            &ep,
+            loaded.train.dim,
+            loaded.train.image,
+            p.seed,
+            t,
+            false,
+        )?);
         pb.inc(1);
     }
     Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_outputs(out: &Path, cells: &[Cell], epochs: &[(String, Vec<Vec<f64>>)], shots: &[usize], trials: usize, seed: u64, quick: bool, elapsed: f64) -> Result<()> {
+fn write_outputs(
+    out: &Path,
+    cells: &[Cell],
+    epochs: &[(String, Vec<Vec<f64>>)],
+    shots: &[usize],
+    trials: usize,
+    seed: u64,
+    quick: bool,
+    elapsed: f64,
+) -> Result<()> {
     let mut methods: Vec<String> = Vec::new();
     for c in cells {
         if !methods.contains(&c.method) {
@@ -155,9 +209,19 @@ fn write_outputs(out: &Path, cells: &[Cell], epochs: &[(String, Vec<Vec<f64>>)],
         let (mean, ci) = mean_ci95(&c.accs());
         let (tt, te) = c.mean_secs();
         let p = paper_at(&c.method, c.shots).map_or(String::new(), |v| v.to_string());
-        writeln!(summary, "{},{},{},{mean:.5},{ci:.5},{p},{tt:.4},{te:.4}", c.method, c.shots, c.trials.len())?;
+        writeln!(
+            summary,
+            "{},{},{},{mean:.5},{ci:.5},{p},{tt:.4},{te:.4}",
+            c.method,
+            c.shots,
+            c.trials.len()
+        )?;
         for t in &c.trials {
-            writeln!(all, "{},{},{},{:.5},{:.4},{:.4}", c.method, c.shots, t.trial, t.accuracy, t.train_secs, t.eval_secs)?;
+            writeln!(
+                all,
+                "{},{},{},{:.5},{:.4},{:.4}",
+                c.method, c.shots, t.trial, t.accuracy, t.train_secs, t.eval_secs
+            )?;
         }
     }
     std::fs::write(out.join("summary.csv"), summary)?;
@@ -231,7 +295,10 @@ fn write_outputs(out: &Path, cells: &[Cell], epochs: &[(String, Vec<Vec<f64>>)],
         writeln!(md)?;
     }
     writeln!(md, "\nMethods: `o2md-k2000`, `bd-k2000` and `naive` use the authors' settings; `closed-k256` is the exact closed-form fit of O2MD (no epochs); `closed-id-shift2` is the mode for devices (the closed form of the naive form on each class's images and their shifts by up to 2 pixels, ridge 100, chosen on a validation split of the training set); `logreg`, `mlp` (one hidden layer of 1024), `1nn`, `ncm` (nearest class mean) are baselines.\n")?;
-    writeln!(md, "Plots: `accuracy_vs_shots.svg`, `accuracy_vs_epoch.svg`. Data: `summary.csv`, `trials.csv`, `epochs.csv`.")?;
+    writeln!(
+        md,
+        "Plots: `accuracy_vs_shots.svg`, `accuracy_vs_epoch.svg`. Data: `summary.csv`, `trials.csv`, `epochs.csv`."
+    )?;
     std::fs::write(out.join("report.md"), md)?;
 
     crate::plot::accuracy_vs_shots(&out.join("accuracy_vs_shots.svg"), cells, &methods)?;

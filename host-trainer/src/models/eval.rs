@@ -1,0 +1,256 @@
+//! `ldl eval`: scores a model file on a data set's test split. Test classes are matched to
+//! the model's classes by label ([`super::model_label`] of the class name); test samples of
+//! classes the model does not know are counted apart, as "unknown expected".
+
+use super::{kind_name, load_model, model_label, preprocessed, raw_rows};
+use crate::cli::{bar, DataArgs, Loaded};
+use crate::models::train::argmin;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ldl_core::Model;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Arguments of `ldl eval`.
+#[derive(Debug, Args, Clone)]
+pub struct EvalArgs {
+    /// The model file.
+    #[arg(value_name = "MODEL.ldlm")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One model class's result.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClassEval {
+    /// Label.
+    pub label: String,
+    /// Test samples of this class.
+    pub samples: usize,
+    /// Closest class is this one.
+    pub correct: usize,
+    /// `correct / samples`.
+    pub accuracy: f64,
+    /// Called unknown (threshold).
+    pub rejected: usize,
+}
+
+/// What `eval` reports.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EvalReport {
+    /// Test samples of the model's classes.
+    pub known: usize,
+    /// Of those, whose closest class is the right one.
+    pub correct: usize,
+    /// `correct / known`: closed-set accuracy (the threshold ignored).
+    pub accuracy: f64,
+    /// The model's threshold.
+    pub threshold: Option<f32>,
+    /// Known-class samples called unknown.
+    pub rejected_known: usize,
+    /// Right class and not called unknown, over `known` (with a threshold).
+    pub accepted_accuracy: Option<f64>,
+    /// Test samples of classes the model does not know.
+    pub unknown_expected: usize,
+    /// Of those, called unknown (with a threshold).
+    pub unknown_detected: usize,
+    /// Per model class.
+    pub per_class: Vec<ClassEval>,
+    /// Rows of `confusion`: the model's labels, then `(not in model)`.
+    pub confusion_rows: Vec<String>,
+    /// Columns of `confusion`: the model's labels, then `unknown`.
+    pub confusion_cols: Vec<String>,
+    /// Counts: true class (row) against decision (column: the class, or unknown when the
+    /// threshold says so).
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// The test samples of `loaded` (its test split, or its only set) in the model's input
+/// domain, with each sample's model class (`None`: a class the model does not know).
+pub fn test_inputs(model: &Model, kind: crate::cli::DatasetKind, loaded: &Loaded) -> Result<(Vec<f32>, Vec<Option<usize>>)> {
+    let ds = loaded.test.as_ref().unwrap_or(&loaded.train);
+    if ds.dim != model.inputs() {
+        bail!(
+            "the model takes {} inputs, the {} samples have {}",
+            model.inputs(),
+            kind_name(kind),
+            ds.dim
+        );
+    }
+    let map: Vec<Option<usize>> = ds.class_names.iter().map(|n| model.class_index(&model_label(n))).collect();
+    let truth: Vec<Option<usize>> = ds.labels.iter().map(|&l| map[l as usize]).collect();
+    let xs = preprocessed(&model.preprocess, raw_rows(kind, ds, 0..ds.len()))?;
+    Ok((xs, truth))
+}
+
+/// Scores `model` on `xs` (preprocessed, row-major) with the true model classes `truth`,
+/// through [`ldl_core::batch::distances`] in blocks (with a progress bar when `show`).
+pub fn evaluate(model: &Model, xs: &[f32], truth: &[Option<usize>], show: bool) -> Result<EvalReport> {
+    let c = model.labels.len();
+    let d = model.inputs();
+    let n = truth.len();
+    if c == 0 {
+        bail!("the model has no classes");
+    }
+    let mut per = vec![(0usize, 0usize, 0usize); c];
+    let mut conf = vec![vec![0usize; c + 1]; c + 1];
+    let (mut unknown_expected, mut unknown_detected) = (0, 0);
+    const CHUNK: usize = 2048;
+    let b = bar(n as u64, "evaluating".into());
+    if !show {
+        b.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut dist = vec![0.0f32; CHUNK * c];
+    for start in (0..n).step_by(CHUNK) {
+        let nb = CHUNK.min(n - start);
+        let out = &mut dist[..nb * c];
+        ldl_core::batch::distances(model, &xs[start * d..(start + nb) * d], nb, out).context("classifying the test samples")?;
+        for (i, row) in out.chunks_exact(c).enumerate() {
+            let (best, novelty) = argmin(row);
+            let unknown = model.threshold.is_some_and(|t| novelty > t);
+            let col = if unknown { c } else { best };
+            match truth[start + i] {
+                Some(t) => {
+                    per[t].0 += 1;
+                    per[t].1 += usize::from(best == t);
+                    per[t].2 += usize::from(unknown);
+                    conf[t][col] += 1;
+                }
+                None => {
+                    unknown_expected += 1;
+                    unknown_detected += usize::from(unknown);
+                    conf[c][col] += 1;
+                }
+            }
+        }
+        b.inc(nb as u64);
+    }
+    b.finish_and_clear();
+    let known: usize = per.iter().map(|p| p.0).sum();
+    let correct: usize = per.iter().map(|p| p.1).sum();
+    let rejected_known: usize = per.iter().map(|p| p.2).sum();
+    let accepted: usize = (0..c).map(|t| conf[t][t]).sum();
+    let ratio = |a: usize, b: usize| if b == 0 { f64::NAN } else { a as f64 / b as f64 };
+    let labels: Vec<String> = model.labels.iter().map(|l| l.to_string()).collect();
+    Ok(EvalReport {
+        known,
+        correct,
+        accuracy: ratio(correct, known),
+        threshold: model.threshold,
+        rejected_known,
+        accepted_accuracy: model.threshold.map(|_| ratio(accepted, known)),
+        unknown_expected,
+        unknown_detected,
+        per_class: per
+            .iter()
+            .zip(&labels)
+            .map(|(&(s, k, r), l)| ClassEval {
+                label: l.clone(),
+                samples: s,
+                correct: k,
+                accuracy: ratio(k, s),
+                rejected: r,
+            })
+            .collect(),
+        confusion_rows: labels.iter().cloned().chain(["(not in model)".to_string()]).collect(),
+        confusion_cols: labels.iter().cloned().chain(["unknown".to_string()]).collect(),
+        confusion: conf,
+    })
+}
+
+fn print(path: &str, dataset: &str, split: &str, r: &EvalReport) {
+    println!("{path} on {dataset} ({split}): {} samples of the model's classes", r.known);
+    println!(
+        "  accuracy   {:.4} ({} / {}; closest class, threshold ignored)",
+        r.accuracy, r.correct, r.known
+    );
+    match (r.threshold, r.accepted_accuracy) {
+        (Some(t), Some(a)) => {
+            println!(
+                "  threshold  {t}: {} known samples called unknown; right and accepted {a:.4}",
+                r.rejected_known
+            );
+            if r.unknown_expected > 0 {
+                println!(
+                    "  unknown expected {} (classes not in the model): {} called unknown ({:.4})",
+                    r.unknown_expected,
+                    r.unknown_detected,
+                    r.unknown_detected as f64 / r.unknown_expected as f64
+                );
+            }
+        }
+        _ => {
+            if r.unknown_expected > 0 {
+                println!(
+                    "  unknown expected {} (classes not in the model; no threshold, so each got a known class)",
+                    r.unknown_expected
+                );
+            }
+        }
+    }
+    println!();
+    println!(
+        "  {:<16} {:>8} {:>8} {:>9} {:>9}",
+        "class", "samples", "correct", "accuracy", "rejected"
+    );
+    for p in &r.per_class {
+        println!(
+            "  {:<16} {:>8} {:>8} {:>9.4} {:>9}",
+            p.label, p.samples, p.correct, p.accuracy, p.rejected
+        );
+    }
+    // Confusion: only the columns that matter (unknown when there is a threshold).
+    let c = r.per_class.len();
+    let cols: Vec<usize> = (0..c).chain(r.threshold.map(|_| c)).collect();
+    let rows: Vec<usize> = (0..c).chain((r.unknown_expected > 0).then_some(c)).collect();
+    let w = r.confusion_cols.iter().map(String::len).max().unwrap_or(1).clamp(5, 16);
+    println!();
+    println!("  confusion (rows: true class, columns: decision)");
+    print!("  {:<16}", "");
+    for &j in &cols {
+        print!(" {:>w$}", r.confusion_cols[j]);
+    }
+    println!();
+    for &i in &rows {
+        print!("  {:<16}", r.confusion_rows[i]);
+        for &j in &cols {
+            print!(" {:>w$}", r.confusion[i][j]);
+        }
+        println!();
+    }
+}
+
+/// Runs `ldl eval`.
+pub fn run(args: EvalArgs) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let loaded = args.data.load()?;
+    let (xs, truth) = test_inputs(&model, args.data.dataset, &loaded).with_context(|| format!("{}", args.model.display()))?;
+    if truth.iter().all(Option::is_none) {
+        bail!(
+            "{}: none of its classes ({}) is in the {} data set",
+            args.model.display(),
+            model.labels.iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", "),
+            kind_name(args.data.dataset)
+        );
+    }
+    let r = evaluate(&model, &xs, &truth, !args.json)?;
+    let split = if loaded.test.is_some() {
+        "test split"
+    } else {
+        "its only set, including any drawings the model was trained on"
+    };
+    if args.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["model"] = args.model.display().to_string().into();
+        v["dataset"] = kind_name(args.data.dataset).into();
+        v["split"] = split.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print(&args.model.display().to_string(), kind_name(args.data.dataset), split, &r);
+    }
+    Ok(())
+}

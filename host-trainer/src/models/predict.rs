@@ -1,0 +1,262 @@
+//! `ldl predict`: classifies given inputs with a model file, one at a time through
+//! `ldl_core::classify` (the device's own path), after the model's preprocessing.
+//!
+//! Inputs are raw, as a device receives them (see [`super`]): MNIST test images as pixel
+//! bytes 0..255, PNG files as grey levels 0..255 (divided by 255 first when the model's
+//! preprocessing does not scale, e.g. Omniglot models, whose input is ink in [0, 1]), CSV
+//! rows as written.
+
+use super::{load_model, preprocessed};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{ArgGroup, Args};
+use ldl_core::Model;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `ldl predict`.
+#[derive(Debug, Args, Clone)]
+#[command(group(ArgGroup::new("input").required(true).args(["csv", "mnist_test", "png"])))]
+pub struct PredictArgs {
+    /// The model file.
+    #[arg(value_name = "MODEL.ldlm")]
+    pub model: PathBuf,
+    /// A CSV of raw inputs, one per row: `d` values, or a label (the expected class) then
+    /// `d` values. A first row that is not numbers is a header and skipped.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// MNIST test images by index (0..9999), as raw pixel bytes.
+    #[arg(long, num_args = 1.., value_name = "INDEX")]
+    pub mnist_test: Vec<usize>,
+    /// Grey-scale (or colour, converted to luma) PNG images of the model's image size.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub png: Vec<PathBuf>,
+    /// PNG: dark ink on light paper (e.g. Omniglot drawings): use 255 - grey, so ink is high.
+    #[arg(long)]
+    pub invert: bool,
+    /// MNIST folder for --mnist-test (default: data/mnist).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Print every answer as JSON, with every class's distance.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One input to classify.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// Where it comes from.
+    pub name: String,
+    /// Its known class, if any.
+    pub expected: Option<String>,
+    /// Raw values.
+    pub raw: Vec<f32>,
+}
+
+/// One answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    /// The input.
+    pub input: String,
+    /// Its known class.
+    pub expected: Option<String>,
+    /// The decision: the class's label, or `None` when unknown.
+    pub label: Option<String>,
+    /// The closest class (even when unknown).
+    pub best: String,
+    /// Novelty: the closest class's distance.
+    pub novelty: f32,
+    /// Above the threshold.
+    pub unknown: bool,
+    /// Ensemble agreement.
+    pub agreement: f32,
+    /// Every class's distance, by label.
+    pub distances: Vec<(String, f32)>,
+}
+
+/// Classifies one raw input with `model` (preprocessing, then `classify`).
+pub fn classify_raw(model: &Model, raw: Vec<f32>) -> Result<(ldl_core::Classification, Vec<f32>)> {
+    if raw.len() != model.inputs() {
+        bail!("{} values, the model takes {}", raw.len(), model.inputs());
+    }
+    let x = preprocessed(&model.preprocess, raw)?;
+    let mut scratch = vec![0.0; ldl_core::classify::scratch_len(model)?];
+    let mut dist = vec![0.0; model.labels.len()];
+    let c = ldl_core::classify(model, &x, model.threshold, &mut scratch, &mut dist)?;
+    Ok((c, dist))
+}
+
+fn mnist_inputs(dir: &Path, idx: &[usize]) -> Result<Vec<Input>> {
+    let test = crate::data::load_mnist(dir, crate::data::Split::Test)?;
+    idx.iter()
+        .map(|&i| {
+            if i >= test.len() {
+                bail!("--mnist-test {i}: the test split has {} images (0..{})", test.len(), test.len() - 1);
+            }
+            Ok(Input {
+                name: format!("mnist-test[{i}]"),
+                expected: Some(test.class_names[test.labels[i] as usize].clone()),
+                raw: test.row(i).iter().map(|v| (v * 255.0).round()).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Decodes a PNG to grey levels 0..255 (alpha composited over the paper: black, or white
+/// with `invert`), then inverted with `invert`.
+pub fn png_grey(path: &Path, invert: bool) -> Result<(usize, usize, Vec<f32>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read the image", path.display()))?;
+    let fail = |why: String| anyhow!("{}: {why}", path.display());
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(|e| fail(format!("not a PNG image: {e}")))?;
+    let len = reader.output_buffer_size().ok_or_else(|| fail("PNG too large".into()))?;
+    let mut buf = vec![0u8; len];
+    let info = reader.next_frame(&mut buf).map_err(|e| fail(format!("invalid PNG data: {e}")))?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    let channels = match info.color_type {
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        png::ColorType::Indexed => return Err(fail("palette not expanded".into())),
+    };
+    let paper = if invert { 255.0 } else { 0.0 };
+    let mut out = Vec::with_capacity(w * h);
+    for row in buf.chunks_exact(info.line_size).take(h) {
+        for px in row[..w * channels].chunks_exact(channels) {
+            let mut g = match channels {
+                1 | 2 => px[0] as f32,
+                _ => (0.299 * px[0] as f32 + 0.587 * px[1] as f32 + 0.114 * px[2] as f32).round(),
+            };
+            if channels == 2 || channels == 4 {
+                let a = px[channels - 1] as f32 / 255.0;
+                g = (a * g + (1.0 - a) * paper).round();
+            }
+            out.push(if invert { 255.0 - g } else { g });
+        }
+    }
+    Ok((w, h, out))
+}
+
+fn png_inputs(model: &Model, paths: &[PathBuf], invert: bool) -> Result<Vec<Input>> {
+    let Some(im) = model.preprocess.image else {
+        bail!("the model does not take images (its preprocessing has no image size)");
+    };
+    let (mw, mh) = (im.width as usize, im.height as usize);
+    let scaled = model.preprocess.scale == 1.0;
+    paths
+        .iter()
+        .map(|p| {
+            let (w, h, grey) = png_grey(p, invert)?;
+            if (w, h) != (mw, mh) {
+                bail!("{}: the image is {w}x{h}, the model takes {mw}x{mh}", p.display());
+            }
+            let raw = if scaled { grey.iter().map(|g| g / 255.0).collect() } else { grey };
+            Ok(Input {
+                name: p.display().to_string(),
+                expected: None,
+                raw,
+            })
+        })
+        .collect()
+}
+
+fn csv_inputs(path: &Path, d: usize) -> Result<Vec<Input>> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("{}: cannot read the CSV", path.display()))?;
+    let mut out = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let line = i + 1;
+        let rec = rec.with_context(|| format!("{}: line {line}: CSV error", path.display()))?;
+        let fields: Vec<&str> = rec.iter().map(str::trim).collect();
+        if fields.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        let (expected, values) = match fields.len() {
+            n if n == d => (None, &fields[..]),
+            n if n == d + 1 => (Some(fields[0].to_string()), &fields[1..]),
+            n => bail!(
+                "{}: line {line}: {n} fields, the model takes {d} values (or a label and {d} values)",
+                path.display()
+            ),
+        };
+        let parsed: Result<Vec<f32>, _> = values.iter().map(|v| v.parse::<f32>()).collect();
+        match parsed {
+            Ok(raw) => out.push(Input {
+                name: format!("{}:{line}", path.display()),
+                expected,
+                raw,
+            }),
+            Err(_) if out.is_empty() && i == 0 => continue, // header
+            Err(e) => bail!("{}: line {line}: not a number: {e}", path.display()),
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no samples", path.display());
+    }
+    Ok(out)
+}
+
+/// Runs `ldl predict`.
+pub fn run(args: PredictArgs) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let inputs = if let Some(csv) = &args.csv {
+        csv_inputs(csv, model.inputs())?
+    } else if !args.mnist_test.is_empty() {
+        let dir = args.data.clone().unwrap_or_else(|| crate::repo_root().join("data/mnist"));
+        mnist_inputs(&dir, &args.mnist_test)?
+    } else {
+        png_inputs(&model, &args.png, args.invert)?
+    };
+    let labels: Vec<String> = model.labels.iter().map(|l| l.to_string()).collect();
+    let mut answers = Vec::with_capacity(inputs.len());
+    for inp in inputs {
+        let (c, dist) = classify_raw(&model, inp.raw).with_context(|| inp.name.clone())?;
+        answers.push(Answer {
+            input: inp.name,
+            expected: inp.expected,
+            label: c.class.map(|i| labels[i].clone()),
+            best: labels[c.best].clone(),
+            novelty: c.novelty,
+            unknown: c.class.is_none(),
+            agreement: c.agreement,
+            distances: labels.iter().cloned().zip(dist).collect(),
+        });
+    }
+    if args.json {
+        let v: Vec<serde_json::Value> = answers
+            .iter()
+            .map(|a| {
+                let mut v = serde_json::to_value(a).unwrap_or_default();
+                v["distances"] = a
+                    .distances
+                    .iter()
+                    .map(|(l, d)| (l.clone(), serde_json::json!(d)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:<16} {:<16} {:>12} {:>8}",
+        "input", "label", "expected", "novelty", "unknown"
+    );
+    for a in &answers {
+        let label = a.label.clone().unwrap_or_else(|| format!("unknown ({})", a.best));
+        println!(
+            "{:<28} {:<16} {:<16} {:>12.6} {:>8}",
+            a.input,
+            label,
+            a.expected.as_deref().unwrap_or("-"),
+            a.novelty,
+            if a.unknown { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,414 @@
+//! `ldl train`: fits a model on chosen classes of a data set and writes it as a model file
+//! (`core/FORMAT.md`) with its preprocessing, fit options and capacity for enrollment.
+
+use super::{model_label, parse_classes, preprocess_for, preprocessed, raw_rows};
+use crate::cli::{bar, DataArgs, Loaded};
+use crate::experiment::{augment_support, MethodSpec};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ldl_core::methods::{fit_closed_form, GradientTrainer};
+use ldl_core::{format, Model, Rng};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Arguments of `ldl train`.
+#[derive(Debug, Args, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Classes to learn: names, indices or index ranges, comma-separated (`0-7`, `0,3,5`,
+    /// `Walking,Running`). Default: every class of the data set.
+    #[arg(long)]
+    pub classes: Option<String>,
+    /// Training samples per class, drawn at random from the training split (from --seed).
+    /// Default: every training sample of each class.
+    #[arg(long)]
+    pub shots: Option<usize>,
+    /// Method: device (the mode for devices), closed[:K], o2md[:K], bd[:K], naive. The
+    /// baselines (logreg, mlp, 1nn, ncm) are not LDL models and cannot be exported.
+    #[arg(long, default_value = "device")]
+    pub method: String,
+    /// Seed of the sample draw and of the target.
+    #[arg(long, default_value_t = 2019)]
+    pub seed: u64,
+    /// Most classes the model may hold, i.e. room a device keeps for enrolling new ones
+    /// (default: the trained classes + 8, at most 64).
+    #[arg(long)]
+    pub capacity: Option<u16>,
+    /// Novelty threshold: a sample whose best-class distance is above it is "unknown".
+    #[arg(long, conflicts_with = "calibrate_threshold")]
+    pub threshold: Option<f32>,
+    /// Sets the threshold to this quantile (e.g. 0.99) of the training samples' own
+    /// best-class distances (nearest rank, on the samples before shift augmentation). The
+    /// training samples are close to their own class, so with few shots this threshold is
+    /// tight: expect some new samples of known classes to be called unknown.
+    #[arg(long, value_name = "Q")]
+    pub calibrate_threshold: Option<f64>,
+    /// Which samples --calibrate-threshold uses: `support` (the training samples the model
+    /// was fitted on, as above) or `heldout` (up to 100 other random training samples per
+    /// class, never fitted on: a threshold that accepts about Q of new samples of the known
+    /// classes; needs --shots).
+    #[arg(long, value_enum, default_value = "support", requires = "calibrate_threshold")]
+    pub calibrate_on: CalibrateOn,
+    /// Closed-form methods: keep at most this many directions per class (bounds the size of
+    /// the model and of classes a device enrolls; 0 = no limit).
+    #[arg(long)]
+    pub max_rank: Option<u16>,
+    /// Where to write the model file.
+    #[arg(long, short = 'o', value_name = "MODEL.ldlm")]
+    pub out: PathBuf,
+    /// Print a JSON summary on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The samples a threshold is calibrated on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CalibrateOn {
+    /// The training samples the model was fitted on.
+    Support,
+    /// Other training samples of the same classes (needs --shots).
+    Heldout,
+}
+
+/// Held-out samples per class for `--calibrate-on heldout`.
+pub const HELDOUT_PER_CLASS: usize = 100;
+
+/// A trained model and how it was obtained.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The model, ready to encode.
+    pub model: Model,
+    /// The method's name (as in reports).
+    pub method: String,
+    /// Data-set class names, in model class order.
+    pub class_names: Vec<String>,
+    /// Training-split row indices used, per class.
+    pub indices: Vec<Vec<usize>>,
+    /// Fraction of the training samples their own model classifies correctly.
+    pub train_accuracy: f64,
+    /// Where the threshold came from.
+    pub threshold_source: String,
+}
+
+/// Largest augmented support held in memory at once (device mode on every sample).
+const MAX_SUPPORT_BYTES: usize = 2 << 30;
+
+/// Fits the model `args` describe on `loaded` (no file written). Deterministic: the same
+/// arguments give the same model, bit for bit.
+pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
+    let train = &loaded.train;
+    let kind = args.data.dataset;
+    let spec = MethodSpec::parse(&args.method)?;
+    let classes = parse_classes(args.classes.as_deref(), &train.class_names)?;
+    if classes.len() > format::MAX_CLASSES {
+        bail!(
+            "{} classes selected: a model file holds at most {} (choose some with --classes)",
+            classes.len(),
+            format::MAX_CLASSES
+        );
+    }
+    let capacity = match args.capacity {
+        Some(c) if (c as usize) < classes.len() => {
+            bail!("--capacity {c} is less than the {} classes trained", classes.len())
+        }
+        Some(c) if c as usize > format::MAX_CLASSES => bail!("--capacity {c}: a model file holds at most {} classes", format::MAX_CLASSES),
+        Some(c) => c,
+        None => (classes.len() + 8).min(format::MAX_CLASSES) as u16,
+    };
+    let class_names: Vec<String> = classes.iter().map(|&c| train.class_names[c].clone()).collect();
+    let labels: Vec<String> = class_names.iter().map(|n| model_label(n)).collect();
+    for (i, l) in labels.iter().enumerate() {
+        if let Some(j) = labels[..i].iter().position(|o| o == l) {
+            bail!(
+                "classes {:?} and {:?} get the same model label {l:?} (labels are at most 16 bytes)",
+                class_names[j],
+                class_names[i]
+            );
+        }
+    }
+
+    // The support: `shots` random rows per class (or all), in raw form, then preprocessed.
+    let by_class = train.class_indices();
+    let mut indices = Vec::with_capacity(classes.len());
+    let mut heldout: Vec<usize> = Vec::new();
+    for &c in &classes {
+        let mut idx = by_class[c].clone();
+        if idx.is_empty() {
+            bail!("class {:?} has no training samples", train.class_names[c]);
+        }
+        if let Some(m) = args.shots {
+            if m == 0 {
+                bail!("--shots must be at least 1");
+            }
+            if idx.len() < m {
+                bail!(
+                    "class {:?} has {} training samples, --shots asks for {m}",
+                    train.class_names[c],
+                    idx.len()
+                );
+            }
+            let mut rng = Rng::derive(args.seed ^ 0x5452_4149_4E00, c as u64);
+            for i in 0..m {
+                let j = i + rng.below((idx.len() - i) as u32) as usize;
+                idx.swap(i, j);
+            }
+            let rest = &idx[m..idx.len().min(m + HELDOUT_PER_CLASS)];
+            heldout.extend_from_slice(rest);
+            idx.truncate(m);
+        }
+        indices.push(idx);
+    }
+
+    let shift = match &spec {
+        MethodSpec::ClosedForm { shift, .. } if *shift > 0 && train.image.is_none() => {
+            eprintln!("note: {} is not an image data set: no shift augmentation", super::kind_name(kind));
+            0
+        }
+        MethodSpec::ClosedForm { shift, .. } => *shift,
+        _ => 0,
+    };
+    let pp = preprocess_for(kind, train, shift);
+    let support: Vec<Vec<f32>> = indices
+        .iter()
+        .map(|idx| preprocessed(&pp, raw_rows(kind, train, idx.iter().copied())))
+        .collect::<Result<_>>()?;
+    let d = train.dim;
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+
+    let mut model = match &spec {
+        MethodSpec::ClosedForm { cfg, .. } => {
+            let mut cfg = *cfg;
+            if let Some(r) = args.max_rank {
+                cfg.fit.max_rank = r;
+            }
+            let aug;
+            let views: Vec<&[f32]> = if shift > 0 {
+                let total: usize = support.iter().map(|s| s.len()).sum::<usize>() * ldl_core::augment::shift_count(shift) * 4;
+                if total > MAX_SUPPORT_BYTES {
+                    bail!(
+                        "the shift-augmented support would take {} in memory: use --shots (e.g. 50)",
+                        super::human_bytes(total as u64)
+                    );
+                }
+                aug = augment_support(&support, train.image, shift)?;
+                aug.iter().map(Vec::as_slice).collect()
+            } else {
+                support.iter().map(Vec::as_slice).collect()
+            };
+            fit_closed_form(&views, d, &label_refs, &cfg, args.seed).context("closed-form fit")?
+        }
+        MethodSpec::Gradient(cfg) => {
+            if args.max_rank.is_some() {
+                bail!(
+                    "--max-rank applies to the closed-form methods (device, closed), not {}",
+                    spec.name()
+                );
+            }
+            let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
+            let mut tr = GradientTrainer::new(&views, d, &label_refs, cfg, args.seed).context("setting up the trainer")?;
+            let b = bar(cfg.epochs as u64, format!("{} epochs", spec.name()));
+            for e in 0..cfg.epochs {
+                tr.epoch().with_context(|| format!("training epoch {}", e + 1))?;
+                b.inc(1);
+            }
+            b.finish_and_clear();
+            tr.into_model()
+        }
+        other => bail!(
+            "method {:?} is a baseline, not an LDL model: it cannot be exported as a model file \
+             (use device, closed[:K], o2md[:K], bd[:K] or naive)",
+            other.name()
+        ),
+    };
+    model.capacity = capacity;
+    model.preprocess = pp;
+
+    // Distances of the (unaugmented) training samples: training accuracy and calibration.
+    let n: usize = indices.iter().map(Vec::len).sum();
+    let xs: Vec<f32> = support.concat();
+    let answers: Vec<usize> = indices
+        .iter()
+        .enumerate()
+        .flat_map(|(c, idx)| std::iter::repeat_n(c, idx.len()))
+        .collect();
+    let nc = classes.len();
+    let mut dist = vec![0.0f32; n * nc];
+    ldl_core::batch::distances(&model, &xs, n, &mut dist).context("scoring the training samples")?;
+    let (mut best_d, mut correct) = (Vec::with_capacity(n), 0usize);
+    for (row, &a) in dist.chunks_exact(nc).zip(&answers) {
+        let (b, v) = argmin(row);
+        best_d.push(v);
+        correct += usize::from(b == a);
+    }
+    let (threshold, threshold_source) = match (args.threshold, args.calibrate_threshold) {
+        (Some(t), _) => {
+            if !t.is_finite() || t < 0.0 {
+                bail!("--threshold must be a finite number >= 0");
+            }
+            (Some(t), "given".to_string())
+        }
+        (None, Some(q)) => {
+            if !(q > 0.0 && q <= 1.0) {
+                bail!("--calibrate-threshold takes a quantile in (0, 1], e.g. 0.99");
+            }
+            if args.calibrate_on == CalibrateOn::Support {
+                let t = quantile(&mut best_d, q);
+                (Some(t), format!("{q}-quantile of the {n} training samples' best-class distances"))
+            } else {
+                if heldout.is_empty() {
+                    bail!("--calibrate-on heldout needs training samples left over: give --shots below the class sizes");
+                }
+                let nh = heldout.len();
+                let xh = preprocessed(&pp, raw_rows(kind, train, heldout.iter().copied()))?;
+                let mut dh = vec![0.0f32; nh * nc];
+                ldl_core::batch::distances(&model, &xh, nh, &mut dh).context("scoring the held-out samples")?;
+                let mut bh: Vec<f32> = dh.chunks_exact(nc).map(|r| argmin(r).1).collect();
+                let t = quantile(&mut bh, q);
+                (
+                    Some(t),
+                    format!("{q}-quantile of {nh} held-out training samples' best-class distances"),
+                )
+            }
+        }
+        (None, None) => (None, "none".to_string()),
+    };
+    model.threshold = threshold;
+    model.validate().context("the trained model is inconsistent")?;
+    Ok(Trained {
+        model,
+        method: spec.name(),
+        class_names,
+        indices,
+        train_accuracy: correct as f64 / n as f64,
+        threshold_source,
+    })
+}
+
+/// Index and value of the smallest entry.
+pub fn argmin(row: &[f32]) -> (usize, f32) {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::INFINITY), |b, (i, &v)| if v < b.1 { (i, v) } else { b })
+}
+
+/// The `q`-quantile of `xs` by nearest rank: the smallest value with at least a fraction `q`
+/// of the values at or below it.
+pub fn quantile(xs: &mut [f32], q: f64) -> f32 {
+    xs.sort_by(f32::total_cmp);
+    let n = xs.len();
+    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+    xs[rank - 1]
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    out: String,
+    bytes: usize,
+    crc32: String,
+    method: &'a str,
+    dataset: &'static str,
+    classes: &'a [String],
+    labels: Vec<&'a str>,
+    samples_per_class: Vec<usize>,
+    seed: u64,
+    inputs: usize,
+    outputs: usize,
+    ranks: Vec<Option<usize>>,
+    capacity: u16,
+    threshold: Option<f32>,
+    threshold_source: &'a str,
+    preprocess: ldl_core::Preprocess,
+    fit: ldl_core::FitOptions,
+    train_accuracy: f64,
+}
+
+/// Runs `ldl train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let loaded = args.data.load()?;
+    let t = fit(&args, &loaded)?;
+    let bytes = format::encode(&t.model).context("encoding the model file")?;
+    std::fs::write(&args.out, &bytes).with_context(|| format!("{}: cannot write the model file", args.out.display()))?;
+    let crc = format::checksum(&bytes[..bytes.len() - format::CRC_LEN]);
+    let m = &t.model;
+    let ranks: Vec<Option<usize>> = m.members[0]
+        .predictors
+        .iter()
+        .map(|p| match p {
+            ldl_core::Predictor::Subspace(s) => Some(s.rank()),
+            ldl_core::Predictor::Dense(_) => None,
+        })
+        .collect();
+    let s = Summary {
+        out: args.out.display().to_string(),
+        bytes: bytes.len(),
+        crc32: format!("{crc:08x}"),
+        method: &t.method,
+        dataset: super::kind_name(args.data.dataset),
+        classes: &t.class_names,
+        labels: m.labels.iter().map(|l| l.as_str()).collect(),
+        samples_per_class: t.indices.iter().map(Vec::len).collect(),
+        seed: args.seed,
+        inputs: m.inputs(),
+        outputs: m.outputs(),
+        ranks,
+        capacity: m.capacity,
+        threshold: m.threshold,
+        threshold_source: &t.threshold_source,
+        preprocess: m.preprocess,
+        fit: m.fit,
+        train_accuracy: t.train_accuracy,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    let per: Vec<usize> = s.samples_per_class.clone();
+    let same = per.iter().all(|&x| x == per[0]);
+    println!(
+        "trained {} on {} classes {} ({} samples{}, seed {})",
+        s.method,
+        s.dataset,
+        s.labels.join(", "),
+        per.iter().sum::<usize>(),
+        if same { format!(", {} per class", per[0]) } else { String::new() },
+        s.seed
+    );
+    let target = if matches!(m.members[0].target, ldl_core::Target::Identity { .. }) {
+        "identity target"
+    } else {
+        "random linear target"
+    };
+    println!(
+        "  dims       d = {}, k = {} ({target}); capacity {}",
+        s.inputs, s.outputs, s.capacity
+    );
+    if s.ranks.iter().all(Option::is_some) {
+        let r: Vec<String> = s.ranks.iter().map(|r| r.unwrap_or(0).to_string()).collect();
+        println!("  ranks      {}", r.join(" "));
+    }
+    println!("  preprocess {}", super::inspect::describe_preprocess(&m.preprocess));
+    println!("  fit        {}", super::inspect::describe_fit(&m.fit));
+    match s.threshold {
+        Some(th) => println!("  threshold  {th:.6} ({})", s.threshold_source),
+        None => println!("  threshold  none (every sample gets its closest class)"),
+    }
+    println!("  training accuracy {:.4}", s.train_accuracy);
+    println!("wrote {}: {} bytes, CRC-32 {}", s.out, s.bytes, s.crc32);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_quantile() {
+        let mut xs = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(quantile(&mut xs, 1.0), 5.0);
+        assert_eq!(quantile(&mut xs, 0.99), 5.0);
+        assert_eq!(quantile(&mut xs, 0.8), 4.0);
+        assert_eq!(quantile(&mut xs, 0.5), 3.0);
+        assert_eq!(quantile(&mut xs, 0.01), 1.0);
+    }
+}

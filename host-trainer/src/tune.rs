@@ -1,0 +1,365 @@
+//! `ldl tune`: the validation sweep that fixed the device mode's hyper-parameters
+//! ([`crate::experiment::device_mode`]), rerunnable.
+//!
+//! MNIST only, and only its training split (the test split is never loaded): supports are
+//! drawn from training images `0..50000`, the queries are all of training images
+//! `50000..60000`. 10-way, 5 trials per (setting, shots), closed-form fits (no epochs), over
+//! shift {0, 1, 2} x ridge {0, 10, 100, 300} x affine {yes, no} x k {0 = identity, 256}, at
+//! 1, 5 and 10 shots, `min_weight` 0.1 throughout. A setting's score is its mean accuracy
+//! over the shots; the table is sorted by it and marks the device mode's setting.
+
+use crate::cli::bar;
+use crate::data::{self, Dataset};
+use crate::experiment::{augment_support, device_mode, mean_ci95, MethodSpec};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ldl_core::methods::{fit_closed_form, ClosedFormConfig};
+use ldl_core::{FitOptions, Rng};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// First training image used as a validation query; supports come from the ones before.
+pub const VALIDATION_START: usize = 50_000;
+/// MNIST's training split.
+pub const TRAIN_LEN: usize = 60_000;
+
+/// Arguments of `ldl tune`.
+#[derive(Debug, Args, Clone)]
+pub struct TuneArgs {
+    /// A first look: shift {0, 2}, ridge {0, 100}, affine no, k {0, 256}, 2 trials.
+    #[arg(long)]
+    pub quick: bool,
+    /// Trials per (setting, shots) (default 5; 2 with --quick).
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// Shots per class.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
+    pub shots: Vec<usize>,
+    /// Seed of the episodes and targets.
+    #[arg(long, default_value_t = 2019)]
+    pub seed: u64,
+    /// MNIST folder (default: data/mnist); only the training files are read.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One point of the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Setting {
+    /// Shift augmentation, pixels.
+    pub shift: u8,
+    /// Ridge.
+    pub ridge: f32,
+    /// Affine subspaces.
+    pub affine: bool,
+    /// Target outputs (0 = identity).
+    pub k: usize,
+}
+
+impl Setting {
+    fn config(&self) -> ClosedFormConfig {
+        ClosedFormConfig {
+            k: self.k,
+            fit: FitOptions {
+                ridge: self.ridge,
+                affine: self.affine,
+                min_weight: 0.1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// The device mode's setting, as [`device_mode`] defines it.
+pub fn chosen() -> Setting {
+    match device_mode(None) {
+        MethodSpec::ClosedForm { cfg, shift } => Setting {
+            shift,
+            ridge: cfg.fit.ridge,
+            affine: cfg.fit.affine,
+            k: cfg.k,
+        },
+        _ => unreachable!("the device mode is a closed form"),
+    }
+}
+
+/// The grid (`quick`: a subset).
+pub fn grid(quick: bool) -> Vec<Setting> {
+    let (shifts, ridges, affines, ks): (&[u8], &[f32], &[bool], &[usize]) = if quick {
+        (&[0, 2], &[0.0, 100.0], &[false], &[0, 256])
+    } else {
+        (&[0, 1, 2], &[0.0, 10.0, 100.0, 300.0], &[true, false], &[0, 256])
+    };
+    let mut out = Vec::new();
+    for &shift in shifts {
+        for &ridge in ridges {
+            for &affine in affines {
+                for &k in ks {
+                    out.push(Setting { shift, ridge, affine, k });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One validation episode: row indices into MNIST's training split.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Shots per class.
+    pub shots: usize,
+    /// Trial.
+    pub trial: usize,
+    /// Support rows of each class `0..classes`, all `< VALIDATION_START`.
+    pub support: Vec<Vec<usize>>,
+    /// Query rows: `VALIDATION_START..labels.len()`.
+    pub queries: Vec<usize>,
+}
+
+/// The episodes of the sweep, from the training labels alone: supports drawn per class from
+/// rows `0..VALIDATION_START`, queries every row from `VALIDATION_START` on.
+pub fn plan(labels: &[u32], classes: usize, shots: &[usize], trials: usize, seed: u64) -> Result<Vec<Plan>> {
+    if labels.len() <= VALIDATION_START {
+        bail!(
+            "the training split has {} images, the sweep needs more than {VALIDATION_START}",
+            labels.len()
+        );
+    }
+    let mut pool = vec![Vec::new(); classes];
+    for (i, &l) in labels[..VALIDATION_START].iter().enumerate() {
+        pool[l as usize].push(i);
+    }
+    let queries: Vec<usize> = (VALIDATION_START..labels.len()).collect();
+    let mut out = Vec::new();
+    for &m in shots {
+        for t in 0..trials {
+            let mut rng = Rng::derive(seed ^ 0x5455_4E45, (m * 1000 + t) as u64);
+            let mut support = Vec::with_capacity(classes);
+            for (c, p) in pool.iter().enumerate() {
+                if p.len() < m {
+                    bail!("class {c} has {} images before {VALIDATION_START}, {m} shots asked", p.len());
+                }
+                let mut idx = p.clone();
+                for i in 0..m {
+                    let j = i + rng.below((idx.len() - i) as u32) as usize;
+                    idx.swap(i, j);
+                }
+                idx.truncate(m);
+                support.push(idx);
+            }
+            out.push(Plan {
+                shots: m,
+                trial: t,
+                support,
+                queries: queries.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One setting's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The setting.
+    pub setting: Setting,
+    /// The device mode's setting.
+    pub chosen: bool,
+    /// Per shots: (shots, mean, 95% half-width, every trial's accuracy).
+    pub cells: Vec<Cell>,
+    /// Mean of the cells' means.
+    pub mean: f64,
+}
+
+/// One (setting, shots) cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// Shots.
+    pub shots: usize,
+    /// Mean accuracy.
+    pub mean: f64,
+    /// 95% half-width.
+    pub ci95: f64,
+    /// Accuracies.
+    pub trials: Vec<f64>,
+}
+
+/// Runs the sweep on `train` (MNIST's training split).
+pub fn sweep(train: &Dataset, settings: &[Setting], shots: &[usize], trials: usize, seed: u64, show: bool) -> Result<Vec<Row>> {
+    if train.len() != TRAIN_LEN {
+        bail!("expected MNIST's {TRAIN_LEN} training images, found {}", train.len());
+    }
+    let plans = plan(&train.labels, train.num_classes(), shots, trials, seed)?;
+    let d = train.dim;
+    let q = &plans[0].queries;
+    let mut queries = Vec::with_capacity(q.len() * d);
+    for &i in q {
+        queries.extend_from_slice(train.row(i));
+    }
+    let answers: Vec<usize> = q.iter().map(|&i| train.labels[i] as usize).collect();
+    let labels: Vec<String> = train.class_names.clone();
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let mut acc = vec![vec![Vec::new(); shots.len()]; settings.len()];
+    let b = bar((plans.len() * settings.len()) as u64, "tune".into());
+    if !show {
+        b.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut shifts: Vec<u8> = settings.iter().map(|s| s.shift).collect();
+    shifts.sort_unstable();
+    shifts.dedup();
+    for p in &plans {
+        let si = shots.iter().position(|&s| s == p.shots).unwrap_or(0);
+        let support: Vec<Vec<f32>> = p
+            .support
+            .iter()
+            .map(|idx| idx.iter().flat_map(|&i| train.row(i).iter().copied()).collect())
+            .collect();
+        let mseed = Rng::derive(seed ^ 0x4D45_5448, p.trial as u64).next_u64();
+        for &shift in &shifts {
+            let aug = if shift > 0 {
+                augment_support(&support, train.image, shift)?
+            } else {
+                support.clone()
+            };
+            let views: Vec<&[f32]> = aug.iter().map(Vec::as_slice).collect();
+            for (j, s) in settings.iter().enumerate().filter(|(_, s)| s.shift == shift) {
+                b.set_message(format!("{}-shot shift {} ridge {} k {}", p.shots, s.shift, s.ridge, s.k));
+                let model = fit_closed_form(&views, d, &label_refs, &s.config(), mseed).with_context(|| format!("fitting {s:?}"))?;
+                let pred = ldl_core::batch::predict(&model, &queries, answers.len())?;
+                let ok = pred.iter().zip(&answers).filter(|(a, b)| a == b).count();
+                acc[j][si].push(ok as f64 / answers.len() as f64);
+                b.inc(1);
+            }
+        }
+    }
+    b.finish_and_clear();
+    let chosen = chosen();
+    let mut rows: Vec<Row> = settings
+        .iter()
+        .zip(acc)
+        .map(|(s, per)| {
+            let cells: Vec<Cell> = shots
+                .iter()
+                .zip(per)
+                .map(|(&m, t)| {
+                    let (mean, ci95) = mean_ci95(&t);
+                    Cell {
+                        shots: m,
+                        mean,
+                        ci95,
+                        trials: t,
+                    }
+                })
+                .collect();
+            let mean = cells.iter().map(|c| c.mean).sum::<f64>() / cells.len() as f64;
+            Row {
+                setting: *s,
+                chosen: *s == chosen,
+                cells,
+                mean,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.mean.total_cmp(&a.mean));
+    Ok(rows)
+}
+
+/// Runs `ldl tune`.
+pub fn run(args: TuneArgs) -> Result<()> {
+    let dir = args.data.clone().unwrap_or_else(|| crate::repo_root().join("data/mnist"));
+    let train = data::load_mnist(&dir, data::Split::Train)?;
+    let trials = args.trials.unwrap_or(if args.quick { 2 } else { 5 });
+    if trials == 0 || args.shots.is_empty() {
+        bail!("--trials and --shots must not be empty or zero");
+    }
+    let settings = grid(args.quick);
+    let t0 = std::time::Instant::now();
+    let rows = sweep(&train, &settings, &args.shots, trials, args.seed, true)?;
+    let secs = t0.elapsed().as_secs_f64();
+    if args.json {
+        let v = serde_json::json!({
+            "validation": {"support_rows": [0, VALIDATION_START], "query_rows": [VALIDATION_START, TRAIN_LEN], "split": "train"},
+            "trials": trials, "shots": args.shots, "seed": args.seed, "seconds": secs,
+            "chosen": chosen(), "rows": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "validation sweep: MNIST train images 0..{VALIDATION_START} as supports, {VALIDATION_START}..{TRAIN_LEN} as queries, 10-way, {trials} trials, {} settings, {secs:.0} s",
+        settings.len()
+    );
+    print!("  {:>5} {:>6} {:>6} {:>5}", "shift", "ridge", "affine", "k");
+    for m in &args.shots {
+        print!(" {:>15}", format!("{m}-shot"));
+    }
+    println!(" {:>7}", "mean");
+    for r in &rows {
+        let s = r.setting;
+        print!(
+            "{} {:>5} {:>6} {:>6} {:>5}",
+            if r.chosen { "*" } else { " " },
+            s.shift,
+            s.ridge,
+            if s.affine { "yes" } else { "no" },
+            if s.k == 0 { "id".to_string() } else { s.k.to_string() }
+        );
+        for c in &r.cells {
+            print!(" {:>15}", format!("{:.4} ±{:.4}", c.mean, c.ci95));
+        }
+        println!(" {:>7.4}", r.mean);
+    }
+    let best = &rows[0];
+    match rows.iter().position(|r| r.chosen) {
+        Some(0) => println!("* = the device mode's setting (experiment::device_mode): the best on validation"),
+        Some(i) => println!(
+            "* = the device mode's setting (experiment::device_mode): rank {} of {}, {:.4} below the best ({:?})",
+            i + 1,
+            rows.len(),
+            best.mean - rows[i].mean,
+            best.setting
+        ),
+        None => println!("(the device mode's setting {:?} is not in this grid)", chosen()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_holds_the_device_mode() {
+        assert_eq!(grid(false).len(), 48);
+        assert!(grid(false).contains(&chosen()));
+        assert!(grid(true).contains(&chosen()));
+    }
+
+    #[test]
+    fn validation_never_touches_the_test_split_or_mixes_rows() {
+        let labels: Vec<u32> = (0..TRAIN_LEN as u32).map(|i| (i * 7 + i / 13) % 10).collect();
+        let plans = plan(&labels, 10, &[1, 5, 10], 5, 2019).unwrap();
+        assert_eq!(plans.len(), 15);
+        for p in &plans {
+            assert_eq!(p.queries, (VALIDATION_START..TRAIN_LEN).collect::<Vec<_>>());
+            assert_eq!(p.support.len(), 10);
+            for (c, s) in p.support.iter().enumerate() {
+                assert_eq!(s.len(), p.shots);
+                assert!(s.iter().all(|&i| i < VALIDATION_START && labels[i] as usize == c));
+                let mut u = s.clone();
+                u.sort_unstable();
+                u.dedup();
+                assert_eq!(u.len(), s.len());
+            }
+        }
+        // Reproducible, and trials differ.
+        let again = plan(&labels, 10, &[1, 5, 10], 5, 2019).unwrap();
+        assert_eq!(plans[3].support, again[3].support);
+        assert_ne!(plans[5].support, plans[6].support);
+        assert!(plan(&labels[..VALIDATION_START], 10, &[1], 1, 0).is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! End-to-end tests of the model commands through the built `ldl` binary: train -> file ->
+//! inspect / eval / predict, bad files, the budget check, tune.
+
+use ldl_host::cli::{DataArgs, DatasetKind};
+use ldl_host::models::train::{fit, TrainArgs};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ldl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ldl")).args(args).output().expect("run ldl")
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = ldl(args);
+    assert!(
+        out.status.success(),
+        "ldl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ldl {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn mnist() -> DataArgs {
+    DataArgs {
+        dataset: DatasetKind::Mnist,
+        data: None,
+        test: None,
+        rotations: false,
+    }
+}
+
+#[test]
+fn train_file_inspect_eval_predict_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.ldlm");
+    let t = ok_json(&[
+        "train",
+        "--classes",
+        "0-2",
+        "--shots",
+        "5",
+        "--method",
+        "device",
+        "--seed",
+        "7",
+        "--out",
+        s(&path),
+        "--json",
+    ]);
+    assert_eq!(t["labels"], serde_json::json!(["0", "1", "2"]));
+    assert_eq!(t["samples_per_class"], serde_json::json!([5, 5, 5]));
+
+    // The same model in memory, from the library: the file holds exactly it.
+    let loaded = mnist().load().unwrap();
+    let args = TrainArgs {
+        data: mnist(),
+        classes: Some("0-2".into()),
+        shots: Some(5),
+        method: "device".into(),
+        seed: 7,
+        capacity: None,
+        threshold: None,
+        calibrate_threshold: None,
+        calibrate_on: ldl_host::models::train::CalibrateOn::Support,
+        max_rank: None,
+        out: path.clone(),
+        json: false,
+    };
+    let trained = fit(&args, &loaded).unwrap();
+    let model = trained.model;
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(ldl_core::format::decode(&bytes).unwrap(), model);
+    assert!(trained.indices.iter().flatten().all(|&i| i < loaded.train.len()));
+
+    // The documented preprocessing: raw MNIST bytes 0..255, scale 1/255, 28x28, shift 2.
+    let pp = model.preprocess;
+    assert_eq!(pp.scale, 1.0 / 255.0);
+    assert_eq!(pp.offset, 0.0);
+    assert_eq!(
+        pp.image,
+        Some(ldl_core::ImageSpec {
+            width: 28,
+            height: 28,
+            source_width: 0,
+            source_height: 0
+        })
+    );
+    assert_eq!(pp.shift, 2);
+    assert_eq!(model.capacity, 11);
+    match ldl_host::experiment::device_mode(None) {
+        ldl_host::experiment::MethodSpec::ClosedForm { cfg, .. } => assert_eq!(model.fit, cfg.fit),
+        _ => unreachable!(),
+    }
+
+    // inspect: header, labels, dims, size, CRC.
+    let i = ok_json(&["inspect", s(&path), "--json", "--flash", "16M", "--ram", "64M"]);
+    assert_eq!(i["labels"], serde_json::json!(["0", "1", "2"]));
+    assert_eq!(i["inputs"], 784);
+    assert_eq!(i["outputs"], 784);
+    assert_eq!(i["target"], "identity");
+    assert_eq!(i["format_version"], 1);
+    assert_eq!(i["bytes"], bytes.len());
+    let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap());
+    assert_eq!(i["crc32"], format!("{crc:08x}"));
+    assert_eq!(i["preprocess"]["shift"], 2);
+    assert_eq!(i["entries"].as_array().unwrap().len(), 3);
+    assert!(i["entries"][0]["rank"].as_u64().unwrap() > 5);
+    assert_eq!(i["budget"]["fits"], true);
+
+    // eval equals the accuracy computed directly with the in-memory model on the test split.
+    let test = loaded.test.as_ref().unwrap();
+    let (mut xs, mut truth) = (Vec::new(), Vec::new());
+    for r in 0..test.len() {
+        let l = test.labels[r] as usize;
+        if l <= 2 {
+            xs.extend(test.row(r).iter().map(|v| (v * 255.0).round() * (1.0f32 / 255.0)));
+            truth.push(l);
+        }
+    }
+    let pred = ldl_core::batch::predict(&model, &xs, truth.len()).unwrap();
+    let correct = pred.iter().zip(&truth).filter(|(a, b)| a == b).count();
+    let e = ok_json(&["eval", s(&path), "--json"]);
+    assert_eq!(e["known"], truth.len());
+    assert_eq!(e["correct"], correct);
+    assert_eq!(e["unknown_expected"], 10_000 - truth.len());
+    assert!((e["accuracy"].as_f64().unwrap() - correct as f64 / truth.len() as f64).abs() < 1e-12);
+    assert!(e["accuracy"].as_f64().unwrap() > 0.85, "{}", e["accuracy"]);
+    let per: usize = e["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["correct"].as_u64().unwrap() as usize)
+        .sum();
+    assert_eq!(per, correct);
+
+    // The batch path equals one-at-a-time classify (the device's path) on a few samples.
+    let d = 784;
+    let mut scratch = vec![0.0; ldl_core::classify::scratch_len(&model).unwrap()];
+    let mut dist = vec![0.0; 3];
+    let mut bd = vec![0.0; 3];
+    for j in (0..truth.len()).step_by(97) {
+        let x = &xs[j * d..(j + 1) * d];
+        let c = ldl_core::classify(&model, x, None, &mut scratch, &mut dist).unwrap();
+        assert_eq!(c.best, pred[j], "sample {j}");
+        ldl_core::batch::distances(&model, x, 1, &mut bd).unwrap();
+        for (a, b) in dist.iter().zip(&bd) {
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{a} vs {b}");
+        }
+    }
+
+    // predict: the first test images, as the device would see them.
+    let p = ok_json(&["predict", s(&path), "--mnist-test", "1", "2", "--json"]);
+    let p = p.as_array().unwrap();
+    assert_eq!(p.len(), 2);
+    assert_eq!(p[0]["expected"], "2");
+    assert_eq!(p[0]["distances"].as_object().unwrap().len(), 3);
+    assert_eq!(p[0]["unknown"], false);
+    let first = test
+        .row(1)
+        .iter()
+        .map(|v| (v * 255.0).round() * (1.0f32 / 255.0))
+        .collect::<Vec<_>>();
+    let c = ldl_core::classify(&model, &first, None, &mut scratch, &mut dist).unwrap();
+    assert_eq!(p[0]["best"], model.labels[c.best].as_str());
+    assert_eq!(p[0]["novelty"].as_f64().unwrap() as f32, c.novelty);
+}
+
+/// A small valid model file, made in process.
+fn small_model(dir: &Path) -> PathBuf {
+    let xs: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin()).collect();
+    let cfg = ldl_core::methods::ClosedFormConfig {
+        k: 4,
+        ..Default::default()
+    };
+    let m = ldl_core::methods::fit_closed_form(&[&xs[..20], &xs[20..]], 4, &["a", "b"], &cfg, 1).unwrap();
+    let p = dir.join("small.ldlm");
+    std::fs::write(&p, ldl_core::format::encode(&m).unwrap()).unwrap();
+    p
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = ldl(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "ldl {args:?}: {err}");
+    assert!(!err.contains("panicked"), "ldl {args:?} panicked: {err}");
+    for n in needles {
+        assert!(err.contains(n), "ldl {args:?}: {n:?} not in: {err}");
+    }
+}
+
+#[test]
+fn bad_model_files_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = small_model(dir.path());
+    assert!(ldl(&["inspect", s(&good)]).status.success());
+    let bytes = std::fs::read(&good).unwrap();
+
+    let corrupt = dir.path().join("corrupt.ldlm");
+    let mut b = bytes.clone();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(&corrupt, &b).unwrap();
+    let truncated = dir.path().join("truncated.ldlm");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 7]).unwrap();
+    let other = dir.path().join("notes.txt");
+    std::fs::write(&other, b"these are not the weights you are looking for").unwrap();
+    let missing = dir.path().join("missing.ldlm");
+
+    for cmd in [&["inspect"][..], &["eval"][..], &["predict", "--mnist-test", "0"][..]] {
+        let with = |p: &Path| {
+            let mut a: Vec<&str> = vec![cmd[0]];
+            a.push(s(p));
+            a.extend_from_slice(&cmd[1..]);
+            a.iter().map(|x| x.to_string()).collect::<Vec<_>>()
+        };
+        let run = |p: &Path, needles: &[&str]| {
+            let a = with(p);
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            fails_with(&a, needles);
+        };
+        run(&corrupt, &[s(&corrupt), "CRC"]);
+        run(&truncated, &[s(&truncated), "truncated"]);
+        run(&other, &[s(&other), "magic"]);
+        run(&missing, &[s(&missing), "cannot read"]);
+    }
+}
+
+#[test]
+fn budget_check_fails_for_a_too_large_model_on_the_nrf52840dk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.ldlm");
+    ok_json(&[
+        "train",
+        "--classes",
+        "0-9",
+        "--shots",
+        "10",
+        "--capacity",
+        "10",
+        "--out",
+        s(&path),
+        "--json",
+    ]);
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size > 640 * 1024, "{size}");
+    let out = ldl(&["inspect", s(&path), "--board", "nrf52840dk", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["budget"]["flash_fits"], false);
+    assert_eq!(r["budget"]["flash"], 0xA0000);
+    assert_eq!(r["budget"]["fits"], false);
+    let text = String::from_utf8_lossy(&ldl(&["inspect", s(&path)]).stdout).to_string();
+    assert!(text.contains("DOES NOT FIT"), "{text}");
+    // Full capacity: no enrollment; a larger budget fits.
+    let ok = ldl(&["inspect", s(&path), "--flash", "8M", "--ram", "1M"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let ram = ldl(&["inspect", s(&path), "--flash", "8M", "--ram", "1K"]);
+    assert_eq!(ram.status.code(), Some(2));
+    fails_with(&["inspect", s(&path), "--board", "esp32"], &["esp32", "nrf52840dk"]);
+}
+
+#[test]
+fn baselines_and_bad_arguments_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.ldlm");
+    fails_with(
+        &["train", "--classes", "0-1", "--shots", "2", "--method", "logreg", "--out", s(&out)],
+        &["logreg", "cannot be exported"],
+    );
+    fails_with(
+        &["train", "--classes", "0,11", "--shots", "2", "--out", s(&out)],
+        &["11", "out of range"],
+    );
+    fails_with(
+        &["train", "--classes", "0-3", "--capacity", "2", "--shots", "2", "--out", s(&out)],
+        &["--capacity 2"],
+    );
+    assert!(!out.exists());
+    for c in ["train", "inspect", "eval", "predict", "tune"] {
+        let h = ldl(&[c, "--help"]);
+        assert!(h.status.success() && h.stdout.len() > 200, "{c} --help");
+    }
+}
+
+#[test]
+fn tune_runs_on_validation_rows_only() {
+    let v = ok_json(&["tune", "--quick", "--trials", "1", "--shots", "1", "--json"]);
+    assert_eq!(v["validation"]["split"], "train");
+    assert_eq!(v["validation"]["query_rows"], serde_json::json!([50000, 60000]));
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.iter().filter(|r| r["chosen"] == true).count(), 1);
+    let means: Vec<f64> = rows.iter().map(|r| r["mean"].as_f64().unwrap()).collect();
+    assert!(means.windows(2).all(|w| w[0] >= w[1]), "{means:?}");
+    assert!(means[0] > 0.3 && means[0] < 1.0);
+}
+
+#[test]
+fn thresholds_are_calibrated_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.ldlm");
+    let common = [
+        "train",
+        "--classes",
+        "0-2",
+        "--shots",
+        "5",
+        "--out",
+        s(&path),
+        "--json",
+        "--calibrate-threshold",
+    ];
+    // On the support: a sample of the support itself is within the threshold (Q = 1).
+    let t = ok_json(&[&common[..], &["1.0"]].concat());
+    let th = t["threshold"].as_f64().unwrap();
+    assert!(th > 0.0);
+    let e = ok_json(&["eval", s(&path), "--json"]);
+    assert!(e["rejected_known"].as_u64().unwrap() > 0);
+    // Held out: about Q of new samples of the known classes are accepted.
+    let t = ok_json(&[&common[..], &["0.95", "--calibrate-on", "heldout"]].concat());
+    assert!(t["threshold_source"].as_str().unwrap().contains("300 held-out"));
+    let e = ok_json(&["eval", s(&path), "--json"]);
+    let rejected = e["rejected_known"].as_u64().unwrap() as f64 / e["known"].as_u64().unwrap() as f64;
+    assert!(rejected > 0.01 && rejected < 0.15, "{rejected}");
+    assert!(e["unknown_detected"].as_u64().unwrap() > 0);
+}
