@@ -65,6 +65,10 @@ pub struct DataArgs {
     /// Omniglot: add rotations by 90, 180, 270 degrees as new classes.
     #[arg(long)]
     pub rotations: bool,
+    /// MNIST: choose hyper-parameters without the test split: supports from training
+    /// images 0..50000, queries from 50000..60000 (the split `ldl tune` uses).
+    #[arg(long)]
+    pub validation: bool,
 }
 
 /// Loaded data: training split, optional test split.
@@ -80,6 +84,15 @@ impl DataArgs {
     pub fn load(&self) -> Result<Loaded> {
         let root = crate::repo_root();
         Ok(match self.dataset {
+            DatasetKind::Mnist if self.validation => {
+                let dir = self.data.clone().unwrap_or_else(|| root.join("data/mnist"));
+                let all = data::load_mnist(&dir, data::Split::Train)?;
+                let split = crate::tune::VALIDATION_START;
+                Loaded {
+                    train: all.subset(&(0..split).collect::<Vec<_>>()),
+                    test: Some(all.subset(&(split..all.len()).collect::<Vec<_>>())),
+                }
+            }
             DatasetKind::Mnist => {
                 let dir = self.data.clone().unwrap_or_else(|| root.join("data/mnist"));
                 Loaded {

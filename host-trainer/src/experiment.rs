@@ -36,11 +36,26 @@ impl MethodSpec {
     /// Short name used on the command line and in reports.
     pub fn name(&self) -> String {
         match self {
-            MethodSpec::Gradient(c) => match c.method {
-                ldl_core::Method::O2md => format!("o2md-k{}", c.k),
-                ldl_core::Method::Bd => format!("bd-k{}", c.k),
-                _ => "naive".into(),
-            },
+            MethodSpec::Gradient(c) => {
+                let base = match c.method {
+                    ldl_core::Method::O2md => format!("o2md-k{}", c.k),
+                    ldl_core::Method::Bd => format!("bd-k{}", c.k),
+                    _ => "naive".into(),
+                };
+                let paper = match c.method {
+                    ldl_core::Method::O2md => GradientConfig::o2md_paper(c.k),
+                    ldl_core::Method::Bd => GradientConfig::bd_paper(c.k),
+                    _ => GradientConfig::naive_paper(),
+                };
+                let mut name = base;
+                if let (ldl_core::Optimizer::Adam { lr, .. }, true) = (c.predictor_step.optimizer, c.predictor_step != paper.predictor_step) {
+                    name += &format!("-lr{lr:e}");
+                }
+                if c.epochs != paper.epochs {
+                    name += &format!("-e{}", c.epochs);
+                }
+                name
+            }
             MethodSpec::ClosedForm { cfg, shift } => {
                 let t = if cfg.k == 0 { "id".to_string() } else { format!("k{}", cfg.k) };
                 if *shift > 0 {
@@ -60,14 +75,30 @@ impl MethodSpec {
     /// devices), `logreg`, `mlp`, `1nn`, `ncm`; `o2md`, `bd` and `closed` take `:K` (e.g.
     /// `o2md:784`).
     pub fn parse(s: &str) -> Result<Self> {
-        let (name, k) = match s.split_once(':') {
-            Some((n, k)) => (n, Some(k.parse::<usize>().with_context(|| format!("bad k in method {s:?}"))?)),
-            None => (s, None),
+        let mut parts = s.split(':');
+        let name = parts.next().unwrap_or_default();
+        fn field(p: Option<&str>) -> Option<&str> {
+            p.filter(|v| !v.is_empty())
+        }
+        let k = field(parts.next()).map(|v| v.parse::<usize>().with_context(|| format!("bad k in method {s:?}"))).transpose()?;
+        // Gradient methods also take :LR:EPOCHS (e.g. `o2md:784:1e-4:10`, `naive::1e-4:10`),
+        // the authors' grid.
+        let lr = field(parts.next()).map(|v| v.parse::<f32>().with_context(|| format!("bad learning rate in method {s:?}"))).transpose()?;
+        let epochs = field(parts.next()).map(|v| v.parse::<usize>().with_context(|| format!("bad epochs in method {s:?}"))).transpose()?;
+        let grad = |mut c: GradientConfig| {
+            if let Some(lr) = lr {
+                c.predictor_step.optimizer = ldl_core::Optimizer::adam(lr);
+                c.target_step.optimizer = ldl_core::Optimizer::adam(lr);
+            }
+            if let Some(e) = epochs {
+                c.epochs = e;
+            }
+            MethodSpec::Gradient(c)
         };
         Ok(match name {
-            "o2md" => MethodSpec::Gradient(GradientConfig::o2md_paper(k.unwrap_or(2000))),
-            "bd" => MethodSpec::Gradient(GradientConfig::bd_paper(k.unwrap_or(2000))),
-            "naive" => MethodSpec::Gradient(GradientConfig::naive_paper()),
+            "o2md" => grad(GradientConfig::o2md_paper(k.unwrap_or(2000))),
+            "bd" => grad(GradientConfig::bd_paper(k.unwrap_or(2000))),
+            "naive" => grad(GradientConfig::naive_paper()),
             "closed" => MethodSpec::ClosedForm {
                 cfg: ClosedFormConfig {
                     k: k.unwrap_or(256),

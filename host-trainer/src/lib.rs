@@ -3,6 +3,7 @@
 pub mod baselines;
 pub mod cli;
 pub mod data;
+pub mod device;
 pub mod experiment;
 pub mod models;
 pub mod plot;

@@ -109,6 +109,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         data: a.data.clone(),
         test: None,
         rotations: false,
+        validation: false,
     };
     eprintln!("loading MNIST ...");
     let loaded: Loaded = data.load()?;
