@@ -27,6 +27,9 @@ cargo build -p ldl-core --target thumbv7em-none-eabihf --release --features defm
 step "docs (missing docs are errors in the core)"
 RUSTDOCFLAGS="-D warnings" cargo doc -p ldl-core --no-deps --features std
 
+step "firmware build (QEMU board; the cross-crate tests in tests/ boot it)"
+(cd firmware && cargo build --release)
+
 step "host tests"
 cargo test --workspace
 # The core once more with its parallel paths (what the trainer runs).

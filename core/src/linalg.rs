@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 /// Dot product with 8 interleaved accumulators: vectorises on the host, hides FPU latency on
 /// a Cortex-M, and keeps the same summation order on both.
+#[cfg(not(target_arch = "arm"))]
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -28,6 +29,41 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         tail += x * y;
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Dot product with 8 interleaved accumulators, for Arm (Cortex-M): the same summation
+/// order as the generic version (accumulator `i` takes elements `i, i + 8, ...`, then the
+/// tail, then the same pairwise sum), so host and device give the same bits, written so that
+/// the accumulators live in registers and the loop has no bounds checks even at
+/// `opt-level = "s"`: 3.6 instructions per multiply-accumulate on a Cortex-M4F instead of
+/// 13.2 (`firmware/bench.sh`). Each `+= x * y` stays a rounded multiply then a rounded add
+/// (`vmla.f32`, not the fused `vfma`), as on the host.
+#[cfg(target_arch = "arm")]
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    let (mut s0, mut s1, mut s2, mut s3) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+    let (mut s4, mut s5, mut s6, mut s7) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in ca.iter().zip(cb) {
+        let [x0, x1, x2, x3, x4, x5, x6, x7] = *x;
+        let [y0, y1, y2, y3, y4, y5, y6, y7] = *y;
+        s0 += x0 * y0;
+        s1 += x1 * y1;
+        s2 += x2 * y2;
+        s3 += x3 * y3;
+        s4 += x4 * y4;
+        s5 += x5 * y5;
+        s6 += x6 * y6;
+        s7 += x7 * y7;
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7)) + tail
 }
 
 /// Squared Euclidean norm.

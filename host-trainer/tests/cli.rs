@@ -31,6 +31,7 @@ fn mnist() -> DataArgs {
         data: None,
         test: None,
         rotations: false,
+        validation: false,
     }
 }
 

@@ -296,7 +296,10 @@ impl<T: Read + Write> DeviceClient<T> {
                     Ok(r) => Ok(r),
                     Err(e) => match e.kind {
                         FrameError::Version(v) => Err(DeviceError::VersionMismatch { device: v, host: VERSION }),
-                        k => Err(DeviceError::Garbage(format!("undecodable reply frame ({k:?}, {} bytes)", frame.len()))),
+                        k => Err(DeviceError::Garbage(format!(
+                            "undecodable reply frame ({k:?}, {} bytes)",
+                            frame.len()
+                        ))),
                     },
                 };
             }
@@ -584,11 +587,22 @@ mod tests {
         let e = c.forget("a").unwrap_err();
         assert!(matches!(e, DeviceError::Device(ErrorCode::UNKNOWN_CLASS)), "{e}");
         assert!(e.to_string().contains("unknown class"), "{e}");
-        assert!(matches!(c.enroll("this label is far too long", &[&s]), Err(DeviceError::Invalid(_))));
+        assert!(matches!(
+            c.enroll("this label is far too long", &[&s]),
+            Err(DeviceError::Invalid(_))
+        ));
         // ids increase, and a raw garbage frame gets an error reply with id 0.
         c.send_raw(b"\x09garbage!\x00").unwrap();
         let (id, r) = c.recv(Duration::from_secs(1)).unwrap();
-        assert_eq!((id, r), (0, Response::Error { code: ErrorCode::FRAME_CRC }));
+        assert_eq!(
+            (id, r),
+            (
+                0,
+                Response::Error {
+                    code: ErrorCode::FRAME_CRC
+                }
+            )
+        );
         assert_eq!(c.info().unwrap().classes, 2);
         drop(c);
         h.join().unwrap();

@@ -1,0 +1,504 @@
+//! The firmware in QEMU against the host core, over the real serial protocol (TCP loopback):
+//!
+//! * (a) 1,000 MNIST test images: every device answer (class, distances, novelty, unknown)
+//!   equals the host core's on the same model file, and the accuracies are equal;
+//! * (b) digits 5-9 enrolled on the device (5 shots, shift augmentation) give the same
+//!   classes as enrolling them with the core on the host, and survive a QEMU restart with the
+//!   same store file;
+//! * (c) garbage, truncated, corrupted and overlong frames get an `Error` reply or are
+//!   dropped, and the device still answers `Info` and `Classify` correctly afterwards.
+//!
+//! Needs `qemu-system-arm` and the `thumbv7em-none-eabihf` target (`test-all.sh` installs
+//! both); the firmware is built once here (`cargo build --release` in `firmware/`). QEMU's
+//! output goes to a log file per boot (printed on failure); every wait is bounded and QEMU is
+//! killed when a test ends (and, as a safety net, by `timeout` after a few minutes).
+
+use ldl_core::methods::{fit_closed_form, ClosedFormConfig};
+use ldl_core::protocol::{self, ErrorCode, ModelStatus, Request, Response, VERSION};
+use ldl_core::{ImageSpec, Model, Preprocess};
+use ldl_host::data::{load_mnist, Dataset, Split};
+use ldl_host::device::{Classification, DeviceClient, DeviceError};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const D: usize = 784;
+/// Relative tolerance on distances (host vs device).
+const REL_TOL: f32 = 1e-4;
+/// Enrolled classes are fitted separately on each side (the host's products may use
+/// blocked gemm), so their distances get a slightly looser tolerance.
+const REL_TOL_ENROLLED: f32 = 1e-3;
+/// Reply timeout for one request (QEMU is slow, and two QEMUs may share the cores).
+const REPLY: Duration = Duration::from_secs(20);
+
+fn root() -> PathBuf {
+    ldl_host::repo_root()
+}
+
+/// The QEMU firmware ELF, built once per test process.
+fn firmware_elf() -> PathBuf {
+    static ELF: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    ELF.get_or_init(|| {
+        let fw = root().join("firmware");
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--quiet"])
+            .current_dir(&fw)
+            // Do not inherit the host test's cargo settings.
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .map_err(|e| format!("cannot run cargo in {}: {e}", fw.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`cargo build --release` in {} failed ({}); needs the thumbv7em-none-eabihf target \
+                 (rustup target add thumbv7em-none-eabihf):\n{}",
+                fw.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let elf = fw.join("target/thumbv7em-none-eabihf/release/ldl-firmware");
+        if elf.is_file() {
+            Ok(elf)
+        } else {
+            Err(format!("the firmware build gave no {}", elf.display()))
+        }
+    })
+    .clone()
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// MODEL region origin of the QEMU board, from firmware/boards.toml.
+fn model_origin() -> u64 {
+    let boards = ldl_host::models::boards::boards().expect("boards.toml");
+    boards["qemu"].model.origin
+}
+
+/// A running QEMU with the firmware, its UART on a loopback TCP port.
+struct Qemu {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Qemu {
+    /// Boots the firmware with `model` at the MODEL region and `store` as the store file.
+    fn boot(model: &Path, store: &Path, log: &Path) -> Qemu {
+        let which = Command::new("qemu-system-arm").arg("--version").output();
+        assert!(
+            which.is_ok_and(|o| o.status.success()),
+            "qemu-system-arm not found: apt-get install -y qemu-system-arm (test-all.sh does it)"
+        );
+        let elf = firmware_elf();
+        for p in [model, store] {
+            let s = p.to_string_lossy();
+            assert!(!s.contains(',') && !s.contains(char::is_whitespace), "path unusable by QEMU: {s}");
+        }
+        // A free port: bound by us, released, then taken by QEMU.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let logf = std::fs::File::create(log).unwrap();
+        let child = Command::new("timeout")
+            .args(["-k", "5", "600", "qemu-system-arm"])
+            .args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-nographic", "-monitor", "none"])
+            .args(["-serial", &format!("tcp:127.0.0.1:{port},server,nowait")])
+            .args(["-device", &format!("loader,file={},addr={:#010x}", model.display(), model_origin())])
+            .args([
+                "-semihosting-config",
+                &format!("enable=on,target=native,arg=ldl-firmware,arg=serial,arg=store={}", store.display()),
+            ])
+            .arg("-kernel")
+            .arg(&elf)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn qemu-system-arm");
+        Qemu {
+            child,
+            port,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn client(&mut self) -> DeviceClient<TcpStream> {
+        let mut c = match DeviceClient::connect_tcp(("127.0.0.1", self.port), Duration::from_secs(30)) {
+            Ok(c) => c,
+            Err(e) => {
+                let status = self.child.try_wait();
+                panic!(
+                    "cannot talk to the firmware in QEMU: {e} (QEMU: {status:?}); log {}:\n{}",
+                    self.log.display(),
+                    String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default())
+                )
+            }
+        };
+        c.set_timeouts(REPLY, Duration::from_secs(120));
+        c
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        // The child is `timeout`, which passes a SIGTERM on to QEMU and exits (a SIGKILL
+        // would orphan QEMU); SIGKILL only if that did not end it.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// MNIST train and test, loaded once.
+fn mnist() -> &'static (Dataset, Dataset) {
+    static M: OnceLock<(Dataset, Dataset)> = OnceLock::new();
+    M.get_or_init(|| {
+        let dir = root().join("data/mnist");
+        (load_mnist(&dir, Split::Train).unwrap(), load_mnist(&dir, Split::Test).unwrap())
+    })
+}
+
+/// The raw form a device receives: pixel bytes as floats 0..255 (the model's Preprocess
+/// scales them by 1/255).
+fn raw(ds: &Dataset, i: usize) -> Vec<f32> {
+    ds.row(i).iter().map(|v| (v * 255.0).round()).collect()
+}
+
+fn preprocess(shift: u8) -> Preprocess {
+    Preprocess {
+        scale: 1.0 / 255.0,
+        offset: 0.0,
+        image: Some(ImageSpec {
+            width: 28,
+            height: 28,
+            source_width: 0,
+            source_height: 0,
+        }),
+        shift,
+    }
+}
+
+/// The device mode's closed form (identity target) on `shots` training images per digit of
+/// `digits`, at most 24 directions per class (the firmware's `R`), MNIST preprocessing.
+fn train_model(digits: &[usize], shots: usize, shift: u8, capacity: u16) -> Model {
+    let (train, _) = mnist();
+    let pp = preprocess(shift);
+    let ldl_host::experiment::MethodSpec::ClosedForm { mut cfg, .. } = ldl_host::experiment::device_mode(None) else {
+        unreachable!()
+    };
+    cfg.fit.max_rank = 24;
+    let cfg = ClosedFormConfig { k: 0, ..cfg };
+    let classes: Vec<Vec<f32>> = digits
+        .iter()
+        .map(|&c| {
+            let rows: Vec<Vec<f32>> = train
+                .indices_of_class(c)
+                .into_iter()
+                .take(shots)
+                .map(|i| {
+                    let mut x = raw(train, i);
+                    pp.apply(&mut x).unwrap();
+                    x
+                })
+                .collect();
+            let aug = ldl_host::experiment::augment_support(&rows, Some((28, 28)), shift).unwrap();
+            aug.concat()
+        })
+        .collect();
+    let refs: Vec<&[f32]> = classes.iter().map(|c| c.as_slice()).collect();
+    let names: Vec<String> = digits.iter().map(|d| d.to_string()).collect();
+    let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let mut m = fit_closed_form(&refs, D, &names, &cfg, 7).unwrap();
+    m.preprocess = pp;
+    m.capacity = capacity;
+    m
+}
+
+/// The host core's answer for a raw sample (after the model's Preprocess, as the device).
+fn host_classify(m: &Model, raw: &[f32]) -> Classification {
+    let mut x = raw.to_vec();
+    m.preprocess.apply(&mut x).unwrap();
+    let mut scratch = vec![0.0f32; ldl_core::classify::scratch_len(m).unwrap()];
+    let mut dist = vec![0.0f32; m.labels.len()];
+    let c = ldl_core::classify(m, &x, m.threshold, &mut scratch, &mut dist).unwrap();
+    Classification {
+        index: c.best,
+        label: m.labels[c.best].to_string(),
+        distances: dist,
+        novelty: c.novelty,
+        unknown: c.class.is_none(),
+    }
+}
+
+fn rel(a: f32, b: f32) -> f32 {
+    (a - b).abs() / a.abs().max(b.abs()).max(1e-12)
+}
+
+/// Checks that the device's answer matches the host's; returns the largest relative
+/// distance difference.
+fn check_same(what: &str, host: &Classification, dev: &Classification, tol: f32) -> f32 {
+    assert_eq!(
+        dev.index, host.index,
+        "{what}: device class {} ({}) vs host {}",
+        dev.index, dev.label, host.index
+    );
+    assert_eq!(dev.label, host.label, "{what}");
+    assert_eq!(dev.unknown, host.unknown, "{what}: unknown");
+    assert_eq!(dev.distances.len(), host.distances.len(), "{what}: number of distances");
+    let mut worst = rel(dev.novelty, host.novelty);
+    for (c, (a, b)) in dev.distances.iter().zip(&host.distances).enumerate() {
+        let r = rel(*a, *b);
+        assert!(
+            r <= tol,
+            "{what}: class {c} distance {a} on the device vs {b} on the host (relative {r:.2e})"
+        );
+        worst = worst.max(r);
+    }
+    assert!(worst <= tol, "{what}: novelty {} vs {}", dev.novelty, host.novelty);
+    worst
+}
+
+fn write_model(m: &Model, path: &Path) -> Vec<u8> {
+    let bytes = ldl_core::format::encode(m).unwrap();
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+/// Serialises the QEMU tests: two cores, and each QEMU keeps one busy.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static L: Mutex<()> = Mutex::new(());
+    L.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn device_classifies_1000_mnist_images_like_the_host() {
+    let _g = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, test) = mnist();
+    let mut model = train_model(&(0..10).collect::<Vec<_>>(), 20, 0, 10);
+    // LDL_QEMU_IMAGES: fewer images for a quick look (the test is specified for 1,000).
+    let n = std::env::var("LDL_QEMU_IMAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000usize);
+    let raws: Vec<Vec<f32>> = (0..n).map(|i| raw(test, i)).collect();
+    // A threshold at the host's median novelty, so "unknown" is exercised both ways.
+    let mut nov: Vec<f32> = raws.iter().map(|r| host_classify(&model, r).novelty).collect();
+    nov.sort_by(f32::total_cmp);
+    model.threshold = Some(nov[n / 2]);
+    let bytes = write_model(&model, &dir.path().join("model.ldlm"));
+    let model = ldl_core::format::decode(&bytes).unwrap(); // exactly what the device reads
+
+    let t_boot = Instant::now();
+    let mut q = Qemu::boot(
+        &dir.path().join("model.ldlm"),
+        &dir.path().join("store.bin"),
+        &dir.path().join("qemu.log"),
+    );
+    let mut dev = q.client();
+    let info = dev.info().unwrap();
+    assert_eq!(info.protocol, VERSION);
+    assert!(matches!(info.model, ModelStatus::Valid { .. }), "{:?}", info.model);
+    assert_eq!((info.inputs as usize, info.classes), (D, 10));
+    let boot = t_boot.elapsed();
+
+    let t0 = Instant::now();
+    let (mut host_ok, mut dev_ok, mut worst, mut unknown) = (0, 0, 0f32, 0);
+    for (i, r) in raws.iter().enumerate() {
+        let h = host_classify(&model, r);
+        let d = dev.classify(r).unwrap_or_else(|e| panic!("image {i}: {e}"));
+        worst = worst.max(check_same(&format!("test image {i}"), &h, &d, REL_TOL));
+        let truth = test.labels[i] as usize;
+        host_ok += usize::from(h.index == truth);
+        dev_ok += usize::from(d.index == truth);
+        unknown += usize::from(d.unknown);
+    }
+    let t = t0.elapsed();
+    assert_eq!(dev_ok, host_ok, "device accuracy differs from the host's");
+    eprintln!(
+        "(a) {n} MNIST test images: device accuracy {:.1}% = host {:.1}%, {unknown} unknown, \
+         largest relative distance difference {worst:.2e}; boot+connect {:.2}s, {:.1} ms per classification ({:.1}s)",
+        100.0 * dev_ok as f64 / n as f64,
+        100.0 * host_ok as f64 / n as f64,
+        boot.as_secs_f64(),
+        1e3 * t.as_secs_f64() / n as f64,
+        t.as_secs_f64()
+    );
+}
+
+#[test]
+fn enrollment_on_the_device_matches_the_host_and_survives_a_restart() {
+    let _g = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = mnist();
+    let shift = 2;
+    let mut model = train_model(&[0, 1, 2, 3, 4], 20, shift, 10);
+    let model_path = dir.path().join("model.ldlm");
+    let bytes = write_model(&model, &model_path);
+    model = ldl_core::format::decode(&bytes).unwrap();
+    let store = dir.path().join("store.bin");
+
+    // Five shots of each new digit (images the model never saw).
+    let shots: Vec<(String, Vec<Vec<f32>>)> = (5..10)
+        .map(|c| {
+            let idx = train.indices_of_class(c);
+            (c.to_string(), idx[100..105].iter().map(|&i| raw(train, i)).collect())
+        })
+        .collect();
+    // The host: the same preprocessing and shifts as the device, then Model::enroll.
+    let pp = model.preprocess;
+    for (label, samples) in &shots {
+        let pre: Vec<Vec<f32>> = samples
+            .iter()
+            .map(|s| {
+                let mut x = s.clone();
+                pp.apply(&mut x).unwrap();
+                x
+            })
+            .collect();
+        let aug = ldl_host::experiment::augment_support(&pre, Some((28, 28)), shift).unwrap();
+        let flat = aug.concat();
+        model.enroll(label, &flat, flat.len() / D).unwrap();
+    }
+    // 200 test images, all digits.
+    let queries: Vec<(usize, Vec<f32>)> = (0..200).map(|i| (test.labels[i] as usize, raw(test, i))).collect();
+    let host: Vec<Classification> = queries.iter().map(|(_, r)| host_classify(&model, r)).collect();
+    let labels: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+
+    let t0 = Instant::now();
+    let first: Vec<Classification> = {
+        let mut q = Qemu::boot(&model_path, &store, &dir.path().join("qemu1.log"));
+        let mut dev = q.client();
+        assert_eq!(dev.list().unwrap(), labels[..5]);
+        for (label, samples) in &shots {
+            let refs: Vec<&[f32]> = samples.iter().map(|s| s.as_slice()).collect();
+            let rank = dev.enroll(label, &refs).unwrap_or_else(|e| panic!("enrolling {label}: {e}"));
+            assert!(rank > 0 && rank <= 24, "rank {rank}");
+        }
+        assert_eq!(dev.list().unwrap(), labels);
+        assert_eq!(dev.info().unwrap().enrolled, 5);
+        queries.iter().map(|(_, r)| dev.classify(r).unwrap()).collect()
+    }; // QEMU killed here
+    let t_enroll = t0.elapsed();
+    let mut worst = 0f32;
+    for (i, (h, d)) in host.iter().zip(&first).enumerate() {
+        worst = worst.max(check_same(&format!("image {i} after enrollment"), h, d, REL_TOL_ENROLLED));
+    }
+
+    // Boot again with the same store file: the classes are back, the answers unchanged.
+    let mut q = Qemu::boot(&model_path, &store, &dir.path().join("qemu2.log"));
+    let mut dev = q.client();
+    assert_eq!(dev.list().unwrap(), labels);
+    assert_eq!(dev.info().unwrap().enrolled, 5);
+    for (i, ((_, r), d1)) in queries.iter().zip(&first).enumerate() {
+        let d2 = dev.classify(r).unwrap();
+        assert_eq!(&d2, d1, "image {i}: answer changed across the restart");
+    }
+    let acc = |a: &[Classification]| a.iter().zip(&queries).filter(|(c, (t, _))| c.index == *t).count();
+    assert_eq!(acc(&first), acc(&host));
+    eprintln!(
+        "(b) digits 5-9 enrolled on the device (5 shots, shift {shift}): 200 answers equal the host's \
+         (largest relative distance difference {worst:.2e}), accuracy {}/200; survived a restart; \
+         first boot + enrollment + 200 classifications {:.1}s",
+        acc(&first),
+        t_enroll.as_secs_f64()
+    );
+}
+
+#[test]
+fn garbage_frames_are_refused_and_the_device_keeps_working() {
+    let _g = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, test) = mnist();
+    let model = train_model(&[0, 1, 2], 10, 0, 3);
+    let bytes = write_model(&model, &dir.path().join("model.ldlm"));
+    let model = ldl_core::format::decode(&bytes).unwrap();
+    let mut q = Qemu::boot(
+        &dir.path().join("model.ldlm"),
+        &dir.path().join("store.bin"),
+        &dir.path().join("qemu.log"),
+    );
+    let mut dev = q.client();
+
+    let sample = raw(test, 0);
+    let sbytes: Vec<u8> = sample.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut buf = vec![0u8; protocol::MAX_FRAME_LEN];
+    let n = protocol::encode(77, &Request::Classify { sample: &sbytes }, &mut buf).unwrap();
+    let good = buf[..n].to_vec();
+    // A valid-looking frame of protocol version 2: COBS([2, 5, 0] ++ crc) ++ 00.
+    let payload = [2u8, 5, 0];
+    let mut other = cobs_encode(&[&payload[..], &ldl_core::format::checksum(&payload).to_le_bytes()].concat());
+    other.push(0);
+
+    let mut corrupted = good.clone();
+    corrupted[100] ^= 0x40;
+    if corrupted[100] == 0 {
+        corrupted[100] = 1;
+    }
+    let cases: Vec<(&str, Vec<u8>, Option<ErrorCode>)> = vec![
+        ("random bytes", (1..=200u8).chain([0]).collect(), None),
+        ("truncated frame", [&good[..good.len() / 2], &[0]].concat(), None),
+        ("corrupted byte", corrupted, Some(ErrorCode::FRAME_CRC)),
+        ("other version", other, Some(ErrorCode::FRAME_VERSION)),
+        (
+            "overlong frame",
+            [vec![7u8; 5000], vec![0]].concat(),
+            Some(ErrorCode::FRAME_TOO_LONG),
+        ),
+        ("lone delimiters", vec![0, 0, 0], None),
+    ];
+    for (what, frame, want) in &cases {
+        dev.send_raw(frame).unwrap();
+        match dev.recv(Duration::from_secs(3)) {
+            Ok((_, Response::Error { code })) => {
+                if let Some(w) = want {
+                    assert_eq!(code, *w, "{what}");
+                }
+            }
+            Ok((id, r)) => panic!("{what}: expected an Error reply or none, got id {id}: {r:?}"),
+            Err(DeviceError::NoAnswer(_)) => assert!(want.is_none(), "{what}: no answer, expected {want:?}"),
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+    // Still alive and correct.
+    let info = dev.info().unwrap();
+    assert_eq!((info.protocol, info.inputs as usize, info.classes), (VERSION, D, 3));
+    for i in 0..5 {
+        let r = raw(test, i);
+        let d = dev.classify(&r).unwrap();
+        check_same(&format!("image {i} after garbage"), &host_classify(&model, &r), &d, REL_TOL);
+    }
+}
+
+fn cobs_encode(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8];
+    let (mut at, mut code) = (0usize, 1u8);
+    for &b in data {
+        if b == 0 {
+            out[at] = code;
+            at = out.len();
+            out.push(0);
+            code = 1;
+        } else {
+            out.push(b);
+            code += 1;
+            if code == 0xFF {
+                out[at] = code;
+                at = out.len();
+                out.push(0);
+                code = 1;
+            }
+        }
+    }
+    out[at] = code;
+    out
+}
