@@ -336,6 +336,28 @@ pub fn encode<T: Serialize>(id: u32, body: &T, buf: &mut [u8]) -> Result<usize, 
     if used != n {
         return Err(FrameError::Malformed);
     }
+    finish_frame(buf, ovh, n)
+}
+
+/// Frames arbitrary payload bytes (CRC-32, COBS, delimiter) into `buf`; returns the frame's
+/// length. [`encode`] is this after postcard; a host uses it directly to send deliberately
+/// odd frames (another protocol version, a payload that is not a message) in tests.
+pub fn frame_raw(payload: &[u8], buf: &mut [u8]) -> Result<usize, FrameError> {
+    let n = payload.len();
+    let ovh = cobs_overhead(n + CRC_LEN);
+    buf.get_mut(ovh..ovh + n)
+        .ok_or(FrameError::BufferTooSmall)?
+        .copy_from_slice(payload);
+    finish_frame(buf, ovh, n)
+}
+
+/// Appends the CRC to the `n` payload bytes at `buf[ovh..]`, COBS-encodes them to the front
+/// of `buf` in place and adds the delimiter; returns the frame's length.
+fn finish_frame(buf: &mut [u8], ovh: usize, n: usize) -> Result<usize, FrameError> {
+    let raw = n + CRC_LEN;
+    if ovh + raw + 1 > buf.len() {
+        return Err(FrameError::BufferTooSmall);
+    }
     let crc = checksum(buf.get(ovh..ovh + n).ok_or(FrameError::BufferTooSmall)?);
     buf.get_mut(ovh + n..ovh + raw)
         .ok_or(FrameError::BufferTooSmall)?

@@ -436,8 +436,9 @@ fn garbage_frames_are_refused_and_the_device_keeps_working() {
     let good = buf[..n].to_vec();
     // A valid-looking frame of protocol version 2: COBS([2, 5, 0] ++ crc) ++ 00.
     let payload = [2u8, 5, 0];
-    let mut other = cobs_encode(&[&payload[..], &ldl_core::format::checksum(&payload).to_le_bytes()].concat());
-    other.push(0);
+    let mut obuf = [0u8; 32];
+    let k = protocol::frame_raw(&payload, &mut obuf).unwrap();
+    let other = obuf[..k].to_vec();
 
     let mut corrupted = good.clone();
     corrupted[100] ^= 0x40;
@@ -477,28 +478,4 @@ fn garbage_frames_are_refused_and_the_device_keeps_working() {
         let d = dev.classify(&r).unwrap();
         check_same(&format!("image {i} after garbage"), &host_classify(&model, &r), &d, REL_TOL);
     }
-}
-
-fn cobs_encode(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8];
-    let (mut at, mut code) = (0usize, 1u8);
-    for &b in data {
-        if b == 0 {
-            out[at] = code;
-            at = out.len();
-            out.push(0);
-            code = 1;
-        } else {
-            out.push(b);
-            code += 1;
-            if code == 0xFF {
-                out[at] = code;
-                at = out.len();
-                out.push(0);
-                code = 1;
-            }
-        }
-    }
-    out[at] = code;
-    out
 }

@@ -390,31 +390,6 @@ mod tests {
         }
     }
 
-    /// Plain COBS encoding (no delimiter).
-    fn cobs(data: &[u8]) -> Vec<u8> {
-        let mut out = vec![0u8];
-        let (mut at, mut code) = (0usize, 1u8);
-        for &b in data {
-            if b == 0 {
-                out[at] = code;
-                at = out.len();
-                out.push(0);
-                code = 1;
-            } else {
-                out.push(b);
-                code += 1;
-                if code == 0xFF {
-                    out[at] = code;
-                    at = out.len();
-                    out.push(0);
-                    code = 1;
-                }
-            }
-        }
-        out[at] = code;
-        out
-    }
-
     #[derive(Clone, Copy, PartialEq)]
     enum Mode {
         /// Answers like a device.
@@ -528,11 +503,8 @@ mod tests {
                         Mode::OtherVersion => {
                             // A frame of another version: same layout, version byte 9.
                             let payload = [9u8, id as u8, 5];
-                            let mut raw = payload.to_vec();
-                            raw.extend_from_slice(&ldl_core::format::checksum(&payload).to_le_bytes());
-                            let mut f = cobs(&raw);
-                            f.push(0);
-                            f
+                            let k = protocol::frame_raw(&payload, &mut tx).unwrap();
+                            tx[..k].to_vec()
                         }
                         Mode::Good | Mode::Stray => {
                             let mut f = Vec::new();
