@@ -11,6 +11,12 @@ step "toolchain (rust-toolchain.toml: 1.95.0, thumbv7em-none-eabihf, clippy, rus
 rustup show active-toolchain
 rustup target list --installed | grep -qx thumbv7em-none-eabihf || rustup target add thumbv7em-none-eabihf
 
+step "system packages (qemu-system-arm boots the firmware in tests/ and firmware/ci.sh)"
+if ! command -v qemu-system-arm >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
+fi
+qemu-system-arm --version | head -1
+
 step "format"
 cargo fmt --all --check
 (cd firmware && cargo fmt --check)
