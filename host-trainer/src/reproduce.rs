@@ -259,54 +259,20 @@ fn write_outputs(
         if quick { ", quick mode" } else { "" },
         elapsed
     )?;
-    write!(md, "| method |")?;
-    for s in shots {
-        write!(md, " {s} shot |")?;
-    }
-    writeln!(md)?;
-    write!(md, "|---|")?;
-    for _ in shots {
-        write!(md, "---:|")?;
-    }
-    writeln!(md)?;
-    for m in &methods {
-        write!(md, "| {m} |")?;
-        for &s in shots {
-            match find(m, s) {
-                Some(c) => {
-                    let (mean, ci) = mean_ci95(&c.accs());
-                    let p = paper_at(m, s).map_or(String::new(), |v| format!(" (paper {v:.3})"));
-                    write!(md, " {mean:.3} ± {ci:.3}{p} |")?;
-                }
-                None => write!(md, " - |")?,
-            }
-        }
-        writeln!(md)?;
-    }
+    table(&mut md, &methods, shots, |m, s| {
+        find(m, s).map(|c| {
+            let (mean, ci) = mean_ci95(&c.accs());
+            let p = paper_at(m, s).map_or(String::new(), |v| format!(" (paper {v:.3})"));
+            format!("{mean:.3} ± {ci:.3}{p}")
+        })
+    })?;
     writeln!(md, "\nSeconds per trial (train + evaluate on 10,000 images):\n")?;
-    write!(md, "| method |")?;
-    for s in shots {
-        write!(md, " {s} shot |")?;
-    }
-    writeln!(md)?;
-    write!(md, "|---|")?;
-    for _ in shots {
-        write!(md, "---:|")?;
-    }
-    writeln!(md)?;
-    for m in &methods {
-        write!(md, "| {m} |")?;
-        for &s in shots {
-            match find(m, s) {
-                Some(c) => {
-                    let (tt, te) = c.mean_secs();
-                    write!(md, " {tt:.2} + {te:.2} |")?;
-                }
-                None => write!(md, " - |")?,
-            }
-        }
-        writeln!(md)?;
-    }
+    table(&mut md, &methods, shots, |m, s| {
+        find(m, s).map(|c| {
+            let (tt, te) = c.mean_secs();
+            format!("{tt:.2} + {te:.2}")
+        })
+    })?;
     writeln!(md, "\nMethods: `o2md-k2000`, `bd-k2000` and `naive` use the authors' settings (at 1, 5 and 10 shots O2MD and BD use the point of the authors' grid chosen on a validation split of the training set, see `experiment::validated`; `--paper-defaults` turns that off); `closed-k256` is the exact closed-form fit of O2MD (no epochs); `closed-id-shift2` is the mode for devices (the closed form of the naive form on each class's images and their shifts by up to 2 pixels, ridge 100, chosen on a validation split of the training set); `logreg`, `mlp` (one hidden layer of 1024), `1nn`, `ncm` (nearest class mean) are baselines.\n")?;
     writeln!(
         md,
@@ -316,5 +282,28 @@ fn write_outputs(
 
     crate::plot::accuracy_vs_shots(&out.join("accuracy_vs_shots.svg"), cells, &methods)?;
     crate::plot::accuracy_vs_epoch(&out.join("accuracy_vs_epoch.svg"), epochs)?;
+    Ok(())
+}
+
+/// A markdown table: one row per method, one column per shot count, `cell` giving the text
+/// (or "-" when the cell was not run).
+fn table(md: &mut String, methods: &[String], shots: &[usize], cell: impl Fn(&str, usize) -> Option<String>) -> std::fmt::Result {
+    write!(md, "| method |")?;
+    for s in shots {
+        write!(md, " {s} shot |")?;
+    }
+    writeln!(md)?;
+    write!(md, "|---|")?;
+    for _ in shots {
+        write!(md, "---:|")?;
+    }
+    writeln!(md)?;
+    for m in methods {
+        write!(md, "| {m} |")?;
+        for &s in shots {
+            write!(md, " {} |", cell(m, s).unwrap_or_else(|| "-".into()))?;
+        }
+        writeln!(md)?;
+    }
     Ok(())
 }
