@@ -39,13 +39,15 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         let (d, k) = (target.inputs(), target.outputs());
         check_len(n * d, xs.len())?;
         let preds: Vec<Predictor<&[f32]>> = (0..c).map(|j| classes.predictor(m, j)).collect::<Result<_>>()?;
-        let prepared: Vec<Prepared> = preds.iter().map(|p| prepare(&target, p, n)).collect::<Result<_>>()?;
+        let mut prepared: Vec<Prepared> = preds.iter().map(|p| prepare(&target, p, n)).collect::<Result<_>>()?;
         // Stacked operands: Gram matrices side by side (d x gd), bases one under another.
         let gram_classes: Vec<usize> = (0..c).filter(|&j| matches!(prepared[j], Prepared::Gram { .. })).collect();
         let gd = gram_classes.len() * d;
         let mut gstack = vec![0.0; d * gd];
         for (slot, &j) in gram_classes.iter().enumerate() {
-            if let Prepared::Gram { g, .. } = &prepared[j] {
+            // The stack holds the Gram matrices from here on: free each class's copy.
+            if let Prepared::Gram { g, .. } = &mut prepared[j] {
+                let g = core::mem::take(g);
                 for i in 0..d {
                     gstack[i * gd + slot * d..i * gd + (slot + 1) * d].copy_from_slice(&g[i * d..(i + 1) * d]);
                 }

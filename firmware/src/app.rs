@@ -1,15 +1,8 @@
 //! Application logic: board-independent, logging-free, host-testable.
 //!
-//! Everything here is generic over the traits the board layer implements
-//! (`embedded_io::{Read, Write}` for the serial link, later `embedded_storage` NorFlash for the
-//! class store), so it runs unchanged on the QEMU board, the nRF52840 DK and in host unit tests
-//! (`cargo test --lib --target x86_64-unknown-linux-gnu`). The binary (`main.rs`) does the
-//! logging. The LDL protocol loop (classify, enroll) will live here, on top of `ldl_core`.
-
-use embedded_io::{Read, Write};
-
-/// Byte that ends an echo session: ASCII EOT (Ctrl-D).
-pub const EOT: u8 = 0x04;
+//! Here: recognising an erased MODEL region. The protocol loop (classify, enroll) lives in
+//! `device.rs`; both run unchanged on the boards and in host unit tests
+//! (`cargo test --lib --target x86_64-unknown-linux-gnu`).
 
 /// How many leading bytes of the MODEL region [`model_state`] looks at.
 pub const MODEL_PROBE_LEN: usize = 16;
@@ -35,124 +28,10 @@ pub fn model_state(region: &[u8]) -> ModelState {
     }
 }
 
-/// Result of an [`echo_until_eot`] session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EchoStats {
-    /// Bytes echoed back, the final EOT included.
-    pub bytes: usize,
-    /// Whether the session ended on EOT (`false`: the stream ended, `read` returned 0).
-    pub got_eot: bool,
-}
-
-/// Echoes every byte read from `serial` back to it until an [`EOT`] byte (echoed too) or the
-/// end of the stream. Bytes after the EOT in the same read are discarded. Proves the UART
-/// works in both directions; blocks as long as the serial port's `read` blocks.
-pub fn echo_until_eot<S: Read + Write>(serial: &mut S) -> Result<EchoStats, S::Error> {
-    let mut buf = [0u8; 64];
-    let mut stats = EchoStats::default();
-    loop {
-        let n = serial.read(&mut buf)?;
-        let Some(chunk) = buf.get(..n) else {
-            // A reader that claims more than the buffer: treat as end of stream.
-            break;
-        };
-        if chunk.is_empty() {
-            break;
-        }
-        let (out, eot) = match chunk.iter().position(|&b| b == EOT) {
-            Some(i) => (chunk.get(..=i).unwrap_or(chunk), true),
-            None => (chunk, false),
-        };
-        serial.write_all(out)?;
-        stats.bytes = stats.bytes.saturating_add(out.len());
-        if eot {
-            stats.got_eot = true;
-            break;
-        }
-    }
-    serial.flush()?;
-    Ok(stats)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use core::convert::Infallible;
-
-    /// A serial port: reads come from `input` in chunks of at most `chunk` bytes, writes
-    /// go to `output`.
-    struct Duplex<'a> {
-        input: &'a [u8],
-        chunk: usize,
-        output: Vec<u8>,
-        flushed: bool,
-    }
-
-    impl embedded_io::ErrorType for Duplex<'_> {
-        type Error = Infallible;
-    }
-    impl Read for Duplex<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
-            let n = self.input.len().min(buf.len()).min(self.chunk);
-            buf[..n].copy_from_slice(&self.input[..n]);
-            self.input = &self.input[n..];
-            Ok(n)
-        }
-    }
-    impl Write for Duplex<'_> {
-        fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
-            self.output.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> Result<(), Infallible> {
-            self.flushed = true;
-            Ok(())
-        }
-    }
-
-    fn duplex(input: &[u8], chunk: usize) -> Duplex<'_> {
-        Duplex {
-            input,
-            chunk,
-            output: Vec::new(),
-            flushed: false,
-        }
-    }
-
-    #[test]
-    fn echoes_up_to_and_including_eot() {
-        for chunk in [1, 3, 64, 1000] {
-            let mut d = duplex(b"hello\x04ignored", chunk);
-            let stats = echo_until_eot(&mut d).unwrap();
-            assert_eq!(d.output, b"hello\x04", "chunk {chunk}");
-            assert_eq!(stats, EchoStats { bytes: 6, got_eot: true });
-            assert!(d.flushed);
-        }
-    }
-
-    #[test]
-    fn stops_at_end_of_stream() {
-        let data: Vec<u8> = (0u8..=255).filter(|&b| b != EOT).cycle().take(1000).collect();
-        let mut d = duplex(&data, 7);
-        let stats = echo_until_eot(&mut d).unwrap();
-        assert_eq!(d.output, data);
-        assert_eq!(
-            stats,
-            EchoStats {
-                bytes: 1000,
-                got_eot: false
-            }
-        );
-    }
-
-    #[test]
-    fn eot_alone() {
-        let mut d = duplex(&[EOT, 1, 2], 64);
-        assert_eq!(echo_until_eot(&mut d).unwrap(), EchoStats { bytes: 1, got_eot: true });
-        assert_eq!(d.output, [EOT]);
-    }
-
     #[test]
     fn model_state_of_regions() {
         assert_eq!(model_state(&[0xFF; 4096]), ModelState::Erased);

@@ -43,30 +43,17 @@ pub fn accuracy_vs_shots(path: &Path, cells: &[Cell], methods: &[String]) -> Res
         .map_err(e)?;
     for (i, m) in methods.iter().enumerate() {
         let col = COLOURS[i % COLOURS.len()];
-        let pts: Vec<(f64, f64, f64)> = cells
+        let pts: Vec<(f64, Vec<f64>)> = cells
             .iter()
             .filter(|c| &c.method == m)
-            .map(|c| {
-                let accs: Vec<f64> = c.trials.iter().map(|t| t.accuracy).collect();
-                let (mean, ci) = mean_ci95(&accs);
-                (c.shots as f64, mean, if ci.is_finite() { ci } else { 0.0 })
-            })
+            .map(|c| (c.shots as f64, c.trials.iter().map(|t| t.accuracy).collect()))
             .collect();
-        chart
-            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), col.stroke_width(2)))
-            .map_err(e)?
-            .label(m.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
-        chart
-            .draw_series(
-                pts.iter()
-                    .map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, col.filled(), 6)),
-            )
-            .map_err(e)?;
+        draw_means(&mut chart, m, col, &pts)?;
         if let Some(pub_) = paper(m) {
             let pp: Vec<(f64, f64)> = PAPER_SHOTS
                 .iter()
                 .zip(pub_)
+                .filter(|(s, _)| **s as f64 <= max_shots)
                 .filter_map(|(s, v)| v.map(|v| (*s as f64, v)))
                 .collect();
             chart
@@ -74,13 +61,7 @@ pub fn accuracy_vs_shots(path: &Path, cells: &[Cell], methods: &[String]) -> Res
                 .map_err(e)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(e)?;
+    finish(chart)?;
     root.present().map_err(e)?;
     Ok(())
 }
@@ -103,25 +84,48 @@ pub fn accuracy_vs_epoch(path: &Path, epochs: &[(String, Vec<Vec<f64>>)]) -> Res
     for (i, (m, runs)) in epochs.iter().enumerate() {
         let col = COLOURS[i % COLOURS.len()];
         let ne = runs.iter().map(|r| r.len()).min().unwrap_or(0);
-        let pts: Vec<(f64, f64, f64)> = (0..ne)
-            .map(|ep| {
-                let v: Vec<f64> = runs.iter().map(|r| r[ep]).collect();
-                let (mean, ci) = mean_ci95(&v);
-                ((ep + 1) as f64, mean, if ci.is_finite() { ci } else { 0.0 })
-            })
-            .collect();
-        chart
-            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), col.stroke_width(2)))
-            .map_err(e)?
-            .label(m.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
-        chart
-            .draw_series(
-                pts.iter()
-                    .map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, col.filled(), 6)),
-            )
-            .map_err(e)?;
+        let pts: Vec<(f64, Vec<f64>)> = (0..ne).map(|ep| ((ep + 1) as f64, runs.iter().map(|r| r[ep]).collect())).collect();
+        draw_means(&mut chart, m, col, &pts)?;
     }
+    finish(chart)?;
+    root.present().map_err(e)?;
+    Ok(())
+}
+
+type Chart<'a, X> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>;
+
+/// One method's line: the mean of each point's values, with its 95% interval as error bars,
+/// and a legend entry.
+fn draw_means<X>(chart: &mut Chart<'_, X>, name: &str, col: RGBColor, pts: &[(f64, Vec<f64>)]) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+{
+    let pts: Vec<(f64, f64, f64)> = pts
+        .iter()
+        .map(|(x, v)| {
+            let (mean, ci) = mean_ci95(v);
+            (*x, mean, if ci.is_finite() { ci } else { 0.0 })
+        })
+        .collect();
+    chart
+        .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), col.stroke_width(2)))
+        .map_err(e)?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+    chart
+        .draw_series(
+            pts.iter()
+                .map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, col.filled(), 6)),
+        )
+        .map_err(e)?;
+    Ok(())
+}
+
+/// The legend, bottom right.
+fn finish<X>(mut chart: Chart<'_, X>) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+{
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
@@ -129,6 +133,5 @@ pub fn accuracy_vs_epoch(path: &Path, epochs: &[(String, Vec<Vec<f64>>)]) -> Res
         .border_style(BLACK)
         .draw()
         .map_err(e)?;
-    root.present().map_err(e)?;
     Ok(())
 }
