@@ -16,8 +16,25 @@ import sys
 import time
 import zlib
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from uart_echo_check import RUNNER, connect, free_port  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNNER = os.path.join(HERE, "..", "qemu-run.sh")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def connect(port: int, proc: subprocess.Popen, deadline: float) -> socket.socket:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"QEMU exited early with status {proc.returncode}")
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=1.0)
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"could not connect to 127.0.0.1:{port}")
 
 
 def cobs_encode(data: bytes) -> bytes:
