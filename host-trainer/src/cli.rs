@@ -36,6 +36,16 @@ enum Command {
     /// Reruns the validation sweep that fixed the device mode's hyper-parameters (MNIST
     /// train images only: supports from 0..50000, queries 50000..60000).
     Tune(crate::tune::TuneArgs),
+    /// Writes a model file into a board's MODEL region with a debug probe (probe-rs),
+    /// after checking offline that it is valid and fits; --dry-run only checks.
+    Flash(crate::flash::FlashArgs),
+    /// Talks to a device over a serial port (or QEMU's UART on TCP): info, classify,
+    /// enroll, list, forget.
+    Device(crate::device::cli::DeviceArgs),
+    /// The whole story on a device (QEMU, or a real board with --chip/--port): train digits
+    /// 0-7 on the host, classify on the device, enroll 8 and 9 there from five images each,
+    /// classify again, reset, and show the new classes are kept.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Which data set.
@@ -235,5 +245,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => crate::models::eval::run(a),
         Command::Predict(a) => crate::models::predict::run(a),
         Command::Tune(a) => crate::tune::run(a),
+        Command::Flash(a) => crate::flash::run(a),
+        Command::Device(a) => crate::device::cli::run(a),
+        Command::Demo(a) => crate::demo::run(a),
     }
 }

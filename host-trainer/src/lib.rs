@@ -3,8 +3,10 @@
 pub mod baselines;
 pub mod cli;
 pub mod data;
+pub mod demo;
 pub mod device;
 pub mod experiment;
+pub mod flash;
 pub mod models;
 pub mod plot;
 pub mod reproduce;

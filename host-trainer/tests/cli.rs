@@ -5,25 +5,9 @@ use ldl_host::cli::{DataArgs, DatasetKind};
 use ldl_host::models::train::{fit, TrainArgs};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn ldl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ldl")).args(args).output().expect("run ldl")
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = ldl(args);
-    assert!(
-        out.status.success(),
-        "ldl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ldl {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{fails_with, ldl, ok_json, s};
 
 fn mnist() -> DataArgs {
     DataArgs {
@@ -184,16 +168,6 @@ fn small_model(dir: &Path) -> PathBuf {
     p
 }
 
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = ldl(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "ldl {args:?}: {err}");
-    assert!(!err.contains("panicked"), "ldl {args:?} panicked: {err}");
-    for n in needles {
-        assert!(err.contains(n), "ldl {args:?}: {n:?} not in: {err}");
-    }
-}
-
 #[test]
 fn bad_model_files_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,10 +205,10 @@ fn bad_model_files_give_clear_errors() {
     }
 }
 
-#[test]
-fn budget_check_fails_for_a_too_large_model_on_the_nrf52840dk() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.ldlm");
+/// Ten digits at rank 24, full capacity: about 750 KB, more than the nRF52840 DK's 640 KiB
+/// MODEL region.
+fn big_model(dir: &Path) -> PathBuf {
+    let path = dir.join("big.ldlm");
     ok_json(&[
         "train",
         "--classes",
@@ -247,6 +221,13 @@ fn budget_check_fails_for_a_too_large_model_on_the_nrf52840dk() {
         s(&path),
         "--json",
     ]);
+    path
+}
+
+#[test]
+fn budget_check_fails_for_a_too_large_model_on_the_nrf52840dk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = big_model(dir.path());
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(size > 640 * 1024, "{size}");
     let out = ldl(&["inspect", s(&path), "--board", "nrf52840dk", "--json"]);
@@ -329,4 +310,76 @@ fn thresholds_are_calibrated_as_documented() {
     let rejected = e["rejected_known"].as_u64().unwrap() as f64 / e["known"].as_u64().unwrap() as f64;
     assert!(rejected > 0.01 && rejected < 0.15, "{rejected}");
     assert!(e["unknown_detected"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn flash_checks_everything_offline_and_writes_nothing_without_a_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = small_model(dir.path());
+    let nrf = ldl_host::models::boards::board("nrf52840dk").unwrap();
+    // --dry-run: the plan, from boards.toml's MODEL region and the chip registry.
+    let p = ok_json(&["flash", s(&good), "--chip", "nRF52840_xxAA", "--dry-run", "--json"]);
+    assert_eq!(p["address"], nrf.model.origin);
+    assert_eq!(p["region_size"], nrf.model.size);
+    assert_eq!(p["bytes"], std::fs::metadata(&good).unwrap().len());
+    assert_eq!(p["board"], "nrf52840dk");
+    assert_eq!(p["written"], false);
+    let bytes = std::fs::read(&good).unwrap();
+    let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap());
+    assert_eq!(p["crc"], crc);
+    // The chip's flash (probe-rs registry) holds the region: nRF52840 has 1 MiB at 0.
+    assert_eq!(p["nvm"], serde_json::json!([0, 0x100000]));
+    // The registry's fuzzy name works too.
+    assert!(ldl(&["flash", s(&good), "--chip", "nrf52840", "--dry-run"]).status.success());
+
+    // A model larger than the MODEL region (10 digits at rank 24: ~750 KB > 640 KiB).
+    let big = big_model(dir.path());
+    fails_with(
+        &["flash", s(&big), "--chip", "nRF52840_xxAA", "--dry-run"],
+        &["does not fit", "nothing written"],
+    );
+    // Corrupt, truncated files; unknown chip; a chip no board uses.
+    let mut b = bytes.clone();
+    b[bytes.len() / 2] ^= 1;
+    let corrupt = dir.path().join("corrupt.ldlm");
+    std::fs::write(&corrupt, &b).unwrap();
+    fails_with(&["flash", s(&corrupt), "--chip", "nRF52840_xxAA", "--dry-run"], &["CRC"]);
+    let truncated = dir.path().join("truncated.ldlm");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 3]).unwrap();
+    fails_with(&["flash", s(&truncated), "--chip", "nRF52840_xxAA"], &["truncated"]);
+    fails_with(
+        &["flash", s(&good), "--chip", "NoSuchChip42", "--dry-run"],
+        &["NoSuchChip42", "not found"],
+    );
+    fails_with(
+        &["flash", s(&good), "--chip", "STM32F405RGTx", "--dry-run"],
+        &["no board", "nrf52840dk"],
+    );
+    fails_with(
+        &["flash", s(&good), "--chip", "nRF52840_xxAA", "--board", "qemu"],
+        &["not flashed with a probe"],
+    );
+    // No probe on this machine: a clear error, nothing written.
+    fails_with(
+        &["flash", s(&good), "--chip", "nRF52840_xxAA"],
+        &["no debug probe found", "nothing written"],
+    );
+    fails_with(
+        &["flash", s(&good), "--chip", "nRF52840_xxAA", "--probe", "1366:1051:000683"],
+        &["cannot open probe", "nothing written"],
+    );
+}
+
+#[test]
+fn device_command_reports_unreachable_devices_clearly() {
+    // Nothing listens on port 9 of loopback; no such serial port.
+    fails_with(
+        &["device", "--port", "tcp:127.0.0.1:9", "--timeout", "0.5", "info"],
+        &["device at tcp:127.0.0.1:9"],
+    );
+    fails_with(
+        &["device", "--port", "/dev/ldl-no-such-port", "info"],
+        &["serial port /dev/ldl-no-such-port"],
+    );
+    fails_with(&["device", "--port", "/dev/null", "--timeout", "0", "info"], &["--timeout"]);
 }

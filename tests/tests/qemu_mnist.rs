@@ -17,12 +17,13 @@ use ldl_core::methods::{fit_closed_form, ClosedFormConfig};
 use ldl_core::protocol::{self, ErrorCode, ModelStatus, Request, Response, VERSION};
 use ldl_core::{ImageSpec, Model, Preprocess};
 use ldl_host::data::{load_mnist, Dataset, Split};
-use ldl_host::device::{Classification, DeviceClient, DeviceError};
-use std::net::TcpStream;
+use ldl_host::device::{enroll_like_device, Classification, DeviceError};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{boot, client, one_at_a_time};
 
 const D: usize = 784;
 /// Relative tolerance on distances (host vs device).
@@ -35,127 +36,6 @@ const REPLY: Duration = Duration::from_secs(20);
 
 fn root() -> PathBuf {
     ldl_host::repo_root()
-}
-
-/// The QEMU firmware ELF, built once per test process.
-fn firmware_elf() -> PathBuf {
-    static ELF: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    ELF.get_or_init(|| {
-        let fw = root().join("firmware");
-        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--quiet"])
-            .current_dir(&fw)
-            // Do not inherit the host test's cargo settings.
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .output()
-            .map_err(|e| format!("cannot run cargo in {}: {e}", fw.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`cargo build --release` in {} failed ({}); needs the thumbv7em-none-eabihf target \
-                 (rustup target add thumbv7em-none-eabihf):\n{}",
-                fw.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let elf = fw.join("target/thumbv7em-none-eabihf/release/ldl-firmware");
-        if elf.is_file() {
-            Ok(elf)
-        } else {
-            Err(format!("the firmware build gave no {}", elf.display()))
-        }
-    })
-    .clone()
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// MODEL region origin of the QEMU board, from firmware/boards.toml.
-fn model_origin() -> u64 {
-    let boards = ldl_host::models::boards::boards().expect("boards.toml");
-    boards["qemu"].model.origin
-}
-
-/// A running QEMU with the firmware, its UART on a loopback TCP port.
-struct Qemu {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Qemu {
-    /// Boots the firmware with `model` at the MODEL region and `store` as the store file.
-    fn boot(model: &Path, store: &Path, log: &Path) -> Qemu {
-        let which = Command::new("qemu-system-arm").arg("--version").output();
-        assert!(
-            which.is_ok_and(|o| o.status.success()),
-            "qemu-system-arm not found: apt-get install -y qemu-system-arm (test-all.sh does it)"
-        );
-        let elf = firmware_elf();
-        for p in [model, store] {
-            let s = p.to_string_lossy();
-            assert!(!s.contains(',') && !s.contains(char::is_whitespace), "path unusable by QEMU: {s}");
-        }
-        // A free port: bound by us, released, then taken by QEMU.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let logf = std::fs::File::create(log).unwrap();
-        let child = Command::new("timeout")
-            .args(["-k", "5", "600", "qemu-system-arm"])
-            .args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-nographic", "-monitor", "none"])
-            .args(["-serial", &format!("tcp:127.0.0.1:{port},server,nowait")])
-            .args(["-device", &format!("loader,file={},addr={:#010x}", model.display(), model_origin())])
-            .args([
-                "-semihosting-config",
-                &format!("enable=on,target=native,arg=ldl-firmware,arg=serial,arg=store={}", store.display()),
-            ])
-            .arg("-kernel")
-            .arg(&elf)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf)
-            .spawn()
-            .expect("spawn qemu-system-arm");
-        Qemu {
-            child,
-            port,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn client(&mut self) -> DeviceClient<TcpStream> {
-        let mut c = match DeviceClient::connect_tcp(("127.0.0.1", self.port), Duration::from_secs(30)) {
-            Ok(c) => c,
-            Err(e) => {
-                let status = self.child.try_wait();
-                panic!(
-                    "cannot talk to the firmware in QEMU: {e} (QEMU: {status:?}); log {}:\n{}",
-                    self.log.display(),
-                    String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default())
-                )
-            }
-        };
-        c.set_timeouts(REPLY, Duration::from_secs(120));
-        c
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        // The child is `timeout`, which passes a SIGTERM on to QEMU and exits (a SIGKILL
-        // would orphan QEMU); SIGKILL only if that did not end it.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// MNIST train and test, loaded once.
@@ -273,12 +153,6 @@ fn write_model(m: &Model, path: &Path) -> Vec<u8> {
     bytes
 }
 
-/// Serialises the QEMU tests: two cores, and each QEMU keeps one busy.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static L: Mutex<()> = Mutex::new(());
-    L.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[test]
 fn device_classifies_1000_mnist_images_like_the_host() {
     let _g = one_at_a_time();
@@ -299,12 +173,12 @@ fn device_classifies_1000_mnist_images_like_the_host() {
     let model = ldl_core::format::decode(&bytes).unwrap(); // exactly what the device reads
 
     let t_boot = Instant::now();
-    let mut q = Qemu::boot(
+    let mut q = boot(
         &dir.path().join("model.ldlm"),
         &dir.path().join("store.bin"),
         &dir.path().join("qemu.log"),
     );
-    let mut dev = q.client();
+    let mut dev = client(&mut q, REPLY);
     let info = dev.info().unwrap();
     assert_eq!(info.protocol, VERSION);
     assert!(matches!(info.model, ModelStatus::Valid { .. }), "{:?}", info.model);
@@ -355,19 +229,8 @@ fn enrollment_on_the_device_matches_the_host_and_survives_a_restart() {
         })
         .collect();
     // The host: the same preprocessing and shifts as the device, then Model::enroll.
-    let pp = model.preprocess;
     for (label, samples) in &shots {
-        let pre: Vec<Vec<f32>> = samples
-            .iter()
-            .map(|s| {
-                let mut x = s.clone();
-                pp.apply(&mut x).unwrap();
-                x
-            })
-            .collect();
-        let aug = ldl_host::experiment::augment_support(&pre, Some((28, 28)), shift).unwrap();
-        let flat = aug.concat();
-        model.enroll(label, &flat, flat.len() / D).unwrap();
+        enroll_like_device(&mut model, label, samples).unwrap();
     }
     // 200 test images, all digits.
     let queries: Vec<(usize, Vec<f32>)> = (0..200).map(|i| (test.labels[i] as usize, raw(test, i))).collect();
@@ -376,8 +239,8 @@ fn enrollment_on_the_device_matches_the_host_and_survives_a_restart() {
 
     let t0 = Instant::now();
     let first: Vec<Classification> = {
-        let mut q = Qemu::boot(&model_path, &store, &dir.path().join("qemu1.log"));
-        let mut dev = q.client();
+        let mut q = boot(&model_path, &store, &dir.path().join("qemu1.log"));
+        let mut dev = client(&mut q, REPLY);
         assert_eq!(dev.list().unwrap(), labels[..5]);
         for (label, samples) in &shots {
             let refs: Vec<&[f32]> = samples.iter().map(|s| s.as_slice()).collect();
@@ -395,8 +258,8 @@ fn enrollment_on_the_device_matches_the_host_and_survives_a_restart() {
     }
 
     // Boot again with the same store file: the classes are back, the answers unchanged.
-    let mut q = Qemu::boot(&model_path, &store, &dir.path().join("qemu2.log"));
-    let mut dev = q.client();
+    let mut q = boot(&model_path, &store, &dir.path().join("qemu2.log"));
+    let mut dev = client(&mut q, REPLY);
     assert_eq!(dev.list().unwrap(), labels);
     assert_eq!(dev.info().unwrap().enrolled, 5);
     for (i, ((_, r), d1)) in queries.iter().zip(&first).enumerate() {
@@ -422,12 +285,12 @@ fn garbage_frames_are_refused_and_the_device_keeps_working() {
     let model = train_model(&[0, 1, 2], 10, 0, 3);
     let bytes = write_model(&model, &dir.path().join("model.ldlm"));
     let model = ldl_core::format::decode(&bytes).unwrap();
-    let mut q = Qemu::boot(
+    let mut q = boot(
         &dir.path().join("model.ldlm"),
         &dir.path().join("store.bin"),
         &dir.path().join("qemu.log"),
     );
-    let mut dev = q.client();
+    let mut dev = client(&mut q, REPLY);
 
     let sample = raw(test, 0);
     let sbytes: Vec<u8> = sample.iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -18,6 +18,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+pub mod cli;
+pub mod qemu;
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -53,6 +56,14 @@ pub enum DeviceError {
     /// A bad argument (label too long, no samples).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The serial port could not be opened or set up.
+    #[error("serial port {port}: {why}")]
+    Port {
+        /// The port's path.
+        port: String,
+        /// What went wrong.
+        why: String,
+    },
 }
 
 /// The name of a protocol error code (`core/PROTOCOL.md` §4); unknown codes are "unknown".
@@ -126,35 +137,76 @@ pub struct DeviceClient<T: Read + Write> {
     slow_timeout: Duration,
 }
 
+/// How long the line must stay quiet for [`DeviceClient::resync`].
+pub const RESYNC_QUIET: Duration = Duration::from_millis(200);
+
 /// How long a TCP read waits before the client checks its deadline again.
 const POLL: Duration = Duration::from_millis(50);
+
+/// Any byte stream a device can be reached through (a serial port, a TCP socket).
+pub trait Transport: Read + Write + Send {}
+impl<T: Read + Write + Send> Transport for T {}
+
+/// A client over whichever link [`connect`] opened.
+pub type AnyClient = DeviceClient<Box<dyn Transport>>;
+
+/// Opens a link to a device and checks its protocol version with an `Info` request.
+///
+/// `port` is a serial port (`/dev/ttyACM0`, `COM3`) opened at `baud` 8N1, or `tcp:HOST:PORT`
+/// for a UART exposed on TCP (QEMU's `-serial tcp:...`). `timeout` bounds every reply (20
+/// times as long for enrollment fits and flash writes).
+pub fn connect(port: &str, baud: u32, timeout: Duration) -> Result<AnyClient, DeviceError> {
+    let io: Box<dyn Transport> = if let Some(addr) = port.strip_prefix("tcp:") {
+        Box::new(open_tcp(addr, timeout)?)
+    } else {
+        let fail = |e: serialport::Error| DeviceError::Port {
+            port: port.to_string(),
+            why: e.to_string(),
+        };
+        let sp = serialport::new(port, baud).timeout(POLL).open().map_err(fail)?;
+        // Bytes the device sent before we listened (boot, an earlier session) are stale.
+        sp.clear(serialport::ClearBuffer::All).map_err(fail)?;
+        Box::new(sp)
+    };
+    let mut c = DeviceClient::new(io, timeout);
+    c.resync()?;
+    c.info()?; // checks the version
+    Ok(c)
+}
+
+/// Connects over TCP, retrying until `timeout` (QEMU may not listen yet).
+fn open_tcp(addr: impl ToSocketAddrs, timeout: Duration) -> Result<TcpStream, DeviceError> {
+    let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
+    let deadline = Instant::now() + timeout;
+    let stream = 'connect: loop {
+        let mut last = None;
+        for a in &addrs {
+            match TcpStream::connect_timeout(a, Duration::from_millis(200)) {
+                Ok(s) => break 'connect s,
+                Err(e) => last = Some(e),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(match last {
+                Some(e) => DeviceError::Io(e),
+                None => DeviceError::NoAnswer(timeout),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stream.set_read_timeout(Some(POLL))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
 
 impl DeviceClient<TcpStream> {
     /// Connects over TCP (e.g. QEMU's `-serial tcp:127.0.0.1:PORT,server,nowait`), retrying
     /// until `timeout` (QEMU may not listen yet), then checks the device's protocol version
     /// with an `Info` request.
     pub fn connect_tcp(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Self, DeviceError> {
-        let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
-        let deadline = Instant::now() + timeout;
-        let stream = 'connect: loop {
-            let mut last = None;
-            for a in &addrs {
-                match TcpStream::connect_timeout(a, Duration::from_millis(200)) {
-                    Ok(s) => break 'connect s,
-                    Err(e) => last = Some(e),
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(match last {
-                    Some(e) => DeviceError::Io(e),
-                    None => DeviceError::NoAnswer(timeout),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        stream.set_read_timeout(Some(POLL))?;
-        stream.set_nodelay(true)?;
+        let stream = open_tcp(addr, timeout)?;
         let mut c = DeviceClient::new(stream, timeout);
+        c.resync()?;
         c.info()?; // checks the version
         Ok(c)
     }
@@ -253,6 +305,24 @@ impl<T: Read + Write> DeviceClient<T> {
         }
     }
 
+    /// Starts from a clean line: sends a lone delimiter, which ends whatever partial frame
+    /// the device may hold from an earlier writer (the device ignores empty frames), then
+    /// discards what the device says about it (an `Error` with id 0) and any other stale
+    /// bytes, until the line has been quiet for [`RESYNC_QUIET`].
+    pub fn resync(&mut self) -> Result<(), DeviceError> {
+        self.send_raw(&[DELIMITER])?;
+        let t0 = Instant::now();
+        while t0.elapsed() < RESYNC_QUIET * 10 {
+            match self.recv(RESYNC_QUIET) {
+                Ok(_) | Err(DeviceError::Garbage(_)) | Err(DeviceError::VersionMismatch { .. }) => continue,
+                Err(DeviceError::NoAnswer(_)) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
     /// Sends one request and waits for its reply. A device `Error` reply becomes
     /// [`DeviceError::Device`].
     pub fn request(&mut self, req: &Request<'_>, wait: Duration) -> Result<Response, DeviceError> {
@@ -319,6 +389,32 @@ impl<T: Read + Write> DeviceClient<T> {
             }
         }
     }
+}
+
+/// Enrolls `label` into a host copy of the device's model exactly as the firmware does:
+/// each raw sample through the model's preprocessing, its shifts when the model asks for them
+/// (`Preprocess::shift`), then the core's closed-form [`ldl_core::Model::enroll`]. Used to
+/// check a device's answers after it enrolled classes itself.
+pub fn enroll_like_device(model: &mut ldl_core::Model, label: &str, raws: &[Vec<f32>]) -> anyhow::Result<()> {
+    let pp = model.preprocess;
+    let pre: Vec<Vec<f32>> = raws
+        .iter()
+        .map(|s| {
+            let mut x = s.clone();
+            pp.apply(&mut x).map_err(|e| anyhow::anyhow!("preprocessing: {e}"))?;
+            Ok(x)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let flat = match (pp.image, pp.shift) {
+        (Some(im), s) if s > 0 => {
+            crate::experiment::augment_support(&[pre.concat()], Some((im.width as usize, im.height as usize)), s)?.concat()
+        }
+        _ => pre.concat(),
+    };
+    let d = model.inputs();
+    model
+        .enroll(label, &flat, flat.len() / d.max(1))
+        .map_err(|e| anyhow::anyhow!("enrolling {label:?} on the host: {e}"))
 }
 
 fn sample_bytes(sample: &[f32]) -> Result<Vec<u8>, DeviceError> {
@@ -576,6 +672,21 @@ mod tests {
             )
         );
         assert_eq!(c.info().unwrap().classes, 2);
+        drop(c);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn resync_clears_a_half_frame_left_by_an_earlier_writer() {
+        let (mut c, h) = fake(Mode::Good);
+        // An earlier writer left bytes without a delimiter: without a resync, our next
+        // frame would be glued to them and refused.
+        c.send_raw(&[0x11; 40]).unwrap();
+        c.resync().unwrap();
+        assert_eq!(c.info().unwrap().classes, 2);
+        // The same, without the resync: the glued frame is refused (id 0).
+        c.send_raw(&[0x11; 40]).unwrap();
+        assert!(matches!(c.info(), Err(DeviceError::Device(_))));
         drop(c);
         h.join().unwrap();
     }

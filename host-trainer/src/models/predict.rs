@@ -85,15 +85,25 @@ pub fn classify_raw(model: &Model, raw: Vec<f32>) -> Result<(ldl_core::Classific
     Ok((c, dist))
 }
 
-fn mnist_inputs(dir: &Path, idx: &[usize]) -> Result<Vec<Input>> {
-    let test = crate::data::load_mnist(dir, crate::data::Split::Test)?;
+/// MNIST test images by index, as raw pixel bytes 0..255 (what a device receives).
+pub fn mnist_inputs(dir: &Path, idx: &[usize]) -> Result<Vec<Input>> {
+    mnist_split_inputs(dir, crate::data::Split::Test, idx)
+}
+
+/// Images of one MNIST split by index, as raw pixel bytes 0..255.
+pub fn mnist_split_inputs(dir: &Path, split: crate::data::Split, idx: &[usize]) -> Result<Vec<Input>> {
+    let test = crate::data::load_mnist(dir, split)?;
+    let name = match split {
+        crate::data::Split::Train => "mnist-train",
+        crate::data::Split::Test => "mnist-test",
+    };
     idx.iter()
         .map(|&i| {
             if i >= test.len() {
-                bail!("--mnist-test {i}: the test split has {} images (0..{})", test.len(), test.len() - 1);
+                bail!("--{name} {i}: the split has {} images (0..{})", test.len(), test.len() - 1);
             }
             Ok(Input {
-                name: format!("mnist-test[{i}]"),
+                name: format!("{name}[{i}]"),
                 expected: Some(test.class_names[test.labels[i] as usize].clone()),
                 raw: test.row(i).iter().map(|v| (v * 255.0).round()).collect(),
             })
@@ -161,7 +171,9 @@ fn png_inputs(model: &Model, paths: &[PathBuf], invert: bool) -> Result<Vec<Inpu
         .collect()
 }
 
-fn csv_inputs(path: &Path, d: usize) -> Result<Vec<Input>> {
+/// The rows of a CSV of raw inputs: `d` values, or a label then `d` values; a first row
+/// that is not numbers is a header.
+pub fn csv_inputs(path: &Path, d: usize) -> Result<Vec<Input>> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

@@ -1,0 +1,533 @@
+//! `ldl demo`: the whole product in one command. Train a model on MNIST digits 0-7 on the
+//! host, put it on a device (the QEMU board, or a real board with `--chip`/`--port`),
+//! classify test images on the device, enroll digits 8 and 9 on the device from five samples
+//! each, classify again, reset the device and show that the enrolled classes are still there.
+//!
+//! Every device answer is also checked against the host core on a host copy of the model
+//! (with the same classes enrolled the same way), so the run shows the device computes what
+//! the host does. Writes the model, the device's flash store (QEMU), QEMU's logs and a JSON
+//! report into `--out`.
+
+use crate::device::qemu::{build_firmware, Qemu, QemuConfig};
+use crate::device::{connect, enroll_like_device, AnyClient, Classification};
+use crate::models::human_bytes;
+use crate::models::train::{fit, CalibrateOn, TrainArgs};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ldl_core::format;
+use ldl_core::protocol::ModelStatus;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Arguments of `ldl demo`.
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// A real board's serial port (with --chip): the model is flashed with probe-rs and the
+    /// flow runs on the board instead of QEMU.
+    #[arg(long, requires = "chip")]
+    pub port: Option<String>,
+    /// The real board's chip as probe-rs names it (e.g. nRF52840_xxAA), with --port.
+    #[arg(long, requires = "port")]
+    pub chip: Option<String>,
+    /// Serial line speed of a real board.
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+    /// Training images per known digit (0-7) for the host's model. As many as the device
+    /// enrolls from by default: the closed form trusts a class's directions more the more
+    /// samples it saw, so classes fitted on many more samples than the enrolled ones draw
+    /// the new digits' images to themselves (validation split, 5 trials: 8 and 9 at 0.69 and
+    /// 0.75 with 5 training images per known digit, 0.33 and 0.38 with 20).
+    #[arg(long, default_value_t = 5)]
+    pub train_shots: usize,
+    /// Images the device enrolls each new digit (8, 9) from.
+    #[arg(long, default_value_t = 5)]
+    pub enroll_shots: usize,
+    /// Test images per digit classified on the device (before and after enrolling).
+    #[arg(long, default_value_t = 30)]
+    pub per_class: usize,
+    /// Seed of every draw (training and enrollment images).
+    #[arg(long, default_value_t = 2019)]
+    pub seed: u64,
+    /// Folder for the model, the device's store, logs and report.json.
+    #[arg(long, default_value = "target/ldl-demo")]
+    pub out: PathBuf,
+    /// Print the report as JSON on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The known digits (in the host's model) and the ones the device learns.
+const KNOWN: std::ops::Range<usize> = 0..8;
+const NEW: [usize; 2] = [8, 9];
+
+/// One digit's results in one pass.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DigitResult {
+    /// The digit.
+    pub digit: usize,
+    /// Test images.
+    pub images: usize,
+    /// Classified as this digit.
+    pub correct: usize,
+    /// Called unknown (novelty above the threshold).
+    pub unknown: usize,
+    /// What the others were called, most frequent first.
+    pub called: Vec<(String, usize)>,
+}
+
+/// One pass of classification over the test images.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pass {
+    /// Per digit 0..9.
+    pub digits: Vec<DigitResult>,
+    /// Images whose device answer equals the host core's (class, unknown, distances within
+    /// 1e-3 relative).
+    pub equal_to_host: usize,
+    /// Images classified.
+    pub images: usize,
+    /// Seconds on the device.
+    pub seconds: f64,
+}
+
+impl Pass {
+    /// Correct answers over all images.
+    pub fn correct(&self) -> usize {
+        self.digits.iter().map(|d| d.correct).sum()
+    }
+}
+
+/// One enrollment on the device.
+#[derive(Debug, Clone, Serialize)]
+pub struct Enrollment {
+    /// The new class.
+    pub label: String,
+    /// Training-split indices of its samples.
+    pub samples: Vec<usize>,
+    /// Directions the device kept.
+    pub rank: u16,
+    /// Seconds on the device.
+    pub seconds: f64,
+}
+
+/// What `ldl demo` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// "QEMU mps2-an386" or the chip.
+    pub device: String,
+    /// The model file.
+    pub model: String,
+    /// Its size.
+    pub model_bytes: usize,
+    /// Its CRC-32.
+    pub model_crc: String,
+    /// Classes in the model.
+    pub model_labels: Vec<String>,
+    /// Classification before enrolling.
+    pub before: Pass,
+    /// The enrollments.
+    pub enrolled: Vec<Enrollment>,
+    /// Classification after enrolling.
+    pub after: Pass,
+    /// Labels the device lists after a reset.
+    pub after_reset_labels: Vec<String>,
+    /// Images whose answer after the reset is identical to the one before it.
+    pub after_reset_identical: usize,
+}
+
+/// The device in use: the QEMU board or a real one.
+enum Board {
+    Qemu { cfg: QemuConfig, running: Option<Qemu> },
+    Real { chip: String, port: String, baud: u32 },
+}
+
+const REPLY: Duration = Duration::from_secs(30);
+
+impl Board {
+    fn name(&self) -> String {
+        match self {
+            Board::Qemu { .. } => "QEMU mps2-an386 (Cortex-M4F)".into(),
+            Board::Real { chip, port, .. } => format!("{chip} on {port}"),
+        }
+    }
+
+    /// Starts (QEMU) or connects to (real board) the device.
+    fn start(&mut self, boot: usize) -> Result<AnyClient> {
+        match self {
+            Board::Qemu { cfg, running } => {
+                let mut c = cfg.clone();
+                c.log = cfg.log.with_file_name(format!("qemu-boot{boot}.log"));
+                let q = running.insert(Qemu::boot(&c)?);
+                q.client(REPLY)
+            }
+            Board::Real { port, baud, .. } => Ok(connect(port, *baud, REPLY)?),
+        }
+    }
+
+    /// Resets the device (QEMU: stopped and booted again on the same flash files; a real
+    /// board: reset through the probe) and connects again.
+    fn reset(&mut self, boot: usize) -> Result<AnyClient> {
+        match self {
+            Board::Qemu { running, .. } => {
+                if let Some(q) = running.take() {
+                    q.stop();
+                }
+            }
+            Board::Real { chip, .. } => {
+                crate::flash::reset_chip(chip, None)?;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        self.start(boot)
+    }
+}
+
+fn say(json: bool, line: impl AsRef<str>) {
+    if json {
+        eprintln!("{}", line.as_ref());
+    } else {
+        println!("{}", line.as_ref());
+    }
+}
+
+/// Runs `ldl demo`.
+pub fn run(a: DemoArgs) -> Result<()> {
+    if a.train_shots == 0 || a.enroll_shots == 0 || a.per_class == 0 {
+        bail!("--train-shots, --enroll-shots and --per-class must be at least 1");
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create the folder", a.out.display()))?;
+    let out = a.out.canonicalize()?;
+    let json = a.json;
+    let t_all = Instant::now();
+
+    // 1. The host trains a model on digits 0-7.
+    let train_args = TrainArgs {
+        data: crate::cli::DataArgs {
+            dataset: crate::cli::DatasetKind::Mnist,
+            data: None,
+            test: None,
+            rotations: false,
+            validation: false,
+        },
+        classes: Some(format!("{}-{}", KNOWN.start, KNOWN.end - 1)),
+        shots: Some(a.train_shots),
+        method: "device".into(),
+        seed: a.seed,
+        capacity: Some((KNOWN.len() + NEW.len()) as u16),
+        threshold: None,
+        calibrate_threshold: None,
+        calibrate_on: CalibrateOn::Support,
+        max_rank: Some(24),
+        out: out.join("model.ldlm"),
+        json: false,
+    };
+    let loaded = train_args.data.load()?;
+    let (train, test) = (&loaded.train, loaded.test.as_ref().context("MNIST has a test split")?);
+    let t0 = Instant::now();
+    let trained = fit(&train_args, &loaded)?;
+    let bytes = format::encode(&trained.model).context("encoding the model")?;
+    std::fs::write(&train_args.out, &bytes).with_context(|| format!("{}", train_args.out.display()))?;
+    let crc = format::checksum(&bytes[..bytes.len() - format::CRC_LEN]);
+    let mut host = format::decode(&bytes)?; // exactly what the device reads
+    say(
+        json,
+        format!(
+            "1. host: trained the device mode on MNIST digits 0-7 ({} images each) in {:.1} s: {} ({}, CRC {crc:08x})",
+            a.train_shots,
+            t0.elapsed().as_secs_f64(),
+            train_args.out.display(),
+            human_bytes(bytes.len() as u64)
+        ),
+    );
+
+    // 2. The model goes onto the device.
+    let mut board = match (&a.chip, &a.port) {
+        (Some(chip), Some(port)) => {
+            let fa = crate::flash::FlashArgs {
+                model: train_args.out.clone(),
+                chip: chip.clone(),
+                board: None,
+                probe: None,
+                dry_run: false,
+                no_reset: false,
+                json: false,
+            };
+            let (plan, bytes) = crate::flash::plan(&fa)?;
+            let plan = crate::flash::write(plan, &bytes, None, true, json)?;
+            say(
+                json,
+                format!(
+                    "2. device: flashed the model to {:#010x} of {} with probe-rs (verified), reset",
+                    plan.address, plan.chip
+                ),
+            );
+            Board::Real {
+                chip: chip.clone(),
+                port: port.clone(),
+                baud: a.baud,
+            }
+        }
+        _ => {
+            let elf = build_firmware()?;
+            let store = out.join("store.bin");
+            let _ = std::fs::remove_file(&store); // a fresh device: erased store
+            let origin = crate::models::boards::board("qemu")?.model.origin;
+            say(
+                json,
+                format!("2. device: QEMU mps2-an386 booting the firmware with the model loaded at {origin:#010x} (its MODEL region)"),
+            );
+            Board::Qemu {
+                cfg: QemuConfig {
+                    elf,
+                    model: Some(train_args.out.clone()),
+                    store,
+                    log: out.join("qemu.log"),
+                    limit: Duration::from_secs(3600),
+                    pty: false,
+                },
+                running: None,
+            }
+        }
+    };
+    let mut dev = board.start(1)?;
+    let info = dev.info()?;
+    if !matches!(info.model, ModelStatus::Valid { crc: c } if c == crc) {
+        bail!("the device does not hold the model just written: {:?}", info.model);
+    }
+    // A real board may keep classes enrolled in an earlier run: start from the model alone.
+    for l in dev.list()?.into_iter().skip(host.labels.len()) {
+        dev.forget(&l)
+            .with_context(|| format!("forgetting {l:?} left from an earlier run"))?;
+    }
+    say(
+        json,
+        format!(
+            "   {}: protocol v{}, model valid (CRC {crc:08x}), {} inputs, classes {}, room for {} classes",
+            board.name(),
+            info.protocol,
+            info.inputs,
+            dev.list()?.join(" "),
+            info.capacity
+        ),
+    );
+
+    // The test images: the first `per_class` of each digit.
+    let queries: Vec<(usize, Vec<f32>)> = (0..10)
+        .flat_map(|c| test.indices_of_class(c).into_iter().take(a.per_class).map(move |i| (c, i)))
+        .map(|(c, i)| (c, test.row(i).iter().map(|v| (v * 255.0).round()).collect()))
+        .collect();
+
+    // 3. Classify before enrolling.
+    let (before, _) = pass(&mut dev, &host, &queries, "3. device: classifying test images", json)?;
+    say(json, summary_line(&before, "   "));
+
+    // 4. Enroll 8 and 9 on the device from a few training images each.
+    let mut enrolled = Vec::new();
+    let mut rng = ldl_core::Rng::new(a.seed ^ 0x454e_524f_4c4c);
+    for &digit in &NEW {
+        let idx = train.indices_of_class(digit);
+        let mut pick = Vec::with_capacity(a.enroll_shots);
+        while pick.len() < a.enroll_shots.min(idx.len()) {
+            let i = idx[rng.below(idx.len() as u32) as usize];
+            if !pick.contains(&i) {
+                pick.push(i);
+            }
+        }
+        let raws: Vec<Vec<f32>> = pick
+            .iter()
+            .map(|&i| train.row(i).iter().map(|v| (v * 255.0).round()).collect())
+            .collect();
+        let refs: Vec<&[f32]> = raws.iter().map(Vec::as_slice).collect();
+        let label = digit.to_string();
+        let t = Instant::now();
+        let rank = dev
+            .enroll(&label, &refs)
+            .with_context(|| format!("enrolling {label} on the device"))?;
+        let secs = t.elapsed().as_secs_f64();
+        enroll_like_device(&mut host, &label, &raws)?;
+        say(
+            json,
+            format!(
+                "4. device: enrolled \"{label}\" from {} training images (fitted on the device: {rank} directions, {secs:.1} s)",
+                raws.len()
+            ),
+        );
+        enrolled.push(Enrollment {
+            label,
+            samples: pick,
+            rank,
+            seconds: secs,
+        });
+    }
+
+    // 5. Classify again.
+    let (after, after_answers) = pass(&mut dev, &host, &queries, "5. device: classifying the same images again", json)?;
+    say(json, summary_line(&after, "   "));
+
+    // 6. Reset: the enrolled classes must still be there, the answers unchanged.
+    drop(dev);
+    let mut dev = board.reset(2)?;
+    let labels = dev.list()?;
+    let bar = progress(queries.len(), "6. device after a reset: classifying again", json);
+    let mut identical = 0;
+    for ((_, raw), a1) in queries.iter().zip(&after_answers) {
+        let a2 = dev.classify(raw)?;
+        identical += usize::from(&a2 == a1);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    say(
+        json,
+        format!(
+            "6. device: reset ({}); it lists {} and gives the same answers for {identical}/{} images",
+            if matches!(board, Board::Qemu { .. }) {
+                "QEMU restarted on the same flash"
+            } else {
+                "through the probe"
+            },
+            labels.join(" "),
+            queries.len()
+        ),
+    );
+
+    let report = Report {
+        device: board.name(),
+        model: train_args.out.display().to_string(),
+        model_bytes: bytes.len(),
+        model_crc: format!("{crc:08x}"),
+        model_labels: trained.model.labels.iter().map(|l| l.to_string()).collect(),
+        before,
+        enrolled,
+        after,
+        after_reset_labels: labels,
+        after_reset_identical: identical,
+    };
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+        println!(
+            "\nreport: {}   ({:.0} s in all)",
+            out.join("report.json").display(),
+            t_all.elapsed().as_secs_f64()
+        );
+    }
+    if report.after_reset_labels.len() != KNOWN.len() + NEW.len() || report.after_reset_identical != queries.len() {
+        bail!("the enrolled classes did not survive the reset unchanged");
+    }
+    if report.before.equal_to_host != queries.len() || report.after.equal_to_host != queries.len() {
+        bail!("the device's answers differ from the host core's (see the report)");
+    }
+    Ok(())
+}
+
+fn progress(n: usize, msg: &str, json: bool) -> indicatif::ProgressBar {
+    let b = crate::cli::bar(n as u64, msg.to_string());
+    if json {
+        b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+    b
+}
+
+/// Classifies every query on the device, scores it per digit and checks it against the
+/// host core on `host`.
+fn pass(
+    dev: &mut AnyClient,
+    host: &ldl_core::Model,
+    queries: &[(usize, Vec<f32>)],
+    msg: &str,
+    json: bool,
+) -> Result<(Pass, Vec<Classification>)> {
+    let mut digits: Vec<DigitResult> = (0..10)
+        .map(|d| DigitResult {
+            digit: d,
+            ..Default::default()
+        })
+        .collect();
+    let mut called: Vec<std::collections::BTreeMap<String, usize>> = vec![Default::default(); 10];
+    let mut answers = Vec::with_capacity(queries.len());
+    let mut equal = 0;
+    let bar = progress(queries.len(), msg, json);
+    let t = Instant::now();
+    let mut scratch = vec![0.0f32; ldl_core::classify::scratch_len(host)?];
+    let mut dist = vec![0.0f32; host.labels.len()];
+    for (digit, raw) in queries {
+        let c = dev.classify(raw)?;
+        let r = &mut digits[*digit];
+        r.images += 1;
+        let name = if c.unknown { "unknown".to_string() } else { c.label.clone() };
+        if name == digit.to_string() {
+            r.correct += 1;
+        } else {
+            *called[*digit].entry(name).or_default() += 1;
+        }
+        r.unknown += usize::from(c.unknown);
+        // The host core on the same model.
+        let mut x = raw.clone();
+        host.preprocess.apply(&mut x)?;
+        let h = ldl_core::classify(host, &x, host.threshold, &mut scratch, &mut dist)?;
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * a.abs().max(b.abs()).max(1e-12);
+        let same = h.best == c.index
+            && h.class.is_none() == c.unknown
+            && dist.len() == c.distances.len()
+            && dist.iter().zip(&c.distances).all(|(a, b)| close(*a, *b));
+        equal += usize::from(same);
+        answers.push(c);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    for (r, m) in digits.iter_mut().zip(called) {
+        let mut v: Vec<(String, usize)> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        r.called = v;
+    }
+    Ok((
+        Pass {
+            digits,
+            equal_to_host: equal,
+            images: queries.len(),
+            seconds: t.elapsed().as_secs_f64(),
+        },
+        answers,
+    ))
+}
+
+fn summary_line(p: &Pass, indent: &str) -> String {
+    format!(
+        "{indent}{}/{} correct ({:.1}%), {:.1} ms per image on the device; {}/{} answers equal to the host core's",
+        p.correct(),
+        p.images,
+        100.0 * p.correct() as f64 / p.images as f64,
+        1e3 * p.seconds / p.images as f64,
+        p.equal_to_host,
+        p.images
+    )
+}
+
+fn cell(r: &DigitResult) -> String {
+    let pct = 100.0 * r.correct as f64 / r.images.max(1) as f64;
+    let mut s = format!("{:>3}/{:<3} {:>5.1}%", r.correct, r.images, pct);
+    if r.correct < r.images {
+        let top: Vec<String> = r.called.iter().take(2).map(|(l, n)| format!("{l}:{n}")).collect();
+        s += &format!("  (called {})", top.join(" "));
+    }
+    s
+}
+
+fn print_table(r: &Report) {
+    println!("\nper digit, on the device       before enrolling 8 and 9              after");
+    for (b, a) in r.before.digits.iter().zip(&r.after.digits) {
+        let tag = if NEW.contains(&b.digit) { " (new)" } else { "" };
+        println!("  {:<9} {:<38} {}", format!("{}{tag}", b.digit), cell(b), cell(a));
+    }
+    let all = |p: &Pass| {
+        format!(
+            "{:>3}/{:<3} {:>5.1}%",
+            p.correct(),
+            p.images,
+            100.0 * p.correct() as f64 / p.images as f64
+        )
+    };
+    println!("  {:<9} {:<38} {}", "all", all(&r.before), all(&r.after));
+}
