@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Instruction counts of the firmware on the QEMU board (mps2-an386, Cortex-M4F), exact and
-# repeatable, with ../shared/tools/qemu-insn-count (a QEMU plugin; README there):
+# Instruction counts and stack depth of the firmware on the QEMU board (mps2-an386,
+# Cortex-M4F), exact and repeatable, with ../shared/tools/qemu-insn-count (a QEMU plugin;
+# README there):
+#   * per multiply-accumulate of ldl_core::linalg::dot (100 calls x 784 MACs in bench_dot,
+#     call and loop overhead included; bench mode `dot`)
 #   * per classification (Device::handle(Classify): bytes -> f32, Preprocess, classify)
 #   * per enrollment of 5 samples (EnrollStart + 5 EnrollSample: shifts, closed-form fit, save)
-#   * per multiply-accumulate of ldl_core::linalg::dot (100 calls x 784 MACs in bench_dot)
+#   * peak stack (painted stack, src/bin/bench.rs) at boot, in the serial loop classifying one
+#     sample, and enrolling 5 samples
 # for two MNIST-size models (d = 784, 10 classes) written by `ldl train`: the device mode
 # (identity target, shift 2, max rank 24) and the same with a k = 64 linear target (whose
 # enrollment the firmware refuses: its enrolled classes hold targets of K <= 16 outputs).
-# Also the firmware's size without the model (llvm-size).
+# Also the firmware's size without the model (llvm-size) and its RAM besides the model and
+# the enrolled classes: the statics other than ENROLLED and WORKSPACE, plus the peak stack.
 #   firmware/bench.sh            (from anywhere; about a minute)
+#   LDL=path/to/ldl              use this host CLI instead of building it
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT="$(cd .. && pwd)"
@@ -17,32 +23,64 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 SYSROOT="$(rustc --print sysroot)"
 LLVM_SIZE="$(ls "$SYSROOT"/lib/rustlib/*/bin/llvm-size | head -1)"
+LLVM_NM="$(ls "$SYSROOT"/lib/rustlib/*/bin/llvm-nm | head -1)"
 
 cargo build --release -q
 BENCH=target/thumbv7em-none-eabihf/release/bench
+FW=target/thumbv7em-none-eabihf/release/ldl-firmware
 origin="$(python3 -c 'import tomllib;print(hex(tomllib.load(open("boards.toml","rb"))["boards"]["qemu"]["model"]["origin"]))')"
 
-(cd "$ROOT" && cargo build --release -q -p ldl-host --bin ldl)
-LDL="$ROOT/target/release/ldl"
+if [ -z "${LDL:-}" ]; then
+    (cd "$ROOT" && cargo build --release -q -p ldl-host --bin ldl)
+    LDL="$ROOT/target/release/ldl"
+fi
 "$LDL" train --classes 0-9 --shots 5 --method device --max-rank 24 --capacity 20 --out "$TMP/device.ldlm" >/dev/null 2>&1
 "$LDL" train --classes 0-9 --shots 5 --method device:64 --max-rank 24 --capacity 20 --out "$TMP/device64.ldlm" >/dev/null 2>&1
 
+# region LOG -> "n last sum" of the bench_start..bench_end regions
+region() { sed -n 's/.*region.* n=\([0-9]*\) last=\([0-9]*\) sum=\([0-9]*\).*/\1 \2 \3/p' <<<"$1"; }
+
 echo "firmware without the model (llvm-size; flash = text + data, RAM = data + bss + stack):"
-"$LLVM_SIZE" target/thumbv7em-none-eabihf/release/ldl-firmware
+"$LLVM_SIZE" "$FW"
+read -r data bss < <("$LLVM_SIZE" "$FW" | awk 'NR==2 {print $2, $3}')
+big=0
+for hex in $("$LLVM_NM" -S "$FW" | awk '$4 ~ /ldl_firmware(8ENROLLED|9WORKSPACE)/ {print $2}'); do
+    big=$((big + 16#$hex))
+done
+small=$((data + bss - big))
+echo "static RAM besides the enrolled classes and the enrollment workspace (ENROLLED, WORKSPACE: $big B): $small B"
 echo
+
+# The inner loop (no model needed).
+log="$(QEMU_EXTRA="-semihosting-config enable=on,target=native,arg=bench,arg=dot" timeout 600 "$COUNT" "$BENCH" 2>&1 >/dev/null | grep -a insn_count || true)"
+read -r n last _ < <(region "$log") || true
+[ "${n:-}" = 1 ] || { echo "bench dot: unexpected regions: $log" >&2; exit 1; }
+awk -v i="$last" 'BEGIN { printf "dot: %d instructions for 78400 multiply-accumulates = %.2f per MAC (calls and loop included)\n", i, i / 78400 }'
+
+peak=0
+peak_forget=0
 for m in device device64; do
-    log="$(QEMU_EXTRA="-device loader,file=$TMP/$m.ldlm,addr=$origin" timeout 600 "$COUNT" "$BENCH" bench_dot 2>&1 >/dev/null | grep -a insn_count || true)"
-    region="$(grep -a 'region' <<<"$log")"
-    n="$(sed -n 's/.* n=\([0-9]*\).*/\1/p' <<<"$region")"
-    last="$(sed -n 's/.* last=\([0-9]*\).*/\1/p' <<<"$region")"
-    sum="$(sed -n 's/.* sum=\([0-9]*\).*/\1/p' <<<"$region")"
-    inner="$(grep -a ' in \[' <<<"$log" | sed 's/.*= //')"
+    QEMU_EXTRA="-device loader,file=$TMP/$m.ldlm,addr=$origin" timeout 600 "$COUNT" "$BENCH" 2>"$TMP/log" \
+        | defmt-print -e "$BENCH" >"$TMP/defmt" 2>&1 || true
+    log="$(grep -a insn_count "$TMP/log" || true)"
     echo "== $m ($(stat -c %s "$TMP/$m.ldlm") B model)"
-    if [ "$n" = 2 ]; then
+    read -r n last sum < <(region "$log") || true
+    if [ "${n:-}" = 2 ]; then
         echo "instructions per classification: $((sum - last))"
         echo "instructions per enrollment of 5 samples: $last"
     else
-        echo "regions: $region"
+        echo "regions: $log"
     fi
-    awk -v i="$inner" 'BEGIN { printf "dot: %d instructions for 78400 multiply-accumulates = %.2f per MAC\n", i, i / 78400 }'
+    if line="$(grep -a -o 'stack: boot .*' "$TMP/defmt")"; then
+        echo "peak $line (from the top of the stack)"
+        echo "  of which below the caller of Device::serve, $(grep -a -o 'serial loop: .*' "$TMP/defmt" | sed 's/serial loop: //')"
+        read -r b c e f <<<"$(grep -o -- '-\?[0-9]* B' <<<"$line" | tr -d ' B' | tr '\n' ' ')"
+        for v in $b $c $e; do [ "$v" -gt "$peak" ] && peak=$v; done
+        [ "$f" -gt "$peak_forget" ] && peak_forget=$f
+    else
+        echo "stack: not measured:"; cat "$TMP/defmt"
+    fi
 done
+echo
+echo "RAM besides the model and the enrolled classes (boot, classification, enrollment): $small B static + $peak B peak stack = $((small + peak)) B (target: < 16384 B)"
+echo "  with Forget (a class moved through a stack temporary): $small B static + $peak_forget B peak stack = $((small + peak_forget)) B"

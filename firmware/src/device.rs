@@ -150,6 +150,7 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         &mut self.flash
     }
 
+    #[inline(never)]
     fn labels(&self) -> heapless::Vec<Label, MAX_CLASSES> {
         let mut out = heapless::Vec::new();
         if let Ok(v) = &self.model {
@@ -170,6 +171,7 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         }
     }
 
+    #[inline(never)]
     fn info(&self) -> Info {
         let (inputs, outputs, per) = match &self.model {
             Ok(v) => (v.inputs() as u32, v.outputs() as u32, self.augment_factor(v)),
@@ -210,6 +212,10 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)
     }
 
+    // Each request is its own non-inlined function: inlined into `handle`, every arm's
+    // temporaries would share one frame, so a classification would reserve the stack of
+    // the largest arm (`Enrolled::forget` moves a whole class through a temporary).
+    #[inline(never)]
     fn classify(&mut self, sample: &[u8]) -> Result<Response, ErrorCode> {
         let view = self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)?;
         let (_, scratch) = self.work.split_at_mut((D * self.rows).min(self.work.len()));
@@ -241,6 +247,7 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         }))
     }
 
+    #[inline(never)]
     fn enroll_start(&mut self, name: Label, samples: u16) -> Result<Response, ErrorCode> {
         self.enrolling = None;
         let view = self.view()?;
@@ -274,6 +281,7 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         Ok(Response::EnrollProgress { got: 0, of: samples })
     }
 
+    #[inline(never)]
     fn enroll_sample(&mut self, data: &[u8]) -> Result<Response, ErrorCode> {
         let view = self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)?;
         let en = self.enrolling.as_mut().ok_or(ErrorCode::NOT_ENROLLING)?;
@@ -310,6 +318,7 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         })
     }
 
+    #[inline(never)]
     fn forget(&mut self, name: &str) -> Result<Response, ErrorCode> {
         self.view()?;
         self.enrolled.forget(name)?;
@@ -352,6 +361,8 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
     /// reply with the id when it could be read, else 0), and polls the button between
     /// bytes (a press sends an unsolicited reply with id 0). Returns when the stream ends
     /// (`read` gives 0 bytes; never on a UART) or on an I/O error.
+    // Not inlined: inlined into `main`, its frame would add to the boot's (model check).
+    #[inline(never)]
     pub fn serve<S: Read + Write + ReadReady, B: InputPin, const N: usize>(
         &mut self,
         serial: &mut S,

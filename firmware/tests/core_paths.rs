@@ -1,0 +1,428 @@
+//! On-target tests (Cortex-M4F under QEMU) of the core paths the firmware runs: the
+//! hand-written Arm kernels against the portable summation order, bit for bit; a model file
+//! built here byte by byte and validated in place (good, truncated, corrupted, wrong version
+//! or magic: typed errors, also through the firmware's `check_model`); classification of that
+//! small model with known answers; enrollment (the closed-form fit on the device) of a new
+//! class, then its classification together with the model's classes.
+//!
+//! The model: d = 16, identity target, two classes through the origin, "a" = span{e0, e1}
+//! and "b" = span{e2, e3} (shrink weights 1). With an identity target the distance of `x` to
+//! a class is `(||x||^2 - ||U x||^2) / d`; the test points have small integer coordinates,
+//! so every distance is exact in f32 and asserted to the bit.
+#![no_std]
+#![no_main]
+
+use ldl_firmware as _; // board: defmt logger, panic handler
+
+use ldl_core::format::{checksum, ClassEntry, ClassForm, Header, TargetEntry, TargetKind, CRC_LEN, HEADER_OFFSET, MAGIC, VERSION};
+use ldl_core::{FitOptions, Method, Preprocess};
+
+/// Input dimension of the test model.
+pub const D: usize = 16;
+/// Rank of each model class.
+pub const RANK: usize = 2;
+/// f32s of the weights: per class a basis (RANK x D) and its shrink weights (RANK).
+pub const WEIGHTS: usize = 2 * (RANK * D + RANK);
+
+/// A buffer for a model file, aligned like flash (the weights are read in place as f32).
+#[repr(C, align(16))]
+pub struct File {
+    pub bytes: [u8; 1024],
+    pub len: usize,
+}
+
+/// Unit vector `e_i` of R^D.
+pub fn e(i: usize) -> [f32; D] {
+    let mut v = [0.0; D];
+    v[i] = 1.0;
+    v
+}
+
+/// `sum_i c_i e_{idx_i}`.
+pub fn vec_of(terms: &[(usize, f32)]) -> [f32; D] {
+    let mut v = [0.0; D];
+    for &(i, c) in terms {
+        v[i] += c;
+    }
+    v
+}
+
+/// Writes the test model file (format VERSION) into `f`, with `threshold`.
+pub fn build(f: &mut File, threshold: Option<f32>) {
+    let mut weights = [0.0f32; WEIGHTS];
+    // Class "a": basis e0, e1; class "b": basis e2, e3; shrink 1, 1.
+    for (c, first) in [(0usize, 0usize), (1, 2)] {
+        let at = c * (RANK * D + RANK);
+        for r in 0..RANK {
+            weights[at + r * D..at + (r + 1) * D].copy_from_slice(&e(first + r));
+        }
+        weights[at + RANK * D..at + RANK * D + RANK].fill(1.0);
+    }
+    let mut labels = heapless::Vec::new();
+    let mut classes = heapless::Vec::new();
+    for (c, l) in ["a", "b"].iter().enumerate() {
+        defmt::unwrap!(labels.push(defmt::unwrap!(ldl_core::label(l).ok())).ok());
+        defmt::unwrap!(classes
+            .push(ClassEntry {
+                form: ClassForm::Subspace {
+                    affine: false,
+                    rank: RANK as u32
+                },
+                offset: (c * (RANK * D + RANK)) as u32,
+            })
+            .ok());
+    }
+    let mut members = heapless::Vec::new();
+    defmt::unwrap!(members
+        .push(TargetEntry {
+            kind: TargetKind::Identity,
+            offset: 0
+        })
+        .ok());
+    let header = Header {
+        method: Method::ClosedForm,
+        inputs: D as u32,
+        outputs: D as u32,
+        capacity: 4,
+        threshold,
+        preprocess: Preprocess::default(),
+        fit: FitOptions {
+            affine: false,
+            ..FitOptions::default()
+        },
+        labels,
+        members,
+        classes,
+    };
+    let b = &mut f.bytes;
+    b.fill(0);
+    let header_len = defmt::unwrap!(postcard::to_slice(&header, &mut b[HEADER_OFFSET..]).ok()).len();
+    let start = (HEADER_OFFSET + header_len).div_ceil(16) * 16;
+    for (i, w) in weights.iter().enumerate() {
+        b[start + 4 * i..start + 4 * i + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    let crc_at = start + 4 * WEIGHTS;
+    b[..4].copy_from_slice(&MAGIC);
+    b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    b[8..12].copy_from_slice(&(header_len as u32).to_le_bytes());
+    b[12..16].copy_from_slice(&((4 * WEIGHTS) as u32).to_le_bytes());
+    let crc = checksum(&b[..crc_at]);
+    b[crc_at..crc_at + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
+    f.len = crc_at + CRC_LEN;
+}
+
+/// The portable `ldl_core::linalg::dot` (the host's): 8 interleaved accumulators, pairwise
+/// sum, then the tail.
+pub fn dot_ref(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let mut acc = [0.0f32; 8];
+    let blocks = n / 8;
+    for j in 0..blocks {
+        for i in 0..8 {
+            acc[i] += a[8 * j + i] * b[8 * j + i];
+        }
+    }
+    let mut tail = 0.0f32;
+    for t in 8 * blocks..n {
+        tail += a[t] * b[t];
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+#[defmt_test::tests]
+mod tests {
+    use super::{build, dot_ref, e, vec_of, File, D, RANK};
+    use defmt::{assert, assert_eq, unwrap};
+    use ldl_core::classify::{classify, scratch_len, Classes};
+    use ldl_core::enroll::{Enrolled, Joined};
+    use ldl_core::format::ModelView;
+    use ldl_core::linalg::{axpy, dot};
+    use ldl_core::protocol::{ErrorCode, ModelStatus};
+    use ldl_core::subspace::fit_scratch_len;
+    use ldl_core::{Error, FitOptions, Rng, Target};
+    use ldl_firmware::device::check_model;
+
+    #[init]
+    fn init() -> File {
+        let mut f = File { bytes: [0; 1024], len: 0 };
+        build(&mut f, None);
+        f
+    }
+
+    #[test]
+    fn dot_kernel_has_the_portable_bits(_f: &mut File) {
+        let mut rng = Rng::new(5);
+        let mut a = [0.0f32; 203];
+        let mut b = [0.0f32; 203];
+        for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+            *x = rng.normal();
+            *y = rng.normal() * 1e-3;
+        }
+        // Every length around the 8-wide blocks, and offsets that are not block-aligned.
+        for n in (0..=41).chain([200, 203]) {
+            for off in [0usize, 1, 3] {
+                let (x, y) = (&a[off..], &b[..a.len() - off]);
+                let m = n.min(x.len());
+                assert_eq!(
+                    dot(&x[..m], &y[..m]).to_bits(),
+                    dot_ref(&x[..m], &y[..m]).to_bits(),
+                    "n {} off {}",
+                    m,
+                    off
+                );
+            }
+        }
+        // Uneven lengths: the shorter slice decides.
+        assert_eq!(dot(&a[..17], &b[..9]).to_bits(), dot_ref(&a[..9], &b[..9]).to_bits());
+        // Exact small case: 1 + 2 + ... 19^2.
+        let v: [f32; 19] = core::array::from_fn(|i| (i + 1) as f32);
+        assert_eq!(dot(&v, &v), 2470.0);
+        // Signed zero: all-zero products summed from +0.0.
+        assert_eq!(dot(&[-0.0; 16], &[1.0; 16]).to_bits(), 0.0f32.to_bits());
+    }
+
+    #[test]
+    fn axpy_kernel_has_the_portable_bits(_f: &mut File) {
+        let mut rng = Rng::new(6);
+        for n in [0usize, 1, 7, 8, 9, 16, 23, 100] {
+            let mut x = [0.0f32; 100];
+            let mut y = [0.0f32; 100];
+            for (a, b) in x.iter_mut().zip(y.iter_mut()) {
+                *a = rng.normal();
+                *b = rng.normal();
+            }
+            let alpha = rng.normal();
+            let mut want = y;
+            for i in 0..n {
+                want[i] += alpha * x[i];
+            }
+            axpy(alpha, &x[..n], &mut y[..n]);
+            for i in 0..100 {
+                assert_eq!(y[i].to_bits(), want[i].to_bits(), "n {} i {}", n, i);
+            }
+        }
+        // A shorter y: only its elements change.
+        let mut y = [1.0f32; 10];
+        axpy(2.0, &[1.0; 12], &mut y[..9]);
+        assert_eq!(y, [3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 1.0]);
+    }
+
+    #[test]
+    fn good_model_parses_in_place(f: &mut File) {
+        let file = &f.bytes[..f.len];
+        let v = unwrap!(ModelView::parse(file).ok());
+        assert_eq!(v.inputs(), D);
+        assert_eq!(v.outputs(), D);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v.members(), 1);
+        assert_eq!(v.labels()[0].as_str(), "a");
+        assert_eq!(v.labels()[1].as_str(), "b");
+        assert_eq!(v.file_len(), f.len);
+        let crc = u32::from_le_bytes(unwrap!(file[f.len - 4..].try_into().ok()));
+        assert_eq!(v.crc(), crc);
+        // In place: the weights are the file's bytes, not a copy.
+        let w = v.weights();
+        assert!(file.as_ptr_range().contains(&w.as_ptr().cast::<u8>()));
+        assert_eq!(w.len(), super::WEIGHTS);
+        assert_eq!(&w[..D], &e(0));
+        // The firmware's check of the MODEL region: the file, then erased flash.
+        let mut region = File {
+            bytes: [0xFF; 1024],
+            len: 0,
+        };
+        region.bytes[..f.len].copy_from_slice(file);
+        let ok = check_model::<D>(&region.bytes);
+        assert!(ok.is_ok());
+        assert_eq!(unwrap!(ok.ok()).crc(), crc);
+        assert_eq!(
+            check_model::<784>(&region.bytes).err(),
+            Some(ModelStatus::Invalid {
+                code: ErrorCode::DIMENSION_MISMATCH
+            })
+        );
+        region.bytes.fill(0xFF);
+        assert_eq!(check_model::<D>(&region.bytes).err(), Some(ModelStatus::Absent));
+    }
+
+    #[test]
+    fn truncated_model_is_refused(f: &mut File) {
+        let file = &f.bytes[..f.len];
+        assert_eq!(ModelView::parse(&file[..f.len - 1]).err(), Some(Error::Truncated));
+        assert_eq!(ModelView::parse(&file[..f.len - 4]).err(), Some(Error::Truncated));
+        assert_eq!(ModelView::parse(&file[..10]).err(), Some(Error::Truncated));
+        assert_eq!(ModelView::parse(&[]).err(), Some(Error::Truncated));
+        // The region check reads the length from the prefix: a region shorter than that.
+        assert_eq!(
+            check_model::<D>(&file[..f.len - 1]).err(),
+            Some(ModelStatus::Invalid {
+                code: ErrorCode::from(Error::Truncated)
+            })
+        );
+    }
+
+    #[test]
+    fn corrupted_model_fails_its_crc(f: &mut File) {
+        let len = f.len;
+        // A flipped bit in a weight, in the header, and in the CRC itself.
+        for at in [len - 40, HEADER_AT, len - 1] {
+            f.bytes[at] ^= 0x10;
+            assert_eq!(ModelView::parse(&f.bytes[..len]).err(), Some(Error::CrcMismatch), "byte {}", at);
+            f.bytes[at] ^= 0x10;
+        }
+        assert!(ModelView::parse(&f.bytes[..len]).is_ok());
+    }
+
+    /// A byte inside the postcard header.
+    const HEADER_AT: usize = ldl_core::format::HEADER_OFFSET + 3;
+
+    #[test]
+    fn wrong_version_or_magic_is_refused(f: &mut File) {
+        let len = f.len;
+        f.bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+        assert_eq!(ModelView::parse(&f.bytes[..len]).err(), Some(Error::UnsupportedVersion(2)));
+        f.bytes[4..6].copy_from_slice(&ldl_core::format::VERSION.to_le_bytes());
+        f.bytes[0] = b'X';
+        assert_eq!(ModelView::parse(&f.bytes[..len]).err(), Some(Error::BadMagic));
+        f.bytes[0] = ldl_core::format::MAGIC[0];
+        assert!(ModelView::parse(&f.bytes[..len]).is_ok());
+    }
+
+    #[test]
+    fn classification_gives_known_answers(f: &mut File) {
+        let v = unwrap!(ModelView::parse(&f.bytes[..f.len]).ok());
+        let mut scratch = [0.0f32; 64];
+        assert!(unwrap!(scratch_len(&v).ok()) <= scratch.len());
+        let mut dist = [0.0f32; 2];
+        // x = 3 e0 + 4 e1 + e2: ||x||^2 = 26; in "a" 25 of it, in "b" 1.
+        let x = vec_of(&[(0, 3.0), (1, 4.0), (2, 1.0)]);
+        let c = unwrap!(classify(&v, &x, v.threshold(), &mut scratch, &mut dist).ok());
+        assert_eq!(c.best, 0);
+        assert_eq!(c.class, Some(0));
+        assert_eq!(dist, [1.0 / 16.0, 25.0 / 16.0]);
+        assert_eq!(c.novelty, 1.0 / 16.0);
+        assert_eq!(c.agreement, 1.0);
+        // x = e0 + 2 e2 + 2 e3: "b" holds 8 of 9.
+        let x = vec_of(&[(0, 1.0), (2, 2.0), (3, 2.0)]);
+        let c = unwrap!(classify(&v, &x, None, &mut scratch, &mut dist).ok());
+        assert_eq!((c.best, c.class), (1, Some(1)));
+        assert_eq!(dist, [8.0 / 16.0, 1.0 / 16.0]);
+        // Errors: wrong length, non-finite input, no room for the distances.
+        assert!(matches!(
+            classify(&v, &x[..15], None, &mut scratch, &mut dist).err(),
+            Some(Error::DimensionMismatch { .. })
+        ));
+        let mut bad = x;
+        bad[5] = f32::NAN;
+        assert_eq!(classify(&v, &bad, None, &mut scratch, &mut dist).err(), Some(Error::NonFinite));
+        assert_eq!(
+            classify(&v, &x, None, &mut scratch, &mut dist[..1]).err(),
+            Some(Error::BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn threshold_makes_far_samples_unknown(f: &mut File) {
+        build(f, Some(1.0));
+        let v = unwrap!(ModelView::parse(&f.bytes[..f.len]).ok());
+        assert_eq!(v.threshold(), Some(1.0));
+        let (mut scratch, mut dist) = ([0.0f32; 64], [0.0f32; 2]);
+        // 10 e5 is in neither class: distance 100 / 16 to both, above the threshold.
+        let c = unwrap!(classify(&v, &(vec_of(&[(5, 10.0)])), v.threshold(), &mut scratch, &mut dist).ok());
+        assert_eq!(c.class, None);
+        assert_eq!(c.novelty, 6.25);
+        // Close to "a": known.
+        let c = unwrap!(classify(&v, &vec_of(&[(0, 2.0), (7, 1.0)]), v.threshold(), &mut scratch, &mut dist).ok());
+        assert_eq!(c.class, Some(0));
+        assert_eq!(c.novelty, 1.0 / 16.0);
+        build(f, None);
+    }
+
+    #[test]
+    fn enrolled_class_is_fitted_on_device_and_classified(f: &mut File) {
+        let v = unwrap!(ModelView::parse(&f.bytes[..f.len]).ok());
+        let target = unwrap!(v.target(0).ok());
+        assert!(matches!(target, Target::Identity { dim: D }));
+        let opts = FitOptions {
+            affine: false,
+            ..FitOptions::default()
+        };
+        let mut dev: Enrolled<D, 4, 4, 2> = Enrolled::new();
+        // Three samples spanning {e4, e5}.
+        let mut samples = [0.0f32; 3 * D];
+        samples[..D].copy_from_slice(&vec_of(&[(4, 2.0), (5, 1.0)]));
+        samples[D..2 * D].copy_from_slice(&vec_of(&[(4, 1.0), (5, -1.0)]));
+        samples[2 * D..].copy_from_slice(&vec_of(&[(4, 3.0), (5, 2.0)]));
+        let mut scratch = [0.0f32; fit_scratch_len(3, D, D)];
+        let keep = samples;
+        assert_eq!(dev.enroll("c", &target, &mut samples, 3, &opts, &mut scratch), Ok(2));
+        assert_eq!(dev.len(), 1);
+        assert_eq!(dev.labels()[0].as_str(), "c");
+        // The basis: orthonormal rows inside span{e4, e5}.
+        let p = unwrap!(dev.predictor(0).ok());
+        let ldl_core::Predictor::Subspace(s) = p else {
+            defmt::panic!("an enrolled class is a subspace")
+        };
+        assert_eq!(s.rank(), 2);
+        assert!(s.mean().is_none());
+        let b = s.basis();
+        for i in 0..RANK {
+            for j in 0..D {
+                if j != 4 && j != 5 {
+                    assert!(b[i * D + j].abs() < 1e-6, "basis row {} has e{}", i, j);
+                }
+            }
+            for k in 0..RANK {
+                let g = dot(&b[i * D..(i + 1) * D], &b[k * D..(k + 1) * D]);
+                let want = if i == k { 1.0 } else { 0.0 };
+                assert!((g - want).abs() < 1e-6, "gram {} {} = {}", i, k, g);
+            }
+        }
+        assert_eq!(s.shrink(), &[1.0, 1.0]);
+
+        // Classified with the model's classes: the enrolled one is index 2.
+        let joined = Joined { base: &v, extra: &dev };
+        assert_eq!(joined.len(), 3);
+        let mut scr = [0.0f32; 64];
+        assert!(unwrap!(scratch_len(&joined).ok()) <= scr.len());
+        let mut dist = [0.0f32; 3];
+        let x = vec_of(&[(4, 1.0), (5, 5.0)]);
+        let c = unwrap!(classify(&joined, &x, None, &mut scr, &mut dist).ok());
+        assert_eq!(c.best, 2);
+        assert!(dist[2].abs() < 1e-5, "{}", dist[2]);
+        assert_eq!(dist[0], 26.0 / 16.0);
+        assert_eq!(dist[1], 26.0 / 16.0);
+        // Every training sample is in the class (distance ~ 0).
+        for t in 0..3 {
+            let c = unwrap!(classify(&joined, &keep[t * D..(t + 1) * D], None, &mut scr, &mut dist).ok());
+            assert_eq!(c.best, 2);
+            assert!(dist[2] < 1e-5);
+        }
+        // The model's classes still win their own samples.
+        let c = unwrap!(classify(&joined, &vec_of(&[(1, 1.0)]), None, &mut scr, &mut dist).ok());
+        assert_eq!(c.best, 0);
+
+        // Typed refusals: a duplicate label, no room, too little scratch, no samples.
+        let mut more = keep;
+        assert_eq!(
+            dev.enroll("c", &target, &mut more, 3, &opts, &mut scratch),
+            Err(Error::DuplicateLabel)
+        );
+        let mut tiny = [0.0f32; 4];
+        assert_eq!(dev.enroll("d", &target, &mut more, 3, &opts, &mut tiny), Err(Error::BufferTooSmall));
+        assert_eq!(dev.enroll("d", &target, &mut [], 0, &opts, &mut scratch), Err(Error::EmptyClass));
+        let mut one = [0.0f32; D];
+        one.copy_from_slice(&e(9));
+        assert_eq!(dev.enroll("d", &target, &mut one, 1, &opts, &mut scratch), Ok(1));
+        let mut one = [0.0f32; D];
+        one.copy_from_slice(&e(10));
+        assert_eq!(dev.enroll("e", &target, &mut one, 1, &opts, &mut scratch), Err(Error::CapacityFull));
+        assert_eq!(dev.len(), 2);
+        // Forgetting "c" leaves "d" as enrolled class 0.
+        assert_eq!(dev.forget("c"), Ok(()));
+        assert_eq!(dev.labels()[0].as_str(), "d");
+        let joined = Joined { base: &v, extra: &dev };
+        let c = unwrap!(classify(&joined, &vec_of(&[(9, 2.0)]), None, &mut scr, &mut dist[..3]).ok());
+        assert_eq!(c.best, 2);
+        assert_eq!(dist[2], 0.0);
+    }
+}
