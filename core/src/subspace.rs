@@ -51,6 +51,10 @@ impl Default for FitOptions {
     }
 }
 
+/// [`Subspace::fit`] goes through the scatter matrix from this many samples per dimension on.
+#[cfg(feature = "alloc")]
+const COVARIANCE_FROM: usize = 2;
+
 /// Scratch space (in f32s) that [`fit_into`] needs for `m` samples of dimension `d` and a
 /// target of `k` outputs.
 pub const fn fit_scratch_len(m: usize, d: usize, k: usize) -> usize {
@@ -334,16 +338,7 @@ pub fn fit_into<T: AsRef<[f32]>>(
     linalg::sym_eigen(kk, r, vals, vecs, offdiag)?;
     let mut keep = 0;
     while keep < r {
-        let lam = vals[keep].max(0.0);
-        let w = if opts.ridge == 0.0 {
-            if lam > 0.0 {
-                1.0
-            } else {
-                0.0
-            }
-        } else {
-            lam / (lam + opts.ridge)
-        };
+        let w = weight(vals[keep], opts);
         let limit = if opts.max_rank == 0 { cap } else { cap.min(opts.max_rank as usize) };
         if w <= 0.0 || w < opts.min_weight || keep >= limit {
             break;
@@ -361,17 +356,39 @@ pub fn fit_into<T: AsRef<[f32]>>(
     let r = keep;
 
     // 4. B = A U^T and Q(mean), for a linear target.
+    target_parts(target, r, out, tmp)?;
+    Ok(r)
+}
+
+/// The shrinkage weight of a direction of squared singular value `lam` (0 = drop it).
+fn weight(lam: f32, opts: &FitOptions) -> f32 {
+    let lam = lam.max(0.0);
+    if opts.ridge == 0.0 {
+        if lam > 0.0 {
+            1.0
+        } else {
+            0.0
+        }
+    } else {
+        lam / (lam + opts.ridge)
+    }
+}
+
+/// `B = A U^T` and `Q(mean)` of the `r` directions in `out`, for a linear target (nothing for
+/// an identity target). `tmp` holds `k` values.
+fn target_parts<T: AsRef<[f32]>>(target: &Target<T>, r: usize, out: SubspaceBuf<'_>, tmp: &mut [f32]) -> Result<()> {
     if let Target::Linear(l) = target {
+        let (d, k) = (target.inputs(), target.outputs());
         let w = l.weight();
         for i in 0..r {
-            linalg::gemv(w, k, d, &out.basis[i * d..(i + 1) * d], None, tmp)?;
-            for (j, t) in tmp.iter().enumerate() {
+            linalg::gemv(w, k, d, &out.basis[i * d..(i + 1) * d], None, &mut tmp[..k])?;
+            for (j, t) in tmp[..k].iter().enumerate() {
                 out.proj[j * r + i] = *t;
             }
         }
         l.forward(out.mean, &mut out.target_mean[..k])?;
     }
-    Ok(r)
+    Ok(())
 }
 
 #[cfg(feature = "alloc")]
@@ -388,6 +405,9 @@ impl Subspace<alloc::vec::Vec<f32>> {
         };
         let linear = matches!(target, Target::Linear(_));
         let kb = if linear { k } else { 0 };
+        if m >= COVARIANCE_FROM * d {
+            return Self::fit_covariance(target, samples, m, opts, cap);
+        }
         let mut work = samples.to_vec();
         let (mut mean, mut basis, mut shrink) = (vec![0.0; d], vec![0.0; cap * d], vec![0.0; cap]);
         let (mut proj, mut tmean) = (vec![0.0; kb * cap], vec![0.0; kb]);
@@ -409,6 +429,74 @@ impl Subspace<alloc::vec::Vec<f32>> {
             r,
             opts.affine.then_some(mean),
             basis,
+            shrink,
+            linear.then_some(proj),
+            linear.then_some(tmean),
+        )
+    }
+
+    /// [`Subspace::fit`] for many more samples than dimensions: the principal directions
+    /// are the eigenvectors of the `d x d` scatter matrix `Z^T Z` (one blocked product and
+    /// one `d x d` eigen-decomposition) instead of Gram-Schmidt over the `m` samples (`O(m d^2)`
+    /// level-1 work). The same predictor up to rounding; directions whose squared singular
+    /// value is below `rank_tol^2` times the largest are the scatter's rounding noise and
+    /// dropped.
+    fn fit_covariance<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions, cap: usize) -> Result<Self> {
+        use alloc::vec;
+        let (d, k) = (target.inputs(), target.outputs());
+        crate::error::check_finite(samples)?;
+        if opts.ridge.partial_cmp(&0.0).is_none_or(|o| o.is_lt())
+            || !opts.ridge.is_finite()
+            || !(0.0..1.0).contains(&opts.rank_tol)
+            || !(0.0..=1.0).contains(&opts.min_weight)
+        {
+            return Err(Error::InvalidParameter);
+        }
+        let mut mean = vec![0.0f32; d];
+        let mut z = samples.to_vec();
+        if opts.affine {
+            let mut acc = vec![0.0f64; d];
+            for row in samples.chunks_exact(d) {
+                acc.iter_mut().zip(row).for_each(|(a, v)| *a += *v as f64);
+            }
+            mean.iter_mut().zip(&acc).for_each(|(mu, a)| *mu = (*a / m as f64) as f32);
+            for row in z.chunks_exact_mut(d) {
+                row.iter_mut().zip(&mean).for_each(|(v, mu)| *v -= mu);
+            }
+        }
+        let mut scatter = vec![0.0f32; d * d];
+        linalg::matmul_tn(&z, m, d, &z, d, &mut scatter)?;
+        drop(z);
+        let (mut vals, mut vecs, mut off) = (vec![0.0f32; d], vec![0.0f32; d * d], vec![0.0f32; d]);
+        linalg::sym_eigen(&mut scatter, d, &mut vals, &mut vecs, &mut off)?;
+        let floor = vals[0].max(0.0) * opts.rank_tol * opts.rank_tol;
+        let mut shrink = Vec::with_capacity(cap);
+        for &lam in vals.iter().take(cap) {
+            let w = weight(lam, opts);
+            if lam <= floor || w <= 0.0 || w < opts.min_weight {
+                break;
+            }
+            shrink.push(w);
+        }
+        let r = shrink.len();
+        vecs.truncate(r * d);
+        let linear = matches!(target, Target::Linear(_));
+        let kb = if linear { k } else { 0 };
+        let (mut proj, mut tmean, mut tmp) = (vec![0.0; kb * r], vec![0.0; kb], vec![0.0; k]);
+        let buf = SubspaceBuf {
+            mean: &mut mean,
+            basis: &mut vecs,
+            shrink: &mut shrink,
+            proj: &mut proj,
+            target_mean: &mut tmean,
+        };
+        target_parts(target, r, buf, &mut tmp)?;
+        Subspace::from_parts(
+            d,
+            k,
+            r,
+            opts.affine.then_some(mean),
+            vecs,
             shrink,
             linear.then_some(proj),
             linear.then_some(tmean),
@@ -467,6 +555,94 @@ mod tests {
         p.forward(x, &mut a).unwrap();
         t.forward(x, &mut b).unwrap();
         a.iter().zip(&b).map(|(u, v)| (u - v) * (u - v)).sum::<f32>() / k as f32
+    }
+
+    /// Many samples per dimension go through the scatter matrix; the predictor equals the
+    /// Gram-Schmidt one (`fit_into`) up to rounding, for every kind of target and option.
+    #[test]
+    fn scatter_path_equals_gram_schmidt() {
+        let (d, k) = (20, 30);
+        let m = COVARIANCE_FROM * d + 13;
+        // Samples near a 12-dimensional subspace plus small noise: rank d, fast-decaying
+        // spectrum, as shifted images.
+        let basis = samples(12, d, 3);
+        let coef = samples(m, 12, 4);
+        let noise = samples(m, d, 5);
+        let mut xs = std::vec![0.0f32; m * d];
+        for t in 0..m {
+            for j in 0..d {
+                let mut v = 0.05 * noise[t * d + j] + 1.0;
+                for a in 0..12 {
+                    v += coef[t * 12 + a] * basis[a * d + j];
+                }
+                xs[t * d + j] = v;
+            }
+        }
+        let mut rng = Rng::new(9);
+        let linear = Target::Linear(Linear::new(d, k, false, Init::XavierNormal, &mut rng).unwrap());
+        let identity = Target::Identity { dim: d };
+        let queries = samples(6, d, 11);
+        for target in [&identity, &linear] {
+            for opts in [
+                FitOptions::default(),
+                FitOptions {
+                    ridge: 10.0,
+                    min_weight: 0.05,
+                    ..Default::default()
+                },
+                FitOptions {
+                    ridge: 1.0,
+                    affine: false,
+                    max_rank: 7,
+                    ..Default::default()
+                },
+            ] {
+                let fast = Subspace::fit(target, &xs, m, &opts).unwrap();
+                // The Gram-Schmidt path, through fit_into.
+                let kk = target.outputs();
+                let cap = fast.rank().max(d);
+                let (mut mean, mut b, mut w) = (std::vec![0.0; d], std::vec![0.0; cap * d], std::vec![0.0; cap]);
+                let (mut proj, mut tm) = (std::vec![0.0; kk * cap], std::vec![0.0; kk]);
+                let mut scratch = std::vec![0.0; fit_scratch_len(m, d, kk)];
+                let mut work = xs.clone();
+                let buf = SubspaceBuf {
+                    mean: &mut mean,
+                    basis: &mut b,
+                    shrink: &mut w,
+                    proj: &mut proj,
+                    target_mean: &mut tm,
+                };
+                let r = fit_into(target, &mut work, m, &opts, cap, buf, &mut scratch).unwrap();
+                assert_eq!(r, fast.rank(), "{opts:?}");
+                let slow = Subspace::from_parts(
+                    d,
+                    kk,
+                    r,
+                    opts.affine.then_some(mean),
+                    b[..r * d].to_vec(),
+                    w[..r].to_vec(),
+                    matches!(target, Target::Linear(_)).then(|| {
+                        let mut p = std::vec![0.0; kk * r];
+                        for j in 0..kk {
+                            p[j * r..(j + 1) * r].copy_from_slice(&proj[j * r..j * r + r]);
+                        }
+                        p
+                    }),
+                    matches!(target, Target::Linear(_)).then_some(tm),
+                )
+                .unwrap();
+                for (a, b) in fast.shrink().iter().zip(slow.shrink()) {
+                    assert!((a - b).abs() <= 1e-3 * b.max(1e-3), "{opts:?}: weights {a} vs {b}");
+                }
+                let mut scr = std::vec![0.0; distance_scratch_len(d, cap) + kk];
+                for q in queries.chunks_exact(d) {
+                    let mut qx = std::vec![0.0; kk];
+                    target.forward(q, &mut qx).unwrap();
+                    let (a, b) = (fast.distance(q, &qx, &mut scr).unwrap(), slow.distance(q, &qx, &mut scr).unwrap());
+                    assert!((a - b).abs() <= 2e-3 * b.abs().max(1e-3), "{opts:?}: distance {a} vs {b}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -441,6 +441,34 @@ mod tests {
         assert!((t975(1000) - 1.96).abs() < 1e-9);
     }
 
+    /// The device mode at many shots: 64 and 100 images of a digit with their shifts are more
+    /// rows than dimensions, so the fit goes through the scatter matrix, whose blank-border
+    /// rows once made the eigen-solver stall ("non-finite value"). Both fits must give a
+    /// subspace that puts unseen images of the digit closer than images of another digit.
+    #[test]
+    fn device_mode_fits_many_shots() {
+        let dir = crate::repo_root().join("data/mnist");
+        let train = crate::data::load_mnist(&dir, crate::data::Split::Train).unwrap();
+        let MethodSpec::ClosedForm { cfg, shift } = device_mode(None) else {
+            unreachable!()
+        };
+        let t = ldl_core::Target::<Vec<f32>>::Identity { dim: train.dim };
+        let (zeros, ones) = (train.indices_of_class(0), train.indices_of_class(1));
+        for shots in [64usize, 100] {
+            let rows: Vec<f32> = zeros[..shots].iter().flat_map(|&i| train.row(i).to_vec()).collect();
+            let aug = augment_support(&[rows], train.image, shift).unwrap().concat();
+            let m = aug.len() / train.dim;
+            assert!(m >= 2 * train.dim, "{m}");
+            let s = ldl_core::subspace::Subspace::fit(&t, &aug, m, &cfg.fit).unwrap_or_else(|e| panic!("{shots} shots: {e}"));
+            assert!(s.rank() > 0);
+            let mut scratch = vec![0.0; ldl_core::subspace::distance_scratch_len(train.dim, s.rank())];
+            let mut dist = |i: usize| s.distance(train.row(i), train.row(i), &mut scratch).unwrap();
+            let near: f32 = (0..20).map(|j| dist(zeros[1000 + j])).sum();
+            let far: f32 = (0..20).map(|j| dist(ones[1000 + j])).sum();
+            assert!(near < far, "{shots} shots: zeros {near} vs ones {far}");
+        }
+    }
+
     fn toy() -> Dataset {
         // 3 classes x 6 samples, 2 features; value encodes (class, index).
         let mut f = Vec::new();
