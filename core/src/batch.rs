@@ -215,7 +215,7 @@ fn quadratic_forms(panels: &[Panel], ng: usize, xb: &[f32], nb: usize, d: usize)
 }
 
 enum Prepared {
-    /// Dense with k > d: G = D^T D, h = D^T e, ee = e.e.
+    /// Dense, many samples: G = D^T D, h = D^T e, ee = e.e.
     Gram { g: Vec<f32>, h: Vec<f32>, ee: f32 },
     /// Dense, direct: P(X) then compare with Q(X).
     Direct,
@@ -224,19 +224,24 @@ enum Prepared {
 }
 
 /// Chooses how to evaluate a class on `n` samples. The Gram form costs `k d^2` once plus
-/// `n d^2`, the direct form `n k d`: the Gram form wins when `(k + n) d < n k`.
+/// about `n d (d + PANEL) / 2` (the panels), the direct form `n k d`. So it wins for many
+/// samples even at `k = d` (the naive form), not only for `k > d`.
 fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize) -> Result<Prepared> {
     let (d, k) = (target.inputs(), target.outputs());
+    let gram_cost = (k * d * d) as u64 + (n * d * (d + PANEL) / 2) as u64;
     match p {
-        Predictor::Dense(l) if (k + n) * d < n * k => {
-            // D = W - A (A = I for an identity target, but then k = d); e = b - a.
+        Predictor::Dense(l) if gram_cost < (n * k * d) as u64 => {
+            // D = W - A (A = I for an identity target, where k = d); e = b - a.
             let mut dm = l.weight().to_vec();
             let mut e = l.bias().map_or(vec![0.0; k], |b| b.to_vec());
-            if let Target::Linear(a) = target {
-                dm.iter_mut().zip(a.weight()).for_each(|(x, y)| *x -= y);
-                if let Some(ab) = a.bias() {
-                    e.iter_mut().zip(ab).for_each(|(x, y)| *x -= y);
+            match target {
+                Target::Linear(a) => {
+                    dm.iter_mut().zip(a.weight()).for_each(|(x, y)| *x -= y);
+                    if let Some(ab) = a.bias() {
+                        e.iter_mut().zip(ab).for_each(|(x, y)| *x -= y);
+                    }
                 }
+                Target::Identity { .. } => (0..k.min(d)).for_each(|i| dm[i * d + i] -= 1.0),
             }
             let mut g = vec![0.0; d * d];
             matmul_tn(&dm, k, d, &dm, d, &mut g)?;

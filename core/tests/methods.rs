@@ -206,10 +206,10 @@ fn batch_distances_equal_one_at_a_time() {
     let xs: Vec<f32> = queries.concat();
     let n = xs.len() / D;
     let models = [
-        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(64), 1)
+        GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(256), 1)
             .unwrap()
             .run()
-            .unwrap(), // k > d: Gram path
+            .unwrap(), // k >> d: Gram path
         GradientTrainer::new(&views, D, &LABELS, &GradientConfig::o2md_paper(8), 1)
             .unwrap()
             .run()
@@ -275,6 +275,37 @@ fn batch_distances_equal_one_at_a_time() {
                     model.method
                 );
             }
+        }
+    }
+}
+
+/// The naive form (identity target, k = d) takes the Gram path of batch evaluation when
+/// there are many samples and d is larger than a panel: its distances must still equal
+/// one-at-a-time classification (D = W - I there, not W).
+#[test]
+fn batch_gram_path_of_the_naive_form_equals_one_at_a_time() {
+    let (d, n) = (100usize, 1000usize);
+    let mut rng = ldl_core::Rng::new(3);
+    let centres: Vec<Vec<f32>> = (0..4).map(|_| (0..d).map(|_| rng.normal()).collect()).collect();
+    let sample = |rng: &mut ldl_core::Rng, c: &[f32]| -> Vec<f32> { c.iter().map(|v| v + 0.3 * rng.normal()).collect() };
+    let support: Vec<Vec<f32>> = centres
+        .iter()
+        .map(|c| (0..10).flat_map(|_| sample(&mut rng, c)).collect())
+        .collect();
+    let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
+    let mut cfg = GradientConfig::naive_paper();
+    cfg.epochs = 1;
+    let model = GradientTrainer::new(&views, d, &LABELS, &cfg, 1).unwrap().run().unwrap();
+    let xs: Vec<f32> = (0..n).flat_map(|i| sample(&mut rng, &centres[i % 4])).collect();
+    let mut batch = vec![0.0; n * 4];
+    ldl_core::batch::distances(&model, &xs, n, &mut batch).unwrap();
+    let mut scratch = vec![0.0; scratch_len(&model).unwrap()];
+    let mut one = vec![0.0; 4];
+    for i in 0..n {
+        classify(&model, &xs[i * d..(i + 1) * d], None, &mut scratch, &mut one).unwrap();
+        for c in 0..4 {
+            let (a, b) = (batch[i * 4 + c], one[c]);
+            assert!((a - b).abs() <= 1e-3 * b.abs().max(1e-2), "sample {i} class {c}: {a} vs {b}");
         }
     }
 }
