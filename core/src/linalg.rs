@@ -444,17 +444,27 @@ pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32
                 e[i] = scale * g;
                 h -= f * g;
                 a[i * n + l] = f - g;
-                let mut f = 0.0f32;
                 for j in 0..=l {
                     a[j * n + i] = a[i * n + j] / h;
-                    let mut g = 0.0f32;
-                    for k in 0..=j {
-                        g += a[j * n + k] * a[i * n + k];
+                }
+                // p = A u over the active block (lower triangle stored, row-major): row j
+                // gives p[j] its dot with u and adds u[j] times itself to p[..j], so every
+                // access runs along a row (EISPACK walks columns here: a cache miss per
+                // element at n ~ 800).
+                {
+                    let (top, row_i) = a.split_at_mut(i * n);
+                    let u = &row_i[..=l];
+                    let p = &mut e[..=l];
+                    p.iter_mut().for_each(|v| *v = 0.0);
+                    for j in 0..=l {
+                        let row = &top[j * n..j * n + j];
+                        p[j] += dot(row, &u[..j]) + top[j * n + j] * u[j];
+                        axpy(u[j], row, &mut p[..j]);
                     }
-                    for k in j + 1..=l {
-                        g += a[k * n + j] * a[i * n + k];
-                    }
-                    e[j] = g / h;
+                }
+                let mut f = 0.0f32;
+                for j in 0..=l {
+                    e[j] /= h;
                     f += e[j] * a[i * n + j];
                 }
                 let hh = f / (h + h);
@@ -476,14 +486,18 @@ pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32
     e[0] = 0.0;
     for i in 0..n {
         if d[i] != 0.0 {
-            for j in 0..i {
-                let mut g = 0.0f32;
-                for k in 0..i {
-                    g += a[i * n + k] * a[k * n + j];
-                }
-                for k in 0..i {
-                    a[k * n + j] -= g * a[k * n + i];
-                }
+            // The block Q[..i, ..i] -= w g^T with g = Q[..i, ..i]^T u (u = row i, w =
+            // column i), row by row; `vectors` is free until the copy below, so g lives
+            // there.
+            let g = &mut vectors[..i];
+            g.iter_mut().for_each(|v| *v = 0.0);
+            let (top, row_i) = a.split_at_mut(i * n);
+            for k in 0..i {
+                axpy(row_i[k], &top[k * n..k * n + i], g);
+            }
+            for k in 0..i {
+                let w = top[k * n + i];
+                axpy(-w, g, &mut top[k * n..k * n + i]);
             }
         }
         d[i] = a[i * n + i];
