@@ -117,4 +117,19 @@ for pair in "qemu:$QEMU_ELF" "nrf52840dk:$NRF_ELF"; do
 done
 ok "sizes"
 
+# Issue 4: the firmware's RAM besides the model and the enrolled classes stays under 16 KB
+# (static RAM about 6.2 KB; measured peak stack about 4 KB: bench.sh, which needs the host
+# CLI and the MNIST data, measures it). Cheap regression guard here: no function of either
+# board's firmware may reserve a frame over 2 KB (a whole class or a decoded model header
+# moved through the stack is tens of KB; a protocol `Response` is about 1.3 KB).
+step "stack frames (tools/frames.py: no frame over 2048 bytes)"
+for pair in "qemu:$QEMU_ELF" "nrf52840dk:$NRF_ELF"; do
+    board="${pair%%:*}"
+    elf="${pair#*:}"
+    echo "--- $board: largest frames"
+    python3 tools/frames.py "$elf" --top 5
+    python3 tools/frames.py "$elf" --max 2048 >"$TMP/over" || { cat "$TMP/over"; die "$board: stack frames over 2048 bytes"; }
+done
+ok "stack frames"
+
 printf '\n%d passed, %d failed\n' "$passed" "$failed"

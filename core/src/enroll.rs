@@ -39,6 +39,33 @@ impl<const D: usize, const K: usize, const R: usize> Slot<D, K, R> {
         target_mean: [0.0; K],
     };
 
+    /// Exchanges the contents of two slots in place, value by value: nothing the size of a
+    /// slot goes through the stack (`<[T]>::swap` would move one through a temporary, and
+    /// a slot is tens of KB on a device).
+    fn swap_with(&mut self, other: &mut Self) {
+        // Destructured so that a new field cannot be forgotten here.
+        let Slot {
+            rank,
+            affine,
+            linear,
+            outputs,
+            mean,
+            basis,
+            shrink,
+            proj,
+            target_mean,
+        } = self;
+        core::mem::swap(rank, &mut other.rank);
+        core::mem::swap(affine, &mut other.affine);
+        core::mem::swap(linear, &mut other.linear);
+        core::mem::swap(outputs, &mut other.outputs);
+        mean.swap_with_slice(&mut other.mean);
+        basis.as_flattened_mut().swap_with_slice(other.basis.as_flattened_mut());
+        shrink.swap_with_slice(&mut other.shrink);
+        proj.as_flattened_mut().swap_with_slice(other.proj.as_flattened_mut());
+        target_mean.swap_with_slice(&mut other.target_mean);
+    }
+
     fn view(&self) -> Result<Subspace<&[f32]>> {
         let r = self.rank;
         let k = self.outputs;
@@ -196,12 +223,18 @@ impl<const D: usize, const K: usize, const R: usize, const C: usize> Enrolled<D,
         Ok(())
     }
 
-    /// Removes a class; the later ones move up one place.
+    /// Removes a class; the later ones move up one place, in place: no slot is copied
+    /// through the stack.
     pub fn forget(&mut self, name: &str) -> Result<()> {
         let i = self.index_of(name).ok_or(Error::UnknownClass)?;
+        let used = self.len();
         self.labels.remove(i);
-        for j in i..C - 1 {
-            self.slots.swap(j, j + 1);
+        // Slots from `used` on hold no class: only the used ones move.
+        for j in i..used - 1 {
+            let (head, tail) = self.slots.split_at_mut(j + 1);
+            if let (Some(a), Some(b)) = (head.last_mut(), tail.first_mut()) {
+                a.swap_with(b);
+            }
         }
         Ok(())
     }
@@ -264,6 +297,7 @@ mod tests {
     use crate::rng::Rng;
     use crate::subspace::fit_scratch_len;
     extern crate std;
+    use std::boxed::Box;
     use std::vec;
     use std::vec::Vec;
 
@@ -330,8 +364,12 @@ mod tests {
         dev.enroll("d", &target, &mut w, 5, &opts, &mut scratch).unwrap();
         let mut w = b.clone();
         assert_eq!(dev.enroll("e", &target, &mut w, 5, &opts, &mut scratch), Err(Error::CapacityFull));
+        let d_before = owned(&dev.predictor(1).unwrap());
         dev.forget("c").unwrap();
         assert_eq!(dev.labels(), &[label("d").unwrap()]);
+        assert_eq!(owned(&dev.predictor(0).unwrap()), d_before, "\"d\" moved up unchanged");
+        assert_eq!(dev.rank(0), Some(d_before.0));
+        assert_eq!(dev.predictor(1).unwrap_err(), Error::UnknownClass);
         assert_eq!(dev.forget("c"), Err(Error::UnknownClass));
         let wide = make_target(D, 9, true, cfg.target_init, 1).unwrap();
         let mut w = b.clone();
@@ -339,6 +377,53 @@ mod tests {
             dev.enroll("f", &wide, &mut w, 5, &opts, &mut scratch),
             Err(Error::DimensionMismatch { .. })
         ));
+    }
+
+    /// A predictor's rank and parameters, copied.
+    fn owned(p: &Predictor<&[f32]>) -> (usize, Vec<Vec<f32>>) {
+        let Predictor::Subspace(s) = p else {
+            panic!("enrolled classes are subspaces")
+        };
+        let opt = |o: Option<&[f32]>| o.map_or(Vec::new(), <[f32]>::to_vec);
+        let parts = vec![
+            opt(s.mean()),
+            s.basis().to_vec(),
+            s.shrink().to_vec(),
+            opt(s.proj()),
+            opt(s.target_mean()),
+        ];
+        (s.rank(), parts)
+    }
+
+    #[test]
+    fn forget_moves_the_later_classes_up_in_place() {
+        let opts = FitOptions::default();
+        let target = Target::<Vec<f32>>::Identity { dim: D };
+        let mut dev: Box<Enrolled<D, D, 3, 4>> = Box::default();
+        let mut scratch = vec![0.0; fit_scratch_len(3, D, D)];
+        let names = ["w", "x", "y", "z"];
+        for (i, name) in names.iter().enumerate() {
+            let mut w = class(10 + i as u64, 1 + i % 3);
+            dev.enroll(name, &target, &mut w, 1 + i % 3, &opts, &mut scratch).unwrap();
+        }
+        let before: Vec<_> = (0..4).map(|i| owned(&dev.predictor(i).unwrap())).collect();
+        dev.forget("x").unwrap();
+        let names_left: Vec<&str> = dev.labels().iter().map(|l| l.as_str()).collect();
+        assert_eq!(names_left, ["w", "y", "z"]);
+        for (i, j) in [(0, 0), (1, 2), (2, 3)] {
+            assert_eq!(owned(&dev.predictor(i).unwrap()), before[j]);
+        }
+        dev.forget("z").unwrap();
+        dev.forget("w").unwrap();
+        assert_eq!(owned(&dev.predictor(0).unwrap()), before[2]);
+        // The freed slots take new classes.
+        let mut w = class(20, 2);
+        dev.enroll("v", &target, &mut w, 2, &opts, &mut scratch).unwrap();
+        assert_eq!(dev.len(), 2);
+        assert_eq!(owned(&dev.predictor(0).unwrap()), before[2]);
+        dev.forget("y").unwrap();
+        dev.forget("v").unwrap();
+        assert!(dev.is_empty());
     }
 
     fn static_assertions_like() {

@@ -135,11 +135,34 @@ pub struct Header {
     pub classes: heapless::Vec<ClassEntry, MAX_ENTRIES>,
 }
 
-/// A model file validated and read in place: the header decoded, the weights borrowed from
-/// the file as `&[f32]` (no copy, no allocation). Classifies through [`Classes`].
+/// Classes whose byte offset in the header [`ModelView`] remembers: every `CLASS_STRIDE`-th
+/// class entry, so that finding an entry decodes at most `CLASS_STRIDE - 1` others.
+const CLASS_STRIDE: usize = 8;
+
+/// A model file validated and read in place: nothing is copied but a few scalars of the
+/// header (sizes, preprocessing, fit options) and where its lists start. The labels and the
+/// target and class entries are decoded from the file's bytes when asked for, and the
+/// weights are borrowed from the file as `&[f32]` (no copy, no allocation), so a view is a
+/// little over 100 bytes whatever the model (a decoded [`Header`] is about 3 KB: see
+/// [`ModelView::header`]). Classifies through [`Classes`].
 #[derive(Clone)]
 pub struct ModelView<'a> {
-    header: Header,
+    /// The postcard-encoded header, in place.
+    header: &'a [u8],
+    method: Method,
+    inputs: u32,
+    outputs: u32,
+    capacity: u16,
+    threshold: Option<f32>,
+    preprocess: Preprocess,
+    fit: FitOptions,
+    /// Number of labels, target entries and class entries.
+    counts: [u16; 3],
+    /// Byte offsets in `header` of the first label and of the first target entry.
+    labels_at: u16,
+    members_at: u16,
+    /// Byte offset in `header` of class entry `i * CLASS_STRIDE`.
+    classes_at: [u16; MAX_ENTRIES.div_ceil(CLASS_STRIDE)],
     weights: &'a [f32],
     file_len: usize,
     crc: u32,
@@ -148,7 +171,7 @@ pub struct ModelView<'a> {
 impl fmt::Debug for ModelView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ModelView")
-            .field("header", &self.header)
+            .field("header", &self.header())
             .field("weights", &self.weights.len())
             .field("file_len", &self.file_len)
             .field("crc", &self.crc)
@@ -189,6 +212,73 @@ fn mul(a: usize, b: usize) -> Result<usize> {
     a.checked_mul(b).ok_or(Error::Malformed)
 }
 
+/// Decodes one postcard value from the front of `bytes` and advances past it. The header is
+/// a postcard struct, i.e. its fields one after the other with nothing in between, and a
+/// list is its length then its elements: decoding it piece by piece with this reads exactly
+/// what decoding a whole [`Header`] reads.
+fn take<'b, T: Deserialize<'b>>(bytes: &mut &'b [u8]) -> Result<T> {
+    let (v, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|_| Error::Malformed)?;
+    *bytes = rest;
+    Ok(v)
+}
+
+/// The length of a postcard list (as `heapless::Vec` reads it: postcard's `deserialize_seq`),
+/// leaving the elements unread.
+struct ListLen(usize);
+
+impl<'de> Deserialize<'de> for ListLen {
+    fn deserialize<De: serde::Deserializer<'de>>(de: De) -> core::result::Result<Self, De::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ListLen;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> core::result::Result<ListLen, A::Error> {
+                // postcard gives the exact length, or none when fewer bytes are left than
+                // elements announced: each element here takes at least one byte, so such a
+                // list does not decode anyway.
+                seq.size_hint()
+                    .map(ListLen)
+                    .ok_or_else(|| serde::de::Error::custom("list longer than the input"))
+            }
+        }
+        de.deserialize_seq(V)
+    }
+}
+
+/// Reads a list's length (at most `max` elements, as a `heapless::Vec<_, max>` accepts).
+fn take_len(bytes: &mut &[u8], max: usize) -> Result<u16> {
+    let ListLen(n) = take(bytes)?;
+    if n > max {
+        return Err(Error::Malformed);
+    }
+    u16::try_from(n).map_err(|_| Error::Malformed)
+}
+
+/// The elements of a postcard list in place, decoded one by one. Ends early (never in a
+/// validated view) at an element that does not decode.
+#[derive(Clone)]
+pub struct Entries<'a, T> {
+    bytes: &'a [u8],
+    left: usize,
+    _t: core::marker::PhantomData<T>,
+}
+
+impl<'a, T: Deserialize<'a>> Iterator for Entries<'a, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.left = self.left.checked_sub(1)?;
+        take(&mut self.bytes).inspect_err(|_| self.left = 0).ok()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
+    }
+}
+
+/// A model's labels, in class order, decoded from the file ([`ModelView::labels`]).
+pub type Labels<'a> = Entries<'a, Label>;
+
 /// Consecutive parts of the weights from an entry's offset.
 struct Cursor<'w>(&'w [f32]);
 
@@ -203,77 +293,155 @@ impl<'w> Cursor<'w> {
     }
 }
 
-impl Header {
+/// The target of `entry` (inputs `d`, outputs `k`), its weights borrowed from `weights`.
+fn target_view<'w>(d: usize, k: usize, entry: &TargetEntry, weights: &'w [f32]) -> Result<Target<&'w [f32]>> {
+    match entry.kind {
+        TargetKind::Identity if d == k => Ok(Target::Identity { dim: d }),
+        TargetKind::Identity => Err(Error::Malformed),
+        TargetKind::Linear { bias } => {
+            let mut c = Cursor::at(weights, entry.offset)?;
+            let w = c.take(mul(k, d)?)?;
+            let b = if bias { Some(c.take(k)?) } else { None };
+            Linear::from_parts(d, k, w, b).map(Target::Linear).map_err(|_| Error::Malformed)
+        }
+    }
+}
+
+/// The predictor of `entry` (inputs `d`, outputs `k`) in the member whose target is `target`.
+fn predictor_view<'w>(d: usize, k: usize, target: &TargetEntry, entry: &ClassEntry, weights: &'w [f32]) -> Result<Predictor<&'w [f32]>> {
+    let mut c = Cursor::at(weights, entry.offset)?;
+    match entry.form {
+        ClassForm::Dense { bias } => {
+            let w = c.take(mul(k, d)?)?;
+            let b = if bias { Some(c.take(k)?) } else { None };
+            Linear::from_parts(d, k, w, b).map(Predictor::Dense).map_err(|_| Error::Malformed)
+        }
+        ClassForm::Subspace { affine, rank } => {
+            let r = to_usize(rank)?;
+            if r > d {
+                return Err(Error::Malformed);
+            }
+            let mean = if affine { Some(c.take(d)?) } else { None };
+            let basis = c.take(mul(r, d)?)?;
+            let shrink = c.take(r)?;
+            let (proj, tmean) = match target.kind {
+                TargetKind::Linear { .. } => (Some(c.take(mul(k, r)?)?), Some(c.take(k)?)),
+                TargetKind::Identity => (None, None),
+            };
+            Subspace::from_parts(d, k, r, mean, basis, shrink, proj, tmean)
+                .map(Predictor::Subspace)
+                .map_err(|_| Error::Malformed)
+        }
+    }
+}
+
+impl<'a> ModelView<'a> {
+    /// Decodes a postcard-encoded [`Header`] in place (FORMAT.md section 6, rule 10: it
+    /// decodes and uses exactly its bytes), keeping its scalars and where its lists start;
+    /// no weights yet. `Malformed` when it does not decode.
+    fn scan(header: &'a [u8]) -> Result<Self> {
+        let mut rest = header;
+        let at = |rest: &[u8]| u16::try_from(header.len() - rest.len()).map_err(|_| Error::Malformed);
+        let method = take(&mut rest)?;
+        let inputs = take(&mut rest)?;
+        let outputs = take(&mut rest)?;
+        let capacity = take(&mut rest)?;
+        let threshold = take(&mut rest)?;
+        let preprocess = take(&mut rest)?;
+        let fit = take(&mut rest)?;
+        let n_labels = take_len(&mut rest, MAX_CLASSES)?;
+        let labels_at = at(rest)?;
+        for _ in 0..n_labels {
+            take::<Label>(&mut rest)?;
+        }
+        let n_members = take_len(&mut rest, MAX_MEMBERS)?;
+        let members_at = at(rest)?;
+        for _ in 0..n_members {
+            take::<TargetEntry>(&mut rest)?;
+        }
+        let n_classes = take_len(&mut rest, MAX_ENTRIES)?;
+        let mut classes_at = [0u16; MAX_ENTRIES.div_ceil(CLASS_STRIDE)];
+        for i in 0..usize::from(n_classes) {
+            if i % CLASS_STRIDE == 0 {
+                *classes_at.get_mut(i / CLASS_STRIDE).ok_or(Error::Malformed)? = at(rest)?;
+            }
+            take::<ClassEntry>(&mut rest)?;
+        }
+        if !rest.is_empty() {
+            return Err(Error::Malformed);
+        }
+        Ok(ModelView {
+            header,
+            method,
+            inputs,
+            outputs,
+            capacity,
+            threshold,
+            preprocess,
+            fit,
+            counts: [n_labels, n_members, n_classes],
+            labels_at,
+            members_at,
+            classes_at,
+            weights: &[],
+            file_len: 0,
+            crc: 0,
+        })
+    }
+
+    /// The list of `n` elements starting at byte `at` of the header.
+    fn entries<T>(&self, at: u16, n: u16) -> Entries<'a, T> {
+        Entries {
+            bytes: self.header.get(usize::from(at)..).unwrap_or(&[]),
+            left: usize::from(n),
+            _t: core::marker::PhantomData,
+        }
+    }
+
+    /// The target entries, one per member.
+    fn member_entries(&self) -> Entries<'a, TargetEntry> {
+        self.entries(self.members_at, self.counts[1])
+    }
+
+    /// Class entry `i` (member `i / len`, class `i % len`).
+    fn class_entry(&self, i: usize) -> Option<ClassEntry> {
+        if i >= usize::from(self.counts[2]) {
+            return None;
+        }
+        let at = *self.classes_at.get(i / CLASS_STRIDE)?;
+        let left = u16::try_from(usize::from(self.counts[2]) - i / CLASS_STRIDE * CLASS_STRIDE).ok()?;
+        self.entries(at, left).nth(i % CLASS_STRIDE)
+    }
+
     /// `(inputs, outputs)` as `usize`.
     fn dims(&self) -> Result<(usize, usize)> {
         Ok((to_usize(self.inputs)?, to_usize(self.outputs)?))
     }
 
-    /// The target of `entry`, its weights borrowed from `weights`.
-    fn target_view<'w>(&self, entry: &TargetEntry, weights: &'w [f32]) -> Result<Target<&'w [f32]>> {
-        let (d, k) = self.dims()?;
-        match entry.kind {
-            TargetKind::Identity if d == k => Ok(Target::Identity { dim: d }),
-            TargetKind::Identity => Err(Error::Malformed),
-            TargetKind::Linear { bias } => {
-                let mut c = Cursor::at(weights, entry.offset)?;
-                let w = c.take(mul(k, d)?)?;
-                let b = if bias { Some(c.take(k)?) } else { None };
-                Linear::from_parts(d, k, w, b).map(Target::Linear).map_err(|_| Error::Malformed)
-            }
-        }
-    }
-
-    /// The predictor of `entry` in the member whose target is `target`.
-    fn predictor_view<'w>(&self, target: &TargetEntry, entry: &ClassEntry, weights: &'w [f32]) -> Result<Predictor<&'w [f32]>> {
-        let (d, k) = self.dims()?;
-        let mut c = Cursor::at(weights, entry.offset)?;
-        match entry.form {
-            ClassForm::Dense { bias } => {
-                let w = c.take(mul(k, d)?)?;
-                let b = if bias { Some(c.take(k)?) } else { None };
-                Linear::from_parts(d, k, w, b).map(Predictor::Dense).map_err(|_| Error::Malformed)
-            }
-            ClassForm::Subspace { affine, rank } => {
-                let r = to_usize(rank)?;
-                if r > d {
-                    return Err(Error::Malformed);
-                }
-                let mean = if affine { Some(c.take(d)?) } else { None };
-                let basis = c.take(mul(r, d)?)?;
-                let shrink = c.take(r)?;
-                let (proj, tmean) = match target.kind {
-                    TargetKind::Linear { .. } => (Some(c.take(mul(k, r)?)?), Some(c.take(k)?)),
-                    TargetKind::Identity => (None, None),
-                };
-                Subspace::from_parts(d, k, r, mean, basis, shrink, proj, tmean)
-                    .map(Predictor::Subspace)
-                    .map_err(|_| Error::Malformed)
-            }
-        }
-    }
-
     /// Checks the header against the weights (FORMAT.md section 6, rules 11 to 13): sizes,
     /// counts, unique labels, every entry inside the weights with the sizes the dimensions
     /// imply, finite parameters, and every weight finite.
-    fn validate(&self, weights: &[f32]) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         let (d, k) = self.dims()?;
-        let n = self.labels.len();
-        if d == 0 || k == 0 || self.members.is_empty() || n > usize::from(self.capacity) {
+        let n = self.len();
+        let members = usize::from(self.counts[1]);
+        if d == 0 || k == 0 || members == 0 || n > usize::from(self.capacity) {
             return Err(Error::Malformed);
         }
-        if self.members.len().checked_mul(n) != Some(self.classes.len()) {
+        if members.checked_mul(n) != Some(usize::from(self.counts[2])) {
             return Err(Error::Malformed);
         }
-        for (i, l) in self.labels.iter().enumerate() {
-            if self.labels.iter().skip(i + 1).any(|o| o == l) {
+        let mut labels = self.labels();
+        while let Some(l) = labels.next() {
+            if labels.clone().any(|o| o == l) {
                 return Err(Error::Malformed);
             }
         }
-        for (m, t) in self.members.iter().enumerate() {
-            self.target_view(t, weights)?;
-            for e in self.classes.iter().skip(mul(m, n)?).take(n) {
-                self.predictor_view(t, e, weights)?;
+        for (m, t) in self.member_entries().enumerate() {
+            target_view(d, k, &t, self.weights)?;
+            for c in 0..n {
+                let e = self.class_entry(mul(m, n)? + c).ok_or(Error::Malformed)?;
+                predictor_view(d, k, &t, &e, self.weights)?;
             }
         }
         let p = &self.preprocess;
@@ -286,11 +454,9 @@ impl Header {
             self.fit.min_weight,
         ];
         crate::error::check_finite(&params)?;
-        crate::error::check_finite(weights)
+        crate::error::check_finite(self.weights)
     }
-}
 
-impl<'a> ModelView<'a> {
     /// Validates a model file and reads it in place.
     ///
     /// Fails with `Truncated` when the data is shorter than the fixed prefix or than the
@@ -338,60 +504,83 @@ impl<'a> ModelView<'a> {
         if padding.iter().any(|&b| b != 0) {
             return Err(Error::Malformed);
         }
-        let (header, rest) = postcard::take_from_bytes::<Header>(header_bytes).map_err(|_| Error::Malformed)?;
-        if !rest.is_empty() {
-            return Err(Error::Malformed);
-        }
+        let mut view = ModelView::scan(header_bytes)?;
         let weight_bytes = bytes.get(start..crc_at).ok_or(Error::Truncated)?;
-        let weights: &'a [f32] = bytemuck::try_cast_slice(weight_bytes).map_err(|_| Error::Misaligned)?;
-        header.validate(weights)?;
-        Ok(ModelView {
-            header,
-            weights,
-            file_len: total,
-            crc,
-        })
+        view.weights = bytemuck::try_cast_slice(weight_bytes).map_err(|_| Error::Misaligned)?;
+        view.validate()?;
+        view.file_len = total;
+        view.crc = crc;
+        Ok(view)
     }
 
-    /// The decoded header.
-    pub fn header(&self) -> &Header {
-        &self.header
+    /// The header, decoded from the file: a copy of about 3 KB (the view keeps only a few
+    /// scalars; the accessors below read the rest in place without it).
+    pub fn header(&self) -> Header {
+        let mut h = Header {
+            method: self.method,
+            inputs: self.inputs,
+            outputs: self.outputs,
+            capacity: self.capacity,
+            threshold: self.threshold,
+            preprocess: self.preprocess,
+            fit: self.fit,
+            labels: heapless::Vec::new(),
+            members: heapless::Vec::new(),
+            classes: heapless::Vec::new(),
+        };
+        // The counts were checked against these capacities by `parse`: no push fails.
+        for l in self.labels() {
+            let _ = h.labels.push(l);
+        }
+        for t in self.member_entries() {
+            let _ = h.members.push(t);
+        }
+        for i in 0..usize::from(self.counts[2]) {
+            if let Some(e) = self.class_entry(i) {
+                let _ = h.classes.push(e);
+            }
+        }
+        h
     }
-    /// The class labels, in class order.
-    pub fn labels(&self) -> &[Label] {
-        &self.header.labels
+    /// The class labels, in class order, decoded from the file one by one.
+    pub fn labels(&self) -> Labels<'a> {
+        self.entries(self.labels_at, self.counts[0])
+    }
+    /// The label of class `i`.
+    pub fn label(&self, i: usize) -> Option<Label> {
+        self.labels().nth(i)
     }
     /// Index of a label.
     pub fn class_index(&self, label: &str) -> Option<usize> {
-        self.header.labels.iter().position(|l| l.as_str() == label)
+        self.labels().position(|l| l.as_str() == label)
     }
     /// How the model was trained.
     pub fn method(&self) -> Method {
-        self.header.method
+        self.method
     }
     /// Input dimension `d`.
     pub fn inputs(&self) -> usize {
-        self.header.inputs as usize
+        self.inputs as usize
     }
     /// Target outputs `k`.
     pub fn outputs(&self) -> usize {
-        self.header.outputs as usize
+        self.outputs as usize
     }
     /// Most classes the model may hold.
     pub fn capacity(&self) -> u16 {
-        self.header.capacity
+        self.capacity
     }
     /// Novelty threshold.
     pub fn threshold(&self) -> Option<f32> {
-        self.header.threshold
+        self.threshold
     }
     /// Input preprocessing.
     pub fn preprocess(&self) -> Preprocess {
-        self.header.preprocess
+        self.preprocess
     }
     /// Options for fitting enrolled classes.
     pub fn fit(&self) -> FitOptions {
-        self.header.fit
+        self.fit
     }
     /// All weights of the file, in place.
     pub fn weights(&self) -> &'a [f32] {
@@ -409,27 +598,29 @@ impl<'a> ModelView<'a> {
 
 impl Classes for ModelView<'_> {
     fn members(&self) -> usize {
-        self.header.members.len()
+        usize::from(self.counts[1])
     }
     fn len(&self) -> usize {
-        self.header.labels.len()
+        usize::from(self.counts[0])
     }
     fn target(&self, member: usize) -> Result<Target<&[f32]>> {
-        let t = self.header.members.get(member).ok_or(Error::InvalidParameter)?;
-        self.header.target_view(t, self.weights)
+        let t = self.member_entries().nth(member).ok_or(Error::InvalidParameter)?;
+        let (d, k) = self.dims()?;
+        target_view(d, k, &t, self.weights)
     }
     fn predictor(&self, member: usize, class: usize) -> Result<Predictor<&[f32]>> {
-        let n = self.header.labels.len();
+        let n = self.len();
         if class >= n {
             return Err(Error::UnknownClass);
         }
-        let t = self.header.members.get(member).ok_or(Error::UnknownClass)?;
+        let t = self.member_entries().nth(member).ok_or(Error::UnknownClass)?;
         let i = member
             .checked_mul(n)
             .and_then(|i| i.checked_add(class))
             .ok_or(Error::UnknownClass)?;
-        let e = self.header.classes.get(i).ok_or(Error::UnknownClass)?;
-        self.header.predictor_view(t, e, self.weights)
+        let e = self.class_entry(i).ok_or(Error::UnknownClass)?;
+        let (d, k) = self.dims()?;
+        predictor_view(d, k, &t, &e, self.weights)
     }
 }
 
@@ -607,10 +798,15 @@ mod owned {
                 out: Some(&mut weights),
             },
         )?;
-        header
-            .validate(&weights)
-            .map_err(|e| if e == Error::Malformed { Error::InvalidParameter } else { e })?;
-        write_file(&header_bytes(&header)?, &weights)
+        let bytes = header_bytes(&header)?;
+        // The checks `parse` makes, on the header as it will be read back.
+        let check = || {
+            let mut view = ModelView::scan(&bytes)?;
+            view.weights = &weights;
+            view.validate()
+        };
+        check().map_err(|e| if e == Error::Malformed { Error::InvalidParameter } else { e })?;
+        write_file(&bytes, &weights)
     }
 
     /// The length in bytes of the file [`encode`] would write for `model` (without copying
@@ -666,13 +862,13 @@ mod owned {
                 members.push(Member { target, predictors });
             }
             Ok(Model {
-                method: self.header.method,
-                labels: self.header.labels.iter().cloned().collect(),
+                method: self.method,
+                labels: self.labels().collect(),
                 members,
-                threshold: self.header.threshold,
-                preprocess: self.header.preprocess,
-                capacity: self.header.capacity,
-                fit: self.header.fit,
+                threshold: self.threshold,
+                preprocess: self.preprocess,
+                capacity: self.capacity,
+                fit: self.fit,
             })
         }
     }
@@ -807,7 +1003,7 @@ mod tests {
     fn split(bytes: &[u8]) -> (Header, Vec<f32>) {
         let buf = aligned(bytes);
         let view = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()]).unwrap();
-        (view.header().clone(), view.weights().to_vec())
+        (view.header(), view.weights().to_vec())
     }
 
     /// A file from a (possibly invalid) header and weights.
@@ -823,13 +1019,93 @@ mod tests {
 
     #[test]
     fn a_view_fits_a_device_stack() {
-        // Parsing holds a decoded header on the stack; keep it small for a microcontroller
-        // (about half of this with 32-bit usize).
+        // A view keeps the header in place, not decoded (a `Header` is about 3 KB): keep it
+        // small for a microcontroller (less with 32-bit usize).
         assert!(
-            core::mem::size_of::<ModelView<'_>>() < 4096,
+            core::mem::size_of::<ModelView<'_>>() <= 192,
             "{}",
             core::mem::size_of::<ModelView<'_>>()
         );
+    }
+
+    /// `ModelView::scan` decodes the header piece by piece; it must accept exactly the bytes
+    /// that decoding a whole `Header` with postcard accepts (all of them used), and read the
+    /// same header from them.
+    #[test]
+    fn header_read_in_place_equals_the_decoded_header() {
+        let check = |hb: &[u8]| {
+            let whole = postcard::take_from_bytes::<Header>(hb)
+                .ok()
+                .filter(|(_, rest)| rest.is_empty())
+                .map(|(h, _)| h);
+            let piecewise = ModelView::scan(hb).ok().map(|v| v.header());
+            // Compared re-encoded: bit for bit, NaNs included.
+            let bytes = |h: &Option<Header>| h.as_ref().map(|h| header_bytes(h).unwrap());
+            assert_eq!(bytes(&piecewise), bytes(&whole), "{hb:?}");
+            if let Some(h) = whole {
+                let v = ModelView::scan(hb).unwrap();
+                assert_eq!(v.labels().collect::<Vec<_>>(), h.labels.to_vec());
+                assert_eq!((v.members(), v.len()), (h.members.len(), h.labels.len()));
+                for (i, e) in h.classes.iter().enumerate() {
+                    assert_eq!(v.class_entry(i), Some(*e));
+                }
+                assert_eq!(v.class_entry(h.classes.len()), None);
+            }
+        };
+        let mut headers: Vec<Header> = models().into_iter().map(|(_, m)| split(&encode(&m).unwrap()).0).collect();
+        // 64 labels and 128 entries (2 members): every list full, and past the index stride.
+        let mut big = headers[0].clone();
+        big.labels.clear();
+        big.classes.clear();
+        for i in 0..MAX_CLASSES {
+            big.labels.push(label(&std::format!("c{i}")).unwrap()).unwrap();
+        }
+        let member = headers[0].members[0];
+        big.members.clear();
+        big.members.push(member).unwrap();
+        big.members.push(TargetEntry { offset: 70_000, ..member }).unwrap();
+        for i in 0..MAX_ENTRIES {
+            let form = if i % 3 == 0 {
+                ClassForm::Dense { bias: i % 2 == 0 }
+            } else {
+                ClassForm::Subspace {
+                    affine: i % 2 == 0,
+                    rank: i as u32 * 1000,
+                }
+            };
+            big.classes
+                .push(ClassEntry {
+                    form,
+                    offset: (i as u32) << 20,
+                })
+                .unwrap();
+        }
+        headers.push(big);
+        let mut rng = Rng::new(5);
+        for h in &headers {
+            let hb = header_bytes(h).unwrap();
+            check(&hb);
+            // Every truncation and extension, and byte-level damage.
+            for n in 0..hb.len() {
+                check(&hb[..n]);
+            }
+            let mut longer = hb.clone();
+            longer.push(0);
+            check(&longer);
+            for _ in 0..2000 {
+                let mut d = hb.clone();
+                for _ in 0..1 + rng.next_u32() % 3 {
+                    let at = rng.next_u32() as usize % d.len();
+                    d[at] = match rng.next_u32() % 4 {
+                        0 => d[at] ^ (1 << (rng.next_u32() % 8)),
+                        1 => 0x80 | d[at],
+                        2 => 0xFF,
+                        _ => rng.next_u32() as u8,
+                    };
+                }
+                check(&d);
+            }
+        }
     }
 
     #[test]
@@ -1016,7 +1292,9 @@ mod tests {
             assert_eq!(view.file_len(), bytes.len());
             assert_eq!(view.crc(), u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()));
             assert_eq!(view.weights().len() * 4, wl);
-            assert_eq!(view.labels(), m.labels.as_slice());
+            assert_eq!(view.labels().collect::<Vec<_>>(), m.labels);
+            assert_eq!(view.label(0), m.labels.first().cloned());
+            assert_eq!(view.header().labels.as_slice(), m.labels.as_slice());
             assert_eq!(
                 (view.method(), view.threshold(), view.preprocess(), view.fit(), view.capacity()),
                 (m.method, m.threshold, m.preprocess, m.fit, m.capacity)

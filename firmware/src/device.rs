@@ -67,6 +67,14 @@ struct Enrolling {
     per: usize,
 }
 
+/// How an enrollment sample was taken.
+enum Step {
+    /// More samples to come.
+    Progress { got: u16, of: u16 },
+    /// The class is enrolled (and saved).
+    Enrolled { label: Label, rank: u16 },
+}
+
 /// What happened at boot, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Boot {
@@ -92,6 +100,9 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
     /// Boots: validates the model in `model_region` (in place), and with a valid model loads
     /// the enrolled classes from `flash` (two slots of `slot_size` bytes). `work` holds
     /// `rows` enrollment rows and the scratch area (see [`work_len`]).
+    // Not inlined: inlined into `main`, the model check's and the store load's temporaries
+    // would stay in `main`'s frame, under every request the serial loop answers.
+    #[inline(never)]
     pub fn new(
         model_region: &'a [u8],
         enrolled: &'a mut Enrolled<D, K, R, C>,
@@ -150,17 +161,22 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         &mut self.flash
     }
 
-    #[inline(never)]
-    fn labels(&self) -> heapless::Vec<Label, MAX_CLASSES> {
-        let mut out = heapless::Vec::new();
+    // Stack: a `Response` is about 1.3 KB (a `List` or `Info` reply holds 64 labels), so the
+    // request functions below write theirs once, in place in `handle`'s return slot (which is
+    // `answer`'s local): their errors and intermediate results are small values, and the
+    // reply is built only at the end. Each is its own non-inlined function: inlined into
+    // `handle`, every arm's temporaries would share one frame, so a classification would
+    // reserve the stack of the largest arm.
+
+    /// Every class's label, the model's first, into `out`.
+    fn fill_labels(&self, out: &mut heapless::Vec<Label, MAX_CLASSES>) {
         if let Ok(v) = &self.model {
-            for l in v.labels().iter().chain(self.enrolled.labels()) {
-                if out.push(l.clone()).is_err() {
+            for l in v.labels().chain(self.enrolled.labels().iter().cloned()) {
+                if out.push(l).is_err() {
                     break;
                 }
             }
         }
-        out
     }
 
     fn augment_factor(&self, v: &ModelView<'_>) -> usize {
@@ -172,13 +188,23 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
     }
 
     #[inline(never)]
-    fn info(&self) -> Info {
+    fn list(&self) -> Response {
+        let mut r = Response::Listed {
+            labels: heapless::Vec::new(),
+        };
+        if let Response::Listed { labels } = &mut r {
+            self.fill_labels(labels);
+        }
+        r
+    }
+
+    #[inline(never)]
+    fn info(&self) -> Response {
         let (inputs, outputs, per) = match &self.model {
             Ok(v) => (v.inputs() as u32, v.outputs() as u32, self.augment_factor(v)),
             Err(_) => (0, 0, 1),
         };
-        let labels = self.labels();
-        Info {
+        let mut r = Response::Info(Info {
             protocol: protocol::VERSION,
             model: match &self.model {
                 Ok(v) => ModelStatus::Valid { crc: v.crc() },
@@ -186,37 +212,66 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
             },
             inputs,
             outputs,
-            classes: labels.len() as u16,
+            classes: 0,
             capacity: C as u16,
             enrolled: self.enrolled.len() as u16,
             max_rank: R as u16,
             max_samples: (self.rows / per).min(u16::MAX as usize) as u16,
-            labels,
+            labels: heapless::Vec::new(),
+        });
+        if let Response::Info(info) = &mut r {
+            self.fill_labels(&mut info.labels);
+            info.classes = info.labels.len() as u16;
         }
+        r
     }
 
     /// Answers one request.
+    // Not inlined: inlined into the serial loop, its temporaries would add to its frame.
+    #[inline(never)]
     pub fn handle(&mut self, req: Request<'_>) -> Response {
-        let r = match req {
-            Request::Info => Ok(Response::Info(self.info())),
-            Request::List => Ok(Response::Listed { labels: self.labels() }),
+        match req {
+            Request::Info => self.info(),
+            Request::List => self.list(),
             Request::Classify { sample } => self.classify(sample),
-            Request::EnrollStart { label, samples } => self.enroll_start(label, samples),
+            Request::EnrollStart { label, samples } => match self.enroll_start(label, samples) {
+                Ok(of) => Response::EnrollProgress { got: 0, of },
+                Err(code) => Response::Error { code },
+            },
             Request::EnrollSample { data } => self.enroll_sample(data),
-            Request::Forget { label } => self.forget(&label),
-        };
-        r.unwrap_or_else(|code| Response::Error { code })
+            Request::Forget { label } => match self.forget(&label) {
+                Ok(()) => Response::Forgotten,
+                Err(code) => Response::Error { code },
+            },
+        }
     }
 
     fn view(&self) -> Result<&ModelView<'a>, ErrorCode> {
         self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)
     }
 
-    // Each request is its own non-inlined function: inlined into `handle`, every arm's
-    // temporaries would share one frame, so a classification would reserve the stack of
-    // the largest arm (`Enrolled::forget` moves a whole class through a temporary).
     #[inline(never)]
-    fn classify(&mut self, sample: &[u8]) -> Result<Response, ErrorCode> {
+    fn classify(&mut self, sample: &[u8]) -> Response {
+        let mut distances = heapless::Vec::new();
+        match self.classify_into(sample, &mut distances) {
+            Ok((class, label, novelty, unknown)) => Response::Classified(Classified {
+                class,
+                label,
+                distances,
+                novelty,
+                unknown,
+            }),
+            Err(code) => Response::Error { code },
+        }
+    }
+
+    /// Classifies `sample`: the distances into `distances`, and the class, its label, the
+    /// novelty score and whether the sample is unknown.
+    fn classify_into(
+        &mut self,
+        sample: &[u8],
+        distances: &mut heapless::Vec<f32, MAX_CLASSES>,
+    ) -> Result<(u16, Label, f32, bool), ErrorCode> {
         let view = self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)?;
         let (_, scratch) = self.work.split_at_mut((D * self.rows).min(self.work.len()));
         let (x, rest) = scratch.split_at_mut(D.min(scratch.len()));
@@ -226,29 +281,22 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
             base: view,
             extra: &*self.enrolled,
         };
-        let mut dist = [0.0f32; MAX_CLASSES];
         let n = joined.len();
-        let dist = dist.get_mut(..n).ok_or(ErrorCode::CAPACITY_FULL)?;
-        let c = classify(&joined, x, view.threshold(), rest, dist)?;
+        distances.resize(n, 0.0).map_err(|_| ErrorCode::CAPACITY_FULL)?;
+        let c = classify(&joined, x, view.threshold(), rest, distances)?;
         let nb = view.len();
         let label = if c.best < nb {
-            view.labels().get(c.best)
+            view.label(c.best)
         } else {
-            self.enrolled.labels().get(c.best - nb)
+            self.enrolled.labels().get(c.best - nb).cloned()
         }
-        .cloned()
         .ok_or(ErrorCode::UNKNOWN_CLASS)?;
-        Ok(Response::Classified(Classified {
-            class: c.best as u16,
-            label,
-            distances: dist.iter().copied().collect(),
-            novelty: c.novelty,
-            unknown: c.class.is_none(),
-        }))
+        Ok((c.best as u16, label, c.novelty, c.class.is_none()))
     }
 
+    /// Starts an enrollment; the number of samples it takes.
     #[inline(never)]
-    fn enroll_start(&mut self, name: Label, samples: u16) -> Result<Response, ErrorCode> {
+    fn enroll_start(&mut self, name: Label, samples: u16) -> Result<u16, ErrorCode> {
         self.enrolling = None;
         let view = self.view()?;
         if view.members() != 1 {
@@ -278,11 +326,20 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
             got: 0,
             per,
         });
-        Ok(Response::EnrollProgress { got: 0, of: samples })
+        Ok(samples)
     }
 
     #[inline(never)]
-    fn enroll_sample(&mut self, data: &[u8]) -> Result<Response, ErrorCode> {
+    fn enroll_sample(&mut self, data: &[u8]) -> Response {
+        match self.enroll_step(data) {
+            Ok(Step::Progress { got, of }) => Response::EnrollProgress { got, of },
+            Ok(Step::Enrolled { label, rank }) => Response::Enrolled { label, rank },
+            Err(code) => Response::Error { code },
+        }
+    }
+
+    /// Takes one enrollment sample; with the last one, fits and saves the class.
+    fn enroll_step(&mut self, data: &[u8]) -> Result<Step, ErrorCode> {
         let view = self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)?;
         let en = self.enrolling.as_mut().ok_or(ErrorCode::NOT_ENROLLING)?;
         let (rows, scratch) = self.work.split_at_mut((D * self.rows).min(self.work.len()));
@@ -299,7 +356,7 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         }
         en.got += 1;
         if en.got < en.of {
-            return Ok(Response::EnrollProgress { got: en.got, of: en.of });
+            return Ok(Step::Progress { got: en.got, of: en.of });
         }
         let Some(en) = self.enrolling.take() else {
             return Err(ErrorCode::NOT_ENROLLING);
@@ -312,18 +369,17 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         let scratch = scratch.get_mut(..need).ok_or(ErrorCode::BUFFER_TOO_SMALL)?;
         let rank = self.enrolled.enroll(&en.label, &target, samples, m, &view.fit(), scratch)?;
         self.save()?;
-        Ok(Response::Enrolled {
+        Ok(Step::Enrolled {
             label: en.label,
             rank: rank as u16,
         })
     }
 
     #[inline(never)]
-    fn forget(&mut self, name: &str) -> Result<Response, ErrorCode> {
+    fn forget(&mut self, name: &str) -> Result<(), ErrorCode> {
         self.view()?;
         self.enrolled.forget(name)?;
-        self.save()?;
-        Ok(Response::Forgotten)
+        self.save()
     }
 
     fn save(&mut self) -> Result<(), ErrorCode> {
@@ -350,7 +406,10 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
             }
         }
         match name {
-            Some(l) => self.enroll_start(l, BUTTON_SAMPLES).unwrap_or_else(|code| Response::Error { code }),
+            Some(l) => match self.enroll_start(l, BUTTON_SAMPLES) {
+                Ok(of) => Response::EnrollProgress { got: 0, of },
+                Err(code) => Response::Error { code },
+            },
             None => Response::Error {
                 code: ErrorCode::CAPACITY_FULL,
             },
@@ -375,8 +434,7 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
             if !serial.read_ready()? {
                 let down = button.is_low().unwrap_or(false);
                 if down && !self.button_down {
-                    let r = self.button_pressed();
-                    send(serial, tx, 0, &r)?;
+                    self.announce_press(serial, tx)?;
                 }
                 self.button_down = down;
                 continue;
@@ -387,31 +445,50 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
                 return Ok(());
             }
             for &b in bytes {
-                let (id, resp) = match rx.push(b) {
-                    Push::Pending => continue,
-                    Push::Overflow => (
-                        0,
-                        Response::Error {
-                            code: ErrorCode::FRAME_TOO_LONG,
-                        },
-                    ),
+                match rx.push(b) {
+                    Push::Pending => {}
+                    Push::Overflow => send_error(serial, tx, 0, ErrorCode::FRAME_TOO_LONG)?,
                     Push::Frame(len) => match protocol::decode::<Request<'_>>(rx.frame(len)) {
-                        Ok((id, req)) => (id, self.handle(req)),
-                        Err(e) => (e.id.unwrap_or(0), Response::Error { code: e.kind.into() }),
+                        Ok((id, req)) => self.answer(serial, tx, id, req)?,
+                        Err(e) => send_error(serial, tx, e.id.unwrap_or(0), e.kind.into())?,
                     },
-                };
-                send(serial, tx, id, &resp)?;
+                }
             }
         }
+    }
+
+    /// Starts the button's enrollment and sends the unsolicited reply (id 0).
+    #[inline(never)]
+    fn announce_press<S: Write>(&mut self, serial: &mut S, tx: &mut [u8]) -> Result<(), S::Error> {
+        let r = self.button_pressed();
+        send(serial, tx, 0, &r)
+    }
+
+    /// Answers one request on `serial`: the only `Response` of the serial loop.
+    #[inline(never)]
+    fn answer<S: Write>(&mut self, serial: &mut S, tx: &mut [u8], id: u32, req: Request<'_>) -> Result<(), S::Error> {
+        let resp = self.handle(req);
+        send(serial, tx, id, &resp)
     }
 }
 
 /// Encodes and writes one reply (a reply too large for `tx` becomes an error reply).
 fn send<S: Write>(serial: &mut S, tx: &mut [u8], id: u32, resp: &Response) -> Result<(), S::Error> {
-    let n = match protocol::encode(id, resp, tx) {
-        Ok(n) => n,
-        Err(e) => protocol::encode(id, &Response::Error { code: e.into() }, tx).unwrap_or(0),
-    };
+    match protocol::encode(id, resp, tx) {
+        Ok(n) => write_frame(serial, tx, n),
+        Err(e) => send_error(serial, tx, id, e.into()),
+    }
+}
+
+/// Writes an error reply (not inlined: the `Response` it builds is as large as any).
+#[inline(never)]
+fn send_error<S: Write>(serial: &mut S, tx: &mut [u8], id: u32, code: ErrorCode) -> Result<(), S::Error> {
+    let n = protocol::encode(id, &Response::Error { code }, tx).unwrap_or(0);
+    write_frame(serial, tx, n)
+}
+
+/// Writes the first `n` bytes of `tx`.
+fn write_frame<S: Write>(serial: &mut S, tx: &[u8], n: usize) -> Result<(), S::Error> {
     serial.write_all(tx.get(..n).unwrap_or(&[]))?;
     serial.flush()
 }

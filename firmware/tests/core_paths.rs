@@ -215,8 +215,8 @@ mod tests {
         assert_eq!(v.outputs(), D);
         assert_eq!(v.len(), 2);
         assert_eq!(v.members(), 1);
-        assert_eq!(v.labels()[0].as_str(), "a");
-        assert_eq!(v.labels()[1].as_str(), "b");
+        assert_eq!(v.label(0).as_deref(), Some("a"));
+        assert_eq!(v.label(1).as_deref(), Some("b"));
         assert_eq!(v.file_len(), f.len);
         let crc = u32::from_le_bytes(unwrap!(file[f.len - 4..].try_into().ok()));
         assert_eq!(v.crc(), crc);

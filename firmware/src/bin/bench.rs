@@ -14,10 +14,13 @@
 //! pattern, the firmware's serial loop (`Device::serve`, fed protocol frames from memory:
 //! decode, handle, encode the reply) classifies one sample, and the deepest word no longer
 //! holding the pattern gives the peak stack depth; the same for an enrollment of 5 samples,
-//! a `Forget` of that class, and the boot (board, model check, store load). Logged (defmt) as
-//! `stack: boot B, classification B, enrollment B, forget B` (depth from the top of the
-//! stack, this binary's `main` frame included) and `serial loop: classification B, ...`
-//! (the part below the caller of `Device::serve`); -1 = not measured.
+//! a `Forget` of that class, an `Info` and a `List`, and the boot (board, model check, store
+//! load). Logged (defmt) as `stack: boot B, classification B, enrollment B, forget B,
+//! info+list B` (depth from the top of the stack, this binary's `main` frame included),
+//! `serial loop: classification B, ...` (the part below the caller of `Device::serve`) and
+//! `below main: boot B (main at B from the top)`; -1 = not measured. This binary's `main`
+//! is not the firmware's: bench.sh adds these parts to the depth of the firmware's own
+//! `main` frame (read from its ELF) to give the firmware's figures.
 //!
 //! Mode `dot` (semihosting argument `dot`; no model needed): only `DOT_CALLS` calls of
 //! `bench_dot` (`ldl_core::linalg::dot`, not inlined) on 784 values, between the markers:
@@ -408,6 +411,9 @@ fn main() -> ! {
         matches!(r, Response::Classified(_))
     });
     let Ok(label) = ldl_core::label("stack") else { board::exit(5) };
+    let i = link.run(&mut dev, &mut b.button, &[Request::Info, Request::List], |r| {
+        matches!(r, Response::Listed { .. })
+    });
     let mut e = None;
     let mut f = None;
     if enrolled {
@@ -421,20 +427,28 @@ fn main() -> ! {
     }
     let top = |v: Option<(usize, usize)>| v.map_or(-1, |v| v.0 as i32);
     let below = |v: Option<(usize, usize)>| v.map_or(-1, |v| v.1 as i32);
+    let main_depth = stack::depth(&boot_paint);
     defmt::info!(
-        "stack: boot {=i32} B, classification {=i32} B, enrollment {=i32} B, forget {=i32} B",
+        "stack: boot {=i32} B, classification {=i32} B, enrollment {=i32} B, forget {=i32} B, info+list {=i32} B",
         boot_stack.map_or(-1, |v| v as i32),
         top(c),
         top(e),
-        top(f)
+        top(f),
+        top(i)
     );
     defmt::info!(
-        "serial loop: classification {=i32} B, enrollment {=i32} B, forget {=i32} B",
+        "serial loop: classification {=i32} B, enrollment {=i32} B, forget {=i32} B, info+list {=i32} B",
         below(c),
         below(e),
-        below(f)
+        below(f),
+        below(i)
     );
-    let ok = boot_stack.is_some() && c.is_some() && (!enrolled || (e.is_some() && f.is_some()));
+    defmt::info!(
+        "below main: boot {=i32} B (main at {=u32} B from the top)",
+        boot_stack.map_or(-1, |v| v.saturating_sub(main_depth) as i32),
+        main_depth as u32
+    );
+    let ok = boot_stack.is_some() && c.is_some() && i.is_some() && (!enrolled || (e.is_some() && f.is_some()));
     board::exit(match (enrolled, ok) {
         (_, false) => 5,
         (false, true) => 4,

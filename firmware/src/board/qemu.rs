@@ -94,6 +94,8 @@ fn settings() -> Settings {
 }
 
 /// Initialises the board, once (`None` afterwards).
+// Not inlined: its temporaries (the command line, on QEMU) would stay in `main`'s frame.
+#[inline(never)]
 pub fn take() -> Option<Board> {
     static TAKEN: AtomicBool = AtomicBool::new(false);
     if TAKEN.swap(true, Ordering::AcqRel) {
