@@ -273,7 +273,7 @@ fn write_outputs(
             format!("{tt:.2} + {te:.2}")
         })
     })?;
-    writeln!(md, "\nMethods: `o2md-k2000`, `bd-k2000` and `naive` use the authors' settings (at 1, 5 and 10 shots O2MD and BD use the point of the authors' grid chosen on a validation split of the training set, see `experiment::validated`; `--paper-defaults` turns that off); `closed-k256` is the exact closed-form fit of O2MD (no epochs); `closed-id-shift2` is the mode for devices (the closed form of the naive form on each class's images and their shifts by up to 2 pixels, ridge 100, chosen on a validation split of the training set); `logreg`, `mlp` (one hidden layer of 1024), `1nn`, `ncm` (nearest class mean) are baselines.\n")?;
+    writeln!(md, "\nMethods: `o2md-k2000`, `bd-k2000` and `naive` use the authors' settings (for each number of shots, O2MD and BD use the point of the authors' grid chosen on a validation split of the training set: more epochs at 5-10 shots, lr 1e-4 for O2MD at 100-200 and BD at 1-200 shots, see `experiment::validated`; `--paper-defaults` turns that off); `closed-k256` is the exact closed-form fit of O2MD (no epochs); `closed-id-shift2` is the mode for devices (the closed form of the naive form on each class's images and their shifts by up to 2 pixels, ridge 100, chosen on a validation split of the training set at 1-10 shots; not validated beyond, where it falls behind); `logreg`, `mlp` (one hidden layer of 1024), `1nn`, `ncm` (nearest class mean) are baselines.\n")?;
     writeln!(
         md,
         "Plots: `accuracy_vs_shots.svg`, `accuracy_vs_epoch.svg`. Data: `summary.csv`, `trials.csv`, `epochs.csv`."
