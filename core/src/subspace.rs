@@ -39,6 +39,36 @@ pub struct FitOptions {
     pub max_rank: u16,
 }
 
+impl FitOptions {
+    /// Ridge finite and >= 0, `rank_tol` in [0, 1), `min_weight` in [0, 1].
+    fn validate(&self) -> Result<()> {
+        if self.ridge.partial_cmp(&0.0).is_none_or(|o| o.is_lt())
+            || !self.ridge.is_finite()
+            || !(0.0..1.0).contains(&self.rank_tol)
+            || !(0.0..=1.0).contains(&self.min_weight)
+        {
+            return Err(Error::InvalidParameter);
+        }
+        Ok(())
+    }
+}
+
+/// With `affine`, writes the mean of the `m` rows of `samples` (summed in f64, in row order)
+/// into `mean` and subtracts it from every row; otherwise zeroes `mean`.
+fn centre(samples: &mut [f32], m: usize, d: usize, affine: bool, mean: &mut [f32]) {
+    mean.iter_mut().for_each(|v| *v = 0.0);
+    if !affine {
+        return;
+    }
+    for (j, mu) in mean.iter_mut().enumerate().take(d) {
+        let s: f64 = (0..m).map(|t| samples[t * d + j] as f64).sum();
+        *mu = (s / m as f64) as f32;
+    }
+    for row in samples.chunks_exact_mut(d) {
+        row.iter_mut().zip(mean.iter()).for_each(|(v, mu)| *v -= mu);
+    }
+}
+
 impl Default for FitOptions {
     fn default() -> Self {
         FitOptions {
@@ -246,13 +276,7 @@ pub fn fit_into<T: AsRef<[f32]>>(
     }
     check_len(m * d, samples.len())?;
     crate::error::check_finite(samples)?;
-    if opts.ridge.partial_cmp(&0.0).is_none_or(|o| o.is_lt())
-        || !opts.ridge.is_finite()
-        || !(0.0..1.0).contains(&opts.rank_tol)
-        || !(0.0..=1.0).contains(&opts.min_weight)
-    {
-        return Err(Error::InvalidParameter);
-    }
+    opts.validate()?;
     check_len(d, out.mean.len())?;
     if out.basis.len() < cap * d || out.shrink.len() < cap {
         return Err(Error::BufferTooSmall);
@@ -273,19 +297,7 @@ pub fn fit_into<T: AsRef<[f32]>>(
     let tmp = &mut rest[..k];
 
     // 1. Mean and centring.
-    out.mean.iter_mut().for_each(|v| *v = 0.0);
-    if opts.affine {
-        for j in 0..d {
-            let mut s = 0.0f64;
-            for t in 0..m {
-                s += samples[t * d + j] as f64;
-            }
-            out.mean[j] = (s / m as f64) as f32;
-        }
-        for row in samples.chunks_exact_mut(d) {
-            row.iter_mut().zip(out.mean.iter()).for_each(|(v, mu)| *v -= mu);
-        }
-    }
+    centre(samples, m, d, opts.affine, out.mean);
 
     // 2. Gram-Schmidt (two passes) with each sample's coordinates accumulated into K = R R^T,
     //    the Gram matrix of the samples in the basis U.
@@ -445,25 +457,10 @@ impl Subspace<alloc::vec::Vec<f32>> {
         use alloc::vec;
         let (d, k) = (target.inputs(), target.outputs());
         crate::error::check_finite(samples)?;
-        if opts.ridge.partial_cmp(&0.0).is_none_or(|o| o.is_lt())
-            || !opts.ridge.is_finite()
-            || !(0.0..1.0).contains(&opts.rank_tol)
-            || !(0.0..=1.0).contains(&opts.min_weight)
-        {
-            return Err(Error::InvalidParameter);
-        }
+        opts.validate()?;
         let mut mean = vec![0.0f32; d];
         let mut z = samples.to_vec();
-        if opts.affine {
-            let mut acc = vec![0.0f64; d];
-            for row in samples.chunks_exact(d) {
-                acc.iter_mut().zip(row).for_each(|(a, v)| *a += *v as f64);
-            }
-            mean.iter_mut().zip(&acc).for_each(|(mu, a)| *mu = (*a / m as f64) as f32);
-            for row in z.chunks_exact_mut(d) {
-                row.iter_mut().zip(&mean).for_each(|(v, mu)| *v -= mu);
-            }
-        }
+        centre(&mut z, m, d, opts.affine, &mut mean);
         let mut scatter = vec![0.0f32; d * d];
         linalg::matmul_tn(&z, m, d, &z, d, &mut scatter)?;
         drop(z);

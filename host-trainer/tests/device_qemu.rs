@@ -185,13 +185,9 @@ fn device_command_works_over_a_serial_port() {
     assert_eq!(info["classes"], 5);
     let a = ok_json(&["device", "--port", &port, "--json", "classify", "--mnist-test", "0", "1", "2"]);
     let host = ldl_host::models::load_model(&model_path).unwrap();
+    let test = load_mnist(&ldl_host::repo_root().join("data/mnist"), Split::Test).unwrap();
     for (i, ans) in a.as_array().unwrap().iter().enumerate() {
-        let (c, _) = ldl_host::models::predict::classify_raw(&host, {
-            let dir_m = ldl_host::repo_root().join("data/mnist");
-            let test = load_mnist(&dir_m, Split::Test).unwrap();
-            raw(&test, i)
-        })
-        .unwrap();
+        let (c, _) = ldl_host::models::predict::classify_raw(&host, raw(&test, i)).unwrap();
         assert_eq!(ans["class"], c.best, "image {i}");
     }
     let text = ldl(&["device", "--port", &port, "list"]);
