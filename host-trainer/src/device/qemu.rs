@@ -90,6 +90,17 @@ pub struct Qemu {
 /// How long QEMU may take to announce its pty.
 const PTY_WAIT: Duration = Duration::from_secs(20);
 
+/// The pty QEMU announces in its log ("char device redirected to /dev/pts/N (label
+/// serial0)"). The log is bytes, not text: the firmware's binary defmt frames follow on the
+/// same stream, and a strict UTF-8 read of it came back empty once they had arrived.
+fn announced_pty(log: &[u8]) -> Option<String> {
+    const MARK: &[u8] = b"redirected to /dev/";
+    let at = log.windows(MARK.len()).position(|w| w == MARK)?;
+    let rest = &log[at + MARK.len() - "/dev/".len()..];
+    let end = rest.iter().position(|b| b.is_ascii_whitespace())?;
+    std::str::from_utf8(&rest[..end]).ok().map(str::to_string)
+}
+
 /// A path QEMU's option syntax can carry (no commas or blanks).
 fn qemu_path(p: &Path) -> Result<String> {
     let s = p.to_str().ok_or_else(|| anyhow!("{}: not UTF-8", p.display()))?;
@@ -153,17 +164,19 @@ impl Qemu {
             log: cfg.log.clone(),
         };
         if cfg.pty {
-            // QEMU announces "char device redirected to /dev/pts/N (label serial0)".
             let t0 = Instant::now();
             loop {
-                let log = std::fs::read_to_string(&q.log).unwrap_or_default();
-                if let Some(at) = log.find("redirected to /dev/") {
-                    let rest = &log[at + "redirected to ".len()..];
-                    q.link = rest.split_whitespace().next().unwrap_or_default().to_string();
+                let log = std::fs::read(&q.log).unwrap_or_default();
+                if let Some(pty) = announced_pty(&log) {
+                    q.link = pty;
                     break;
                 }
                 if t0.elapsed() > PTY_WAIT || !matches!(q.child.try_wait(), Ok(None)) {
-                    bail!("QEMU did not open a pty; its log {}:\n{log}", q.log.display());
+                    bail!(
+                        "QEMU did not open a pty; its log {}:\n{}",
+                        q.log.display(),
+                        String::from_utf8_lossy(&log)
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -221,5 +234,21 @@ impl Drop for Qemu {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.kill();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::announced_pty;
+
+    #[test]
+    fn the_pty_is_found_in_a_log_that_carries_binary_defmt_frames() {
+        let mut log = b"char device redirected to /dev/pts/7 (label serial0)\n".to_vec();
+        log.extend_from_slice(&[0x00, 0x07, 0xff, 0xfe, 0x80, b'j']);
+        assert!(std::str::from_utf8(&log).is_err(), "the test needs a non-UTF-8 log");
+        assert_eq!(announced_pty(&log).as_deref(), Some("/dev/pts/7"));
+        assert_eq!(announced_pty(b"qemu-system-arm: -serial pty: failed\n"), None);
+        // Announced but cut before its end: not yet a path.
+        assert_eq!(announced_pty(b"char device redirected to /dev/pts/1"), None);
     }
 }
