@@ -288,7 +288,7 @@ fn run_rows(
         #[allow(unsafe_code)]
         return unsafe { run_rows_avx512(data, ups, chunk_start, row0, w, mw, vw, bias) };
     }
-    run_rows_impl(data, ups, chunk_start, row0, w, mw, vw, bias)
+    run_rows_impl::<false>(data, ups, chunk_start, row0, w, mw, vw, bias)
 }
 
 /// Flush-to-zero and denormals-are-zero on the calling thread while it is alive (x86
@@ -345,12 +345,14 @@ unsafe fn run_rows_avx512(
     vw: &mut [f32],
     bias: BiasRows<'_>,
 ) -> f64 {
-    run_rows_impl(data, ups, chunk_start, row0, w, mw, vw, bias)
+    run_rows_impl::<true>(data, ups, chunk_start, row0, w, mw, vw, bias)
 }
 
+/// The rows' training loop. `AVX512` (only set by [`run_rows_avx512`]) lets a batch-1 Adam
+/// step go through [`adam_row_dot_avx512`], which also sums the next step's `w . x`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn run_rows_impl(
+fn run_rows_impl<const AVX512: bool>(
     data: &Data<'_>,
     ups: &[Update],
     chunk_start: usize,
@@ -378,6 +380,10 @@ fn run_rows_impl(
         let mwr = &mut mw[lr * d..(lr + 1) * d];
         let vwr = &mut vw[lr * d..(lr + 1) * d];
         let mut row_loss = 0.0f32;
+        // With batch 1 and Adam on AVX-512, the next step's `w . x` is summed inside this
+        // step's update loop, where its adds hide behind the optimiser's division: one pass
+        // over the row instead of two. Same order of operations as `dot`, so the same bits.
+        let mut next_dot: Option<f32> = None;
         for (ci, upd) in ups.iter().enumerate() {
             let st = chunk_start + ci;
             let batch = &order[st * bs..((st + 1) * bs).min(order.len())];
@@ -385,7 +391,11 @@ fn run_rows_impl(
             let bias_r = bias.as_ref().map_or(0.0, |(b, _, _)| b[lr]);
             for (s, &i) in batch.iter().enumerate() {
                 let i = i as usize;
-                let y = dot(wr, &xs[i * d..(i + 1) * d]) + bias_r;
+                let wx = match next_dot.take() {
+                    Some(v) if s == 0 => v,
+                    _ => dot(wr, &xs[i * d..(i + 1) * d]),
+                };
+                let y = wx + bias_r;
                 r[s] = y - ts[i * k + row];
                 row_loss += r[s] * r[s];
             }
@@ -393,7 +403,22 @@ fn run_rows_impl(
             let gscale = 2.0 / (k as f32 * nb as f32);
             if nb == 1 {
                 let i = batch[0] as usize;
-                upd.apply_row(wr, mwr, vwr, &xs[i * d..(i + 1) * d], gscale * r[0], wd);
+                let x = &xs[i * d..(i + 1) * d];
+                // The next step of this chunk, if it is also a single sample.
+                let next = (ci + 1 < ups.len() && bs == 1)
+                    .then(|| order.get(st + 1))
+                    .flatten()
+                    .map(|&j| &xs[j as usize * d..(j as usize + 1) * d]);
+                match next {
+                    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+                    // SAFETY: `AVX512` is true only in `run_rows_avx512`, which runs after
+                    // the CPU was found to support AVX-512F.
+                    #[allow(unsafe_code)]
+                    Some(xn) if AVX512 && upd.kind == 2 => {
+                        next_dot = Some(unsafe { adam_row_dot_avx512(upd, wr, mwr, vwr, x, gscale * r[0], wd, xn) })
+                    }
+                    _ => upd.apply_row(wr, mwr, vwr, x, gscale * r[0], wd),
+                }
             } else {
                 for j in 0..d {
                     let mut g = wd * wr[j];
@@ -411,6 +436,77 @@ fn run_rows_impl(
         total += row_loss as f64;
     }
     total
+}
+
+/// [`Update::apply_row`] for Adam, then `dot(w, xn)` of the updated row, in one pass with
+/// AVX-512. Each block of 16 weights takes the optimiser's update in exactly the portable
+/// code's operations (separate multiplies and adds, IEEE `sqrt` and division), then its
+/// products with `xn` are added into 8 accumulators, low half then high half, so that
+/// accumulator `i` sums elements `i, i + 8, ...` in order, as [`dot`] does; the tail and the
+/// final pairwise sum are `dot`'s too. So both results have the same bits as the two-pass
+/// portable code (tested).
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn adam_row_dot_avx512(u: &Update, w: &mut [f32], m: &mut [f32], v: &mut [f32], x: &[f32], c: f32, wd: f32, xn: &[f32]) -> f32 {
+    use core::arch::x86_64::*;
+    let n = w.len().min(m.len()).min(v.len()).min(x.len()).min(xn.len());
+    let blocks = n / 16;
+    let (vc, vwd) = (_mm512_set1_ps(c), _mm512_set1_ps(wd));
+    let (va1, va2, vb1, vb2) = (
+        _mm512_set1_ps(u.a1),
+        _mm512_set1_ps(u.a2),
+        _mm512_set1_ps(u.b1),
+        _mm512_set1_ps(u.b2),
+    );
+    let (vss, visb, veps) = (_mm512_set1_ps(u.step_size), _mm512_set1_ps(u.inv_sqrt_bc2), _mm512_set1_ps(u.eps));
+    let mut acc = _mm256_setzero_ps();
+    for b in 0..blocks {
+        let o = b * 16;
+        // SAFETY: o + 16 <= n, and n is at most each slice's length.
+        let (wp, mp, vp) = unsafe { (w.as_mut_ptr().add(o), m.as_mut_ptr().add(o), v.as_mut_ptr().add(o)) };
+        let (xp, np) = unsafe { (x.as_ptr().add(o), xn.as_ptr().add(o)) };
+        let (wv, mv, vv, xv, nv) = unsafe {
+            (
+                _mm512_loadu_ps(wp),
+                _mm512_loadu_ps(mp),
+                _mm512_loadu_ps(vp),
+                _mm512_loadu_ps(xp),
+                _mm512_loadu_ps(np),
+            )
+        };
+        let g = _mm512_add_ps(_mm512_mul_ps(vc, xv), _mm512_mul_ps(vwd, wv));
+        let mv = _mm512_add_ps(_mm512_mul_ps(va1, mv), _mm512_mul_ps(vb1, g));
+        let vv = _mm512_add_ps(_mm512_mul_ps(va2, vv), _mm512_mul_ps(_mm512_mul_ps(vb2, g), g));
+        let denom = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vv), visb), veps);
+        let wv = _mm512_sub_ps(wv, _mm512_div_ps(_mm512_mul_ps(vss, mv), denom));
+        unsafe {
+            _mm512_storeu_ps(mp, mv);
+            _mm512_storeu_ps(vp, vv);
+            _mm512_storeu_ps(wp, wv);
+        }
+        let prod = _mm512_mul_ps(wv, nv);
+        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(prod));
+        acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(prod))));
+    }
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: `lanes` holds 8 f32s.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    let mut tail = 0.0f32;
+    let full = n / 8 * 8;
+    for j in blocks * 16..n {
+        let g = c * x[j] + wd * w[j];
+        m[j] = u.a1 * m[j] + u.b1 * g;
+        v[j] = u.a2 * v[j] + u.b2 * g * g;
+        let denom = sqrtf_fast(v[j]) * u.inv_sqrt_bc2 + u.eps;
+        w[j] -= u.step_size * m[j] / denom;
+        if j < full {
+            lanes[j % 8] += w[j] * xn[j];
+        } else {
+            tail += w[j] * xn[j];
+        }
+    }
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
 }
 
 /// The per-parameter update rule with its step-dependent constants hoisted.
@@ -566,6 +662,38 @@ mod tests {
                 last = fit_epoch(&mut p, &mut st, &xs, &ts, &order, &opts).unwrap();
             }
             assert!(last < first * 0.05, "{opt:?}: {first} -> {last}");
+        }
+    }
+
+    /// The fused AVX-512 Adam step with the next dot product gives the same bits as the
+    /// portable update followed by `dot`, for row lengths around the block sizes.
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[test]
+    fn fused_avx512_adam_row_has_the_portable_bits() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let mut rng = Rng::new(17);
+        for n in [0usize, 1, 5, 8, 13, 16, 23, 24, 31, 32, 47, 784] {
+            for t in [1, 2, 50] {
+                let upd = Update::new(&Optimizer::adam(1e-3), t);
+                let mut vec = |scale: f32| -> Vec<f32> { (0..n).map(|_| scale * rng.normal()).collect() };
+                let (w0, m0, x, xn) = (vec(0.1), vec(0.01), vec(1.0), vec(1.0));
+                let v0: Vec<f32> = vec(0.01).iter().map(|a| a * a).collect();
+                let (c, wd) = (0.37f32, 5e-7f32);
+                let (mut w1, mut m1, mut v1) = (w0.clone(), m0.clone(), v0.clone());
+                upd.apply_row(&mut w1, &mut m1, &mut v1, &x, c, wd);
+                let d1 = dot(&w1, &xn);
+                let (mut w2, mut m2, mut v2) = (w0.clone(), m0.clone(), v0.clone());
+                // SAFETY: AVX-512F was detected above.
+                #[allow(unsafe_code)]
+                let d2 = unsafe { adam_row_dot_avx512(&upd, &mut w2, &mut m2, &mut v2, &x, c, wd, &xn) };
+                let bits = |a: &[f32]| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&w1), bits(&w2), "w, n = {n}");
+                assert_eq!(bits(&m1), bits(&m2), "m, n = {n}");
+                assert_eq!(bits(&v1), bits(&v2), "v, n = {n}");
+                assert_eq!(d1.to_bits(), d2.to_bits(), "dot, n = {n}: {d1} vs {d2}");
+            }
         }
     }
 
