@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 
 /// Rows per block: bounds memory (a block of stacked per-class products) and keeps blocks in
 /// cache.
-const BLOCK: usize = 512;
+const BLOCK: usize = 2048;
 
 /// Fills `out` (row-major `n x C`) with every class's distance for each of the `n` samples
 /// in `xs` (row-major `n x d`), averaged over ensemble members: the same numbers as
