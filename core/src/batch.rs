@@ -10,7 +10,7 @@
 
 use crate::classify::Classes;
 use crate::error::{check_len, Error, Result};
-use crate::linalg::{self, dot, matmul_nn, matmul_nt, matmul_tn};
+use crate::linalg::{self, dot, matmul_nn, matmul_nt};
 
 use crate::linear::Target;
 use crate::predictor::Predictor;
@@ -243,8 +243,9 @@ fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize) -> Result<P
                 }
                 Target::Identity { .. } => (0..k.min(d)).for_each(|i| dm[i * d + i] -= 1.0),
             }
+            // Only the lower panels of G are read (`gram_panels`): half the product.
             let mut g = vec![0.0; d * d];
-            matmul_tn(&dm, k, d, &dm, d, &mut g)?;
+            linalg::gram_lower_panels(&dm, k, d, PANEL, &mut g)?;
             let mut h = vec![0.0; d];
             linalg::gemv_t(&dm, k, d, &e, &mut h)?;
             Ok(Prepared::Gram { g, h, ee: dot(&e, &e) })
@@ -357,7 +358,7 @@ mod tests {
                 // G = M^T M, symmetric.
                 let m: Vec<f32> = (0..d * d).map(|_| rng.normal()).collect();
                 let mut g = vec![0.0; d * d];
-                matmul_tn(&m, d, d, &m, d, &mut g).unwrap();
+                linalg::matmul_tn(&m, d, d, &m, d, &mut g).unwrap();
                 g
             })
             .collect();

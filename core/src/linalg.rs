@@ -323,6 +323,52 @@ fn gemm(a: &[f32], m: usize, p: usize, sa: (usize, usize), b: &[f32], n: usize, 
     Ok(())
 }
 
+/// The lower block triangle of `D^T D` for a row-major `rows x cols` matrix `D`: for each
+/// column panel `i0..i1` of width `panel`, rows `i0..cols` of those columns of the row-major
+/// `cols x cols` `out` (entries above the panels' diagonal blocks are left as they are).
+/// About half the work of the whole product, for callers that use only that part of a
+/// symmetric result (`batch`'s `x^T G x`).
+#[cfg(feature = "alloc")]
+pub fn gram_lower_panels(dm: &[f32], rows: usize, cols: usize, panel: usize, out: &mut [f32]) -> Result<()> {
+    if dm.len() != rows * cols || out.len() != cols * cols || panel == 0 {
+        return Err(Error::DimensionMismatch {
+            expected: (cols * cols) as u32,
+            found: out.len() as u32,
+        });
+    }
+    if rows == 0 {
+        out.iter_mut().for_each(|v| *v = 0.0);
+        return Ok(());
+    }
+    for i0 in (0..cols).step_by(panel) {
+        let (m, n) = (cols - i0, (i0 + panel).min(cols) - i0);
+        // SAFETY: A^T (m x rows) reads dm[t * cols + i0 + i] for i < m = cols - i0, t < rows:
+        // at most rows * cols - 1. B (rows x n) reads dm[t * cols + i0 + j], j < n <= m: also
+        // inside. C (m x n) writes out[(i0 + i) * cols + i0 + j]: at most cols * cols - 1.
+        // The three regions are disjoint from each other's writes (only C is written).
+        #[allow(unsafe_code)]
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                rows,
+                n,
+                1.0,
+                dm.as_ptr().add(i0),
+                1,
+                cols as isize,
+                dm.as_ptr().add(i0),
+                cols as isize,
+                1,
+                0.0,
+                out.as_mut_ptr().add(i0 * cols + i0),
+                cols as isize,
+                1,
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Orthonormalises the rows of `rows` (`n x d`, row-major) in place by modified Gram-Schmidt
 /// with one re-orthogonalisation pass ("twice is enough"), moving the independent rows to the
 /// front. A row whose remaining norm is below `rel_tol` times its original norm (or exactly
@@ -607,6 +653,30 @@ pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lower panels equal the plain double sum of `D^T D`; nothing above them is written.
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn gram_lower_panels_fills_exactly_the_lower_block_triangle() {
+        extern crate std;
+        let (rows, cols, panel) = (7usize, 11usize, 4usize);
+        let dm: std::vec::Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+        let mut out = std::vec![f32::NAN; cols * cols];
+        gram_lower_panels(&dm, rows, cols, panel, &mut out).unwrap();
+        for r in 0..cols {
+            for c in 0..cols {
+                let v = out[r * cols + c];
+                if r >= c / panel * panel {
+                    let want: f32 = (0..rows).map(|t| dm[t * cols + r] * dm[t * cols + c]).sum();
+                    assert!((v - want).abs() <= 1e-5 * (1.0 + want.abs()), "({r}, {c}): {v} vs {want}");
+                } else {
+                    assert!(v.is_nan(), "({r}, {c}) above the panels was written");
+                }
+            }
+        }
+        assert!(gram_lower_panels(&dm, rows, cols, 0, &mut out).is_err());
+        assert!(gram_lower_panels(&dm, rows, cols + 1, panel, &mut out).is_err());
+    }
 
     fn naive_nt(a: &[f32], m: usize, p: usize, b: &[f32], n: usize) -> [f32; 64] {
         let mut o = [0.0; 64];

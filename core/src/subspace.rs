@@ -83,7 +83,7 @@ impl Default for FitOptions {
 
 /// [`Subspace::fit`] goes through the scatter matrix from this many samples per dimension on.
 #[cfg(feature = "alloc")]
-const COVARIANCE_FROM: usize = 2;
+const COVARIANCE_FROM: usize = 1;
 
 /// Scratch space (in f32s) that [`fit_into`] needs for `m` samples of dimension `d` and a
 /// target of `k` outputs.

@@ -388,10 +388,26 @@ fn argmax(v: &[f32]) -> usize {
 
 /// `torch.optim.Adam` (no weight decay) on one parameter vector.
 fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step_size: f32, inv_sqrt_bc2: f32) {
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        *m = BETA1 * *m + (1.0 - BETA1) * g;
-        *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-        *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + EPS);
+    use rayon::prelude::*;
+    // Element-wise, so pieces on different cores give the same bits; a hidden layer's
+    // 800 k weights per step are bound by the divider, one core's worth is too slow.
+    const PIECE: usize = 1 << 15;
+    #[allow(clippy::type_complexity)]
+    let run = |(((p, g), m), v): (((&mut [f32], &[f32]), &mut [f32]), &mut [f32])| {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m = BETA1 * *m + (1.0 - BETA1) * g;
+            *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+            *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + EPS);
+        }
+    };
+    if p.len() <= PIECE {
+        run((((p, g), m), v));
+    } else {
+        p.par_chunks_mut(PIECE)
+            .zip(g.par_chunks(PIECE))
+            .zip(m.par_chunks_mut(PIECE))
+            .zip(v.par_chunks_mut(PIECE))
+            .for_each(run);
     }
 }
 

@@ -44,6 +44,18 @@ pub struct TuneArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// These ridges (comma-separated) instead of the grid's (e.g. to look at many shots).
+    #[arg(long, value_delimiter = ',')]
+    pub ridges: Option<Vec<f32>>,
+    /// Only these shifts instead of the grid's.
+    #[arg(long, value_delimiter = ',')]
+    pub shifts: Option<Vec<u8>>,
+    /// Only these target sizes (0 = identity) instead of the grid's.
+    #[arg(long, value_delimiter = ',')]
+    pub ks: Option<Vec<usize>>,
+    /// Only these affine choices (true, false) instead of the grid's.
+    #[arg(long, value_delimiter = ',')]
+    pub affine: Option<Vec<bool>>,
 }
 
 /// One point of the grid.
@@ -87,13 +99,18 @@ pub fn chosen() -> Setting {
     }
 }
 
-/// The grid (`quick`: a subset).
-pub fn grid(quick: bool) -> Vec<Setting> {
-    let (shifts, ridges, affines, ks): (&[u8], &[f32], &[bool], &[usize]) = if quick {
+/// The grid's axes: shifts, ridges, affine choices, target sizes (`quick`: a subset).
+#[allow(clippy::type_complexity)]
+fn axes(quick: bool) -> (&'static [u8], &'static [f32], &'static [bool], &'static [usize]) {
+    if quick {
         (&[0, 2], &[0.0, 100.0], &[false], &[0, 256])
     } else {
         (&[0, 1, 2], &[0.0, 10.0, 100.0, 300.0], &[true, false], &[0, 256])
-    };
+    }
+}
+
+/// Every combination of the given axes.
+fn product(shifts: &[u8], ridges: &[f32], affines: &[bool], ks: &[usize]) -> Vec<Setting> {
     let mut out = Vec::new();
     for &shift in shifts {
         for &ridge in ridges {
@@ -105,6 +122,12 @@ pub fn grid(quick: bool) -> Vec<Setting> {
         }
     }
     out
+}
+
+/// The grid (`quick`: a subset).
+pub fn grid(quick: bool) -> Vec<Setting> {
+    let (shifts, ridges, affines, ks) = axes(quick);
+    product(shifts, ridges, affines, ks)
 }
 
 /// One validation episode: row indices into MNIST's training split.
@@ -276,7 +299,15 @@ pub fn run(args: TuneArgs) -> Result<()> {
     if trials == 0 || args.shots.is_empty() {
         bail!("--trials and --shots must not be empty or zero");
     }
-    let settings = grid(args.quick);
+    let settings = {
+        let (shifts, ridges, affines, ks) = axes(args.quick);
+        product(
+            args.shifts.as_deref().unwrap_or(shifts),
+            args.ridges.as_deref().unwrap_or(ridges),
+            args.affine.as_deref().unwrap_or(affines),
+            args.ks.as_deref().unwrap_or(ks),
+        )
+    };
     let t0 = std::time::Instant::now();
     let rows = sweep(&train, &settings, &args.shots, trials, args.seed, true)?;
     let secs = t0.elapsed().as_secs_f64();
