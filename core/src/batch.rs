@@ -75,6 +75,9 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
             Predictor::Dense(_) => true,
             Predictor::Subspace(s) => s.proj().is_some(),
         }) && !gram_classes.len().eq(&c);
+        // One buffer for every block's X U^T (a fresh one per block cost page faults and
+        // zeroing as large as the product's output).
+        let mut xu_buf = vec![0.0; BLOCK.min(n) * rt];
         for start in (0..n).step_by(BLOCK) {
             let nb = BLOCK.min(n - start);
             let xb = &xs[start * d..(start + nb) * d];
@@ -84,17 +87,16 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
                 target.forward_batch(xb, nb, &mut qx)?;
             }
             let quad = quadratic_forms(&panels, ng, xb, nb, d)?;
-            let mut xu = Vec::new();
+            let xu = &mut xu_buf[..nb * rt];
             if rt > 0 {
-                xu = vec![0.0; nb * rt];
-                matmul_nt(xb, nb, d, &ustack, rt, &mut xu)?;
+                matmul_nt(xb, nb, d, &ustack, rt, xu)?;
             }
             let norms: Vec<f32> = xb.chunks_exact(d).map(linalg::norm2).collect();
             let ctx = Block {
                 xb,
                 qx: &qx,
                 quad: &quad,
-                xu: &xu,
+                xu,
                 rt,
                 norms: &norms,
                 nb,

@@ -149,7 +149,7 @@ mod owned {
             let fitted: Result<Vec<_>> = self
                 .members
                 .iter()
-                .map(|mem| Subspace::fit(&mem.target, samples, m, &self.fit))
+                .map(|mem| Subspace::fit_exact(&mem.target, samples, m, &self.fit))
                 .collect();
             for (mem, s) in self.members.iter_mut().zip(fitted?) {
                 mem.predictors.push(Predictor::Subspace(s));

@@ -372,6 +372,23 @@ pub fn fit_into<T: AsRef<[f32]>>(
     Ok(r)
 }
 
+/// The weights of the directions kept from eigenvalues `vals` (decreasing), at most `cap`:
+/// up to the first whose weight fails the options or whose eigenvalue is below `rank_tol^2`
+/// times the largest (rounding noise of a squared product).
+#[cfg(feature = "alloc")]
+fn kept_weights(vals: &[f32], opts: &FitOptions, cap: usize) -> alloc::vec::Vec<f32> {
+    let floor = vals.first().map_or(0.0, |v| v.max(0.0)) * opts.rank_tol * opts.rank_tol;
+    let mut shrink = alloc::vec::Vec::with_capacity(cap);
+    for &lam in vals.iter().take(cap) {
+        let w = weight(lam, opts);
+        if lam <= floor || w <= 0.0 || w < opts.min_weight {
+            break;
+        }
+        shrink.push(w);
+    }
+    shrink
+}
+
 /// The shrinkage weight of a direction of squared singular value `lam` (0 = drop it).
 fn weight(lam: f32, opts: &FitOptions) -> f32 {
     let lam = lam.max(0.0);
@@ -405,8 +422,31 @@ fn target_parts<T: AsRef<[f32]>>(target: &Target<T>, r: usize, out: SubspaceBuf<
 
 #[cfg(feature = "alloc")]
 impl Subspace<alloc::vec::Vec<f32>> {
-    /// Fits a class from its samples (row-major `m x d`) on the heap.
+    /// Fits a class from its samples (row-major `m x d`) on the heap, by the fastest route:
+    /// the scatter matrix for many samples, the Gram matrix when weak directions are dropped,
+    /// else Gram-Schmidt ([`Subspace::fit_exact`]).
     pub fn fit<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions) -> Result<Self> {
+        let d = target.inputs();
+        check_len(m * d, samples.len())?;
+        let cap = if opts.max_rank == 0 {
+            m.min(d)
+        } else {
+            m.min(d).min(opts.max_rank as usize)
+        };
+        if m >= COVARIANCE_FROM * d {
+            return Self::fit_covariance(target, samples, m, opts, cap);
+        }
+        if opts.ridge > 0.0 && opts.min_weight > 0.0 {
+            return Self::fit_gram(target, samples, m, opts, cap);
+        }
+        Self::fit_exact(target, samples, m, opts)
+    }
+
+    /// A class fitted exactly as a device enrolls it ([`fit_into`]: Gram-Schmidt, the same
+    /// operations in the same order), on the heap: an enrollment on the host gives the
+    /// device's bits. [`Subspace::fit`] may take faster routes to the same predictor up to
+    /// rounding.
+    pub fn fit_exact<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions) -> Result<Self> {
         use alloc::vec;
         let (d, k) = (target.inputs(), target.outputs());
         check_len(m * d, samples.len())?;
@@ -417,9 +457,6 @@ impl Subspace<alloc::vec::Vec<f32>> {
         };
         let linear = matches!(target, Target::Linear(_));
         let kb = if linear { k } else { 0 };
-        if m >= COVARIANCE_FROM * d {
-            return Self::fit_covariance(target, samples, m, opts, cap);
-        }
         let mut work = samples.to_vec();
         let (mut mean, mut basis, mut shrink) = (vec![0.0; d], vec![0.0; cap * d], vec![0.0; cap]);
         let (mut proj, mut tmean) = (vec![0.0; kb * cap], vec![0.0; kb]);
@@ -455,7 +492,7 @@ impl Subspace<alloc::vec::Vec<f32>> {
     /// dropped.
     fn fit_covariance<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions, cap: usize) -> Result<Self> {
         use alloc::vec;
-        let (d, k) = (target.inputs(), target.outputs());
+        let d = target.inputs();
         crate::error::check_finite(samples)?;
         opts.validate()?;
         let mut mean = vec![0.0f32; d];
@@ -466,17 +503,55 @@ impl Subspace<alloc::vec::Vec<f32>> {
         drop(z);
         let (mut vals, mut vecs, mut off) = (vec![0.0f32; d], vec![0.0f32; d * d], vec![0.0f32; d]);
         linalg::sym_eigen(&mut scatter, d, &mut vals, &mut vecs, &mut off)?;
-        let floor = vals[0].max(0.0) * opts.rank_tol * opts.rank_tol;
-        let mut shrink = Vec::with_capacity(cap);
-        for &lam in vals.iter().take(cap) {
-            let w = weight(lam, opts);
-            if lam <= floor || w <= 0.0 || w < opts.min_weight {
-                break;
-            }
-            shrink.push(w);
-        }
+        let shrink = kept_weights(&vals, opts, cap);
         let r = shrink.len();
         vecs.truncate(r * d);
+        Self::finish(target, r, opts, mean, vecs, shrink)
+    }
+
+    /// [`Subspace::fit`] for fewer samples than dimensions when the options drop weak
+    /// directions (ridge and `min_weight` > 0, as the device mode): the principal directions
+    /// come from the `m x m` Gram matrix `Z Z^T` (one blocked product and one `m x m`
+    /// eigen-decomposition), `U = diag(1/s) V^T Z` for the kept ones (one more product),
+    /// instead of Gram-Schmidt over the samples (`O(m^2 d)` level-1 work). Like the scatter
+    /// path it squares the samples' condition number, which only the directions that the
+    /// weight threshold drops would feel: kept directions have `s^2 >= ridge min_weight /
+    /// (1 - min_weight)`.
+    fn fit_gram<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions, cap: usize) -> Result<Self> {
+        use alloc::vec;
+        let d = target.inputs();
+        crate::error::check_finite(samples)?;
+        opts.validate()?;
+        let mut mean = vec![0.0f32; d];
+        let mut z = samples.to_vec();
+        centre(&mut z, m, d, opts.affine, &mut mean);
+        let mut gram = vec![0.0f32; m * m];
+        linalg::matmul_nt(&z, m, d, &z, m, &mut gram)?;
+        let (mut vals, mut vecs, mut off) = (vec![0.0f32; m], vec![0.0f32; m * m], vec![0.0f32; m]);
+        linalg::sym_eigen(&mut gram, m, &mut vals, &mut vecs, &mut off)?;
+        let shrink = kept_weights(&vals, opts, cap);
+        let r = shrink.len();
+        let mut basis = vec![0.0f32; r * d];
+        linalg::matmul_nn(&vecs[..r * m], r, m, &z, d, &mut basis)?;
+        for (row, &lam) in basis.chunks_exact_mut(d).zip(&vals) {
+            let inv = 1.0 / libm::sqrtf(lam);
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+        Self::finish(target, r, opts, mean, basis, shrink)
+    }
+
+    /// The predictor from its mean, `r` orthonormal directions (rows of `basis`) and their
+    /// weights: the target's parts added for a linear target.
+    fn finish<T: AsRef<[f32]>>(
+        target: &Target<T>,
+        r: usize,
+        opts: &FitOptions,
+        mut mean: alloc::vec::Vec<f32>,
+        mut vecs: alloc::vec::Vec<f32>,
+        mut shrink: alloc::vec::Vec<f32>,
+    ) -> Result<Self> {
+        use alloc::vec;
+        let (d, k) = (target.inputs(), target.outputs());
         let linear = matches!(target, Target::Linear(_));
         let kb = if linear { k } else { 0 };
         let (mut proj, mut tmean, mut tmp) = (vec![0.0; kb * r], vec![0.0; kb], vec![0.0; k]);
@@ -554,12 +629,18 @@ mod tests {
         a.iter().zip(&b).map(|(u, v)| (u - v) * (u - v)).sum::<f32>() / k as f32
     }
 
-    /// Many samples per dimension go through the scatter matrix; the predictor equals the
-    /// Gram-Schmidt one (`fit_into`) up to rounding, for every kind of target and option.
+    /// Many samples per dimension go through the scatter matrix, fewer with a weight
+    /// threshold through the Gram matrix; the predictor equals the Gram-Schmidt one
+    /// (`fit_into`) up to rounding, for every kind of target and option.
     #[test]
-    fn scatter_path_equals_gram_schmidt() {
+    fn scatter_and_gram_paths_equal_gram_schmidt() {
+        for m in [COVARIANCE_FROM * 20 + 13, 17] {
+            scatter_or_gram_path_equals_gram_schmidt(m);
+        }
+    }
+
+    fn scatter_or_gram_path_equals_gram_schmidt(m: usize) {
         let (d, k) = (20, 30);
-        let m = COVARIANCE_FROM * d + 13;
         // Samples near a 12-dimensional subspace plus small noise: rank d, fast-decaying
         // spectrum, as shifted images.
         let basis = samples(12, d, 3);
