@@ -389,6 +389,25 @@ fn kept_weights(vals: &[f32], opts: &FitOptions, cap: usize) -> alloc::vec::Vec<
     shrink
 }
 
+/// Checks the samples and options; the mean (zero unless affine) and the centred copy.
+#[cfg(feature = "alloc")]
+fn centred(samples: &[f32], m: usize, d: usize, opts: &FitOptions) -> Result<(alloc::vec::Vec<f32>, alloc::vec::Vec<f32>)> {
+    crate::error::check_finite(samples)?;
+    opts.validate()?;
+    let mut mean = alloc::vec![0.0f32; d];
+    let mut z = samples.to_vec();
+    centre(&mut z, m, d, opts.affine, &mut mean);
+    Ok((mean, z))
+}
+
+/// Eigenvalues (decreasing) and eigenvectors (rows) of a symmetric `n x n` matrix.
+#[cfg(feature = "alloc")]
+fn eigen(mut a: alloc::vec::Vec<f32>, n: usize) -> Result<(alloc::vec::Vec<f32>, alloc::vec::Vec<f32>)> {
+    let (mut vals, mut vecs, mut off) = (alloc::vec![0.0f32; n], alloc::vec![0.0f32; n * n], alloc::vec![0.0f32; n]);
+    linalg::sym_eigen(&mut a, n, &mut vals, &mut vecs, &mut off)?;
+    Ok((vals, vecs))
+}
+
 /// The shrinkage weight of a direction of squared singular value `lam` (0 = drop it).
 fn weight(lam: f32, opts: &FitOptions) -> f32 {
     let lam = lam.max(0.0);
@@ -491,18 +510,12 @@ impl Subspace<alloc::vec::Vec<f32>> {
     /// value is below `rank_tol^2` times the largest are the scatter's rounding noise and
     /// dropped.
     fn fit_covariance<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions, cap: usize) -> Result<Self> {
-        use alloc::vec;
         let d = target.inputs();
-        crate::error::check_finite(samples)?;
-        opts.validate()?;
-        let mut mean = vec![0.0f32; d];
-        let mut z = samples.to_vec();
-        centre(&mut z, m, d, opts.affine, &mut mean);
-        let mut scatter = vec![0.0f32; d * d];
+        let (mean, z) = centred(samples, m, d, opts)?;
+        let mut scatter = alloc::vec![0.0f32; d * d];
         linalg::matmul_tn(&z, m, d, &z, d, &mut scatter)?;
         drop(z);
-        let (mut vals, mut vecs, mut off) = (vec![0.0f32; d], vec![0.0f32; d * d], vec![0.0f32; d]);
-        linalg::sym_eigen(&mut scatter, d, &mut vals, &mut vecs, &mut off)?;
+        let (vals, mut vecs) = eigen(scatter, d)?;
         let shrink = kept_weights(&vals, opts, cap);
         let r = shrink.len();
         vecs.truncate(r * d);
@@ -518,20 +531,14 @@ impl Subspace<alloc::vec::Vec<f32>> {
     /// weight threshold drops would feel: kept directions have `s^2 >= ridge min_weight /
     /// (1 - min_weight)`.
     fn fit_gram<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions, cap: usize) -> Result<Self> {
-        use alloc::vec;
         let d = target.inputs();
-        crate::error::check_finite(samples)?;
-        opts.validate()?;
-        let mut mean = vec![0.0f32; d];
-        let mut z = samples.to_vec();
-        centre(&mut z, m, d, opts.affine, &mut mean);
-        let mut gram = vec![0.0f32; m * m];
+        let (mean, z) = centred(samples, m, d, opts)?;
+        let mut gram = alloc::vec![0.0f32; m * m];
         linalg::matmul_nt(&z, m, d, &z, m, &mut gram)?;
-        let (mut vals, mut vecs, mut off) = (vec![0.0f32; m], vec![0.0f32; m * m], vec![0.0f32; m]);
-        linalg::sym_eigen(&mut gram, m, &mut vals, &mut vecs, &mut off)?;
+        let (vals, vecs) = eigen(gram, m)?;
         let shrink = kept_weights(&vals, opts, cap);
         let r = shrink.len();
-        let mut basis = vec![0.0f32; r * d];
+        let mut basis = alloc::vec![0.0f32; r * d];
         linalg::matmul_nn(&vecs[..r * m], r, m, &z, d, &mut basis)?;
         for (row, &lam) in basis.chunks_exact_mut(d).zip(&vals) {
             let inv = 1.0 / libm::sqrtf(lam);
