@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 /// `sqrt(x^2 + y^2)` without overflow or underflow, for the QL rotations. On a host, in f64
 /// with the compiler's own square root: libm's `hypotf` ends in a hand-written legacy-SSE
 /// `sqrtss`, which in code that also uses AVX registers stalls on every call (a third of the
-/// eigen-solver's time in the device mode's fits). The same value up to the last bit.
+/// eigen-solver's time in the device mode's fits). It differs from `hypotf` by at most one
+/// unit in the last place (one rounding instead of two).
 #[inline(always)]
 fn hypot(x: f32, y: f32) -> f32 {
     #[cfg(feature = "std")]
@@ -45,6 +46,14 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in ra.iter().zip(rb) {
         tail += x * y;
     }
+    dot_finish(&acc, tail)
+}
+
+/// The last step of [`dot`]: its 8 accumulators summed pairwise, then the tail. Shared with
+/// kernels that must give `dot`'s bits (the Arm kernel sums the same way in assembly).
+#[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+#[inline(always)]
+pub(crate) fn dot_finish(acc: &[f32; 8], tail: f32) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 

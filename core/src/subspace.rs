@@ -389,6 +389,15 @@ fn kept_weights(vals: &[f32], opts: &FitOptions, cap: usize) -> alloc::vec::Vec<
     shrink
 }
 
+/// The most directions `m` samples in `d` dimensions can give under `max_rank`.
+#[cfg(feature = "alloc")]
+fn rank_cap(m: usize, d: usize, opts: &FitOptions) -> usize {
+    match opts.max_rank {
+        0 => m.min(d),
+        r => m.min(d).min(r as usize),
+    }
+}
+
 /// Checks the samples and options; the mean (zero unless affine) and the centred copy.
 #[cfg(feature = "alloc")]
 fn centred(samples: &[f32], m: usize, d: usize, opts: &FitOptions) -> Result<(alloc::vec::Vec<f32>, alloc::vec::Vec<f32>)> {
@@ -447,11 +456,7 @@ impl Subspace<alloc::vec::Vec<f32>> {
     pub fn fit<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions) -> Result<Self> {
         let d = target.inputs();
         check_len(m * d, samples.len())?;
-        let cap = if opts.max_rank == 0 {
-            m.min(d)
-        } else {
-            m.min(d).min(opts.max_rank as usize)
-        };
+        let cap = rank_cap(m, d, opts);
         if m >= COVARIANCE_FROM * d {
             return Self::fit_covariance(target, samples, m, opts, cap);
         }
@@ -469,11 +474,7 @@ impl Subspace<alloc::vec::Vec<f32>> {
         use alloc::vec;
         let (d, k) = (target.inputs(), target.outputs());
         check_len(m * d, samples.len())?;
-        let cap = if opts.max_rank == 0 {
-            m.min(d)
-        } else {
-            m.min(d).min(opts.max_rank as usize)
-        };
+        let cap = rank_cap(m, d, opts);
         let linear = matches!(target, Target::Linear(_));
         let kb = if linear { k } else { 0 };
         let mut work = samples.to_vec();

@@ -391,10 +391,8 @@ fn run_rows_impl<const AVX512: bool>(
             let bias_r = bias.as_ref().map_or(0.0, |(b, _, _)| b[lr]);
             for (s, &i) in batch.iter().enumerate() {
                 let i = i as usize;
-                let wx = match next_dot.take() {
-                    Some(v) if s == 0 => v,
-                    _ => dot(wr, &xs[i * d..(i + 1) * d]),
-                };
+                // Only set for batch 1 (s = 0), by the previous step's fused update.
+                let wx = next_dot.take().unwrap_or_else(|| dot(wr, &xs[i * d..(i + 1) * d]));
                 let y = wx + bias_r;
                 r[s] = y - ts[i * k + row];
                 row_loss += r[s] * r[s];
@@ -404,17 +402,16 @@ fn run_rows_impl<const AVX512: bool>(
             if nb == 1 {
                 let i = batch[0] as usize;
                 let x = &xs[i * d..(i + 1) * d];
-                // The next step of this chunk, if it is also a single sample.
-                let next = (ci + 1 < ups.len() && bs == 1)
-                    .then(|| order.get(st + 1))
-                    .flatten()
-                    .map(|&j| &xs[j as usize * d..(j as usize + 1) * d]);
-                match next {
+                // Fused with the next step's dot product when that step is in this chunk
+                // (with batch 1 its sample is `order[st + 1]`).
+                let fused = AVX512 && upd.kind == 2 && bs == 1 && ci + 1 < ups.len();
+                match order.get(st + 1).filter(|_| fused) {
                     #[cfg(all(feature = "std", target_arch = "x86_64"))]
                     // SAFETY: `AVX512` is true only in `run_rows_avx512`, which runs after
                     // the CPU was found to support AVX-512F.
                     #[allow(unsafe_code)]
-                    Some(xn) if AVX512 && upd.kind == 2 => {
+                    Some(&j) => {
+                        let xn = &xs[j as usize * d..(j as usize + 1) * d];
                         next_dot = Some(unsafe { adam_row_dot_avx512(upd, wr, mwr, vwr, x, gscale * r[0], wd, xn) })
                     }
                     _ => upd.apply_row(wr, mwr, vwr, x, gscale * r[0], wd),
@@ -496,17 +493,14 @@ unsafe fn adam_row_dot_avx512(u: &Update, w: &mut [f32], m: &mut [f32], v: &mut 
     let full = n / 8 * 8;
     for j in blocks * 16..n {
         let g = c * x[j] + wd * w[j];
-        m[j] = u.a1 * m[j] + u.b1 * g;
-        v[j] = u.a2 * v[j] + u.b2 * g * g;
-        let denom = sqrtf_fast(v[j]) * u.inv_sqrt_bc2 + u.eps;
-        w[j] -= u.step_size * m[j] / denom;
+        u.apply(&mut w[j], &mut m[j], &mut v[j], g);
         if j < full {
             lanes[j % 8] += w[j] * xn[j];
         } else {
             tail += w[j] * xn[j];
         }
     }
-    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
+    crate::linalg::dot_finish(&lanes, tail)
 }
 
 /// The per-parameter update rule with its step-dependent constants hoisted.

@@ -47,13 +47,13 @@ pub struct TuneArgs {
     /// These ridges (comma-separated) instead of the grid's (e.g. to look at many shots).
     #[arg(long, value_delimiter = ',')]
     pub ridges: Option<Vec<f32>>,
-    /// Only these shifts instead of the grid's.
+    /// These shifts instead of the grid's.
     #[arg(long, value_delimiter = ',')]
     pub shifts: Option<Vec<u8>>,
-    /// Only these target sizes (0 = identity) instead of the grid's.
+    /// These target sizes (0 = identity) instead of the grid's.
     #[arg(long, value_delimiter = ',')]
     pub ks: Option<Vec<usize>>,
-    /// Only these affine choices (true, false) instead of the grid's.
+    /// These affine choices (true, false) instead of the grid's.
     #[arg(long, value_delimiter = ',')]
     pub affine: Option<Vec<bool>>,
 }
