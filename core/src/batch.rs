@@ -7,6 +7,9 @@
 //! half of `X G` by symmetry (column panels of `G`, each with only the rows from its own
 //! down, those below doubled: `gram_panels`). A closed-form class
 //! costs two thin products (`X U^T`, then `k x r`), since its predictor has rank r.
+//!
+//! Both products run only on the inputs that are non-zero in some sample (`live_columns`):
+//! a column of `X` that is zero throughout adds nothing to them.
 
 use crate::classify::Classes;
 use crate::error::{check_len, Error, Result};
@@ -36,12 +39,22 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
     check_len(n * c, out.len())?;
     out.iter_mut().for_each(|v| *v = 0.0);
     let members = classes.members();
+    // (d, live columns), found once for the members' input size.
+    let mut live: Option<(usize, Vec<usize>)> = None;
+    // A block of samples restricted to the live columns.
+    let mut xc_buf = Vec::new();
     for m in 0..members {
         let target = classes.target(m)?;
         let (d, k) = (target.inputs(), target.outputs());
         check_len(n * d, xs.len())?;
         let preds: Vec<Predictor<&[f32]>> = (0..c).map(|j| classes.predictor(m, j)).collect::<Result<_>>()?;
-        let mut prepared: Vec<Prepared> = preds.iter().map(|p| prepare(&target, p, n)).collect::<Result<_>>()?;
+        if live.as_ref().is_none_or(|(ld, _)| *ld != d) {
+            live = Some((d, live_columns(xs, n, d)));
+        }
+        let Some((_, cols)) = live.as_ref() else { return Err(Error::InvalidParameter) };
+        let dc = cols.len();
+        let runs = runs(cols);
+        let mut prepared: Vec<Prepared> = preds.iter().map(|p| prepare(&target, p, n, cols)).collect::<Result<_>>()?;
         // Stacked operands: the Gram matrices' lower panels side by side, bases one under
         // another.
         let gram_classes: Vec<usize> = (0..c).filter(|&j| matches!(prepared[j], Prepared::Gram { .. })).collect();
@@ -54,7 +67,7 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
                     _ => &[],
                 })
                 .collect();
-            gram_panels(&grams, d)
+            gram_panels(&grams, dc)
         };
         for &j in &gram_classes {
             // The panels hold the Gram matrices from here on: free each class's copy.
@@ -66,11 +79,14 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         let mut uoff = vec![0usize; c];
         for (j, p) in preds.iter().enumerate() {
             if let Predictor::Subspace(s) = p {
-                uoff[j] = ustack.len() / d;
-                ustack.extend_from_slice(s.basis());
+                uoff[j] = ustack.len() / dc.max(1);
+                for row in s.basis().chunks_exact(d) {
+                    ustack.extend(cols.iter().map(|&i| row[i]));
+                }
             }
         }
-        let rt = ustack.len() / d;
+        let rt = ustack.len() / dc.max(1);
+
         let need_q = preds.iter().any(|p| match p {
             Predictor::Dense(_) => true,
             Predictor::Subspace(s) => s.proj().is_some(),
@@ -81,19 +97,30 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         for start in (0..n).step_by(BLOCK) {
             let nb = BLOCK.min(n - start);
             let xb = &xs[start * d..(start + nb) * d];
+            let xcb = if dc < d {
+                xc_buf.clear();
+                for x in xb.chunks_exact(d) {
+                    runs.iter().for_each(|&(a, b)| xc_buf.extend_from_slice(&x[a..b]));
+                }
+                &xc_buf[..]
+            } else {
+                xb
+            };
             let mut qx = Vec::new();
             if need_q {
                 qx = vec![0.0; nb * k];
                 target.forward_batch(xb, nb, &mut qx)?;
             }
-            let quad = quadratic_forms(&panels, ng, xb, nb, d)?;
+            let quad = quadratic_forms(&panels, ng, xcb, nb, dc)?;
             let xu = &mut xu_buf[..nb * rt];
             if rt > 0 {
-                matmul_nt(xb, nb, d, &ustack, rt, xu)?;
+                matmul_nt(xcb, nb, dc, &ustack, rt, xu)?;
             }
             let norms: Vec<f32> = xb.chunks_exact(d).map(linalg::norm2).collect();
             let ctx = Block {
                 xb,
+                xcb,
+                dc,
                 qx: &qx,
                 quad: &quad,
                 xu,
@@ -124,6 +151,9 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
 /// One block of samples and the products shared by its classes.
 struct Block<'a> {
     xb: &'a [f32],
+    /// The same samples' live columns only (`dc` per sample).
+    xcb: &'a [f32],
+    dc: usize,
     qx: &'a [f32],
     /// `x^T G x` of each Gram class (slot-major: `quad[slot * nb + i]`).
     quad: &'a [f32],
@@ -133,6 +163,36 @@ struct Block<'a> {
     nb: usize,
     d: usize,
     k: usize,
+}
+
+/// The columns that are non-zero (or not a number) in at least one of the `n` samples.
+/// A column that is zero in every sample adds nothing to `X G X^T`, `X U^T` or `h . x`, so
+/// the products skip it: MNIST's test set has 116 blank pixels of 784, which leaves
+/// (668/784)^2 = 73% of the Gram form's work and 85% of the thin products'.
+fn live_columns(xs: &[f32], n: usize, d: usize) -> Vec<usize> {
+    let mut any = vec![false; d];
+    for x in xs.chunks_exact(d.max(1)).take(n) {
+        any.iter_mut().zip(x).for_each(|(a, &v)| *a |= v != 0.0);
+    }
+    let mut cols: Vec<usize> = (0..d).filter(|&i| any[i]).collect();
+    if cols.is_empty() && d > 0 {
+        // All samples zero: keep one column so every product keeps its shape.
+        cols.push(0);
+    }
+    cols
+}
+
+/// The ascending `cols` as ranges `a..b` of consecutive columns, for copying a sample's
+/// live columns a run at a time (an image's rows of pixels that are ever inked).
+fn runs(cols: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &c in cols {
+        match out.last_mut() {
+            Some(r) if r.1 == c => r.1 += 1,
+            _ => out.push((c, c + 1)),
+        }
+    }
+    out
 }
 
 /// Index of the closest class for each sample.
@@ -228,9 +288,12 @@ enum Prepared {
 /// Chooses how to evaluate a class on `n` samples. The Gram form costs `k d^2` once plus
 /// about `n d (d + PANEL) / 2` (the panels), the direct form `n k d`. So it wins for many
 /// samples even at `k = d` (the naive form), not only for `k > d`.
-fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize) -> Result<Prepared> {
-    let (d, k) = (target.inputs(), target.outputs());
-    let gram_cost = (k * d * d) as u64 + (n * d * (d + PANEL) / 2) as u64;
+///
+/// The Gram form is built on the live columns `cols` only (`G` and `h` are `dc x dc` and
+/// `dc`).
+fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize, cols: &[usize]) -> Result<Prepared> {
+    let (d, k, dc) = (target.inputs(), target.outputs(), cols.len());
+    let gram_cost = (k * dc * dc) as u64 + (n * dc * (dc + PANEL) / 2) as u64;
     match p {
         Predictor::Dense(l) if gram_cost < (n * k * d) as u64 => {
             // D = W - A (A = I for an identity target, where k = d); e = b - a.
@@ -245,11 +308,18 @@ fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize) -> Result<P
                 }
                 Target::Identity { .. } => (0..k.min(d)).for_each(|i| dm[i * d + i] -= 1.0),
             }
+            if dc < d {
+                let full = core::mem::take(&mut dm);
+                dm.reserve(k * dc);
+                for row in full.chunks_exact(d) {
+                    dm.extend(cols.iter().map(|&i| row[i]));
+                }
+            }
             // Only the lower panels of G are read (`gram_panels`): half the product.
-            let mut g = vec![0.0; d * d];
-            linalg::gram_lower_panels(&dm, k, d, PANEL, &mut g)?;
-            let mut h = vec![0.0; d];
-            linalg::gemv_t(&dm, k, d, &e, &mut h)?;
+            let mut g = vec![0.0; dc * dc];
+            linalg::gram_lower_panels(&dm, k, dc, PANEL, &mut g)?;
+            let mut h = vec![0.0; dc];
+            linalg::gemv_t(&dm, k, dc, &e, &mut h)?;
             Ok(Prepared::Gram { g, h, ee: dot(&e, &e) })
         }
         Predictor::Dense(_) => Ok(Prepared::Direct),
@@ -267,6 +337,8 @@ fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize) -> Result<P
 fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, b: &Block<'_>, gram_slot: usize, uoff: usize) -> Result<Vec<f32>> {
     let Block {
         xb,
+        xcb,
+        dc,
         qx,
         quad,
         xu,
@@ -280,7 +352,7 @@ fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, b: &Block<'_>, gram_s
     match (p, prep) {
         (_, Prepared::Gram { h, ee, .. }) => {
             for i in 0..nb {
-                let x = &xb[i * d..(i + 1) * d];
+                let x = &xcb[i * dc..(i + 1) * dc];
                 let v = quad[gram_slot * nb + i] + 2.0 * dot(h, x) + ee;
                 dist[i] = v.max(0.0) / k as f32;
             }
@@ -348,6 +420,16 @@ fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, b: &Block<'_>, gram_s
 mod tests {
     use super::*;
     use crate::rng::Rng;
+
+    #[test]
+    fn live_columns_and_their_runs() {
+        let xs = [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f32::NAN];
+        assert_eq!(live_columns(&xs, 2, 5), [1, 4]);
+        assert_eq!(live_columns(&[0.0; 6], 2, 3), [0]);
+        assert_eq!(live_columns(&[], 0, 0), [0usize; 0]);
+        assert_eq!(runs(&[0, 1, 2, 5, 6, 9]), [(0, 3), (5, 7), (9, 10)]);
+        assert_eq!(runs(&[]), []);
+    }
 
     /// The panelled `x^T G x` equals the plain double sum, for a size with several panels
     /// and a last, narrower one.
