@@ -51,7 +51,9 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         if live.as_ref().is_none_or(|(ld, _)| *ld != d) {
             live = Some((d, live_columns(xs, n, d)));
         }
-        let Some((_, cols)) = live.as_ref() else { return Err(Error::InvalidParameter) };
+        let Some((_, cols)) = live.as_ref() else {
+            return Err(Error::InvalidParameter);
+        };
         let dc = cols.len();
         let runs = runs(cols);
         let mut prepared: Vec<Prepared> = preds.iter().map(|p| prepare(&target, p, n, cols)).collect::<Result<_>>()?;

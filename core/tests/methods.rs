@@ -269,7 +269,7 @@ fn batch_distances_equal_one_at_a_time() {
         ldl_core::batch::distances(model, xs, n, &mut batch).unwrap();
         let mut scratch = vec![0.0; scratch_len(model).unwrap()];
         let mut one = vec![0.0; 4];
-        let pred = ldl_core::batch::predict(model, &xs, n).unwrap();
+        let pred = ldl_core::batch::predict(model, xs, n).unwrap();
         for i in 0..n {
             let r = classify(model, &xs[i * D..(i + 1) * D], None, &mut scratch, &mut one).unwrap();
             assert_eq!(pred[i], r.best);

@@ -167,13 +167,27 @@ struct FewshotArgs {
 
 /// Runs `trials` episodes of one method with a progress bar.
 pub fn run_cell(loaded: &Loaded, method: &MethodSpec, protocol: &Protocol, per_epoch: bool, bar: &ProgressBar) -> Result<Vec<TrialResult>> {
+    run_trials(loaded, method, protocol, 0..protocol.trials, per_epoch, bar)
+}
+
+/// Trials `range` of a cell: the same episodes, and results, as in a run of all of them.
+pub fn run_trials(
+    loaded: &Loaded,
+    method: &MethodSpec,
+    protocol: &Protocol,
+    range: std::ops::Range<usize>,
+    per_epoch: bool,
+    bar: &ProgressBar,
+) -> Result<Vec<TrialResult>> {
     let d = loaded.train.dim;
-    let mut out = Vec::with_capacity(protocol.trials);
-    for t in 0..protocol.trials {
-        let ep = experiment::episode(&loaded.train, loaded.test.as_ref(), protocol, t)?;
+    let mut out = Vec::with_capacity(range.len());
+    let mut previous = None;
+    for t in range {
+        let ep = experiment::episode_after(&loaded.train, loaded.test.as_ref(), protocol, t, previous.as_ref())?;
         let r = experiment::run_trial(method, &ep, d, loaded.train.image, protocol.seed, t, per_epoch)
             .with_context(|| format!("{} trial {t}", method.name()))?;
         out.push(r);
+        previous = Some(ep);
         bar.inc(1);
     }
     Ok(out)

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use ldl_core::methods::{fit_closed_form, ClosedFormConfig, GradientConfig, GradientTrainer};
 use ldl_core::{augment, FitOptions, Rng};
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A method to evaluate, with its hyper-parameters (fixed before any test accuracy is seen).
@@ -254,10 +255,11 @@ pub struct Episode {
     pub classes: Vec<usize>,
     /// Support samples, one row-major matrix per episode class.
     pub support: Vec<Vec<f32>>,
-    /// Query samples, row-major.
-    pub queries: Vec<f32>,
+    /// Query samples, row-major. Shared between the episodes of a run when they are the same
+    /// (every test sample of the same classes: MNIST's 10-way episodes), see [`episode_after`].
+    pub queries: Arc<[f32]>,
     /// Episode class of each query.
-    pub answers: Vec<usize>,
+    pub answers: Arc<[usize]>,
 }
 
 /// Draws episode `trial`: `ways` classes of `train` (all of them when `ways` equals their
@@ -265,6 +267,13 @@ pub struct Episode {
 /// `test` is `None` (Omniglot: one set of characters), support and queries are disjoint
 /// samples of the same classes.
 pub fn episode(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usize) -> Result<Episode> {
+    episode_after(train, test, p, trial, None)
+}
+
+/// [`episode`], given the episode drawn before it from the same data and protocol: when both
+/// take every test sample of the same classes, their queries are the same, and the new one
+/// shares them instead of copying the test set again (31 MB per MNIST trial).
+pub fn episode_after(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usize, previous: Option<&Episode>) -> Result<Episode> {
     let mut rng = Rng::derive(p.seed, trial as u64);
     let nclasses = train.num_classes();
     if p.ways == 0 || p.ways > nclasses {
@@ -283,7 +292,9 @@ pub fn episode(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usi
     let d = train.dim;
     let mut support = Vec::with_capacity(p.ways);
     let (mut queries, mut answers) = (Vec::new(), Vec::new());
-    let test_by_class = test.map(|t| t.class_indices());
+    // The queries of `previous` when they are this episode's too (they use no random draw).
+    let shared = previous.filter(|prev| test.is_some() && p.queries_per_class.is_none() && prev.classes == classes);
+    let test_by_class = test.filter(|_| shared.is_none()).map(|t| t.class_indices());
     for (e, &c) in classes.iter().enumerate() {
         let mut idx = by_class[c].clone();
         let need = p.shots + if test.is_none() { p.queries_per_class.unwrap_or(1) } else { 0 };
@@ -301,6 +312,7 @@ pub fn episode(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usi
         }
         support.push(s);
         let (qset, qidx): (&Dataset, Vec<usize>) = match (test, &test_by_class) {
+            (Some(t), _) if shared.is_some() => (t, Vec::new()),
             (Some(t), Some(tb)) => {
                 let mut q = tb.get(c).cloned().unwrap_or_default();
                 if let Some(nq) = p.queries_per_class {
@@ -316,6 +328,10 @@ pub fn episode(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usi
             answers.push(e);
         }
     }
+    let (queries, answers): (Arc<[f32]>, Arc<[usize]>) = match shared {
+        Some(prev) => (prev.queries.clone(), prev.answers.clone()),
+        None => (queries.into(), answers.into()),
+    };
     if answers.is_empty() {
         bail!("the episode has no query samples");
     }
@@ -585,7 +601,7 @@ mod tests {
             // Support rows belong to the class; queries of the class do not repeat support rows.
             let s: Vec<&[f32]> = a.support[e].chunks(2).collect();
             assert!(s.iter().all(|r| r[0] == c as f32));
-            for (q, &ans) in a.queries.chunks(2).zip(&a.answers) {
+            for (q, &ans) in a.queries.chunks(2).zip(a.answers.iter()) {
                 if ans == e {
                     assert_eq!(q[0], c as f32);
                     assert!(!s.contains(&q));
@@ -596,5 +612,50 @@ mod tests {
         assert!(other.classes != a.classes || other.support != a.support);
         let too_many = Protocol { shots: 6, ..p };
         assert!(episode(&ds, None, &too_many, 0).is_err());
+    }
+
+    /// With a test set and every test sample as a query, an episode drawn after another one
+    /// of the same classes shares its queries, and is otherwise the episode drawn alone; with
+    /// other classes, or a number of queries per class, it draws its own.
+    #[test]
+    fn episodes_share_the_test_queries_of_the_previous_one() {
+        let (train, test) = (toy(), toy());
+        let p = Protocol {
+            ways: 3,
+            shots: 2,
+            trials: 3,
+            queries_per_class: None,
+            seed: 5,
+        };
+        let first = episode(&train, Some(&test), &p, 0).unwrap();
+        let alone = episode(&train, Some(&test), &p, 1).unwrap();
+        let after = episode_after(&train, Some(&test), &p, 1, Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(&after.queries, &first.queries));
+        assert_eq!(
+            (&after.classes, &after.support, &after.queries, &after.answers),
+            (&alone.classes, &alone.support, &alone.queries, &alone.answers)
+        );
+        // Two of three classes: drawn at random per episode, so not shared unless equal.
+        let two = Protocol { ways: 2, ..p };
+        let a = episode(&train, Some(&test), &two, 0).unwrap();
+        let (b, b_alone) = (1..)
+            .map(|t| {
+                (
+                    episode_after(&train, Some(&test), &two, t, Some(&a)).unwrap(),
+                    episode(&train, Some(&test), &two, t).unwrap(),
+                )
+            })
+            .find(|(b, _)| b.classes != a.classes)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&b.queries, &a.queries));
+        assert_eq!((&b.queries, &b.answers), (&b_alone.queries, &b_alone.answers));
+        let some = Protocol {
+            queries_per_class: Some(2),
+            ..p
+        };
+        let a = episode(&train, Some(&test), &some, 0).unwrap();
+        let b = episode_after(&train, Some(&test), &some, 1, Some(&a)).unwrap();
+        assert!(!Arc::ptr_eq(&b.queries, &a.queries));
+        assert_eq!(b.queries, episode(&train, Some(&test), &some, 1).unwrap().queries);
     }
 }

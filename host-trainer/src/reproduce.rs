@@ -148,7 +148,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
             let res = if per_epoch {
                 let k = a.epoch_trials.min(n);
                 let mut first = run_cell(&loaded, m, &Protocol { trials: k, ..p }, true, &pb)?;
-                let rest = run_cell_from(&loaded, m, &p, k, &pb)?;
+                let rest = crate::cli::run_trials(&loaded, m, &p, k..n, false, &pb)?;
                 epochs.push((name.clone(), first.iter().map(|t| t.epoch_accuracy.clone()).collect()));
                 first.extend(rest);
                 first
@@ -176,25 +176,6 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
-}
-
-/// Trials `from..p.trials` of a cell (the episodes are the same as in a full run).
-fn run_cell_from(loaded: &Loaded, m: &MethodSpec, p: &Protocol, from: usize, pb: &indicatif::ProgressBar) -> Result<Vec<TrialResult>> {
-    let mut out = Vec::new();
-    for t in from..p.trials {
-        let ep = crate::experiment::episode(&loaded.train, loaded.test.as_ref(), p, t)?;
-        out.push(crate::experiment::run_trial(
-            m,
-            &ep,
-            loaded.train.dim,
-            loaded.train.image,
-            p.seed,
-            t,
-            false,
-        )?);
-        pb.inc(1);
-    }
-    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
