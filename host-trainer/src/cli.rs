@@ -139,7 +139,8 @@ impl DataArgs {
 struct FewshotArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Methods: o2md[:K], bd[:K], naive, closed[:K], device, logreg, mlp, 1nn, ncm.
+    /// Methods: o2md[:K[:LR:EPOCHS]], bd[...], naive[::LR:EPOCHS], closed[:K],
+    /// device[:K[:SHIFT]], logreg, mlp, 1nn, ncm.
     #[arg(long, value_delimiter = ',', default_value = "device")]
     methods: Vec<String>,
     /// Shots per class (comma-separated list).

@@ -74,8 +74,9 @@ impl MethodSpec {
     }
 
     /// Parses a method name: `o2md`, `bd`, `naive`, `closed`, `device` (the best mode for
-    /// devices), `logreg`, `mlp`, `1nn`, `ncm`; `o2md`, `bd` and `closed` take `:K` (e.g.
-    /// `o2md:784`).
+    /// devices), `logreg`, `mlp`, `1nn`, `ncm`; `o2md`, `bd`, `closed` and `device` take `:K`
+    /// (e.g. `o2md:784`); `device` also `:SHIFT` (e.g. `device::1`: shifts by up to 1 pixel,
+    /// 9 copies of each image instead of 25, for a third of the enrollment work and rank).
     pub fn parse(s: &str) -> Result<Self> {
         let mut parts = s.split(':');
         let name = parts.next().unwrap_or_default();
@@ -85,6 +86,24 @@ impl MethodSpec {
         let k = field(parts.next())
             .map(|v| v.parse::<usize>().with_context(|| format!("bad k in method {s:?}")))
             .transpose()?;
+        if name == "device" {
+            let shift = field(parts.next())
+                .map(|v| {
+                    v.parse::<u8>()
+                        .ok()
+                        .filter(|&s| s <= MAX_SHIFT)
+                        .with_context(|| format!("bad shift in method {s:?} (0 to {MAX_SHIFT})"))
+                })
+                .transpose()?;
+            if parts.next().is_some() {
+                bail!("method {s:?}: device takes :K and :SHIFT only");
+            }
+            let mut m = device_mode(k);
+            if let (MethodSpec::ClosedForm { shift: sh, .. }, Some(v)) = (&mut m, shift) {
+                *sh = v;
+            }
+            return Ok(m);
+        }
         // Gradient methods also take :LR:EPOCHS (e.g. `o2md:784:1e-4:10`, `naive::1e-4:10`),
         // the authors' grid.
         let lr = field(parts.next())
@@ -114,7 +133,6 @@ impl MethodSpec {
                 },
                 shift: 0,
             },
-            "device" => device_mode(k),
             "logreg" => MethodSpec::LogReg,
             "mlp" => MethodSpec::Mlp,
             "1nn" => MethodSpec::NearestNeighbour,
@@ -209,6 +227,9 @@ pub fn validated(spec: &MethodSpec, shots: usize) -> MethodSpec {
     }
     MethodSpec::Gradient(c)
 }
+
+/// Largest shift `device::SHIFT` takes: `(2s + 1)^2` copies of each image (49 at 3).
+pub const MAX_SHIFT: u8 = 3;
 
 /// The best mode the project offers for devices: the closed form of the naive (identity
 /// target) form, a class being the linear span of its images and their shifts by up to 2
@@ -533,6 +554,25 @@ mod tests {
             let near: f32 = (0..20).map(|j| dist(zeros[1000 + j])).sum();
             let far: f32 = (0..20).map(|j| dist(ones[1000 + j])).sum();
             assert!(near < far, "{shots} shots: zeros {near} vs ones {far}");
+        }
+    }
+
+    #[test]
+    fn device_method_names_take_k_and_shift() {
+        let shift_k = |s: &str| match MethodSpec::parse(s).unwrap() {
+            MethodSpec::ClosedForm { cfg, shift } => (cfg.k, shift, cfg.fit),
+            _ => unreachable!(),
+        };
+        let dev = device_mode(None);
+        let MethodSpec::ClosedForm { cfg: dcfg, .. } = &dev else {
+            unreachable!()
+        };
+        assert_eq!(shift_k("device"), (0, 2, dcfg.fit));
+        assert_eq!(shift_k("device::1"), (0, 1, dcfg.fit));
+        assert_eq!(shift_k("device:256:0"), (256, 0, dcfg.fit));
+        assert_eq!(MethodSpec::parse("device::1").unwrap().name(), "closed-id-shift1");
+        for bad in ["device::4", "device::x", "device::-1", "device:0:1:2"] {
+            assert!(MethodSpec::parse(bad).is_err(), "{bad}");
         }
     }
 
