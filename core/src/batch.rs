@@ -39,8 +39,8 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
     check_len(n * c, out.len())?;
     out.iter_mut().for_each(|v| *v = 0.0);
     let members = classes.members();
-    // (d, live columns), found once for the members' input size.
-    let mut live: Option<(usize, Vec<usize>)> = None;
+    // The live columns and their runs, found once for the members' input size `live_d`.
+    let (mut live_d, mut cols, mut runs) = (None, Vec::new(), Vec::new());
     // A block of samples restricted to the live columns.
     let mut xc_buf = Vec::new();
     for m in 0..members {
@@ -48,15 +48,13 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         let (d, k) = (target.inputs(), target.outputs());
         check_len(n * d, xs.len())?;
         let preds: Vec<Predictor<&[f32]>> = (0..c).map(|j| classes.predictor(m, j)).collect::<Result<_>>()?;
-        if live.as_ref().is_none_or(|(ld, _)| *ld != d) {
-            live = Some((d, live_columns(xs, n, d)));
+        if live_d != Some(d) {
+            cols = live_columns(xs, n, d);
+            runs = column_runs(&cols);
+            live_d = Some(d);
         }
-        let Some((_, cols)) = live.as_ref() else {
-            return Err(Error::InvalidParameter);
-        };
         let dc = cols.len();
-        let runs = runs(cols);
-        let mut prepared: Vec<Prepared> = preds.iter().map(|p| prepare(&target, p, n, cols)).collect::<Result<_>>()?;
+        let mut prepared: Vec<Prepared> = preds.iter().map(|p| prepare(&target, p, n, dc, &runs)).collect::<Result<_>>()?;
         // Stacked operands: the Gram matrices' lower panels side by side, bases one under
         // another.
         let gram_classes: Vec<usize> = (0..c).filter(|&j| matches!(prepared[j], Prepared::Gram { .. })).collect();
@@ -82,13 +80,10 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         for (j, p) in preds.iter().enumerate() {
             if let Predictor::Subspace(s) = p {
                 uoff[j] = ustack.len() / dc.max(1);
-                for row in s.basis().chunks_exact(d) {
-                    ustack.extend(cols.iter().map(|&i| row[i]));
-                }
+                gather_columns(s.basis(), d, &runs, &mut ustack);
             }
         }
         let rt = ustack.len() / dc.max(1);
-
         let need_q = preds.iter().any(|p| match p {
             Predictor::Dense(_) => true,
             Predictor::Subspace(s) => s.proj().is_some(),
@@ -101,9 +96,7 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
             let xb = &xs[start * d..(start + nb) * d];
             let xcb = if dc < d {
                 xc_buf.clear();
-                for x in xb.chunks_exact(d) {
-                    runs.iter().for_each(|&(a, b)| xc_buf.extend_from_slice(&x[a..b]));
-                }
+                gather_columns(xb, d, &runs, &mut xc_buf);
                 &xc_buf[..]
             } else {
                 xb
@@ -186,7 +179,7 @@ fn live_columns(xs: &[f32], n: usize, d: usize) -> Vec<usize> {
 
 /// The ascending `cols` as ranges `a..b` of consecutive columns, for copying a sample's
 /// live columns a run at a time (an image's rows of pixels that are ever inked).
-fn runs(cols: &[usize]) -> Vec<(usize, usize)> {
+fn column_runs(cols: &[usize]) -> Vec<(usize, usize)> {
     let mut out: Vec<(usize, usize)> = Vec::new();
     for &c in cols {
         match out.last_mut() {
@@ -195,6 +188,14 @@ fn runs(cols: &[usize]) -> Vec<(usize, usize)> {
         }
     }
     out
+}
+
+/// Appends the columns in `runs` of each row of the row-major `rows` (`d` per row) to `out`:
+/// samples, bases and `W - A` restricted to the live columns, one way.
+fn gather_columns(rows: &[f32], d: usize, runs: &[(usize, usize)], out: &mut Vec<f32>) {
+    for row in rows.chunks_exact(d.max(1)) {
+        runs.iter().for_each(|&(a, b)| out.extend_from_slice(&row[a..b]));
+    }
 }
 
 /// Index of the closest class for each sample.
@@ -291,10 +292,10 @@ enum Prepared {
 /// about `n d (d + PANEL) / 2` (the panels), the direct form `n k d`. So it wins for many
 /// samples even at `k = d` (the naive form), not only for `k > d`.
 ///
-/// The Gram form is built on the live columns `cols` only (`G` and `h` are `dc x dc` and
-/// `dc`).
-fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize, cols: &[usize]) -> Result<Prepared> {
-    let (d, k, dc) = (target.inputs(), target.outputs(), cols.len());
+/// The Gram form is built on the `dc` live columns (in `runs`) only: `G` is `dc x dc`, `h`
+/// has `dc` entries.
+fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize, dc: usize, runs: &[(usize, usize)]) -> Result<Prepared> {
+    let (d, k) = (target.inputs(), target.outputs());
     let gram_cost = (k * dc * dc) as u64 + (n * dc * (dc + PANEL) / 2) as u64;
     match p {
         Predictor::Dense(l) if gram_cost < (n * k * d) as u64 => {
@@ -313,9 +314,7 @@ fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize, cols: &[usi
             if dc < d {
                 let full = core::mem::take(&mut dm);
                 dm.reserve(k * dc);
-                for row in full.chunks_exact(d) {
-                    dm.extend(cols.iter().map(|&i| row[i]));
-                }
+                gather_columns(&full, d, runs, &mut dm);
             }
             // Only the lower panels of G are read (`gram_panels`): half the product.
             let mut g = vec![0.0; dc * dc];
@@ -429,8 +428,11 @@ mod tests {
         assert_eq!(live_columns(&xs, 2, 5), [1, 4]);
         assert_eq!(live_columns(&[0.0; 6], 2, 3), [0]);
         assert_eq!(live_columns(&[], 0, 0), [0usize; 0]);
-        assert_eq!(runs(&[0, 1, 2, 5, 6, 9]), [(0, 3), (5, 7), (9, 10)]);
-        assert_eq!(runs(&[]), []);
+        assert_eq!(column_runs(&[0, 1, 2, 5, 6, 9]), [(0, 3), (5, 7), (9, 10)]);
+        assert_eq!(column_runs(&[]), []);
+        let mut out = vec![9.0];
+        gather_columns(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3, &[(0, 1), (2, 3)], &mut out);
+        assert_eq!(out, [9.0, 1.0, 3.0, 4.0, 6.0]);
     }
 
     /// The panelled `x^T G x` equals the plain double sum, for a size with several panels
