@@ -12,6 +12,7 @@
 //! a column of `X` that is zero throughout adds nothing to them.
 
 use crate::classify::Classes;
+use crate::columns::{column_runs, gather_columns, live_columns};
 use crate::error::{check_len, Error, Result};
 use crate::linalg::{self, dot, matmul_nn, matmul_nt};
 
@@ -158,44 +159,6 @@ struct Block<'a> {
     nb: usize,
     d: usize,
     k: usize,
-}
-
-/// The columns that are non-zero (or not a number) in at least one of the `n` samples.
-/// A column that is zero in every sample adds nothing to `X G X^T`, `X U^T` or `h . x`, so
-/// the products skip it: MNIST's test set has 116 blank pixels of 784, which leaves
-/// (668/784)^2 = 73% of the Gram form's work and 85% of the thin products'.
-fn live_columns(xs: &[f32], n: usize, d: usize) -> Vec<usize> {
-    let mut any = vec![false; d];
-    for x in xs.chunks_exact(d.max(1)).take(n) {
-        any.iter_mut().zip(x).for_each(|(a, &v)| *a |= v != 0.0);
-    }
-    let mut cols: Vec<usize> = (0..d).filter(|&i| any[i]).collect();
-    if cols.is_empty() && d > 0 {
-        // All samples zero: keep one column so every product keeps its shape.
-        cols.push(0);
-    }
-    cols
-}
-
-/// The ascending `cols` as ranges `a..b` of consecutive columns, for copying a sample's
-/// live columns a run at a time (an image's rows of pixels that are ever inked).
-fn column_runs(cols: &[usize]) -> Vec<(usize, usize)> {
-    let mut out: Vec<(usize, usize)> = Vec::new();
-    for &c in cols {
-        match out.last_mut() {
-            Some(r) if r.1 == c => r.1 += 1,
-            _ => out.push((c, c + 1)),
-        }
-    }
-    out
-}
-
-/// Appends the columns in `runs` of each row of the row-major `rows` (`d` per row) to `out`:
-/// samples, bases and `W - A` restricted to the live columns, one way.
-fn gather_columns(rows: &[f32], d: usize, runs: &[(usize, usize)], out: &mut Vec<f32>) {
-    for row in rows.chunks_exact(d.max(1)) {
-        runs.iter().for_each(|&(a, b)| out.extend_from_slice(&row[a..b]));
-    }
 }
 
 /// Index of the closest class for each sample.
@@ -421,19 +384,6 @@ fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, b: &Block<'_>, gram_s
 mod tests {
     use super::*;
     use crate::rng::Rng;
-
-    #[test]
-    fn live_columns_and_their_runs() {
-        let xs = [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f32::NAN];
-        assert_eq!(live_columns(&xs, 2, 5), [1, 4]);
-        assert_eq!(live_columns(&[0.0; 6], 2, 3), [0]);
-        assert_eq!(live_columns(&[], 0, 0), [0usize; 0]);
-        assert_eq!(column_runs(&[0, 1, 2, 5, 6, 9]), [(0, 3), (5, 7), (9, 10)]);
-        assert_eq!(column_runs(&[]), []);
-        let mut out = vec![9.0];
-        gather_columns(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3, &[(0, 1), (2, 3)], &mut out);
-        assert_eq!(out, [9.0, 1.0, 3.0, 4.0, 6.0]);
-    }
 
     /// The panelled `x^T G x` equals the plain double sum, for a size with several panels
     /// and a last, narrower one.

@@ -15,6 +15,8 @@ pub mod augment;
 #[cfg(feature = "alloc")]
 pub mod batch;
 pub mod classify;
+#[cfg(feature = "alloc")]
+mod columns;
 pub mod enroll;
 pub mod error;
 pub mod format;

@@ -3,6 +3,7 @@
 //! class). Everything is reproducible from one seed: each class and member draws from its own
 //! derived stream, so running classes in parallel (feature `parallel`) gives the same bits.
 
+use crate::columns::{column_runs, gather_columns, live_columns, scatter_columns};
 use crate::error::{check_len, Error, Result};
 use crate::linear::{Init, Linear, Target};
 use crate::model::{Label, Member, Method, Model, Preprocess};
@@ -138,6 +139,9 @@ pub struct GradientTrainer<'a> {
     d: usize,
     model: Model,
     states: Vec<OptState<Vec<f32>>>,
+    /// Per class, the runs of its live input columns when its predictor trains on those
+    /// alone (`None`: on every column). See [`GradientTrainer::new`].
+    live: Vec<Option<Vec<(usize, usize)>>>,
     rngs: Vec<Rng>,
     target_state: Option<OptState<Vec<f32>>>,
     target_rng: Rng,
@@ -146,7 +150,28 @@ pub struct GradientTrainer<'a> {
 
 impl<'a> GradientTrainer<'a> {
     /// Initialises target and predictors from `seed`.
+    ///
+    /// Without weight decay (O2MD, naive), an input that is zero in every sample of a class
+    /// gives its predictor's weights on that input a zero gradient at every step: they keep
+    /// their initial values, and their optimiser state stays zero. So each predictor trains
+    /// on its class's live inputs only (on MNIST, 42% of the pixels are blank in 200 samples
+    /// of a digit, 60% in 10) and its other weights are left as drawn. The result is the same
+    /// model up to rounding (the products sum fewer zeros, in another order). BD's weight
+    /// decay moves every weight, so BD trains on every input.
     pub fn new(classes: &'a [&'a [f32]], d: usize, labels: &[&str], cfg: &GradientConfig, seed: u64) -> Result<Self> {
+        Self::with_compaction(classes, d, labels, cfg, seed, true)
+    }
+
+    /// [`GradientTrainer::new`], optionally training every predictor on every input (for
+    /// testing the compaction against the plain form).
+    fn with_compaction(
+        classes: &'a [&'a [f32]],
+        d: usize,
+        labels: &[&str],
+        cfg: &GradientConfig,
+        seed: u64,
+        compact: bool,
+    ) -> Result<Self> {
         check_support(classes, d)?;
         let labels = labels_for(labels, classes.len())?;
         let (k, target) = match cfg.method {
@@ -168,7 +193,23 @@ impl<'a> GradientTrainer<'a> {
         };
         #[cfg(not(feature = "parallel"))]
         let predictors: Vec<Linear<Vec<f32>>> = rngs.iter_mut().map(init).collect::<Result<_>>()?;
-        let states = predictors.iter().map(OptState::for_layer).collect();
+        let compact = compact && cfg.predictor_step.weight_decay == 0.0;
+        let live: Vec<Option<Vec<(usize, usize)>>> = classes
+            .iter()
+            .map(|c| {
+                let cols = live_columns(c, c.len() / d, d);
+                (compact && cols.len() < d).then(|| column_runs(&cols))
+            })
+            .collect();
+        let states = predictors
+            .iter()
+            .zip(&live)
+            .map(|(p, runs)| {
+                let w = runs.as_ref().map_or(d, |r| run_width(r)) * p.outputs();
+                let b = p.bias().map_or(0, |b| b.len());
+                OptState::from_parts(vec![0.0; w], vec![0.0; w], vec![0.0; b], vec![0.0; b])
+            })
+            .collect();
         let target_state = match (&cfg.method, &target) {
             (Method::Bd, Target::Linear(l)) => Some(OptState::for_layer(l)),
             _ => None,
@@ -191,6 +232,7 @@ impl<'a> GradientTrainer<'a> {
             d,
             model,
             states,
+            live,
             rngs,
             target_state,
             target_rng: Rng::derive(seed, TARGET_STREAM - 1),
@@ -238,7 +280,7 @@ impl<'a> GradientTrainer<'a> {
         // Stage 2 (every method): each predictor simulates the (now frozen) target.
         let target = &member.target;
         let step = self.cfg.predictor_step;
-        let work = |(((p, st), rng), xs): ClassWork<'_>| -> Result<f32> {
+        let work = |((((p, st), rng), xs), live): ClassWork<'_>| -> Result<f32> {
             let Predictor::Dense(p) = p else {
                 return Err(Error::InvalidParameter);
             };
@@ -248,14 +290,31 @@ impl<'a> GradientTrainer<'a> {
             target.forward_batch(xs, m, &mut ts)?;
             let mut order: Vec<u32> = (0..m as u32).collect();
             rng.shuffle(&mut order);
-            fit_epoch(p, st, xs, &ts, &order, &step)
+            let Some(runs) = live else {
+                return fit_epoch(p, st, xs, &ts, &order, &step);
+            };
+            // The predictor restricted to the live inputs trains on the samples restricted
+            // to them, then goes back into its columns.
+            let width = run_width(runs);
+            let mut cx = Vec::with_capacity(m * width);
+            gather_columns(xs, d, runs, &mut cx);
+            let mut cw = Vec::with_capacity(k * width);
+            gather_columns(p.weight(), d, runs, &mut cw);
+            let mut cp = Linear::from_parts(width, k, cw, p.bias().map(<[f32]>::to_vec))?;
+            let loss = fit_epoch(&mut cp, st, &cx, &ts, &order, &step)?;
+            scatter_columns(cp.weight(), p.weight_mut(), d, runs);
+            if let (Some(b), Some(cb)) = (p.bias_mut(), cp.bias()) {
+                b.copy_from_slice(cb);
+            }
+            Ok(loss)
         };
         let items = member
             .predictors
             .iter_mut()
             .zip(self.states.iter_mut())
             .zip(self.rngs.iter_mut())
-            .zip(self.classes.iter());
+            .zip(self.classes.iter())
+            .zip(self.live.iter());
         #[cfg(feature = "parallel")]
         let losses: Vec<Result<f32>> = {
             use rayon::prelude::*;
@@ -283,9 +342,17 @@ impl<'a> GradientTrainer<'a> {
 
 /// One class's share of an epoch: its predictor, optimiser state, stream and samples.
 type ClassWork<'a> = (
-    ((&'a mut Predictor<Vec<f32>>, &'a mut OptState<Vec<f32>>), &'a mut Rng),
-    &'a &'a [f32],
+    (
+        ((&'a mut Predictor<Vec<f32>>, &'a mut OptState<Vec<f32>>), &'a mut Rng),
+        &'a &'a [f32],
+    ),
+    &'a Option<Vec<(usize, usize)>>,
 );
+
+/// Columns covered by `runs`.
+fn run_width(runs: &[(usize, usize)]) -> usize {
+    runs.iter().map(|&(a, b)| b - a).sum()
+}
 
 /// Settings of the closed-form method.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -379,4 +446,58 @@ where
     let model = out.ok_or(Error::InvalidParameter)?;
     model.validate()?;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Training each predictor on its class's live inputs gives the model that training on
+    /// every input gives, up to rounding; the weights on a class's blank inputs keep their
+    /// initial values in both. BD (weight decay) trains on every input.
+    #[test]
+    fn training_on_the_live_inputs_equals_training_on_all() {
+        const D: usize = 40;
+        let mut rng = Rng::new(11);
+        // Class 0: inputs 0..12 blank; class 1: every third input blank; class 2: none.
+        let blank = |c: usize, j: usize| match c {
+            0 => j < 12,
+            1 => j.is_multiple_of(3),
+            _ => false,
+        };
+        let data: Vec<Vec<f32>> = (0..3)
+            .map(|c| (0..7 * D).map(|i| if blank(c, i % D) { 0.0 } else { rng.normal() }).collect())
+            .collect();
+        let views: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+        let labels = ["a", "b", "c"];
+        for cfg in [GradientConfig::o2md_paper(16), GradientConfig::naive_paper()] {
+            let fresh = GradientTrainer::with_compaction(&views, D, &labels, &cfg, 5, false).unwrap();
+            let plain = GradientTrainer::with_compaction(&views, D, &labels, &cfg, 5, false).unwrap();
+            let compact = GradientTrainer::new(&views, D, &labels, &cfg, 5).unwrap();
+            assert!(plain.live.iter().all(Option::is_none));
+            assert_eq!(compact.live.iter().map(Option::is_some).collect::<Vec<_>>(), [true, true, false]);
+            let (plain, compact) = (plain.run().unwrap(), compact.run().unwrap());
+            let dense = |m: &Model, c: usize| match &m.members[0].predictors[c] {
+                Predictor::Dense(p) => p.clone(),
+                _ => unreachable!(),
+            };
+            for c in 0..3 {
+                let (p0, p1, p2) = (dense(fresh.model(), c), dense(&plain, c), dense(&compact, c));
+                for (i, ((&w0, &w1), &w2)) in p0.weight().iter().zip(p1.weight()).zip(p2.weight()).enumerate() {
+                    if blank(c, i % D) {
+                        assert_eq!((w1, w2), (w0, w0), "class {c}, weight {i} on a blank input moved");
+                    } else {
+                        assert!((w1 - w2).abs() <= 1e-5 * (1.0 + w1.abs()), "class {c}, weight {i}: {w1} vs {w2}");
+                    }
+                }
+                let moved = p0.weight().iter().zip(p2.weight()).filter(|(a, b)| a != b).count();
+                assert!(moved > 0, "class {c} did not train");
+                for (b1, b2) in p1.bias().unwrap().iter().zip(p2.bias().unwrap()) {
+                    assert!((b1 - b2).abs() <= 1e-5 * (1.0 + b1.abs()));
+                }
+            }
+        }
+        let bd = GradientTrainer::new(&views, D, &labels, &GradientConfig::bd_paper(16), 5).unwrap();
+        assert!(bd.live.iter().all(Option::is_none));
+    }
 }
