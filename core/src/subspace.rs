@@ -510,17 +510,32 @@ impl Subspace<alloc::vec::Vec<f32>> {
     /// level-1 work). The same predictor up to rounding; directions whose squared singular
     /// value is below `rank_tol^2` times the largest are the scatter's rounding noise and
     /// dropped.
+    ///
+    /// An input that is zero in every (centred) sample is a zero row and column of the
+    /// scatter and a zero entry of every direction with a non-zero weight, so the scatter
+    /// and its eigen-decomposition run on the other inputs only: a digit's 200 images and
+    /// their shifts by up to 2 pixels leave 15% of MNIST's pixels blank, which saves 39% of
+    /// the `O(d^3)` eigen-decomposition.
     fn fit_covariance<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions, cap: usize) -> Result<Self> {
+        use crate::columns::{column_runs, gather_columns, live_columns, scatter_columns};
         let d = target.inputs();
-        let (mean, z) = centred(samples, m, d, opts)?;
-        let mut scatter = alloc::vec![0.0f32; d * d];
-        linalg::matmul_tn(&z, m, d, &z, d, &mut scatter)?;
+        let (mean, mut z) = centred(samples, m, d, opts)?;
+        let cols = live_columns(&z, m, d);
+        let (dl, runs) = (cols.len(), column_runs(&cols));
+        if dl < d {
+            let mut zl = alloc::vec::Vec::with_capacity(m * dl);
+            gather_columns(&z, d, &runs, &mut zl);
+            z = zl;
+        }
+        let mut scatter = alloc::vec![0.0f32; dl * dl];
+        linalg::matmul_tn(&z, m, dl, &z, dl, &mut scatter)?;
         drop(z);
-        let (vals, mut vecs) = eigen(scatter, d)?;
+        let (vals, vecs) = eigen(scatter, dl)?;
         let shrink = kept_weights(&vals, opts, cap);
         let r = shrink.len();
-        vecs.truncate(r * d);
-        Self::finish(target, r, opts, mean, vecs, shrink)
+        let mut basis = alloc::vec![0.0f32; r * d];
+        scatter_columns(&vecs[..r * dl], &mut basis, d, &runs);
+        Self::finish(target, r, opts, mean, basis, shrink)
     }
 
     /// [`Subspace::fit`] for fewer samples than dimensions when the options drop weak
@@ -643,11 +658,14 @@ mod tests {
     #[test]
     fn scatter_and_gram_paths_equal_gram_schmidt() {
         for m in [COVARIANCE_FROM * 20 + 13, 17] {
-            scatter_or_gram_path_equals_gram_schmidt(m);
+            // Also with inputs blank in every sample, which the scatter path leaves out.
+            for blank in [&[][..], &[0, 3, 4, 5, 19]] {
+                scatter_or_gram_path_equals_gram_schmidt(m, blank);
+            }
         }
     }
 
-    fn scatter_or_gram_path_equals_gram_schmidt(m: usize) {
+    fn scatter_or_gram_path_equals_gram_schmidt(m: usize, blank: &[usize]) {
         let (d, k) = (20, 30);
         // Samples near a 12-dimensional subspace plus small noise: rank d, fast-decaying
         // spectrum, as shifted images.
@@ -661,7 +679,7 @@ mod tests {
                 for a in 0..12 {
                     v += coef[t * 12 + a] * basis[a * d + j];
                 }
-                xs[t * d + j] = v;
+                xs[t * d + j] = if blank.contains(&j) { 0.0 } else { v };
             }
         }
         let mut rng = Rng::new(9);
