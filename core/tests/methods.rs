@@ -290,7 +290,8 @@ fn batch_distances_equal_one_at_a_time() {
 /// one-at-a-time classification (D = W - I there, not W).
 #[test]
 fn batch_gram_path_of_the_naive_form_equals_one_at_a_time() {
-    let (d, n) = (100usize, 1000usize);
+    // 2,500 samples: three blocks of batch evaluation, the last one partial.
+    let (d, n) = (100usize, 2500usize);
     let mut rng = ldl_core::Rng::new(3);
     let centres: Vec<Vec<f32>> = (0..4).map(|_| (0..d).map(|_| rng.normal()).collect()).collect();
     let sample = |rng: &mut ldl_core::Rng, c: &[f32]| -> Vec<f32> { c.iter().map(|v| v + 0.3 * rng.normal()).collect() };
