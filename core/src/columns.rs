@@ -2,9 +2,10 @@
 //!
 //! A column of the inputs that is zero in every sample adds nothing to a product with them,
 //! and with no weight decay its weights get a zero gradient at every step: they never move.
-//! MNIST's digits leave 116 of 784 pixels blank in the whole test set, and 40-80% in one
-//! class's few training samples, so both batch evaluation ([`crate::batch`]) and training
-//! ([`crate::methods::GradientTrainer`]) work on the live columns only.
+//! MNIST's digits leave 116 of 784 pixels blank in the whole test set, and 42% (200 samples)
+//! to 80% (1 sample) in one class's training samples. So batch evaluation
+//! ([`crate::batch`]), training without weight decay ([`crate::methods::GradientTrainer`])
+//! and the closed form's scatter path work on the live columns only.
 
 use alloc::vec;
 use alloc::vec::Vec;
