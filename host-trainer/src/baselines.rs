@@ -617,7 +617,7 @@ mod tests {
     fn training_without_the_blank_inputs_gives_the_same_network() {
         let (d, c) = (20, 4);
         let (mut s, q, _) = clusters(d, c, 12, 5, 3);
-        let blank = |j: usize| j < 3 || j % 7 == 0;
+        let blank = |j: usize| j < 3 || j.is_multiple_of(7);
         for class in &mut s {
             class
                 .iter_mut()
