@@ -53,15 +53,9 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
             live_d = Some(d);
         }
         let dc = cols.len();
-        let prep = |p: &Predictor<&[f32]>| prepare(&target, p, n, dc, &runs);
-        #[cfg(feature = "parallel")]
-        let prepared: Result<Vec<Prepared>> = {
-            use rayon::prelude::*;
-            preds.par_iter().map(prep).collect()
-        };
-        #[cfg(not(feature = "parallel"))]
-        let prepared: Result<Vec<Prepared>> = preds.iter().map(prep).collect();
-        let mut prepared = prepared?;
+        let mut prepared: Vec<Prepared> = crate::parallel::map(&preds, |p| prepare(&target, p, n, dc, &runs))
+            .into_iter()
+            .collect::<Result<_>>()?;
         // Stacked operands: the Gram matrices' lower panels side by side, bases one under
         // another.
         let gram_classes: Vec<usize> = (0..c).filter(|&j| matches!(prepared[j], Prepared::Gram { .. })).collect();

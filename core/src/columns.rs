@@ -5,7 +5,8 @@
 //! MNIST's digits leave 116 of 784 pixels blank in the whole test set, and 42% (200 samples)
 //! to 80% (1 sample) in one class's training samples. So batch evaluation
 //! ([`crate::batch`]), training without weight decay ([`crate::methods::GradientTrainer`])
-//! and the closed form's scatter path work on the live columns only.
+//! and the closed form's scatter path work on the live columns only, and so do the host
+//! trainer's MLP and logistic regression.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -13,7 +14,7 @@ use alloc::vec::Vec;
 /// The columns that are non-zero (or not a number) in at least one of the `n` samples of the
 /// row-major `xs` (`d` per row). When every sample is zero, column 0 alone, so that every
 /// product keeps a shape.
-pub(crate) fn live_columns(xs: &[f32], n: usize, d: usize) -> Vec<usize> {
+pub fn live_columns(xs: &[f32], n: usize, d: usize) -> Vec<usize> {
     let mut any = vec![false; d];
     for x in xs.chunks_exact(d.max(1)).take(n) {
         any.iter_mut().zip(x).for_each(|(a, &v)| *a |= v != 0.0);
@@ -27,7 +28,7 @@ pub(crate) fn live_columns(xs: &[f32], n: usize, d: usize) -> Vec<usize> {
 
 /// The ascending `cols` as ranges `a..b` of consecutive columns, for copying a row's live
 /// columns a run at a time (an image's rows of pixels that are ever inked).
-pub(crate) fn column_runs(cols: &[usize]) -> Vec<(usize, usize)> {
+pub fn column_runs(cols: &[usize]) -> Vec<(usize, usize)> {
     let mut out: Vec<(usize, usize)> = Vec::new();
     for &c in cols {
         match out.last_mut() {
@@ -38,8 +39,13 @@ pub(crate) fn column_runs(cols: &[usize]) -> Vec<(usize, usize)> {
     out
 }
 
+/// Number of columns in `runs`.
+pub fn run_width(runs: &[(usize, usize)]) -> usize {
+    runs.iter().map(|&(a, b)| b - a).sum()
+}
+
 /// Appends the columns in `runs` of each row of the row-major `rows` (`d` per row) to `out`.
-pub(crate) fn gather_columns(rows: &[f32], d: usize, runs: &[(usize, usize)], out: &mut Vec<f32>) {
+pub fn gather_columns(rows: &[f32], d: usize, runs: &[(usize, usize)], out: &mut Vec<f32>) {
     for row in rows.chunks_exact(d.max(1)) {
         runs.iter().for_each(|&(a, b)| out.extend_from_slice(&row[a..b]));
     }
@@ -48,9 +54,8 @@ pub(crate) fn gather_columns(rows: &[f32], d: usize, runs: &[(usize, usize)], ou
 /// The inverse of [`gather_columns`]: writes the rows of `compact` (the columns in `runs`,
 /// one after another) back into those columns of the rows of `rows` (`d` per row); the other
 /// columns keep their values.
-pub(crate) fn scatter_columns(compact: &[f32], rows: &mut [f32], d: usize, runs: &[(usize, usize)]) {
-    let width: usize = runs.iter().map(|&(a, b)| b - a).sum();
-    for (row, c) in rows.chunks_exact_mut(d.max(1)).zip(compact.chunks_exact(width.max(1))) {
+pub fn scatter_columns(compact: &[f32], rows: &mut [f32], d: usize, runs: &[(usize, usize)]) {
+    for (row, c) in rows.chunks_exact_mut(d.max(1)).zip(compact.chunks_exact(run_width(runs).max(1))) {
         let mut off = 0;
         for &(a, b) in runs {
             row[a..b].copy_from_slice(&c[off..off + b - a]);
@@ -71,6 +76,7 @@ mod tests {
         assert_eq!(live_columns(&[], 0, 0), [0usize; 0]);
         assert_eq!(column_runs(&[0, 1, 2, 5, 6, 9]), [(0, 3), (5, 7), (9, 10)]);
         assert_eq!(column_runs(&[]), []);
+        assert_eq!(run_width(&[(0, 3), (5, 7), (9, 10)]), 6);
     }
 
     #[test]

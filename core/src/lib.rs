@@ -16,7 +16,7 @@ pub mod augment;
 pub mod batch;
 pub mod classify;
 #[cfg(feature = "alloc")]
-mod columns;
+pub mod columns;
 pub mod enroll;
 pub mod error;
 pub mod format;
@@ -25,6 +25,8 @@ pub mod linear;
 #[cfg(feature = "alloc")]
 pub mod methods;
 pub mod model;
+#[cfg(feature = "alloc")]
+mod parallel;
 pub mod predictor;
 pub mod protocol;
 pub mod rng;

@@ -3,7 +3,7 @@
 //! class). Everything is reproducible from one seed: each class and member draws from its own
 //! derived stream, so running classes in parallel (feature `parallel`) gives the same bits.
 
-use crate::columns::{column_runs, gather_columns, live_columns, scatter_columns};
+use crate::columns::{column_runs, gather_columns, live_columns, run_width, scatter_columns};
 use crate::error::{check_len, Error, Result};
 use crate::linear::{Init, Linear, Target};
 use crate::model::{Label, Member, Method, Model, Preprocess};
@@ -349,11 +349,6 @@ type ClassWork<'a> = (
     &'a Option<Vec<(usize, usize)>>,
 );
 
-/// Columns covered by `runs`.
-fn run_width(runs: &[(usize, usize)]) -> usize {
-    runs.iter().map(|&(a, b)| b - a).sum()
-}
-
 /// Settings of the closed-form method.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClosedFormConfig {
@@ -384,14 +379,11 @@ pub fn fit_closed_form(classes: &[&[f32]], d: usize, labels: &[&str], cfg: &Clos
     check_support(classes, d)?;
     let labels = labels_for(labels, classes.len())?;
     let target = make_target(d, cfg.k, cfg.target_bias, cfg.target_init, seed)?;
-    let fit = |xs: &&[f32]| Subspace::fit(&target, xs, xs.len() / d, &cfg.fit).map(Predictor::Subspace);
-    #[cfg(feature = "parallel")]
-    let predictors: Result<Vec<_>> = {
-        use rayon::prelude::*;
-        classes.par_iter().map(fit).collect()
-    };
-    #[cfg(not(feature = "parallel"))]
-    let predictors: Result<Vec<_>> = classes.iter().map(fit).collect();
+    let predictors: Result<Vec<_>> = crate::parallel::map(classes, |xs| {
+        Subspace::fit(&target, xs, xs.len() / d, &cfg.fit).map(Predictor::Subspace)
+    })
+    .into_iter()
+    .collect();
     Ok(Model {
         method: Method::ClosedForm,
         members: vec![Member {

@@ -13,6 +13,7 @@
 //! forward and backward passes are matrix products (`ldl_core::linalg`), and queries are
 //! predicted in blocks of [`QUERY_BLOCK`] rows to bound memory.
 
+use ldl_core::columns::{column_runs, gather_columns, live_columns, run_width};
 use ldl_core::linalg::{matmul_nn, matmul_nt, matmul_tn};
 use ldl_core::Rng;
 
@@ -442,18 +443,21 @@ fn train_network_on(support: &[&[f32]], d: usize, hidden: &[usize], cfg: &SgdCon
     if total == 0 {
         return (net, vec![0.0; cfg.epochs]);
     }
-    let live: Vec<usize> = (0..d).filter(|&j| x.chunks_exact(d).any(|r| r[j] != 0.0)).collect();
-    // The first layer as drawn, while it trains on the live inputs' rows.
+    let runs = column_runs(&live_columns(&x, total, d));
+    let width = run_width(&runs);
+    // The first layer as drawn, while it trains on the live inputs' rows (runs of inputs are
+    // runs of rows of `wt`).
     let mut drawn = None;
-    let (x, d_full, d) = if compact && !live.is_empty() && live.len() < d {
+    let (x, d_full, d) = if compact && width < d {
         let first = &mut net.layers[0];
         let out = first.out;
         let full = std::mem::take(&mut first.wt);
-        first.wt = live.iter().flat_map(|&j| full[j * out..(j + 1) * out].iter().copied()).collect();
-        first.inp = live.len();
+        first.wt = runs.iter().flat_map(|&(a, b)| full[a * out..b * out].iter().copied()).collect();
+        first.inp = width;
         drawn = Some(full);
-        let xl: Vec<f32> = x.chunks_exact(d).flat_map(|r| live.iter().map(move |&j| r[j])).collect();
-        (xl, d, live.len())
+        let mut xl = Vec::with_capacity(total * width);
+        gather_columns(&x, d, &runs, &mut xl);
+        (xl, d, width)
     } else {
         (x, d, d)
     };
@@ -495,8 +499,10 @@ fn train_network_on(support: &[&[f32]], d: usize, hidden: &[usize], cfg: &SgdCon
     if let Some(mut full) = drawn {
         let first = &mut net.layers[0];
         let out = first.out;
-        for (r, &j) in live.iter().enumerate() {
-            full[j * out..(j + 1) * out].copy_from_slice(&first.wt[r * out..(r + 1) * out]);
+        let mut off = 0;
+        for &(a, b) in &runs {
+            full[a * out..b * out].copy_from_slice(&first.wt[off..off + (b - a) * out]);
+            off += (b - a) * out;
         }
         first.wt = full;
         first.inp = d_full;

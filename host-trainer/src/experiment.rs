@@ -292,10 +292,10 @@ pub fn episode(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usi
     episode_after(train, test, p, trial, None)
 }
 
-/// [`episode`], given the episode drawn before it from the same data and protocol: when both
-/// take every test sample of the same classes, their queries are the same, and the new one
-/// shares them instead of copying the test set again (31 MB per MNIST trial).
-pub fn episode_after(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usize, previous: Option<&Episode>) -> Result<Episode> {
+/// [`episode`], given another episode drawn from the same data and protocol (a run's first
+/// one): when both take every test sample of the same classes, their queries are the same, and
+/// the new one shares them instead of copying the test set again (31 MB per MNIST trial).
+pub fn episode_after(train: &Dataset, test: Option<&Dataset>, p: &Protocol, trial: usize, earlier: Option<&Episode>) -> Result<Episode> {
     let mut rng = Rng::derive(p.seed, trial as u64);
     let nclasses = train.num_classes();
     if p.ways == 0 || p.ways > nclasses {
@@ -314,8 +314,8 @@ pub fn episode_after(train: &Dataset, test: Option<&Dataset>, p: &Protocol, tria
     let d = train.dim;
     let mut support = Vec::with_capacity(p.ways);
     let (mut queries, mut answers) = (Vec::new(), Vec::new());
-    // The queries of `previous` when they are this episode's too (they use no random draw).
-    let shared = previous.filter(|prev| test.is_some() && p.queries_per_class.is_none() && prev.classes == classes);
+    // The queries of `earlier` when they are this episode's too (they use no random draw).
+    let shared = earlier.filter(|prev| test.is_some() && p.queries_per_class.is_none() && prev.classes == classes);
     let test_by_class = test.filter(|_| shared.is_none()).map(|t| t.class_indices());
     for (e, &c) in classes.iter().enumerate() {
         let mut idx = by_class[c].clone();
