@@ -209,7 +209,6 @@ pub fn run_trials(
     jobs: usize,
     bar: &ProgressBar,
 ) -> Result<Vec<TrialResult>> {
-    use rayon::prelude::*;
     let d = loaded.train.dim;
     let Some(first) = range.clone().next() else {
         return Ok(Vec::new());
@@ -236,14 +235,25 @@ pub fn run_trials(
         bar.inc(1);
         Ok(r)
     };
+    map_jobs(jobs, range, one)
+}
+
+/// `f` over `range`, `jobs` at a time ([`JobsArg`]: 0 = one per core, 1 = in turn), the
+/// results in the order of `range`; the first error is returned.
+pub fn map_jobs<T, F>(jobs: usize, range: std::ops::Range<usize>, f: F) -> Result<Vec<T>>
+where
+    T: Send,
+    F: Fn(usize) -> Result<T> + Sync + Send,
+{
+    use rayon::prelude::*;
     match jobs {
-        1 => range.map(one).collect(),
-        0 => range.into_par_iter().map(one).collect(),
+        1 => range.map(f).collect(),
+        0 => range.into_par_iter().map(f).collect(),
         n => rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build()
             .context("starting the trial threads")?
-            .install(|| range.into_par_iter().map(one).collect()),
+            .install(|| range.into_par_iter().map(f).collect()),
     }
 }
 

@@ -56,6 +56,8 @@ pub struct TuneArgs {
     /// These affine choices (true, false) instead of the grid's.
     #[arg(long, value_delimiter = ',')]
     pub affine: Option<Vec<bool>>,
+    #[command(flatten)]
+    pub jobs: crate::cli::JobsArg,
 }
 
 /// One point of the grid.
@@ -212,7 +214,18 @@ pub struct Cell {
 }
 
 /// Runs the sweep on `train` (MNIST's training split).
-pub fn sweep(train: &Dataset, settings: &[Setting], shots: &[usize], trials: usize, seed: u64, show: bool) -> Result<Vec<Row>> {
+///
+/// Plans run `jobs` at a time ([`crate::cli::JobsArg`]); the results do not depend on it.
+#[allow(clippy::too_many_arguments)]
+pub fn sweep(
+    train: &Dataset,
+    settings: &[Setting],
+    shots: &[usize],
+    trials: usize,
+    seed: u64,
+    jobs: usize,
+    show: bool,
+) -> Result<Vec<Row>> {
     if train.len() != TRAIN_LEN {
         bail!("expected MNIST's {TRAIN_LEN} training images, found {}", train.len());
     }
@@ -226,7 +239,6 @@ pub fn sweep(train: &Dataset, settings: &[Setting], shots: &[usize], trials: usi
     let answers: Vec<usize> = q.iter().map(|&i| train.labels[i] as usize).collect();
     let labels: Vec<String> = train.class_names.clone();
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-    let mut acc = vec![vec![Vec::new(); shots.len()]; settings.len()];
     let b = bar((plans.len() * settings.len()) as u64, "tune".into());
     if !show {
         b.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -234,14 +246,16 @@ pub fn sweep(train: &Dataset, settings: &[Setting], shots: &[usize], trials: usi
     let mut shifts: Vec<u8> = settings.iter().map(|s| s.shift).collect();
     shifts.sort_unstable();
     shifts.dedup();
-    for p in &plans {
-        let si = shots.iter().position(|&s| s == p.shots).unwrap_or(0);
+    // One plan: every setting's accuracy, in the order of `settings`.
+    let one = |i: usize| -> Result<Vec<f64>> {
+        let p = &plans[i];
         let support: Vec<Vec<f32>> = p
             .support
             .iter()
             .map(|idx| idx.iter().flat_map(|&i| train.row(i).iter().copied()).collect())
             .collect();
         let mseed = Rng::derive(seed ^ 0x4D45_5448, p.trial as u64).next_u64();
+        let mut out = vec![0.0; settings.len()];
         for &shift in &shifts {
             let aug = if shift > 0 {
                 augment_support(&support, train.image, shift)?
@@ -254,9 +268,18 @@ pub fn sweep(train: &Dataset, settings: &[Setting], shots: &[usize], trials: usi
                 let model = fit_closed_form(&views, d, &label_refs, &s.config(), mseed).with_context(|| format!("fitting {s:?}"))?;
                 let pred = ldl_core::batch::predict(&model, &queries, answers.len())?;
                 let ok = pred.iter().zip(&answers).filter(|(a, b)| a == b).count();
-                acc[j][si].push(ok as f64 / answers.len() as f64);
+                out[j] = ok as f64 / answers.len() as f64;
                 b.inc(1);
             }
+        }
+        Ok(out)
+    };
+    let per_plan = crate::cli::map_jobs(jobs, 0..plans.len(), one)?;
+    let mut acc = vec![vec![Vec::new(); shots.len()]; settings.len()];
+    for (p, scores) in plans.iter().zip(per_plan) {
+        let si = shots.iter().position(|&s| s == p.shots).unwrap_or(0);
+        for (j, a) in scores.into_iter().enumerate() {
+            acc[j][si].push(a);
         }
     }
     b.finish_and_clear();
@@ -309,7 +332,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
         )
     };
     let t0 = std::time::Instant::now();
-    let rows = sweep(&train, &settings, &args.shots, trials, args.seed, true)?;
+    let rows = sweep(&train, &settings, &args.shots, trials, args.seed, args.jobs.jobs, true)?;
     let secs = t0.elapsed().as_secs_f64();
     if args.json {
         let v = serde_json::json!({
@@ -392,5 +415,37 @@ mod tests {
         assert_eq!(plans[3].support, again[3].support);
         assert_ne!(plans[5].support, plans[6].support);
         assert!(plan(&labels[..VALIDATION_START], 10, &[1], 1, 0).is_err());
+    }
+
+    #[test]
+    fn plans_at_once_give_the_scores_of_plans_in_turn() {
+        // A 6x6 "image" data set of MNIST's training size: each class a noisy bar.
+        let (w, h, n) = (6, 6, TRAIN_LEN);
+        let mut rng = Rng::new(7);
+        let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
+        let mut features = Vec::with_capacity(n * w * h);
+        for &l in &labels {
+            for p in 0..w * h {
+                let on = (p + l as usize).is_multiple_of(7) || p / w == l as usize % h;
+                features.push(if on { rng.uniform(0.6, 1.0) } else { rng.uniform(0.0, 0.1) });
+            }
+        }
+        let names = (0..10).map(|c| c.to_string()).collect();
+        let train = Dataset::new(features, labels, names, w * h, Some((w, h)));
+        let settings = product(&[0, 1], &[0.0, 10.0], &[false, true], &[0]);
+        let inturn = sweep(&train, &settings, &[1, 3], 3, 5, 1, false).unwrap();
+        assert!(inturn.iter().all(|r| r.cells.iter().all(|c| c.trials.len() == 3)));
+        // Learnable, and the settings differ (or the comparison below would be empty).
+        assert!(inturn[0].mean > 0.3, "best mean {}", inturn[0].mean);
+        assert!(inturn.iter().any(|r| r.mean != inturn[0].mean));
+        for jobs in [0, 2] {
+            let at_once = sweep(&train, &settings, &[1, 3], 3, 5, jobs, false).unwrap();
+            for (a, b) in inturn.iter().zip(&at_once) {
+                assert_eq!(a.setting, b.setting);
+                for (ca, cb) in a.cells.iter().zip(&b.cells) {
+                    assert_eq!(ca.trials, cb.trials, "jobs {jobs}, {:?}, {} shots", a.setting, ca.shots);
+                }
+            }
+        }
     }
 }
