@@ -299,7 +299,9 @@ fn fewshot(a: FewshotArgs) -> Result<()> {
             let tt = res.iter().map(|r| r.train_secs).sum::<f64>() / res.len() as f64;
             let te = res.iter().map(|r| r.eval_secs).sum::<f64>() / res.len() as f64;
             println!("{:<22} {:>5} {:>10.4} {:>9.4} {:>10.3} {:>10.3}", m.name(), shots, mean, ci, tt, te);
-            all.push(serde_json::json!({"method": m.name(), "shots": shots, "ways": ways, "mean": mean, "ci95": ci, "trials": res}));
+            // `jobs` says how to read the trials' seconds: latencies at 1, shared-machine times
+            // otherwise.
+            all.push(serde_json::json!({"method": m.name(), "shots": shots, "ways": ways, "mean": mean, "ci95": ci, "jobs": a.jobs.jobs, "trials": res}));
         }
     }
     if let Some(path) = a.json {

@@ -383,3 +383,50 @@ fn device_command_reports_unreachable_devices_clearly() {
     );
     fails_with(&["device", "--port", "/dev/null", "--timeout", "0", "info"], &["--timeout"]);
 }
+
+#[test]
+fn fewshot_json_holds_every_trial_and_the_same_results_at_any_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |jobs: &str| -> Value {
+        let path = dir.path().join(format!("fewshot-{jobs}.json"));
+        let out = ldl(&[
+            "fewshot",
+            "--methods",
+            "ncm,device",
+            "--shots",
+            "1,3",
+            "--ways",
+            "4",
+            "--trials",
+            "3",
+            "--queries",
+            "25",
+            "--jobs",
+            jobs,
+            "--json",
+            s(&path),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    };
+    let one = run("1");
+    let cells = one.as_array().unwrap();
+    assert_eq!(cells.len(), 4, "2 methods x 2 shots");
+    for c in cells {
+        assert_eq!(c["jobs"], 1);
+        assert_eq!(c["ways"], 4);
+        let trials = c["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), 3);
+        let accs: Vec<f64> = trials.iter().map(|t| t["accuracy"].as_f64().unwrap()).collect();
+        let mean = accs.iter().sum::<f64>() / 3.0;
+        assert!((c["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{c}");
+        assert!(mean > 0.25, "4-way, better than chance: {c}");
+    }
+    let at_once = run("0");
+    for (a, b) in cells.iter().zip(at_once.as_array().unwrap()) {
+        assert_eq!(b["jobs"], 0);
+        assert_eq!((&a["method"], &a["shots"], &a["mean"]), (&b["method"], &b["shots"], &b["mean"]));
+        let acc = |v: &Value| -> Vec<Value> { v["trials"].as_array().unwrap().iter().map(|t| t["accuracy"].clone()).collect() };
+        assert_eq!(acc(a), acc(b));
+    }
+}
