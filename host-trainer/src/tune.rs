@@ -216,7 +216,6 @@ pub struct Cell {
 /// Runs the sweep on `train` (MNIST's training split).
 ///
 /// Plans run `jobs` at a time ([`crate::cli::JobsArg`]); the results do not depend on it.
-#[allow(clippy::too_many_arguments)]
 pub fn sweep(
     train: &Dataset,
     settings: &[Setting],
