@@ -25,8 +25,9 @@ pub struct TrainArgs {
     /// the ridge grows with them (40 x shots, chosen on a validation split).
     #[arg(long)]
     pub shots: Option<usize>,
-    /// Method: `device[:K[:SHIFT]]` (the mode for devices), `closed[:K]`, `o2md[:K]`, `bd[:K]`, `naive`. The
-    /// baselines (logreg, mlp, 1nn, ncm) are not LDL models and cannot be exported.
+    /// Method: `device[:K[:SHIFT]]` (the mode for devices), `closed[:K]`, `o2md[:K]`,
+    /// `bd[:K]`, `naive`. The baselines (logreg, mlp, 1nn, ncm) are not LDL models and
+    /// cannot be exported.
     #[arg(long, default_value = "device")]
     pub method: String,
     /// Seed of the sample draw and of the target.
