@@ -13,7 +13,7 @@
 //! forward and backward passes are matrix products (`ldl_core::linalg`), and queries are
 //! predicted in blocks of [`QUERY_BLOCK`] rows to bound memory.
 
-use ldl_core::columns::{column_runs, gather_columns, live_columns, run_width};
+use ldl_core::columns::{column_runs, gather_columns, live_columns, run_width, scatter_columns};
 use ldl_core::linalg::{matmul_nn, matmul_nt, matmul_tn};
 use ldl_core::Rng;
 
@@ -443,23 +443,25 @@ fn train_network_on(support: &[&[f32]], d: usize, hidden: &[usize], cfg: &SgdCon
     if total == 0 {
         return (net, vec![0.0; cfg.epochs]);
     }
-    let runs = column_runs(&live_columns(&x, total, d));
-    let width = run_width(&runs);
-    // The first layer as drawn, while it trains on the live inputs' rows (runs of inputs are
-    // runs of rows of `wt`).
+    let d_full = d;
+    // With `compact`, the first layer keeps only its rows for the live inputs while it trains,
+    // and the matrix as drawn waits in `drawn`. Runs of inputs are runs of rows of `wt`, so
+    // runs of its values: the column helpers gather and scatter them with `wt` as one row.
     let mut drawn = None;
-    let (x, d_full, d) = if compact && width < d {
-        let first = &mut net.layers[0];
-        let out = first.out;
-        let full = std::mem::take(&mut first.wt);
-        first.wt = runs.iter().flat_map(|&(a, b)| full[a * out..b * out].iter().copied()).collect();
-        first.inp = width;
-        drawn = Some(full);
-        let mut xl = Vec::with_capacity(total * width);
-        gather_columns(&x, d, &runs, &mut xl);
-        (xl, d, width)
-    } else {
-        (x, d, d)
+    let (x, d) = match compact.then(|| column_runs(&live_columns(&x, total, d))) {
+        Some(runs) if run_width(&runs) < d => {
+            let width = run_width(&runs);
+            let first = &mut net.layers[0];
+            let wt_runs: Vec<(usize, usize)> = runs.iter().map(|&(a, b)| (a * first.out, b * first.out)).collect();
+            let full = std::mem::take(&mut first.wt);
+            gather_columns(&full, full.len(), &wt_runs, &mut first.wt);
+            first.inp = width;
+            drawn = Some((full, wt_runs));
+            let mut xl = Vec::with_capacity(total * width);
+            gather_columns(&x, d, &runs, &mut xl);
+            (xl, width)
+        }
+        _ => (x, d),
     };
     let bs = cfg.batch_size.min(total);
     let mut shuffle_rng = Rng::derive(seed, STREAM_SHUFFLE);
@@ -496,14 +498,10 @@ fn train_network_on(support: &[&[f32]], d: usize, hidden: &[usize], cfg: &SgdCon
         }
         losses.push((epoch_loss / total as f64) as f32);
     }
-    if let Some(mut full) = drawn {
+    if let Some((mut full, wt_runs)) = drawn {
         let first = &mut net.layers[0];
-        let out = first.out;
-        let mut off = 0;
-        for &(a, b) in &runs {
-            full[a * out..b * out].copy_from_slice(&first.wt[off..off + (b - a) * out]);
-            off += (b - a) * out;
-        }
+        let len = full.len();
+        scatter_columns(&first.wt, &mut full, len, &wt_runs);
         first.wt = full;
         first.inp = d_full;
     }

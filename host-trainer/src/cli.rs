@@ -239,7 +239,8 @@ pub fn run_trials(
 }
 
 /// `f` over `range`, `jobs` at a time ([`JobsArg`]: 0 = one per core, 1 = in turn), the
-/// results in the order of `range`; the first error is returned.
+/// results in the order of `range`. If some calls fail, one of their errors is returned (in
+/// turn: the first; at once: whichever rayon meets).
 pub fn map_jobs<T, F>(jobs: usize, range: std::ops::Range<usize>, f: F) -> Result<Vec<T>>
 where
     T: Send,
