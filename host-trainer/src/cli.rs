@@ -139,7 +139,7 @@ impl DataArgs {
 struct FewshotArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Methods: o2md[:K[:LR:EPOCHS]], bd[...], naive[::LR:EPOCHS], closed[:K],
+    /// Methods: o2md[:K[:LR:EPOCHS]], bd[...[:TARGET_LR]], naive[::LR:EPOCHS], closed[:K],
     /// device[:K[:SHIFT]], logreg, mlp, 1nn, ncm.
     #[arg(long, value_delimiter = ',', default_value = "device")]
     methods: Vec<String>,

@@ -56,6 +56,14 @@ impl MethodSpec {
                 if c.epochs != paper.epochs {
                     name += &format!("-e{}", c.epochs);
                 }
+                // BD's target at a rate of its own (a target that does not train has none).
+                if let (ldl_core::Optimizer::Adam { lr, .. }, ldl_core::Optimizer::Adam { lr: lp, .. }, ldl_core::Method::Bd) =
+                    (c.target_step.optimizer, c.predictor_step.optimizer, c.method)
+                {
+                    if lr != lp {
+                        name += &format!("-tlr{lr:e}");
+                    }
+                }
                 name
             }
             MethodSpec::ClosedForm { cfg, shift } => {
@@ -113,9 +121,26 @@ impl MethodSpec {
         let epochs = field(parts.next())
             .map(|v| v.parse::<usize>().with_context(|| format!("bad epochs in method {s:?}")))
             .transpose()?;
+        // BD also takes the target's own rate, :LR:EPOCHS:TARGET_LR (e.g.
+        // `bd:784:1e-4:10:5e-5`): the authors' BD grid sets the two apart.
+        let target_lr = field(parts.next())
+            .map(|v| {
+                v.parse::<f32>()
+                    .with_context(|| format!("bad target learning rate in method {s:?}"))
+            })
+            .transpose()?;
+        if target_lr.is_some() && name != "bd" {
+            bail!("method {s:?}: only bd trains its target, so only bd takes a target learning rate");
+        }
+        if parts.next().is_some() {
+            bail!("method {s:?}: too many fields (NAME:K:LR:EPOCHS, and :TARGET_LR for bd)");
+        }
         let grad = |mut c: GradientConfig| {
             if let Some(lr) = lr {
                 c.predictor_step.optimizer = ldl_core::Optimizer::adam(lr);
+                c.target_step.optimizer = ldl_core::Optimizer::adam(lr);
+            }
+            if let Some(lr) = target_lr {
                 c.target_step.optimizer = ldl_core::Optimizer::adam(lr);
             }
             if let Some(e) = epochs {
@@ -591,6 +616,34 @@ mod tests {
         assert_eq!(shift_k("device:256:0"), (256, 0, dcfg.fit));
         assert_eq!(MethodSpec::parse("device::1").unwrap().name(), "closed-id-shift1");
         for bad in ["device::4", "device::x", "device::-1", "device:0:1:2"] {
+            assert!(MethodSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bd_takes_a_target_learning_rate_of_its_own() {
+        let MethodSpec::Gradient(c) = MethodSpec::parse("bd:784:1e-4:10:5e-5").unwrap() else {
+            unreachable!()
+        };
+        assert_eq!((c.k, c.epochs), (784, 10));
+        assert_eq!(c.predictor_step.optimizer, ldl_core::Optimizer::adam(1e-4));
+        assert_eq!(c.target_step.optimizer, ldl_core::Optimizer::adam(5e-5));
+        assert_eq!(
+            MethodSpec::parse("bd:784:1e-4:10:5e-5").unwrap().name(),
+            "bd-k784-lr1e-4-e10-tlr5e-5"
+        );
+        // Without it, both train at the one rate and the name says nothing more.
+        let MethodSpec::Gradient(c) = MethodSpec::parse("bd:2000:1e-4:10").unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(c.target_step.optimizer, c.predictor_step.optimizer);
+        assert_eq!(MethodSpec::parse("bd:2000:1e-4:10").unwrap().name(), "bd-k2000-lr1e-4-e10");
+        for bad in [
+            "o2md:2000:1e-3:3:1e-4",
+            "naive::1e-3:3:1e-4",
+            "bd:2000:1e-3:5:x",
+            "bd:2000:1e-3:5:1e-4:9",
+        ] {
             assert!(MethodSpec::parse(bad).is_err(), "{bad}");
         }
     }
