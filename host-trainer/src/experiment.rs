@@ -57,10 +57,8 @@ impl MethodSpec {
                     name += &format!("-e{}", c.epochs);
                 }
                 // BD's target at a rate of its own (a target that does not train has none).
-                if let (ldl_core::Optimizer::Adam { lr, .. }, ldl_core::Optimizer::Adam { lr: lp, .. }, ldl_core::Method::Bd) =
-                    (c.target_step.optimizer, c.predictor_step.optimizer, c.method)
-                {
-                    if lr != lp {
+                if let (ldl_core::Method::Bd, ldl_core::Optimizer::Adam { lr, .. }) = (c.method, c.target_step.optimizer) {
+                    if !matches!(c.predictor_step.optimizer, ldl_core::Optimizer::Adam { lr: p, .. } if p == lr) {
                         name += &format!("-tlr{lr:e}");
                     }
                 }
@@ -138,9 +136,8 @@ impl MethodSpec {
         let grad = |mut c: GradientConfig| {
             if let Some(lr) = lr {
                 c.predictor_step.optimizer = ldl_core::Optimizer::adam(lr);
-                c.target_step.optimizer = ldl_core::Optimizer::adam(lr);
             }
-            if let Some(lr) = target_lr {
+            if let Some(lr) = target_lr.or(lr) {
                 c.target_step.optimizer = ldl_core::Optimizer::adam(lr);
             }
             if let Some(e) = epochs {
@@ -280,23 +277,18 @@ pub fn validated(spec: &MethodSpec, shots: usize) -> MethodSpec {
             100..=200 => lr_1e4(&mut c),
             _ => {}
         },
-        ldl_core::Method::Bd if c == GradientConfig::bd_paper(2000) => match shots {
-            1 => {
+        ldl_core::Method::Bd if c == GradientConfig::bd_paper(2000) => {
+            if (1..=10).contains(&shots) {
                 c.epochs = 10;
-                rates(&mut c, 1e-4, 1e-3);
             }
-            10 => {
-                c.epochs = 10;
-                rates(&mut c, 5e-5, 1e-4);
+            match shots {
+                1 => rates(&mut c, 1e-4, 1e-3),
+                10 => rates(&mut c, 5e-5, 1e-4),
+                // 5 shots, the counts between 1 and 10 that were not validated, and 50-200.
+                2..=9 | 50..=200 => lr_1e4(&mut c),
+                _ => {}
             }
-            // 5 shots, and the counts between 1 and 10 that were not validated.
-            2..=9 => {
-                c.epochs = 10;
-                lr_1e4(&mut c);
-            }
-            50..=200 => lr_1e4(&mut c),
-            _ => {}
-        },
+        }
         _ => {}
     }
     MethodSpec::Gradient(c)
@@ -694,6 +686,7 @@ mod tests {
         assert_eq!(lr(&validated(&o2md, 200)), (3, a4, a4));
         assert_eq!(lr(&validated(&bd, 1)), (10, a4, a3));
         assert_eq!(lr(&validated(&bd, 5)), (10, a4, a4));
+        assert_eq!(lr(&validated(&bd, 3)), (10, a4, a4));
         assert_eq!(lr(&validated(&bd, 10)), (10, ldl_core::Optimizer::adam(5e-5), a4));
         assert_eq!(lr(&validated(&bd, 100)), (5, a4, a4));
         // Not the paper's defaults: untouched.
