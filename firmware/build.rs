@@ -58,6 +58,60 @@ fn region(t: &toml::Table, board: &str, key: &str) -> Region {
     Region { origin, size }
 }
 
+/// `sectors = [[count, size], ...]`, or `erase` throughout the flash.
+fn sectors(t: &toml::Table, board: &str, flash: Region, erase: u64) -> Vec<(u64, u64)> {
+    let Some(v) = t.get("sectors") else {
+        if erase == 0 || flash.size % erase != 0 {
+            fail(&format!("boards.toml [boards.{board}]: erase_size must divide the flash size"));
+        }
+        return vec![(flash.size / erase, erase)];
+    };
+    let Some(list) = v.as_array() else {
+        fail(&format!("boards.toml [boards.{board}]: `sectors` must be a list of [count, size]"))
+    };
+    list.iter()
+        .map(|e| {
+            let pair: Option<Vec<u64>> = e.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_integer())
+                    .filter(|&x| x > 0)
+                    .map(|x| x as u64)
+                    .collect()
+            });
+            match pair.as_deref() {
+                Some([c, z]) => (*c, *z),
+                _ => fail(&format!(
+                    "boards.toml [boards.{board}]: each sector entry is [count, size], both positive"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// `sizes = { inputs, width, shift, outputs, rank, classes, images }`.
+fn sizes(t: &toml::Table, board: &str) -> [u64; 7] {
+    let Some(s) = t.get("sizes").and_then(|v| v.as_table()) else {
+        fail(&format!("boards.toml [boards.{board}]: `sizes` must be a table"))
+    };
+    let keys = ["inputs", "width", "shift", "outputs", "rank", "classes", "images"];
+    let mut out = [0u64; 7];
+    for (o, k) in out.iter_mut().zip(keys) {
+        *o = int(s, board, k);
+    }
+    let [inputs, width, shift, _, rank, classes, images] = out;
+    if inputs == 0 || width == 0 || inputs % width != 0 || rank == 0 || classes == 0 || images == 0 {
+        fail(&format!(
+            "boards.toml [boards.{board}].sizes: inputs a multiple of width, rank, classes and images >= 1"
+        ));
+    }
+    if shift >= width || shift >= inputs / width || shift > 3 {
+        fail(&format!(
+            "boards.toml [boards.{board}].sizes: shift must be below the image's width and height, and at most 3"
+        ));
+    }
+    out
+}
+
 fn fail(msg: &str) -> ! {
     eprintln!("error: {msg}");
     std::process::exit(1);
@@ -99,6 +153,8 @@ fn main() {
     let ram = region(b, &key, "ram");
     let erase = int(b, &key, "erase_size");
     let write = int(b, &key, "write_size");
+    let sectors = sectors(b, &key, flash, erase);
+    let sizes = sizes(b, &key);
 
     // Sanity checks, so that a wrong table fails the build rather than the device.
     let named = [("program", program), ("model", model), ("store", store)];
@@ -117,14 +173,35 @@ fn main() {
     if erase == 0 || write == 0 || !erase.is_multiple_of(write) {
         fail(&format!("boards.toml [boards.{key}]: write_size must divide erase_size"));
     }
+    // Sector boundaries of the flash, from its origin.
+    let mut bounds = vec![flash.origin];
+    for &(count, size) in &sectors {
+        for _ in 0..count {
+            let last = *bounds.last().unwrap_or(&flash.origin);
+            bounds.push(last + size);
+        }
+    }
+    if bounds.last() != Some(&flash.end()) {
+        fail(&format!("boards.toml [boards.{key}]: `sectors` must cover `flash` exactly"));
+    }
     for (n, r) in [("model", model), ("store", store)] {
-        if r.origin % erase != 0 || r.size % erase != 0 {
+        if !bounds.contains(&r.origin) || !bounds.contains(&r.end()) {
             fail(&format!(
-                "boards.toml [boards.{key}]: `{n}` must start and end on an erase_size boundary"
+                "boards.toml [boards.{key}]: `{n}` must start and end on a sector boundary"
             ));
         }
     }
-    if store.size < 2 * erase {
+    let store_sectors: Vec<u64> = bounds
+        .windows(2)
+        .filter(|w| w[0] >= store.origin && w[1] <= store.end())
+        .map(|w| w[1] - w[0])
+        .collect();
+    if store_sectors.iter().any(|&s| s != erase) {
+        fail(&format!(
+            "boards.toml [boards.{key}]: the store's sectors must all be erase_size ({erase:#x})"
+        ));
+    }
+    if store_sectors.len() < 2 {
         fail(&format!("boards.toml [boards.{key}]: `store` needs at least 2 erase sectors"));
     }
 
@@ -174,6 +251,15 @@ fn main() {
     let _ = writeln!(rs, "pub const ERASE_SIZE: usize = {erase};");
     let _ = writeln!(rs, "/// Bytes of the smallest store write.");
     let _ = writeln!(rs, "pub const WRITE_SIZE: usize = {write};");
+    let _ = writeln!(rs, "/// The flash's erase sectors from its origin: (count, bytes) in order.");
+    let list: Vec<String> = sectors.iter().map(|(c, z)| format!("({c}, {z:#x})")).collect();
+    let _ = writeln!(rs, "pub const SECTORS: &[(u32, u32)] = &[{}];", list.join(", "));
+    let _ = writeln!(rs, "/// What the firmware is built for (`[boards.{key}.sizes]`).");
+    let _ = writeln!(
+        rs,
+        "pub const SIZES: ldl_core::budget::Sizes = ldl_core::budget::Sizes {{ inputs: {}, width: {}, shift: {}, outputs: {}, rank: {}, classes: {}, images: {} }};",
+        sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6]
+    );
     fs::write(out.join("board_config.rs"), rs).unwrap_or_else(|e| fail(&format!("board_config.rs: {e}")));
 
     // Link arguments only for the bare-metal target (a host `cargo test --lib` links normally).

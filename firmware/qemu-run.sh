@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Cargo runner for the QEMU board (mps2-an386, Cortex-M4F): boots an ELF with semihosting
-# and prints its DECODED defmt log (QEMU's stdout piped into `defmt-print -e ELF`).
-# The exit status is QEMU's, i.e. the firmware's semihosting exit code.
+# Cargo runner for the QEMU boards (mps2-an386, and netduinoplus2 for the STM32F405 board):
+# boots an ELF with semihosting and prints its DECODED defmt log (QEMU's stdout piped into
+# `defmt-print -e ELF`). The exit status is QEMU's, i.e. the firmware's semihosting exit code.
 #
 #   usage: qemu-run.sh ELF [ARG...]       (ARGs go on the semihosting command line)
 #
+# The board: LDL_BOARD (a key of boards.toml whose target is qemu:<machine>), else the
+# `target/<key>/` the ELF was built in (`cargo build-stm32` builds in target/stm32f405), else
+# `qemu` (mps2-an386).
+#
 # Environment:
-#   LDL_MODEL=FILE    load FILE at the start of the MODEL region (boards.toml [boards.qemu].model)
-#                     with -device loader, as if it had been flashed on its own
+#   LDL_MODEL=FILE    load FILE at the start of the board's MODEL region (boards.toml) with
+#                     -device loader, as if it had been flashed on its own
 #   LDL_SERIAL=SPEC   QEMU -serial backend for UART0, e.g. tcp:127.0.0.1:4555,server,nowait
 #                     or pty (default: none). When set, the firmware runs its serial loop.
 #   LDL_STORE=FILE    host file backing the enrolled-class store (created erased if missing;
@@ -36,21 +40,31 @@ if ! command -v defmt-print >/dev/null 2>&1; then
     exit 127
 fi
 
-# MODEL region start, from the one description of the memory layout.
-model_region() {
-    python3 - "$here/boards.toml" <<'EOF'
-import sys, tomllib
+# The board, its QEMU machine and MODEL region, from the one description of the layout.
+read -r board machine model_origin model_size < <(python3 - "$here/boards.toml" "${LDL_BOARD:-}" "$elf" <<'EOF'
+import sys, tomllib, re
 with open(sys.argv[1], "rb") as f:
-    m = tomllib.load(f)["boards"]["qemu"]["model"]
-print(m["origin"], m["size"])
+    boards = tomllib.load(f)["boards"]
+want, elf = sys.argv[2], sys.argv[3]
+qemu = {k: b for k, b in boards.items() if b["target"].startswith("qemu:")}
+key = want
+if not key:
+    m = re.search(r"(?:^|/)target/([^/]+)/thumbv7em", elf)
+    key = m.group(1) if m and m.group(1) in qemu else "qemu"
+if key not in qemu:
+    sys.exit(f"qemu-run.sh: no QEMU board {key!r} in boards.toml (have: {', '.join(qemu)})")
+b = qemu[key]
+print(key, b["target"].split(":", 1)[1], b["model"]["origin"], b["model"]["size"])
 EOF
-}
+) || { echo "qemu-run.sh: cannot read the board from $here/boards.toml" >&2; exit 2; }
 
 # QEMU splits option values at ',' ( ',,' is a literal comma).
 qemu_escape() { printf '%s' "${1//,/,,}"; }
 
 semi="enable=on,target=native,arg=ldl-firmware"
-qemu_args=(-machine mps2-an386 -cpu cortex-m4 -nographic -monitor none)
+qemu_args=(-machine "$machine" -nographic -monitor none)
+# mps2-an386 takes its CPU as an option; the SoC boards have theirs built in.
+[ "$machine" = mps2-an386 ] && qemu_args+=(-cpu cortex-m4)
 
 if [ -n "${LDL_SERIAL:-}" ]; then
     qemu_args+=(-serial "$LDL_SERIAL")
@@ -64,13 +78,9 @@ if [ -n "${LDL_MODEL:-}" ]; then
         echo "qemu-run.sh: LDL_MODEL=$LDL_MODEL: no such file" >&2
         exit 2
     fi
-    read -r model_origin model_size < <(model_region) || {
-        echo "qemu-run.sh: cannot read [boards.qemu].model from $here/boards.toml" >&2
-        exit 2
-    }
     model_len=$(stat -c %s "$LDL_MODEL")
     if [ "$model_len" -gt "$model_size" ]; then
-        echo "qemu-run.sh: LDL_MODEL is $model_len bytes, the MODEL region only $model_size" >&2
+        echo "qemu-run.sh: LDL_MODEL is $model_len bytes, the MODEL region of $board only $model_size" >&2
         exit 2
     fi
     qemu_args+=(-device "loader,file=$(qemu_escape "$(realpath "$LDL_MODEL")"),addr=$(printf '0x%08x' "$model_origin")")

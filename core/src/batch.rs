@@ -88,6 +88,8 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         let need_q = preds.iter().any(|p| match p {
             Predictor::Dense(_) => true,
             Predictor::Subspace(s) => s.proj().is_some(),
+            // A compact class computes its Q(x) sample by sample, as `classify` does.
+            Predictor::Compact(_) => false,
         }) && !gram_classes.len().eq(&c);
         // A block's distances (row-major `nb x c`), with reused buffers for its live
         // columns and its X U^T (fresh ones per block cost page faults and zeroing as large
@@ -116,6 +118,7 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
             }
             let norms: Vec<f32> = xb.chunks_exact(d).map(linalg::norm2).collect();
             let ctx = Block {
+                target: &target,
                 xb,
                 xcb,
                 dc,
@@ -173,6 +176,7 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
 
 /// One block of samples and the products shared by its classes.
 struct Block<'a> {
+    target: &'a Target<&'a [f32]>,
     xb: &'a [f32],
     /// The same samples' live columns only (`dc` per sample).
     xcb: &'a [f32],
@@ -276,6 +280,9 @@ enum Prepared {
     Direct,
     /// Closed form: U mean.
     Subspace { umean: Vec<f32> },
+    /// One sample at a time through the device's own code (compact classes: their integer
+    /// products give the device's bits).
+    PerSample,
 }
 
 /// Chooses how to evaluate a class on `n` samples. The Gram form costs `k d^2` once plus
@@ -322,11 +329,13 @@ fn prepare(target: &Target<&[f32]>, p: &Predictor<&[f32]>, n: usize, dc: usize, 
             }
             Ok(Prepared::Subspace { umean })
         }
+        Predictor::Compact(_) => Ok(Prepared::PerSample),
     }
 }
 
 fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, b: &Block<'_>, gram_slot: usize, uoff: usize) -> Result<Vec<f32>> {
     let Block {
+        target,
         xb,
         xcb,
         dc,
@@ -400,6 +409,16 @@ fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, b: &Block<'_>, gram_s
                         dist[i] = acc.max(0.0) / d as f32;
                     }
                 }
+            }
+        }
+        (Predictor::Compact(cp), Prepared::PerSample) => {
+            let mut scratch = vec![0.0; crate::compact::distance_scratch_len(cp.shape())];
+            let mut q = vec![0.0; if cp.shape().linear { k } else { 0 }];
+            for (i, x) in xb.chunks_exact(d).enumerate().take(nb) {
+                if cp.shape().linear {
+                    target.forward(x, &mut q)?;
+                }
+                dist[i] = cp.distance(x, &q, &mut scratch)?;
             }
         }
         _ => return Err(Error::InvalidParameter),

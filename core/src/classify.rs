@@ -98,8 +98,18 @@ pub fn classify(
         }
         *slot = best as u16;
     }
+    decide(distances, &member_best[..members], threshold)
+}
+
+/// The decision from every class's (member-averaged) distance and each member's own best
+/// class: the closest class, "unknown" past the threshold, and the members' agreement.
+pub(crate) fn decide(distances: &[f32], member_best: &[u16], threshold: Option<f32>) -> Result<Classification> {
     if distances.iter().any(|d| !d.is_finite()) {
         return Err(Error::NonFinite);
+    }
+    let n = distances.len();
+    if n == 0 || member_best.is_empty() {
+        return Err(Error::EmptyClass);
     }
     let mut best = 0;
     for c in 1..n {
@@ -107,14 +117,14 @@ pub fn classify(
             best = c;
         }
     }
-    let votes = member_best[..members].iter().filter(|&&b| b as usize == best).count();
+    let votes = member_best.iter().filter(|&&b| b as usize == best).count();
     let novelty = distances[best];
     let known = threshold.is_none_or(|t| novelty <= t);
     Ok(Classification {
         best,
         class: known.then_some(best),
         novelty,
-        agreement: votes as f32 / members as f32,
+        agreement: votes as f32 / member_best.len() as f32,
     })
 }
 

@@ -44,6 +44,8 @@ pub enum Error {
     /// Model file: the weights do not start on a 4-byte boundary in memory, so they
     /// cannot be read in place.
     Misaligned,
+    /// The flash holding enrolled classes failed to read, erase or write.
+    Storage,
 }
 
 impl fmt::Display for Error {
@@ -66,6 +68,7 @@ impl fmt::Display for Error {
             Error::Truncated => f.write_str("truncated data"),
             Error::Malformed => f.write_str("malformed data"),
             Error::Misaligned => f.write_str("weights not 4-byte aligned in memory"),
+            Error::Storage => f.write_str("flash storage failed"),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! specified in `core/FORMAT.md`; this module is the reference implementation.
 //!
 //! [`ModelView::parse`] validates a file completely (sizes, CRC, header, every entry's
-//! bounds, finiteness of every weight) without allocating or copying the weights: on a
+//! bounds, finiteness of every `f32` weight) without allocating or copying the weights: on a
 //! device the weights are used where they lie, e.g. in flash, as long as the file starts on a
 //! 4-byte boundary. A view then classifies like any other [`Classes`].
 //!
@@ -18,6 +18,7 @@
 compile_error!("ldl_core::format reads the little-endian f32 weights of a model file in place: big-endian targets are not supported");
 
 use crate::classify::{Classes, MAX_MEMBERS};
+use crate::compact::{Compact, Shape};
 use crate::error::{Error, Result};
 use crate::linear::{Linear, Target};
 use crate::model::{Label, Method, Preprocess};
@@ -28,8 +29,11 @@ use serde::{Deserialize, Serialize};
 
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"LDLM";
-/// The format version this build writes, and the only one it reads.
-pub const VERSION: u16 = 1;
+/// The format version this build writes. Version 2 added the [`ClassForm::Compact`] class
+/// (8-bit directions); this build also reads version 1 files (see [`READS`]).
+pub const VERSION: u16 = 2;
+/// Every version this build reads.
+pub const READS: [u16; 2] = [1, 2];
 /// Byte offset of the postcard-encoded header (the end of the fixed prefix).
 pub const HEADER_OFFSET: usize = 16;
 /// The weights start at the first multiple of this many bytes (from the file start) after
@@ -95,6 +99,40 @@ pub enum ClassForm {
         /// Dimension of the class's span (`<= inputs`).
         rank: u32,
     },
+    /// The closed-form fit with 8-bit directions over the class's live inputs
+    /// ([`crate::compact`]; version 2 on): its words follow from these sizes, `d`, `k` and
+    /// the member's target.
+    Compact {
+        /// A mean is kept.
+        affine: bool,
+        /// Directions.
+        rank: u32,
+        /// Runs of live inputs.
+        runs: u32,
+        /// Live inputs.
+        live: u32,
+    },
+}
+
+impl ClassForm {
+    /// The compact class's shape, for inputs `d`, outputs `k` and whether the member's
+    /// target is linear (`None` for the other forms).
+    pub fn compact_shape(&self, d: usize, k: usize, linear: bool) -> Result<Option<Shape>> {
+        let ClassForm::Compact { affine, rank, runs, live } = *self else {
+            return Ok(None);
+        };
+        let shape = Shape {
+            inputs: d,
+            outputs: k,
+            rank: to_usize(rank)?,
+            runs: to_usize(runs)?,
+            live: to_usize(live)?,
+            affine,
+            linear,
+        };
+        shape.validate()?;
+        Ok(Some(shape))
+    }
 }
 
 /// Where a class's predictor (in one member) lies in the weights.
@@ -166,6 +204,8 @@ pub struct ModelView<'a> {
     weights: &'a [f32],
     file_len: usize,
     crc: u32,
+    /// The file's format version (one of [`READS`]).
+    version: u16,
 }
 
 impl fmt::Debug for ModelView<'_> {
@@ -202,6 +242,16 @@ fn layout(header_len: usize, weights_len: usize) -> Option<(usize, usize)> {
     let start = end.checked_add(WEIGHTS_ALIGN - 1)? / WEIGHTS_ALIGN * WEIGHTS_ALIGN;
     let total = start.checked_add(weights_len)?.checked_add(CRC_LEN)?;
     Some((start, total))
+}
+
+/// The length of the model file at the start of `bytes` from its fixed prefix alone (its
+/// header and weights lengths), without checking anything else: how much of a larger
+/// region (a device's MODEL flash) to hand to [`ModelView::parse`]. `None` when the prefix
+/// is cut short or the lengths overflow.
+pub fn file_len(bytes: &[u8]) -> Option<usize> {
+    let h = usize::try_from(read_u32(bytes, 8).ok()?).ok()?;
+    let w = usize::try_from(read_u32(bytes, 12).ok()?).ok()?;
+    layout(h, w).map(|(_, total)| total)
 }
 
 fn to_usize(v: u32) -> Result<usize> {
@@ -332,6 +382,34 @@ fn predictor_view<'w>(d: usize, k: usize, target: &TargetEntry, entry: &ClassEnt
                 .map(Predictor::Subspace)
                 .map_err(|_| Error::Malformed)
         }
+        ClassForm::Compact { .. } => {
+            let linear = matches!(target.kind, TargetKind::Linear { .. });
+            let shape = entry.form.compact_shape(d, k, linear)?.ok_or(Error::Malformed)?;
+            let words = c.take(shape.checked_words()?)?;
+            Compact::from_parts(shape, words)
+                .map(Predictor::Compact)
+                .map_err(|_| Error::Malformed)
+        }
+    }
+}
+
+/// Fails with `NonFinite` when a weight the predictor uses as an `f32` is NaN or infinite.
+fn check_finite_predictor(p: &Predictor<&[f32]>) -> Result<()> {
+    match p {
+        Predictor::Dense(l) => {
+            crate::error::check_finite(l.weight())?;
+            crate::error::check_finite(l.bias().unwrap_or(&[]))
+        }
+        Predictor::Subspace(s) => {
+            for part in [s.mean(), Some(s.basis()), Some(s.shrink()), s.proj(), s.target_mean()]
+                .into_iter()
+                .flatten()
+            {
+                crate::error::check_finite(part)?;
+            }
+            Ok(())
+        }
+        Predictor::Compact(c) => c.check_finite(),
     }
 }
 
@@ -386,6 +464,7 @@ impl<'a> ModelView<'a> {
             weights: &[],
             file_len: 0,
             crc: 0,
+            version: VERSION,
         })
     }
 
@@ -437,11 +516,20 @@ impl<'a> ModelView<'a> {
                 return Err(Error::Malformed);
             }
         }
+        let mut entries_finite = Ok(());
         for (m, t) in self.member_entries().enumerate() {
-            target_view(d, k, &t, self.weights)?;
+            if let Target::Linear(l) = target_view(d, k, &t, self.weights)? {
+                entries_finite = entries_finite
+                    .and(crate::error::check_finite(l.weight()))
+                    .and(crate::error::check_finite(l.bias().unwrap_or(&[])));
+            }
             for c in 0..n {
                 let e = self.class_entry(mul(m, n)? + c).ok_or(Error::Malformed)?;
-                predictor_view(d, k, &t, &e, self.weights)?;
+                if self.version == 1 && matches!(e.form, ClassForm::Compact { .. }) {
+                    return Err(Error::Malformed);
+                }
+                let p = predictor_view(d, k, &t, &e, self.weights)?;
+                entries_finite = entries_finite.and(check_finite_predictor(&p));
             }
         }
         let p = &self.preprocess;
@@ -454,7 +542,13 @@ impl<'a> ModelView<'a> {
             self.fit.min_weight,
         ];
         crate::error::check_finite(&params)?;
-        crate::error::check_finite(self.weights)
+        if self.version == 1 {
+            // Version 1: every weight, referenced or not.
+            crate::error::check_finite(self.weights)
+        } else {
+            // Version 2: every weight an entry reads as an f32 (compact classes hold bytes).
+            entries_finite
+        }
     }
 
     /// Validates a model file and reads it in place.
@@ -474,7 +568,7 @@ impl<'a> ModelView<'a> {
             return Err(Error::BadMagic);
         }
         let version = read_u16(bytes, 4)?;
-        if version != VERSION {
+        if !READS.contains(&version) {
             return Err(Error::UnsupportedVersion(version));
         }
         if read_u16(bytes, 6)? != 0 {
@@ -507,6 +601,7 @@ impl<'a> ModelView<'a> {
         let mut view = ModelView::scan(header_bytes)?;
         let weight_bytes = bytes.get(start..crc_at).ok_or(Error::Truncated)?;
         view.weights = bytemuck::try_cast_slice(weight_bytes).map_err(|_| Error::Misaligned)?;
+        view.version = version;
         view.validate()?;
         view.file_len = total;
         view.crc = crc;
@@ -593,6 +688,10 @@ impl<'a> ModelView<'a> {
     /// The file's CRC-32.
     pub fn crc(&self) -> u32 {
         self.crc
+    }
+    /// The file's format version.
+    pub fn version(&self) -> u16 {
+        self.version
     }
 }
 
@@ -729,6 +828,19 @@ mod owned {
                             rank: dim(s.rank())?,
                         }
                     }
+                    Predictor::Compact(c) => {
+                        let sh = c.shape();
+                        if sh.linear != linear || sh.inputs != d || sh.outputs != k {
+                            return Err(Error::InvalidParameter);
+                        }
+                        sink.put(c.words())?;
+                        ClassForm::Compact {
+                            affine: sh.affine,
+                            rank: dim(sh.rank)?,
+                            runs: dim(sh.runs)?,
+                            live: dim(sh.live)?,
+                        }
+                    }
                 };
                 header.classes.push(ClassEntry { form, offset }).map_err(|_| Error::CapacityFull)?;
             }
@@ -857,6 +969,7 @@ mod owned {
                             s.proj().map(<[f32]>::to_vec),
                             s.target_mean().map(<[f32]>::to_vec),
                         )?),
+                        Predictor::Compact(c) => Predictor::Compact(Compact::from_parts(*c.shape(), c.words().to_vec())?),
                     });
                 }
                 members.push(Member { target, predictors });
@@ -1251,7 +1364,7 @@ mod tests {
         // The complete example file of FORMAT.md (its CRC checked with Python's zlib.crc32).
         #[rustfmt::skip]
         let want: &[u8] = &[
-            b'L', b'D', b'L', b'M', 0x01, 0x00, 0x00, 0x00, // magic, version 1, reserved
+            b'L', b'D', b'L', b'M', 0x02, 0x00, 0x00, 0x00, // magic, version 2, reserved
             0x28, 0x00, 0x00, 0x00, 0x0C, 0x00, 0x00, 0x00, // header_len 40, weights_len 12
             0x03, 0x02, 0x02, 0x04, 0x00,                   // ClosedForm, d 2, k 2, capacity 4, no threshold
             0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0x00, // scale 1.0, offset 0.0
@@ -1264,11 +1377,23 @@ mod tests {
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // padding to 64
             0x9A, 0x99, 0x19, 0x3F, 0xCD, 0xCC, 0x4C, 0x3F, // basis [0.6, 0.8]
             0x00, 0x00, 0x80, 0x3F,                         // shrink [1.0]
-            0x16, 0x4E, 0xF8, 0xFB,                         // CRC-32 0xFBF84E16
+            0xEB, 0xBC, 0x94, 0xD2,                         // CRC-32 0xD294BCEB
         ];
         assert_eq!(encode(&tiny()).unwrap(), want);
         assert_eq!(encoded_len(&tiny()).unwrap(), want.len());
         assert_eq!(decode(want).unwrap(), tiny());
+        // The same file as version 1 wrote it (FORMAT.md's example then): still read.
+        let mut v1 = want.to_vec();
+        v1[4] = 1;
+        let n = v1.len() - 4;
+        v1[n..].copy_from_slice(&[0x16, 0x4E, 0xF8, 0xFB]); // CRC-32 0xFBF84E16
+        assert_eq!(decode(&v1).unwrap(), tiny());
+        assert_eq!(
+            ModelView::parse(&aligned(&v1).iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>()[..v1.len()])
+                .unwrap()
+                .version(),
+            1
+        );
     }
 
     #[test]
@@ -1282,7 +1407,7 @@ mod tests {
             let hl = header_len_of(&bytes);
             let wl = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
             assert_eq!(&bytes[..4], b"LDLM");
-            assert_eq!(&bytes[4..8], &[1, 0, 0, 0]);
+            assert_eq!(&bytes[4..8], &[2, 0, 0, 0]);
             let start = (HEADER_OFFSET + hl).div_ceil(16) * 16;
             assert_eq!(bytes.len(), start + wl + 4, "{name}");
             assert!(bytes[HEADER_OFFSET + hl..start].iter().all(|&b| b == 0));
@@ -1362,6 +1487,7 @@ mod tests {
                 let opt = |o: Option<&[f32]>| o.map_or(0, |v| v.len());
                 opt(s.mean()) + s.basis().len() + s.shrink().len() + opt(s.proj()) + opt(s.target_mean())
             }
+            Predictor::Compact(c) => c.words().len(),
         }
     }
 
@@ -1408,7 +1534,7 @@ mod tests {
 
         // Prefix.
         assert_eq!(with(&|b| b[0] = b'X'), Error::BadMagic);
-        assert_eq!(with(&|b| b[4] = 2), Error::UnsupportedVersion(2));
+        assert_eq!(with(&|b| b[4] = 3), Error::UnsupportedVersion(3));
         assert_eq!(
             with(&|b| b[4..6].copy_from_slice(&0u16.to_le_bytes())),
             Error::UnsupportedVersion(0)

@@ -14,11 +14,14 @@ extern crate alloc;
 pub mod augment;
 #[cfg(feature = "alloc")]
 pub mod batch;
+pub mod budget;
 pub mod classify;
 #[cfg(feature = "alloc")]
 pub mod columns;
-pub mod enroll;
+pub mod compact;
+pub mod eigen;
 pub mod error;
+pub mod fit;
 pub mod format;
 pub mod linalg;
 pub mod linear;

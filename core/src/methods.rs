@@ -384,18 +384,77 @@ pub fn fit_closed_form(classes: &[&[f32]], d: usize, labels: &[&str], cfg: &Clos
     })
     .into_iter()
     .collect();
-    Ok(Model {
+    Ok(closed_model(target, predictors?, labels, Preprocess::default(), cfg.fit))
+}
+
+/// A closed-form model of one member, its capacity its classes.
+fn closed_model(
+    target: Target<Vec<f32>>,
+    predictors: Vec<Predictor<Vec<f32>>>,
+    labels: Vec<Label>,
+    preprocess: Preprocess,
+    fit: FitOptions,
+) -> Model {
+    Model {
         method: Method::ClosedForm,
-        members: vec![Member {
-            target,
-            predictors: predictors?,
-        }],
+        members: vec![Member { target, predictors }],
         capacity: labels.len() as u16,
         labels,
         threshold: None,
-        preprocess: Preprocess::default(),
-        fit: cfg.fit,
+        preprocess,
+        fit,
+    }
+}
+
+/// Fits every class in the compact closed form a microcontroller keeps ([`crate::fit`]): from
+/// the raw (preprocessed, not augmented) samples of each class, augmented with their shifts
+/// by up to `shift` pixels when `image` gives their geometry, at most `cfg.fit.max_rank`
+/// directions (no limit at 0). Up to [`crate::fit::GRAM_ROWS`] rows each
+/// class has the bits a device enrolling the same samples computes. The model records the
+/// shift and geometry in its preprocessing (scale 1, offset 0: the caller sets them).
+pub fn fit_compact(
+    classes: &[&[f32]],
+    d: usize,
+    labels: &[&str],
+    cfg: &ClosedFormConfig,
+    image: Option<(usize, usize)>,
+    shift: u8,
+    seed: u64,
+) -> Result<Model> {
+    check_support(classes, d)?;
+    let labels = labels_for(labels, classes.len())?;
+    let target = make_target(d, cfg.k, cfg.target_bias, cfg.target_init, seed)?;
+    let cap = match cfg.fit.max_rank {
+        0 => d,
+        r => (r as usize).min(d),
+    };
+    let predictors: Result<Vec<_>> = crate::parallel::map(classes, |xs| {
+        let smp = crate::fit::Samples {
+            data: xs,
+            n: xs.len() / d,
+            d,
+            image,
+            shift,
+        };
+        crate::fit::fit_owned(&target, &smp, &cfg.fit, cap).map(Predictor::Compact)
     })
+    .into_iter()
+    .collect();
+    let image = match image {
+        Some((w, h)) => Some(crate::model::ImageSpec {
+            width: u16::try_from(w).map_err(|_| Error::InvalidParameter)?,
+            height: u16::try_from(h).map_err(|_| Error::InvalidParameter)?,
+            source_width: 0,
+            source_height: 0,
+        }),
+        None => None,
+    };
+    let preprocess = Preprocess {
+        image,
+        shift: if image.is_some() { shift } else { 0 },
+        ..Preprocess::default()
+    };
+    Ok(closed_model(target, predictors?, labels, preprocess, cfg.fit))
 }
 
 /// An ensemble of `members` independent models ("randomized prior functions"): member `i`

@@ -89,7 +89,7 @@ mod owned {
     use crate::error::check_len;
     use crate::linear::Target;
     use crate::predictor::Predictor;
-    use crate::subspace::{FitOptions, Subspace};
+    use crate::subspace::FitOptions;
     use alloc::vec::Vec;
 
     /// One ensemble member: a target and one predictor per class.
@@ -134,10 +134,23 @@ mod owned {
             self.labels.iter().position(|l| l.as_str() == label)
         }
 
-        /// Adds a class from `m` samples (row-major) by the closed-form fit, leaving every
-        /// other class untouched. Fails when the model is full, the label exists or is too
-        /// long, or the samples are empty, mis-sized or non-finite.
-        pub fn enroll(&mut self, name: &str, samples: &[f32], m: usize) -> Result<()> {
+        /// Adds a class from `n` preprocessed samples (row-major, not augmented) as a device
+        /// enrolls one: the compact closed-form fit ([`crate::fit`]) with the model's fit
+        /// options and shift augmentation (`preprocess.image` and `shift`), at most
+        /// `fit.max_rank` directions (no limit at 0); every other class stays as it is.
+        /// Fails when the model is full, the label exists or is too long, or the samples are
+        /// empty, mis-sized or non-finite.
+        pub fn enroll(&mut self, name: &str, samples: &[f32], n: usize) -> Result<()> {
+            let cap = match self.fit.max_rank {
+                0 => usize::MAX,
+                r => r as usize,
+            };
+            self.enroll_capped(name, samples, n, cap)
+        }
+
+        /// [`Model::enroll`] with at most `cap` directions (a device's own bound, when it is
+        /// below the model's `fit.max_rank`).
+        pub fn enroll_capped(&mut self, name: &str, samples: &[f32], n: usize, cap: usize) -> Result<()> {
             let l = label(name)?;
             if self.class_index(name).is_some() {
                 return Err(Error::DuplicateLabel);
@@ -145,14 +158,23 @@ mod owned {
             if self.labels.len() >= self.capacity as usize {
                 return Err(Error::CapacityFull);
             }
-            check_len(m * self.inputs(), samples.len())?;
+            let d = self.inputs();
+            check_len(n * d, samples.len())?;
+            let smp = crate::fit::Samples {
+                data: samples,
+                n,
+                d,
+                image: self.preprocess.image.map(|im| (im.width as usize, im.height as usize)),
+                shift: self.preprocess.shift,
+            };
+            let cap = cap.min(smp.rows()).min(d);
             let fitted: Result<Vec<_>> = self
                 .members
                 .iter()
-                .map(|mem| Subspace::fit_exact(&mem.target, samples, m, &self.fit))
+                .map(|mem| crate::fit::fit_owned(&mem.target, &smp, &self.fit, cap))
                 .collect();
-            for (mem, s) in self.members.iter_mut().zip(fitted?) {
-                mem.predictors.push(Predictor::Subspace(s));
+            for (mem, c) in self.members.iter_mut().zip(fitted?) {
+                mem.predictors.push(Predictor::Compact(c));
             }
             self.labels.push(l);
             Ok(())

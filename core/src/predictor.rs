@@ -1,5 +1,6 @@
 //! A class's predictor `P_c`: dense (trained by gradient descent) or compact closed form.
 
+use crate::compact::Compact;
 use crate::error::{check_len, Error, Result};
 use crate::linalg::dot;
 use crate::linear::Linear;
@@ -10,8 +11,11 @@ use crate::subspace::{distance_scratch_len, Subspace};
 pub enum Predictor<S> {
     /// A full linear map `R^d -> R^k` (O2MD, BD, naive).
     Dense(Linear<S>),
-    /// The closed-form fit in compact form.
+    /// The closed-form fit: its directions in `f32`.
     Subspace(Subspace<S>),
+    /// The closed-form fit as a microcontroller keeps it: 8-bit directions over the live
+    /// inputs ([`crate::compact`]).
+    Compact(Compact<S>),
 }
 
 impl<S: AsRef<[f32]>> Predictor<S> {
@@ -20,6 +24,7 @@ impl<S: AsRef<[f32]>> Predictor<S> {
         match self {
             Predictor::Dense(l) => l.inputs(),
             Predictor::Subspace(s) => s.inputs(),
+            Predictor::Compact(c) => c.shape().inputs,
         }
     }
     /// Output dimension `k`.
@@ -27,6 +32,7 @@ impl<S: AsRef<[f32]>> Predictor<S> {
         match self {
             Predictor::Dense(l) => l.outputs(),
             Predictor::Subspace(s) => s.outputs(),
+            Predictor::Compact(c) => c.shape().outputs,
         }
     }
     /// Scratch (f32s) that [`Predictor::distance`] needs.
@@ -34,6 +40,7 @@ impl<S: AsRef<[f32]>> Predictor<S> {
         match self {
             Predictor::Dense(_) => 0,
             Predictor::Subspace(s) => distance_scratch_len(s.inputs(), s.rank()),
+            Predictor::Compact(c) => crate::compact::distance_scratch_len(c.shape()),
         }
     }
     /// The class's novelty score for `x`: `||P(x) - Q(x)||^2 / k`, given `qx = Q(x)`.
@@ -58,6 +65,7 @@ impl<S: AsRef<[f32]>> Predictor<S> {
                 }
                 s.distance(x, qx, scratch)
             }
+            Predictor::Compact(c) => c.distance(x, qx, scratch),
         }
     }
     /// A borrowed view.
@@ -65,6 +73,7 @@ impl<S: AsRef<[f32]>> Predictor<S> {
         match self {
             Predictor::Dense(l) => Predictor::Dense(l.view()),
             Predictor::Subspace(s) => Predictor::Subspace(s.view()),
+            Predictor::Compact(c) => Predictor::Compact(c.view()),
         }
     }
 }

@@ -146,6 +146,7 @@ impl From<Error> for ErrorCode {
             Error::Truncated => Self::TRUNCATED,
             Error::Malformed => Self::MALFORMED,
             Error::Misaligned => Self::MISALIGNED,
+            Error::Storage => Self::STORAGE,
             #[allow(unreachable_patterns)]
             _ => Self::OTHER,
         }

@@ -41,7 +41,7 @@ pub struct FitOptions {
 
 impl FitOptions {
     /// Ridge finite and >= 0, `rank_tol` in [0, 1), `min_weight` in [0, 1].
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.ridge.partial_cmp(&0.0).is_none_or(|o| o.is_lt())
             || !self.ridge.is_finite()
             || !(0.0..1.0).contains(&self.rank_tol)
@@ -418,7 +418,7 @@ fn eigen(mut a: alloc::vec::Vec<f32>, n: usize) -> Result<(alloc::vec::Vec<f32>,
 }
 
 /// The shrinkage weight of a direction of squared singular value `lam` (0 = drop it).
-fn weight(lam: f32, opts: &FitOptions) -> f32 {
+pub(crate) fn weight(lam: f32, opts: &FitOptions) -> f32 {
     let lam = lam.max(0.0);
     if opts.ridge == 0.0 {
         if lam > 0.0 {

@@ -1,70 +1,53 @@
-//! The device: the model read in place, the enrolled classes (in RAM and in flash), and the
-//! serial protocol loop (`ldl_core::protocol`). Board-independent and logging-free: generic
-//! over `embedded-io` (serial), `embedded-hal` (button) and `embedded-storage` (flash), so it
-//! runs unchanged in host unit tests.
+//! The device: the model read in place, the enrolled classes in the store (flash, read a
+//! direction at a time; `ldl_core::store`), and the serial protocol loop
+//! (`ldl_core::protocol`). Board-independent and logging-free: generic over `embedded-io`
+//! (serial), `embedded-hal` (button) and `embedded-storage` (flash), so it runs unchanged in
+//! host unit tests.
+//!
+//! RAM is one workspace sized for the board (`ldl_core::budget::Sizes::workspace`): the
+//! images of an enrollment in progress, then either the enrollment's fit (its Gram matrix)
+//! or a classification.
 
 use embedded_hal::digital::InputPin;
 use embedded_io::{Read, ReadReady, Write};
 use embedded_storage::nor_flash::NorFlash;
-use ldl_core::augment;
-use ldl_core::classify::{classify, scratch_len, Classes};
-use ldl_core::enroll::{Enrolled, Joined};
+use ldl_core::budget::Sizes;
+use ldl_core::classify::{scratch_len, Classes};
+use ldl_core::fit::{fit_scratch_len, Samples};
 use ldl_core::format::{ModelView, MAX_CLASSES};
 use ldl_core::model::Label;
 use ldl_core::protocol::{self, Classified, ErrorCode, FrameReader, Info, ModelStatus, Push, Request, Response};
-use ldl_core::subspace::fit_scratch_len;
+use ldl_core::store::{classify_joined, Loaded, ModelKey, Store};
 use ldl_core::Error;
 
 use crate::app::{model_state, ModelState};
-use crate::persist::{Loaded, Slots, StoreError};
 
 /// Samples a button press enrolls (sent as `EnrollSample` frames afterwards).
 pub const BUTTON_SAMPLES: u16 = 5;
 
-/// f32s of the workspace for `rows` enrollment rows of `d` values: the rows, then a scratch
-/// area for the fit (up to `k_max` target outputs) or for one classification.
-pub const fn work_len(d: usize, rows: usize, k_max: usize) -> usize {
-    let fit = fit_scratch_len(rows, d, k_max);
-    // Classification: x (d) + Q(x) (k <= k_max) + a subspace's scratch (d + rank <= 2d).
-    let cls = d + k_max + 2 * d;
-    d * rows + if fit > cls { fit } else { cls }
-}
-
-/// Validates the MODEL region: no model (erased), a valid one, or why it is refused.
-pub fn check_model<const D: usize>(region: &[u8]) -> Result<ModelView<'_>, ModelStatus> {
+/// Validates the MODEL region for a device of `d` inputs: no model (erased), a valid one, or
+/// why it is refused.
+pub fn check_model(region: &[u8], d: usize) -> Result<ModelView<'_>, ModelStatus> {
     if model_state(region) == ModelState::Erased {
         return Err(ModelStatus::Absent);
     }
     let invalid = |e: Error| ModelStatus::Invalid { code: e.into() };
     // The file's length is in its prefix; the region is larger.
-    let len = model_file_len(region).ok_or(invalid(Error::Truncated))?;
+    let len = ldl_core::format::file_len(region).ok_or(invalid(Error::Truncated))?;
     let view = ModelView::parse(region.get(..len).ok_or(invalid(Error::Truncated))?).map_err(invalid)?;
-    if view.inputs() != D {
+    if view.inputs() != d {
         return Err(invalid(Error::DimensionMismatch {
-            expected: D as u32,
+            expected: d as u32,
             found: view.inputs() as u32,
         }));
     }
     Ok(view)
 }
 
-/// Length of the model file at the start of `region`, from its fixed prefix.
-fn model_file_len(region: &[u8]) -> Option<usize> {
-    let word = |i: usize| -> Option<usize> {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(region.get(i..i + 4)?);
-        Some(u32::from_le_bytes(a) as usize)
-    };
-    let (h, w) = (word(8)?, word(12)?);
-    let start = ldl_core::format::HEADER_OFFSET.checked_add(h)?.div_ceil(16).checked_mul(16)?;
-    start.checked_add(w)?.checked_add(ldl_core::format::CRC_LEN)
-}
-
 struct Enrolling {
     label: Label,
     of: u16,
     got: u16,
-    per: usize,
 }
 
 /// How an enrollment sample was taken.
@@ -80,59 +63,66 @@ enum Step {
 pub struct Boot {
     /// The model.
     pub model: ModelStatus,
-    /// The store (`None`: no model, so no store was read).
-    pub store: Option<Result<Loaded, StoreError>>,
+    /// The store (`None`: no valid model, so no store was read).
+    pub store: Option<Result<Loaded, Error>>,
 }
 
-/// The device state. `D` inputs; the enrolled classes `Enrolled<D, K, R, C>`.
-pub struct Device<'a, F, const D: usize, const K: usize, const R: usize, const C: usize> {
+/// The device state: a model, up to `C` enrolled classes in the store, the workspace.
+pub struct Device<'a, F, const C: usize> {
     model: Result<ModelView<'a>, ModelStatus>,
-    enrolled: &'a mut Enrolled<D, K, R, C>,
+    key: Option<ModelKey>,
+    store: Option<Store<C>>,
+    sizes: Sizes,
     work: &'a mut [f32],
-    rows: usize,
     enrolling: Option<Enrolling>,
     flash: F,
-    slots: Option<Slots>,
     button_down: bool,
 }
 
-impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: usize> Device<'a, F, D, K, R, C> {
-    /// Boots: validates the model in `model_region` (in place), and with a valid model loads
-    /// the enrolled classes from `flash` (two slots of `slot_size` bytes). `work` holds
-    /// `rows` enrollment rows and the scratch area (see [`work_len`]).
+impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
+    /// Boots: validates the model in `model_region` (in place) for a device of `sizes`, and
+    /// with a valid model loads the enrolled classes' index from `flash` (two slots of
+    /// `slot_size` bytes). `work` needs `sizes.workspace()` f32s.
     // Not inlined: inlined into `main`, the model check's and the store load's temporaries
     // would stay in `main`'s frame, under every request the serial loop answers.
     #[inline(never)]
-    pub fn new(
-        model_region: &'a [u8],
-        enrolled: &'a mut Enrolled<D, K, R, C>,
-        work: &'a mut [f32],
-        rows: usize,
-        mut flash: F,
-        slot_size: u32,
-    ) -> (Self, Boot) {
-        enrolled.clear();
-        let mut model = check_model::<D>(model_region);
+    pub fn new(model_region: &'a [u8], work: &'a mut [f32], sizes: Sizes, mut flash: F, slot_size: u32) -> (Self, Boot) {
+        let mut model = check_model(model_region, sizes.inputs);
         if let Ok(v) = &model {
-            // Its classification must fit the scratch area.
-            let need = scratch_len(v).map(|n| n + D);
-            let have = work.len().saturating_sub(D * rows);
-            if need.map_or(true, |n| n > have) {
+            // Its classification must fit the workspace next to the enrollment images.
+            let fits = scratch_len(v).is_ok_and(|n| n <= sizes.model_scratch()) && work.len() >= sizes.workspace();
+            if !fits {
                 model = Err(ModelStatus::Invalid {
                     code: ErrorCode::BUFFER_TOO_SMALL,
                 });
             }
         }
-        let mut slots = None;
+        let mut key = None;
         let mut store = None;
+        let mut loaded = None;
         if let Ok(v) = &model {
-            let crc = v.crc();
-            let r = Slots::new(&flash, slot_size).and_then(|mut s| {
-                let l = s.load(&mut flash, enrolled, crc);
-                slots = Some(s);
-                l
-            });
-            store = Some(r);
+            match ModelKey::of(v, v.crc()) {
+                Ok(k) => {
+                    let r = Store::<C>::new(&flash, slot_size).and_then(|mut s| {
+                        let l = s.load(&mut flash, &k, work)?;
+                        // Stored classes must fit the classification scratch too.
+                        let need = (0..s.len()).map(|i| k.outputs + s.distance_scratch_len(i)).max().unwrap_or(0);
+                        let l = if need > sizes.model_scratch() {
+                            s.unload();
+                            Loaded::Refused(ldl_core::store::LoadError::Corrupt(Error::BufferTooSmall))
+                        } else {
+                            l
+                        };
+                        store = Some(s);
+                        Ok(l)
+                    });
+                    key = Some(k);
+                    loaded = Some(r);
+                }
+                Err(e) => {
+                    model = Err(ModelStatus::Invalid { code: e.into() });
+                }
+            }
         }
         let status = match &model {
             Ok(v) => ModelStatus::Valid { crc: v.crc() },
@@ -140,20 +130,26 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         };
         let dev = Device {
             model,
-            enrolled,
+            key,
+            store,
+            sizes,
             work,
-            rows,
             enrolling: None,
             flash,
-            slots,
             button_down: false,
         };
-        (dev, Boot { model: status, store })
+        (
+            dev,
+            Boot {
+                model: status,
+                store: loaded,
+            },
+        )
     }
 
-    /// The enrolled classes.
-    pub fn enrolled(&self) -> &Enrolled<D, K, R, C> {
-        self.enrolled
+    /// The enrolled classes (`None`: no valid model, or no usable store).
+    pub fn store(&self) -> Option<&Store<C>> {
+        self.store.as_ref()
     }
 
     /// The flash (e.g. to release it).
@@ -171,7 +167,8 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
     /// Every class's label, the model's first, into `out`.
     fn fill_labels(&self, out: &mut heapless::Vec<Label, MAX_CLASSES>) {
         if let Ok(v) = &self.model {
-            for l in v.labels().chain(self.enrolled.labels().iter().cloned()) {
+            let stored = self.store.iter().flat_map(|s| s.entries().iter().map(|e| e.label.clone()));
+            for l in v.labels().chain(stored) {
                 if out.push(l).is_err() {
                     break;
                 }
@@ -179,11 +176,20 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         }
     }
 
-    fn augment_factor(&self, v: &ModelView<'_>) -> usize {
+    /// Directions an enrolled class keeps: the board's rank, or the model's if lower.
+    fn rank_cap(&self, v: &ModelView<'_>) -> usize {
+        match v.fit().max_rank {
+            0 => self.sizes.rank,
+            r => self.sizes.rank.min(r as usize),
+        }
+    }
+
+    /// The model's enrollment geometry: `(width, height)` when it shifts images.
+    fn geometry(v: &ModelView<'_>) -> Option<(usize, usize)> {
         let p = v.preprocess();
         match p.image {
-            Some(_) if p.shift > 0 => augment::shift_count(p.shift),
-            _ => 1,
+            Some(im) if p.shift > 0 => Some((im.width as usize, im.height as usize)),
+            _ => None,
         }
     }
 
@@ -200,9 +206,9 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
 
     #[inline(never)]
     fn info(&self) -> Response {
-        let (inputs, outputs, per) = match &self.model {
-            Ok(v) => (v.inputs() as u32, v.outputs() as u32, self.augment_factor(v)),
-            Err(_) => (0, 0, 1),
+        let (inputs, outputs, max_rank) = match &self.model {
+            Ok(v) => (v.inputs() as u32, v.outputs() as u32, self.rank_cap(v)),
+            Err(_) => (0, 0, self.sizes.rank),
         };
         let mut r = Response::Info(Info {
             protocol: protocol::VERSION,
@@ -214,9 +220,9 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
             outputs,
             classes: 0,
             capacity: C as u16,
-            enrolled: self.enrolled.len() as u16,
-            max_rank: R as u16,
-            max_samples: (self.rows / per).min(u16::MAX as usize) as u16,
+            enrolled: self.store.as_ref().map_or(0, |s| s.len()) as u16,
+            max_rank: max_rank as u16,
+            max_samples: self.sizes.images.min(u16::MAX as usize) as u16,
             labels: heapless::Vec::new(),
         });
         if let Response::Info(info) = &mut r {
@@ -250,6 +256,11 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)
     }
 
+    /// Where the enrollment images end in the workspace.
+    fn images_len(&self) -> usize {
+        (self.sizes.images * self.sizes.inputs).min(self.work.len())
+    }
+
     #[inline(never)]
     fn classify(&mut self, sample: &[u8]) -> Response {
         let mut distances = heapless::Vec::new();
@@ -272,29 +283,35 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         sample: &[u8],
         distances: &mut heapless::Vec<f32, MAX_CLASSES>,
     ) -> Result<(u16, Label, f32, bool), ErrorCode> {
+        let at = self.images_len();
+        let d = self.sizes.inputs;
         let view = self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)?;
-        let (_, scratch) = self.work.split_at_mut((D * self.rows).min(self.work.len()));
-        let (x, rest) = scratch.split_at_mut(D.min(scratch.len()));
+        let (_, scratch) = self.work.split_at_mut(at);
+        let (x, rest) = scratch.split_at_mut(d.min(scratch.len()));
         protocol::read_sample(sample, x)?;
         view.preprocess().apply(x)?;
-        let joined = Joined {
-            base: view,
-            extra: &*self.enrolled,
-        };
-        let n = joined.len();
+        let stored = self.store.as_ref().map_or(0, |s| s.len());
+        let n = view.len() + stored;
         distances.resize(n, 0.0).map_err(|_| ErrorCode::CAPACITY_FULL)?;
-        let c = classify(&joined, x, view.threshold(), rest, distances)?;
+        let c = match &self.store {
+            Some(s) => classify_joined(view, s, &mut self.flash, x, view.threshold(), rest, distances)?,
+            None => ldl_core::classify(view, x, view.threshold(), rest, distances)?,
+        };
         let nb = view.len();
         let label = if c.best < nb {
             view.label(c.best)
         } else {
-            self.enrolled.labels().get(c.best - nb).cloned()
+            self.store
+                .as_ref()
+                .and_then(|s| s.entries().get(c.best - nb))
+                .map(|e| e.label.clone())
         }
         .ok_or(ErrorCode::UNKNOWN_CLASS)?;
         Ok((c.best as u16, label, c.novelty, c.class.is_none()))
     }
 
-    /// Starts an enrollment; the number of samples it takes.
+    /// Starts an enrollment; the number of samples it takes. Everything that would refuse
+    /// the class at the end is checked here, so a host learns it before sending images.
     #[inline(never)]
     fn enroll_start(&mut self, name: Label, samples: u16) -> Result<u16, ErrorCode> {
         self.enrolling = None;
@@ -305,26 +322,35 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         if samples == 0 {
             return Err(ErrorCode::EMPTY_CLASS);
         }
-        if view.class_index(&name).is_some() || self.enrolled.index_of(&name).is_some() {
+        if samples as usize > self.sizes.images {
+            return Err(ErrorCode::BUFFER_TOO_SMALL);
+        }
+        let store = self.store.as_ref().ok_or(ErrorCode::STORAGE)?;
+        let key = self.key.ok_or(ErrorCode::STORAGE)?;
+        if view.class_index(&name).is_some() || store.index_of(&name).is_some() {
             return Err(ErrorCode::DUPLICATE_LABEL);
         }
-        if self.enrolled.len() >= C || view.len() + self.enrolled.len() >= MAX_CLASSES {
+        if view.len() + store.len() >= MAX_CLASSES {
             return Err(ErrorCode::CAPACITY_FULL);
         }
-        let per = self.augment_factor(view);
-        if let (Some(img), true) = (view.preprocess().image, per > 1) {
-            if img.width as usize * img.height as usize != D {
-                return Err(ErrorCode::INVALID_PARAMETER);
-            }
-        }
-        if samples as usize * per > self.rows {
+        let fit = view.fit();
+        store.room_for(&key, self.rank_cap(view), fit.affine)?;
+        let p = view.preprocess();
+        let d = self.sizes.inputs;
+        let (w, s) = match Self::geometry(view) {
+            Some((w, h)) if w * h != d => return Err(ErrorCode::INVALID_PARAMETER),
+            Some((w, _)) => (w, p.shift as usize),
+            None => (d, 0),
+        };
+        let rows = samples as usize * ldl_core::augment::shift_count(s as u8);
+        let need = fit_scratch_len(rows, d, w, s, view.outputs(), self.rank_cap(view));
+        if need > self.work.len().saturating_sub(self.images_len()) {
             return Err(ErrorCode::BUFFER_TOO_SMALL);
         }
         self.enrolling = Some(Enrolling {
             label: name,
             of: samples,
             got: 0,
-            per,
         });
         Ok(samples)
     }
@@ -338,22 +364,17 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         }
     }
 
-    /// Takes one enrollment sample; with the last one, fits and saves the class.
+    /// Takes one enrollment sample; with the last one, fits the class into the store.
     fn enroll_step(&mut self, data: &[u8]) -> Result<Step, ErrorCode> {
+        let d = self.sizes.inputs;
+        let at = self.images_len();
         let view = self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)?;
         let en = self.enrolling.as_mut().ok_or(ErrorCode::NOT_ENROLLING)?;
-        let (rows, scratch) = self.work.split_at_mut((D * self.rows).min(self.work.len()));
-        let x = scratch.get_mut(..D).ok_or(ErrorCode::BUFFER_TOO_SMALL)?;
+        let (images, _) = self.work.split_at_mut(at);
+        let start = en.got as usize * d;
+        let x = images.get_mut(start..start + d).ok_or(ErrorCode::BUFFER_TOO_SMALL)?;
         protocol::read_sample(data, x)?;
         view.preprocess().apply(x)?;
-        let at = en.got as usize * en.per * D;
-        let dst = rows.get_mut(at..at + en.per * D).ok_or(ErrorCode::BUFFER_TOO_SMALL)?;
-        match (view.preprocess().image, en.per > 1) {
-            (Some(img), true) => {
-                augment::shifts(x, img.width as usize, img.height as usize, view.preprocess().shift, dst)?;
-            }
-            _ => dst.copy_from_slice(x),
-        }
         en.got += 1;
         if en.got < en.of {
             return Ok(Step::Progress { got: en.got, of: en.of });
@@ -361,31 +382,34 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
         let Some(en) = self.enrolling.take() else {
             return Err(ErrorCode::NOT_ENROLLING);
         };
-        let m = en.of as usize * en.per;
         let target = view.target(0)?;
-        let need = fit_scratch_len(m, D, target.outputs());
-        let (rows, scratch) = self.work.split_at_mut((D * self.rows).min(self.work.len()));
-        let samples = rows.get_mut(..m * D).ok_or(ErrorCode::BUFFER_TOO_SMALL)?;
-        let scratch = scratch.get_mut(..need).ok_or(ErrorCode::BUFFER_TOO_SMALL)?;
-        let rank = self.enrolled.enroll(&en.label, &target, samples, m, &view.fit(), scratch)?;
-        self.save()?;
+        let key = self.key.ok_or(ErrorCode::STORAGE)?;
+        let cap = self.rank_cap(view);
+        let fit = view.fit();
+        let p = view.preprocess();
+        let (images, scratch) = self.work.split_at_mut(at);
+        let n = en.of as usize;
+        let samples = Samples {
+            data: images.get(..n * d).ok_or(ErrorCode::BUFFER_TOO_SMALL)?,
+            n,
+            d,
+            image: Self::geometry(view),
+            shift: p.shift,
+        };
+        let store = self.store.as_mut().ok_or(ErrorCode::STORAGE)?;
+        let shape = store.enroll(&mut self.flash, &key, &en.label, &target, &samples, &fit, cap, scratch)?;
         Ok(Step::Enrolled {
             label: en.label,
-            rank: rank as u16,
+            rank: shape.rank as u16,
         })
     }
 
     #[inline(never)]
     fn forget(&mut self, name: &str) -> Result<(), ErrorCode> {
         self.view()?;
-        self.enrolled.forget(name)?;
-        self.save()
-    }
-
-    fn save(&mut self) -> Result<(), ErrorCode> {
-        let crc = self.view()?.crc();
-        let slots = self.slots.as_mut().ok_or(ErrorCode::STORAGE)?;
-        slots.save(&mut self.flash, self.enrolled, crc).map_err(|_| ErrorCode::STORAGE)?;
+        let key = self.key.ok_or(ErrorCode::STORAGE)?;
+        let store = self.store.as_mut().ok_or(ErrorCode::STORAGE)?;
+        store.forget(&mut self.flash, &key, name)?;
         Ok(())
     }
 
@@ -399,7 +423,8 @@ impl<'a, F: NorFlash, const D: usize, const K: usize, const R: usize, const C: u
             if write!(s, "btn{i}").is_err() {
                 break;
             }
-            let taken = self.enrolled.index_of(&s).is_some() || self.model.as_ref().is_ok_and(|v| v.class_index(&s).is_some());
+            let taken = self.store.as_ref().is_some_and(|st| st.index_of(&s).is_some())
+                || self.model.as_ref().is_ok_and(|v| v.class_index(&s).is_some());
             if !taken {
                 name = Some(s);
                 break;
@@ -497,18 +522,59 @@ fn write_frame<S: Write>(serial: &mut S, tx: &[u8], n: usize) -> Result<(), S::E
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::persist::tests::CutFlash;
     use core::convert::Infallible;
-    use ldl_core::methods::{fit_closed_form, ClosedFormConfig};
-    use ldl_core::model::label;
-    use ldl_core::model::{ImageSpec, Model};
+    use embedded_storage::nor_flash::{check_erase, check_write, ErrorType, NorFlashErrorKind, ReadNorFlash};
+    use ldl_core::methods::{fit_compact, ClosedFormConfig};
+    use ldl_core::model::{label, Model};
     use ldl_core::protocol::{decode, encode, MAX_FRAME_LEN};
     use ldl_core::subspace::FitOptions;
 
-    const D: usize = 16;
-    type E = Enrolled<D, 4, 8, 3>;
-    const ROWS: usize = 20;
-    const SLOT: u32 = 8 * 256;
+    const W: usize = 4;
+    const D: usize = W * W;
+    const C: usize = 3;
+    const SIZES: Sizes = Sizes {
+        inputs: D,
+        width: W,
+        shift: 1,
+        outputs: 4,
+        rank: 6,
+        classes: C,
+        images: 4,
+    };
+    const SLOT: u32 = 16 * 256;
+
+    /// NOR flash in RAM (erase sets 0xFF, writes clear bits).
+    struct MemFlash(Vec<u8>);
+    impl ErrorType for MemFlash {
+        type Error = NorFlashErrorKind;
+    }
+    impl ReadNorFlash for MemFlash {
+        const READ_SIZE: usize = 1;
+        fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), NorFlashErrorKind> {
+            let o = offset as usize;
+            bytes.copy_from_slice(self.0.get(o..o + bytes.len()).ok_or(NorFlashErrorKind::OutOfBounds)?);
+            Ok(())
+        }
+        fn capacity(&self) -> usize {
+            self.0.len()
+        }
+    }
+    impl NorFlash for MemFlash {
+        const WRITE_SIZE: usize = 4;
+        const ERASE_SIZE: usize = 256;
+        fn erase(&mut self, from: u32, to: u32) -> Result<(), NorFlashErrorKind> {
+            check_erase(self, from, to)?;
+            self.0[from as usize..to as usize].fill(0xFF);
+            Ok(())
+        }
+        fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), NorFlashErrorKind> {
+            check_write(self, offset, bytes.len())?;
+            for (d, s) in self.0[offset as usize..].iter_mut().zip(bytes) {
+                *d &= *s;
+            }
+            Ok(())
+        }
+    }
 
     /// Serial mock: reads come from `input` in chunks, writes go to `output`.
     struct Duplex {
@@ -554,59 +620,47 @@ mod tests {
         }
     }
 
-    fn class(seed: u64, m: usize) -> Vec<f32> {
+    /// Raw samples of a class: ink in the middle of a 4 x 4 image.
+    fn class(seed: u64, n: usize) -> Vec<f32> {
         let mut rng = ldl_core::Rng::new(seed);
-        let c: Vec<f32> = (0..D).map(|_| 3.0 * rng.normal()).collect();
-        (0..m * D).map(|i| c[i % D] + 0.2 * rng.normal()).collect()
+        let mut out = vec![0.0f32; n * D];
+        for i in 0..n {
+            for p in [5usize, 6, 9, 10] {
+                out[i * D + p] = 2.0 * (1.0 + rng.next_f32()) * (1 + (seed as usize + p) % 3) as f32;
+            }
+        }
+        out
     }
 
+    /// A model of two classes: identity target (k = 0) or linear, shift 0 or 1, raw values
+    /// scaled by 0.5 on the device.
     fn model(k: usize, shift: u8) -> (Model, Vec<u32>) {
-        let (a, b) = (class(1, 4), class(2, 4));
+        let pre = |x: Vec<f32>| x.iter().map(|v| v * 0.5).collect::<Vec<f32>>();
+        let (a, b) = (pre(class(1, 3)), pre(class(2, 3)));
         let cfg = ClosedFormConfig {
             k,
             fit: FitOptions {
                 ridge: 0.5,
+                min_weight: 0.01,
+                affine: k > 0,
                 max_rank: 8,
                 ..Default::default()
             },
             ..Default::default()
         };
-        let mut m = fit_closed_form(&[&a, &b], D, &["a", "b"], &cfg, 3).unwrap();
+        let mut m = fit_compact(&[&a, &b], D, &["a", "b"], &cfg, Some((W, W)), shift, 3).unwrap();
         m.capacity = 5;
         m.threshold = Some(50.0);
         m.preprocess.scale = 0.5;
-        if shift > 0 {
-            m.preprocess.image = Some(ImageSpec {
-                width: 4,
-                height: 4,
-                source_width: 0,
-                source_height: 0,
-            });
-            m.preprocess.shift = shift;
-        }
         let bytes = ldl_core::format::encode(&m).unwrap();
         // Aligned, as in flash, and followed by erased bytes as in the region.
         let mut words = vec![0xFFFF_FFFFu32; bytes.len() / 4 + 64];
-        bytemuck_copy(&mut words, &bytes);
+        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
         (m, words)
     }
 
-    fn bytemuck_copy(words: &mut [u32], bytes: &[u8]) {
-        for (i, c) in bytes.chunks(4).enumerate() {
-            let mut a = [0xFFu8; 4];
-            a[..c.len()].copy_from_slice(c);
-            words[i] = u32::from_le_bytes(a);
-        }
-    }
-
     fn region(words: &[u32]) -> &[u8] {
-        // SAFETY-free view: u32 -> bytes through a copy would lose alignment, so reinterpret.
-        let ptr = words.as_ptr().cast::<u8>();
-        #[allow(unsafe_code)]
-        // SAFETY: a u32 slice is readable as 4x as many bytes, alignment 1 <= 4.
-        unsafe {
-            core::slice::from_raw_parts(ptr, words.len() * 4)
-        }
+        bytemuck::cast_slice(words)
     }
 
     fn frame(id: u32, r: &Request<'_>) -> Vec<u8> {
@@ -627,18 +681,7 @@ mod tests {
             .collect()
     }
 
-    struct Rig {
-        enrolled: Box<E>,
-        work: Vec<f32>,
-    }
-    fn rig() -> Rig {
-        Rig {
-            enrolled: Box::new(E::new()),
-            work: vec![0.0; work_len(D, ROWS, D.max(4))],
-        }
-    }
-
-    fn run<F: NorFlash>(dev: &mut Device<'_, F, D, 4, 8, 3>, input: Vec<u8>) -> Vec<(u32, Response)> {
+    fn run<F: NorFlash>(dev: &mut Device<'_, F, C>, input: Vec<u8>) -> Vec<(u32, Response)> {
         let mut s = Duplex {
             input,
             pos: 0,
@@ -650,26 +693,17 @@ mod tests {
         replies(&s.output)
     }
 
+    fn workspace() -> Vec<f32> {
+        vec![0.0; SIZES.workspace()]
+    }
+
     #[test]
     fn no_model_answers_info_and_refuses_the_rest() {
         for region_bytes in [vec![0xFFu8; 256], b"LDLM garbage that is no model at all".to_vec()] {
-            let mut r = rig();
-            let words: Vec<u32> = region_bytes
-                .chunks(4)
-                .map(|c| {
-                    let mut a = [0u8; 4];
-                    a[..c.len()].copy_from_slice(c);
-                    u32::from_le_bytes(a)
-                })
-                .collect();
-            let (mut dev, boot) = Device::new(
-                region(&words),
-                &mut r.enrolled,
-                &mut r.work,
-                ROWS,
-                CutFlash::new(2 * SLOT as usize),
-                SLOT,
-            );
+            let mut work = workspace();
+            let mut words = vec![0u32; region_bytes.len().div_ceil(4)];
+            bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..region_bytes.len()].copy_from_slice(&region_bytes);
+            let (mut dev, boot) = Device::<_, C>::new(region(&words), &mut work, SIZES, MemFlash(vec![0xFF; 2 * SLOT as usize]), SLOT);
             assert!(boot.store.is_none());
             let mut input = frame(1, &Request::Info);
             input.extend(frame(
@@ -694,24 +728,19 @@ mod tests {
         }
     }
 
+    /// Enrolls through the protocol and checks every answer against the host core (a copy
+    /// of the model with the same class enrolled by `Model::enroll_capped`), bit for bit;
+    /// then the refusals, a reboot on the same flash, forget, and the button.
     #[test]
     fn classify_enroll_list_forget_and_persist() {
-        for (k, shift) in [(4usize, 0u8), (0, 0), (0, 1)] {
+        for (k, shift) in [(0usize, 1u8), (0, 0), (4, 1)] {
             let (mut m, words) = model(k, shift);
-            let mut r = rig();
-            let mut flash = CutFlash::new(2 * SLOT as usize);
-            let (dev, boot) = Device::new(region(&words), &mut r.enrolled, &mut r.work, ROWS, CutFlash::new(0), SLOT);
+            let mut work = workspace();
+            let (dev, boot) = Device::<_, C>::new(region(&words), &mut work, SIZES, MemFlash(vec![]), SLOT);
             assert!(matches!(boot.model, ModelStatus::Valid { .. }));
-            assert!(boot.store.unwrap().is_err(), "no room for slots in an empty flash");
+            assert!(matches!(boot.store, Some(Err(_))), "no room for slots in an empty flash");
             drop(dev);
-            let (mut dev, boot) = Device::new(
-                region(&words),
-                &mut r.enrolled,
-                &mut r.work,
-                ROWS,
-                core::mem::replace(&mut flash, CutFlash::new(0)),
-                SLOT,
-            );
+            let (mut dev, boot) = Device::<_, C>::new(region(&words), &mut work, SIZES, MemFlash(vec![0xFF; 2 * SLOT as usize]), SLOT);
             assert_eq!(boot.store, Some(Ok(Loaded::Empty)));
 
             // Enroll "c" from 2 raw samples (scaled by 0.5 on the device).
@@ -777,11 +806,10 @@ mod tests {
                 )
             );
             assert!(matches!(out[4], (0, Response::Error { .. })));
-            assert!(
-                matches!(&out[5], (14, Response::Enrolled { rank, .. }) if *rank >= 1),
-                "{:?}",
-                out[5]
-            );
+            let Response::Enrolled { rank, .. } = out[5].1 else {
+                panic!("{:?}", out[5])
+            };
+            assert!(rank >= 1 && rank as usize <= SIZES.rank);
             assert_eq!(
                 out[6],
                 (
@@ -794,41 +822,34 @@ mod tests {
             let Response::Listed { labels } = &out[7].1 else { panic!() };
             assert_eq!(labels.iter().map(|l| l.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
 
-            // The host enrolls the same (preprocessed, augmented) samples.
-            let mut pre: Vec<f32> = raw.iter().map(|v| v * 0.5).collect();
-            if shift > 0 {
-                let per = augment::shift_count(shift);
-                let mut aug = vec![0.0; 2 * per * D];
-                for i in 0..2 {
-                    augment::shifts(&pre[i * D..(i + 1) * D], 4, 4, shift, &mut aug[i * per * D..(i + 1) * per * D]).unwrap();
+            // The host enrolls the same preprocessed samples, capped at the device's rank.
+            let pre: Vec<f32> = raw.iter().map(|v| v * 0.5).collect();
+            m.enroll_capped("c", &pre, 2, SIZES.rank).unwrap();
+            let check = |dev: &mut Device<'_, MemFlash, C>, m: &Model| {
+                let queries: Vec<Vec<f32>> = (0..6).map(|i| class(i % 3 + if i % 3 == 2 { 7 } else { 1 }, 1)).collect();
+                let mut input = Vec::new();
+                for (i, q) in queries.iter().enumerate() {
+                    input.extend(frame(100 + i as u32, &Request::Classify { sample: &bytes_of(q) }));
                 }
-                pre = aug;
-            }
-            m.enroll("c", &pre, pre.len() / D).unwrap();
-
-            // Classification equals the host's, bit for bit.
-            let mut input = Vec::new();
-            let queries: Vec<Vec<f32>> = (0..6).map(|i| class(i % 3 + if i % 3 == 2 { 7 } else { 1 }, 1)).collect();
-            for (i, q) in queries.iter().enumerate() {
-                input.extend(frame(100 + i as u32, &Request::Classify { sample: &bytes_of(q) }));
-            }
-            let out = run(&mut dev, input);
-            for (i, q) in queries.iter().enumerate() {
-                let x: Vec<f32> = q.iter().map(|v| v * 0.5).collect();
-                let mut s = vec![0.0; scratch_len(&m).unwrap()];
-                let mut d = vec![0.0; 3];
-                let c = classify(&m, &x, m.threshold, &mut s, &mut d).unwrap();
-                let Response::Classified(got) = &out[i].1 else {
-                    panic!("{:?}", out[i])
-                };
-                assert_eq!(got.class as usize, c.best);
-                assert_eq!(got.label, m.labels[c.best]);
-                assert_eq!(got.unknown, c.class.is_none());
-                assert_eq!(
-                    got.distances.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    d.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-                );
-            }
+                let out = run(dev, input);
+                for (i, q) in queries.iter().enumerate() {
+                    let x: Vec<f32> = q.iter().map(|v| v * 0.5).collect();
+                    let mut s = vec![0.0; scratch_len(m).unwrap()];
+                    let mut d = vec![0.0; m.labels.len()];
+                    let c = ldl_core::classify(m, &x, m.threshold, &mut s, &mut d).unwrap();
+                    let Response::Classified(got) = &out[i].1 else {
+                        panic!("{:?}", out[i])
+                    };
+                    assert_eq!(got.class as usize, c.best);
+                    assert_eq!(got.label, m.labels[c.best]);
+                    assert_eq!(got.unknown, c.class.is_none());
+                    assert_eq!(
+                        got.distances.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        d.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    );
+                }
+            };
+            check(&mut dev, &m);
             let out = run(
                 &mut dev,
                 frame(
@@ -845,7 +866,7 @@ mod tests {
                 }
             );
 
-            // Duplicate, capacity, forget.
+            // Duplicate, no samples, too many samples, forgetting a model class.
             let mut input = frame(
                 1,
                 &Request::EnrollStart {
@@ -864,7 +885,7 @@ mod tests {
                 3,
                 &Request::EnrollStart {
                     label: label("d").unwrap(),
-                    samples: 200,
+                    samples: SIZES.images as u16 + 1,
                 },
             ));
             input.extend(frame(
@@ -899,15 +920,13 @@ mod tests {
                 }
             );
 
-            // A reboot with the same flash has "c", bit for bit.
-            let before = dev.enrolled().clone();
-            let flash = core::mem::replace(dev.flash(), CutFlash::new(0));
+            // A reboot with the same flash has "c", and answers the same.
+            let flash = core::mem::replace(dev.flash(), MemFlash(vec![]));
             drop(dev);
-            let mut r2 = rig();
-            let (mut dev2, boot) = Device::new(region(&words), &mut r2.enrolled, &mut r2.work, ROWS, flash, SLOT);
+            let mut work2 = workspace();
+            let (mut dev2, boot) = Device::<_, C>::new(region(&words), &mut work2, SIZES, flash, SLOT);
             assert!(matches!(boot.store, Some(Ok(Loaded::Classes { count: 1, .. }))));
-            assert_eq!(dev2.enrolled().labels(), before.labels());
-            assert_eq!(dev2.enrolled().predictor(0).unwrap(), before.predictor(0).unwrap());
+            check(&mut dev2, &m);
             let out = run(
                 &mut dev2,
                 frame(
@@ -918,25 +937,76 @@ mod tests {
                 ),
             );
             assert_eq!(out[0], (5, Response::Forgotten));
-            // The button starts "btn1".
-            let r = dev2.button_pressed();
-            if shift == 0 {
-                assert_eq!(
-                    r,
-                    Response::EnrollProgress {
-                        got: 0,
-                        of: BUTTON_SAMPLES
-                    }
-                );
-            } else {
-                // 5 samples x 9 shifts do not fit 20 rows.
-                assert_eq!(
-                    r,
-                    Response::Error {
-                        code: ErrorCode::BUFFER_TOO_SMALL
-                    }
-                );
-            }
+            assert_eq!(dev2.store().unwrap().len(), 0);
+            // The button starts "btn1" with 5 samples: more than this device takes.
+            assert_eq!(
+                dev2.button_pressed(),
+                Response::Error {
+                    code: ErrorCode::BUFFER_TOO_SMALL
+                }
+            );
         }
+    }
+
+    /// A full store refuses at EnrollStart (before any image is sent) and keeps answering.
+    #[test]
+    fn a_full_store_refuses_at_the_start() {
+        let (_, words) = model(0, 1);
+        let mut work = workspace();
+        let (mut dev, _) = Device::<_, C>::new(region(&words), &mut work, SIZES, MemFlash(vec![0xFF; 2 * SLOT as usize]), SLOT);
+        for (i, name) in ["p", "q", "r"].iter().enumerate() {
+            let raw = class(20 + i as u64, 1);
+            let mut input = frame(
+                1,
+                &Request::EnrollStart {
+                    label: label(name).unwrap(),
+                    samples: 1,
+                },
+            );
+            input.extend(frame(2, &Request::EnrollSample { data: &bytes_of(&raw) }));
+            let out = run(&mut dev, input);
+            assert!(matches!(out[1].1, Response::Enrolled { .. }), "{out:?}");
+        }
+        let out = run(
+            &mut dev,
+            frame(
+                3,
+                &Request::EnrollStart {
+                    label: label("s").unwrap(),
+                    samples: 1,
+                },
+            ),
+        );
+        assert_eq!(
+            out[0].1,
+            Response::Error {
+                code: ErrorCode::CAPACITY_FULL
+            }
+        );
+        let out = run(
+            &mut dev,
+            frame(
+                4,
+                &Request::EnrollSample {
+                    data: &bytes_of(&class(5, 1)),
+                },
+            ),
+        );
+        assert_eq!(
+            out[0].1,
+            Response::Error {
+                code: ErrorCode::NOT_ENROLLING
+            }
+        );
+        let out = run(
+            &mut dev,
+            frame(
+                5,
+                &Request::Classify {
+                    sample: &bytes_of(&class(5, 1)),
+                },
+            ),
+        );
+        assert!(matches!(out[0].1, Response::Classified(_)));
     }
 }

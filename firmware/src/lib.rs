@@ -15,7 +15,6 @@
 
 pub mod app;
 pub mod device;
-pub mod persist;
 
 #[cfg(target_os = "none")]
 pub mod board;

@@ -1,43 +1,44 @@
-//! LDL edge-classifier firmware: boot, validate the model in place, load the enrolled
-//! classes from flash, then (when a host is on the serial link) answer protocol frames.
+//! LDL edge-classifier firmware: boot, validate the model in place, load the index of the
+//! enrolled classes from flash, then (when a host is on the serial link) answer protocol
+//! frames.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use cortex_m_rt::entry;
-use ldl_core::enroll::Enrolled;
+use ldl_core::budget::Sizes;
 use ldl_core::protocol::{FrameReader, ModelStatus, MAX_FRAME_LEN};
+use ldl_core::store::Loaded;
 use ldl_firmware::board::{self, config};
-use ldl_firmware::device::{work_len, Device};
-use ldl_firmware::persist::{Loaded, Slots};
+use ldl_firmware::device::Device;
 use static_cell::ConstStaticCell;
 
-/// Input dimension (MNIST: 28 x 28).
-const D: usize = 784;
-/// Widest linear target an enrolled class can use (an identity target needs none).
-const K: usize = 16;
-/// Directions kept per enrolled class, most classes enrolled, enrollment rows (samples
-/// after augmentation), per board.
-#[cfg(feature = "board-qemu")]
-const SIZES: (usize, usize, usize) = (24, 10, 128);
-#[cfg(feature = "board-nrf52840dk")]
-const SIZES: (usize, usize, usize) = (4, 3, 16);
-const R: usize = SIZES.0;
-const C: usize = SIZES.1;
-const ROWS: usize = SIZES.2;
-/// f32s of the enrollment / classification workspace.
-const WORK: usize = work_len(D, ROWS, D);
+/// What this board's firmware is built for (`boards.toml`, `[boards.<key>.sizes]`).
+const SIZES: Sizes = config::SIZES;
+/// Enrolled classes the store keeps.
+const C: usize = SIZES.classes;
+/// f32s of the one workspace (enrollment images and fit, or a classification).
+const WORK: usize = SIZES.workspace();
 /// Bytes of a reply frame buffer (an `Info` with 64 labels is about 1.2 KB).
 const TX: usize = 2048;
-/// One store slot: the largest record, in whole erase sectors.
-const SLOT: usize = Slots::slot_size_for(ldl_core::store::max_body_len(D, K, R, C), config::ERASE_SIZE);
+/// One store slot: `C` classes at their largest, in whole erase sectors.
+const SLOT: usize = SIZES.slot_bytes(config::ERASE_SIZE);
+/// RAM kept for the stack: the measured peak is about 4 KiB (`bench.sh`), and no function
+/// frame may exceed 2 KiB (`ci.sh`).
+const STACK: usize = 8 * 1024;
+/// RAM of the other statics (the store's index, the board's drivers, defmt), bounded.
+const OTHER: usize = 2 * 1024;
+
 const _: () = assert!(
     2 * SLOT <= config::STORE.size as usize,
-    "STORE region too small for two slots: see boards.toml"
+    "the STORE region cannot hold two slots of the enrolled classes: see boards.toml (store, sizes)"
+);
+const _: () = assert!(
+    4 * WORK + MAX_FRAME_LEN + TX + OTHER + STACK <= config::RAM.size as usize,
+    "the workspace, the frame buffers and the stack do not fit the RAM: see boards.toml (ram, sizes)"
 );
 
-static ENROLLED: ConstStaticCell<Enrolled<D, K, R, C>> = ConstStaticCell::new(Enrolled::new());
 static WORKSPACE: ConstStaticCell<[f32; WORK]> = ConstStaticCell::new([0.0; WORK]);
 static RX: ConstStaticCell<FrameReader<MAX_FRAME_LEN>> = ConstStaticCell::new(FrameReader::new());
 static TXBUF: ConstStaticCell<[u8; TX]> = ConstStaticCell::new([0; TX]);
@@ -75,21 +76,21 @@ fn main() -> ! {
         SLOT
     );
     defmt::info!(
-        "enrolled store {=usize} B (d {=usize}, K {=usize}, R {=usize}, C {=usize}), workspace {=usize} B",
-        core::mem::size_of::<Enrolled<D, K, R, C>>(),
-        D,
-        K,
-        R,
+        "sizes: d {=usize}, {=usize} enrolled classes of rank {=usize} ({=usize} B each at most), {=usize} images per enrollment (shift {=usize}); workspace {=usize} B",
+        SIZES.inputs,
         C,
+        SIZES.rank,
+        SIZES.class_bytes(),
+        SIZES.images,
+        SIZES.shift,
         WORK * 4
     );
 
-    let (Some(enrolled), Some(work), Some(rx), Some(tx)) = (ENROLLED.try_take(), WORKSPACE.try_take(), RX.try_take(), TXBUF.try_take())
-    else {
+    let (Some(work), Some(rx), Some(tx)) = (WORKSPACE.try_take(), RX.try_take(), TXBUF.try_take()) else {
         defmt::error!("statics already taken");
         board::exit(1)
     };
-    let (mut dev, boot) = Device::new(board::model(), enrolled, work, ROWS, b.store, SLOT as u32);
+    let (mut dev, boot) = Device::<_, C>::new(board::model(), work, SIZES, b.store, SLOT as u32);
     match boot.model {
         ModelStatus::Absent => defmt::error!("no model (MODEL region erased): classification refused"),
         ModelStatus::Invalid { code } => defmt::error!("model refused (error code {=u8}): classification refused", code.0),

@@ -2,8 +2,9 @@
 //! hand-written Arm kernels against the portable summation order, bit for bit; a model file
 //! built here byte by byte and validated in place (good, truncated, corrupted, wrong version
 //! or magic: typed errors, also through the firmware's `check_model`); classification of that
-//! small model with known answers; enrollment (the closed-form fit on the device) of a new
-//! class, then its classification together with the model's classes.
+//! small model with known answers; enrollment (the compact closed-form fit on the device,
+//! written to a store in RAM flash) of a new class, then its classification together with
+//! the model's classes.
 //!
 //! The model: d = 16, identity target, two classes through the origin, "a" = span{e0, e1}
 //! and "b" = span{e2, e3} (shrink weights 1). With an identity target the distance of `x` to
@@ -111,6 +112,48 @@ pub fn build(f: &mut File, threshold: Option<f32>) {
     f.len = crc_at + CRC_LEN;
 }
 
+/// NOR flash in RAM for the store (erase sets 0xFF, writes clear bits; 256-byte sectors).
+pub struct RamFlash(pub [u8; 2048]);
+
+impl embedded_storage::nor_flash::ErrorType for RamFlash {
+    type Error = embedded_storage::nor_flash::NorFlashErrorKind;
+}
+
+impl embedded_storage::nor_flash::ReadNorFlash for RamFlash {
+    const READ_SIZE: usize = 1;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        let o = offset as usize;
+        let src = self.0.get(o..o + bytes.len()).ok_or(Self::Error::OutOfBounds)?;
+        bytes.copy_from_slice(src);
+        Ok(())
+    }
+    fn capacity(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl embedded_storage::nor_flash::NorFlash for RamFlash {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = 256;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        embedded_storage::nor_flash::check_erase(self, from, to)?;
+        self.0
+            .get_mut(from as usize..to as usize)
+            .ok_or(Self::Error::OutOfBounds)?
+            .fill(0xFF);
+        Ok(())
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        embedded_storage::nor_flash::check_write(self, offset, bytes.len())?;
+        let o = offset as usize;
+        let dst = self.0.get_mut(o..o + bytes.len()).ok_or(Self::Error::OutOfBounds)?;
+        for (d, s) in dst.iter_mut().zip(bytes) {
+            *d &= *s;
+        }
+        Ok(())
+    }
+}
+
 /// The portable `ldl_core::linalg::dot` (the host's): 8 interleaved accumulators, pairwise
 /// sum, then the tail.
 pub fn dot_ref(a: &[f32], b: &[f32]) -> f32 {
@@ -131,14 +174,14 @@ pub fn dot_ref(a: &[f32], b: &[f32]) -> f32 {
 
 #[defmt_test::tests]
 mod tests {
-    use super::{build, dot_ref, e, vec_of, File, D, RANK};
+    use super::{build, dot_ref, e, vec_of, File, D};
     use defmt::{assert, assert_eq, unwrap};
     use ldl_core::classify::{classify, scratch_len, Classes};
-    use ldl_core::enroll::{Enrolled, Joined};
+    use ldl_core::fit::{fit_scratch_len, Samples};
     use ldl_core::format::ModelView;
     use ldl_core::linalg::{axpy, dot};
     use ldl_core::protocol::{ErrorCode, ModelStatus};
-    use ldl_core::subspace::fit_scratch_len;
+    use ldl_core::store::{classify_joined, joined_scratch_len, Loaded, ModelKey, Store};
     use ldl_core::{Error, FitOptions, Rng, Target};
     use ldl_firmware::device::check_model;
 
@@ -231,17 +274,17 @@ mod tests {
             len: 0,
         };
         region.bytes[..f.len].copy_from_slice(file);
-        let ok = check_model::<D>(&region.bytes);
+        let ok = check_model(&region.bytes, D);
         assert!(ok.is_ok());
         assert_eq!(unwrap!(ok.ok()).crc(), crc);
         assert_eq!(
-            check_model::<784>(&region.bytes).err(),
+            check_model(&region.bytes, 784).err(),
             Some(ModelStatus::Invalid {
                 code: ErrorCode::DIMENSION_MISMATCH
             })
         );
         region.bytes.fill(0xFF);
-        assert_eq!(check_model::<D>(&region.bytes).err(), Some(ModelStatus::Absent));
+        assert_eq!(check_model(&region.bytes, D).err(), Some(ModelStatus::Absent));
     }
 
     #[test]
@@ -253,7 +296,7 @@ mod tests {
         assert_eq!(ModelView::parse(&[]).err(), Some(Error::Truncated));
         // The region check reads the length from the prefix: a region shorter than that.
         assert_eq!(
-            check_model::<D>(&file[..f.len - 1]).err(),
+            check_model(&file[..f.len - 1], D).err(),
             Some(ModelStatus::Invalid {
                 code: ErrorCode::from(Error::Truncated)
             })
@@ -278,8 +321,8 @@ mod tests {
     #[test]
     fn wrong_version_or_magic_is_refused(f: &mut File) {
         let len = f.len;
-        f.bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
-        assert_eq!(ModelView::parse(&f.bytes[..len]).err(), Some(Error::UnsupportedVersion(2)));
+        f.bytes[4..6].copy_from_slice(&3u16.to_le_bytes());
+        assert_eq!(ModelView::parse(&f.bytes[..len]).err(), Some(Error::UnsupportedVersion(3)));
         f.bytes[4..6].copy_from_slice(&ldl_core::format::VERSION.to_le_bytes());
         f.bytes[0] = b'X';
         assert_eq!(ModelView::parse(&f.bytes[..len]).err(), Some(Error::BadMagic));
@@ -342,87 +385,106 @@ mod tests {
         let v = unwrap!(ModelView::parse(&f.bytes[..f.len]).ok());
         let target = unwrap!(v.target(0).ok());
         assert!(matches!(target, Target::Identity { dim: D }));
+        let key = unwrap!(ModelKey::of(&v, v.crc()).ok());
         let opts = FitOptions {
             affine: false,
             ..FitOptions::default()
         };
-        let mut dev: Enrolled<D, 4, 4, 2> = Enrolled::new();
+        let mut flash = super::RamFlash([0xFF; 2048]);
+        let mut store: Store<2> = unwrap!(Store::new(&flash, 1024).ok());
+        let mut scratch = [0.0f32; 256];
+        assert_eq!(store.load(&mut flash, &key, &mut scratch), Ok(Loaded::Empty));
         // Three samples spanning {e4, e5}.
         let mut samples = [0.0f32; 3 * D];
         samples[..D].copy_from_slice(&vec_of(&[(4, 2.0), (5, 1.0)]));
         samples[D..2 * D].copy_from_slice(&vec_of(&[(4, 1.0), (5, -1.0)]));
         samples[2 * D..].copy_from_slice(&vec_of(&[(4, 3.0), (5, 2.0)]));
-        let mut scratch = [0.0f32; fit_scratch_len(3, D, D)];
-        let keep = samples;
-        assert_eq!(dev.enroll("c", &target, &mut samples, 3, &opts, &mut scratch), Ok(2));
-        assert_eq!(dev.len(), 1);
-        assert_eq!(dev.labels()[0].as_str(), "c");
-        // The basis: orthonormal rows inside span{e4, e5}.
-        let p = unwrap!(dev.predictor(0).ok());
-        let ldl_core::Predictor::Subspace(s) = p else {
-            defmt::panic!("an enrolled class is a subspace")
-        };
-        assert_eq!(s.rank(), 2);
-        assert!(s.mean().is_none());
-        let b = s.basis();
-        for i in 0..RANK {
-            for j in 0..D {
-                if j != 4 && j != 5 {
-                    assert!(b[i * D + j].abs() < 1e-6, "basis row {} has e{}", i, j);
-                }
-            }
-            for k in 0..RANK {
-                let g = dot(&b[i * D..(i + 1) * D], &b[k * D..(k + 1) * D]);
-                let want = if i == k { 1.0 } else { 0.0 };
-                assert!((g - want).abs() < 1e-6, "gram {} {} = {}", i, k, g);
+        fn smp(data: &[f32]) -> Samples<'_> {
+            Samples {
+                data,
+                n: data.len() / D,
+                d: D,
+                image: None,
+                shift: 0,
             }
         }
-        assert_eq!(s.shrink(), &[1.0, 1.0]);
+        let mut fs = [0.0f32; fit_scratch_len(3, D, D, 0, D, 4)];
+        let shape = unwrap!(store.enroll(&mut flash, &key, "c", &target, &smp(&samples), &opts, 4, &mut fs).ok());
+        assert_eq!(shape.rank, 2);
+        assert_eq!((shape.runs, shape.live), (1, 2), "the class lives on e4 and e5 only");
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.entries()[0].label.as_str(), "c");
 
         // Classified with the model's classes: the enrolled one is index 2.
-        let joined = Joined { base: &v, extra: &dev };
-        assert_eq!(joined.len(), 3);
-        let mut scr = [0.0f32; 64];
-        assert!(unwrap!(scratch_len(&joined).ok()) <= scr.len());
+        let mut scr = [0.0f32; 128];
+        assert!(unwrap!(joined_scratch_len(&v, &store).ok()) <= scr.len());
         let mut dist = [0.0f32; 3];
         let x = vec_of(&[(4, 1.0), (5, 5.0)]);
-        let c = unwrap!(classify(&joined, &x, None, &mut scr, &mut dist).ok());
+        let c = unwrap!(classify_joined(&v, &store, &mut flash, &x, None, &mut scr, &mut dist).ok());
         assert_eq!(c.best, 2);
-        assert!(dist[2].abs() < 1e-5, "{}", dist[2]);
+        // 8-bit directions: close to 0 against 26 / 16 for the others.
+        assert!(dist[2] < 0.01, "{}", dist[2]);
         assert_eq!(dist[0], 26.0 / 16.0);
         assert_eq!(dist[1], 26.0 / 16.0);
-        // Every training sample is in the class (distance ~ 0).
+        // Every training sample is in the class.
         for t in 0..3 {
-            let c = unwrap!(classify(&joined, &keep[t * D..(t + 1) * D], None, &mut scr, &mut dist).ok());
+            let c = unwrap!(classify_joined(&v, &store, &mut flash, &samples[t * D..(t + 1) * D], None, &mut scr, &mut dist).ok());
             assert_eq!(c.best, 2);
-            assert!(dist[2] < 1e-5);
+            assert!(dist[2] < 0.01);
         }
         // The model's classes still win their own samples.
-        let c = unwrap!(classify(&joined, &vec_of(&[(1, 1.0)]), None, &mut scr, &mut dist).ok());
+        let c = unwrap!(classify_joined(&v, &store, &mut flash, &vec_of(&[(1, 1.0)]), None, &mut scr, &mut dist).ok());
         assert_eq!(c.best, 0);
 
-        // Typed refusals: a duplicate label, no room, too little scratch, no samples.
-        let mut more = keep;
+        // Typed refusals: a duplicate label, too little scratch, no samples, no room.
         assert_eq!(
-            dev.enroll("c", &target, &mut more, 3, &opts, &mut scratch),
+            store.enroll(&mut flash, &key, "c", &target, &smp(&samples), &opts, 4, &mut fs),
             Err(Error::DuplicateLabel)
         );
         let mut tiny = [0.0f32; 4];
-        assert_eq!(dev.enroll("d", &target, &mut more, 3, &opts, &mut tiny), Err(Error::BufferTooSmall));
-        assert_eq!(dev.enroll("d", &target, &mut [], 0, &opts, &mut scratch), Err(Error::EmptyClass));
-        let mut one = [0.0f32; D];
-        one.copy_from_slice(&e(9));
-        assert_eq!(dev.enroll("d", &target, &mut one, 1, &opts, &mut scratch), Ok(1));
-        let mut one = [0.0f32; D];
-        one.copy_from_slice(&e(10));
-        assert_eq!(dev.enroll("e", &target, &mut one, 1, &opts, &mut scratch), Err(Error::CapacityFull));
-        assert_eq!(dev.len(), 2);
-        // Forgetting "c" leaves "d" as enrolled class 0.
-        assert_eq!(dev.forget("c"), Ok(()));
-        assert_eq!(dev.labels()[0].as_str(), "d");
-        let joined = Joined { base: &v, extra: &dev };
-        let c = unwrap!(classify(&joined, &vec_of(&[(9, 2.0)]), None, &mut scr, &mut dist[..3]).ok());
+        assert_eq!(
+            store.enroll(&mut flash, &key, "d", &target, &smp(&samples), &opts, 4, &mut tiny),
+            Err(Error::BufferTooSmall)
+        );
+        assert_eq!(
+            store.enroll(&mut flash, &key, "d", &target, &smp(&[]), &opts, 4, &mut fs),
+            Err(Error::EmptyClass)
+        );
+        assert_eq!(
+            unwrap!(store.enroll(&mut flash, &key, "d", &target, &smp(&e(9)), &opts, 4, &mut fs).ok()).rank,
+            1
+        );
+        assert_eq!(
+            store.enroll(&mut flash, &key, "e", &target, &smp(&e(10)), &opts, 4, &mut fs),
+            Err(Error::CapacityFull)
+        );
+        assert_eq!(store.len(), 2);
+        // Forgetting "c" leaves "d" as enrolled class 0, after a reboot too.
+        assert_eq!(store.forget(&mut flash, &key, "c"), Ok(()));
+        let mut again: Store<2> = unwrap!(Store::new(&flash, 1024).ok());
+        assert!(matches!(
+            again.load(&mut flash, &key, &mut scratch),
+            Ok(Loaded::Classes { count: 1, .. })
+        ));
+        assert_eq!(again.entries()[0].label.as_str(), "d");
+        let c = unwrap!(classify_joined(&v, &again, &mut flash, &vec_of(&[(9, 2.0)]), None, &mut scr, &mut dist).ok());
         assert_eq!(c.best, 2);
-        assert_eq!(dist[2], 0.0);
+        assert!(dist[2] < 1e-6);
+    }
+
+    /// The compact classes' integer dot product on the target equals the exact sum.
+    #[test]
+    fn integer_dot_is_exact_on_the_target(_f: &mut File) {
+        let mut rng = Rng::new(11);
+        let mut a = [0u8; 301];
+        let mut b = [0i16; 301];
+        for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+            *x = (rng.next_u32() % 255) as u8;
+            *y = (rng.next_u32() % 65535) as i32 as i16;
+        }
+        for n in [0usize, 1, 3, 4, 5, 17, 256, 257, 301] {
+            let want: i64 = a[..n].iter().zip(&b[..n]).map(|(&x, &y)| x as i8 as i64 * y as i64).sum();
+            assert_eq!(ldl_core::compact::dot_i8_i16(&a[..n], &b[..n]), want, "n {}", n);
+        }
     }
 }

@@ -23,6 +23,15 @@ pub enum MethodSpec {
         /// Shift augmentation (images only).
         shift: u8,
     },
+    /// The closed form as the microcontroller boards keep and enroll classes
+    /// (`ldl_core::compact`: 8-bit directions over the live inputs, at most `fit.max_rank`),
+    /// fitted by the device's own code (`ldl_core::fit`): what a board computes, bit for bit.
+    Compact {
+        /// Target and fit.
+        cfg: ClosedFormConfig,
+        /// Shift augmentation (images only).
+        shift: u8,
+    },
     /// Logistic regression (baseline).
     LogReg,
     /// MLP with one hidden ReLU layer of 1024 (baseline).
@@ -72,6 +81,16 @@ impl MethodSpec {
                     format!("closed-{t}")
                 }
             }
+            MethodSpec::Compact { cfg, shift } => {
+                let MethodSpec::Compact { cfg: def, shift: dshift } = mcu_mode(None, None) else {
+                    unreachable!("mcu_mode is compact")
+                };
+                if cfg.fit.max_rank == def.fit.max_rank && *shift == dshift {
+                    "mcu".into()
+                } else {
+                    format!("mcu:{}:{shift}", cfg.fit.max_rank)
+                }
+            }
             MethodSpec::LogReg => "logreg".into(),
             MethodSpec::Mlp => "mlp".into(),
             MethodSpec::NearestNeighbour => "1nn".into(),
@@ -93,7 +112,8 @@ impl MethodSpec {
         let k = field(parts.next())
             .map(|v| v.parse::<usize>().with_context(|| format!("bad k in method {s:?}")))
             .transpose()?;
-        if name == "device" {
+        if name == "mcu" || name == "device" {
+            // The last field of both is the shift augmentation.
             let shift = field(parts.next())
                 .map(|v| {
                     v.parse::<u8>()
@@ -103,7 +123,22 @@ impl MethodSpec {
                 })
                 .transpose()?;
             if parts.next().is_some() {
-                bail!("method {s:?}: device takes :K and :SHIFT only");
+                bail!(
+                    "method {s:?}: {name} takes :{} and :SHIFT only",
+                    if name == "mcu" { "RANK" } else { "K" }
+                );
+            }
+            if name == "mcu" {
+                // mcu[:RANK[:SHIFT]]: the first field is the rank here, not k.
+                let rank = k
+                    .map(|r| {
+                        u16::try_from(r)
+                            .ok()
+                            .filter(|&r| r >= 1)
+                            .with_context(|| format!("bad rank in method {s:?} (1 to 65535)"))
+                    })
+                    .transpose()?;
+                return Ok(mcu_mode(rank, shift));
             }
             let mut m = device_mode(k);
             if let (MethodSpec::ClosedForm { shift: sh, .. }, Some(v)) = (&mut m, shift) {
@@ -160,7 +195,7 @@ impl MethodSpec {
             "mlp" => MethodSpec::Mlp,
             "1nn" => MethodSpec::NearestNeighbour,
             "ncm" => MethodSpec::NearestMean,
-            _ => bail!("unknown method {s:?} (o2md, bd, naive, closed, device, logreg, mlp, 1nn, ncm)"),
+            _ => bail!("unknown method {s:?} (o2md, bd, naive, closed, device, mcu, logreg, mlp, 1nn, ncm)"),
         })
     }
 
@@ -246,6 +281,14 @@ impl MethodSpec {
 /// Other shot counts, and specs that are not the paper's defaults or the device mode, are
 /// returned unchanged: they were not validated.
 pub fn validated(spec: &MethodSpec, shots: usize) -> MethodSpec {
+    // The mcu mode fits as the device mode does: the same ridge rule.
+    if let MethodSpec::Compact { cfg, shift } = spec {
+        let mut c = *cfg;
+        if c.fit.ridge == 100.0 && (50..=200).contains(&shots) {
+            c.fit.ridge = 40.0 * shots as f32;
+        }
+        return MethodSpec::Compact { cfg: c, shift: *shift };
+    }
     if let (
         MethodSpec::ClosedForm { cfg, shift },
         MethodSpec::ClosedForm {
@@ -317,6 +360,40 @@ pub fn device_mode(k: Option<usize>) -> MethodSpec {
             ..Default::default()
         },
         shift: 2,
+    }
+}
+
+/// Directions per class of the mcu mode. Chosen on the validation split before any test
+/// run, by the rule: the smallest rank of {24, 32, 40, 48} within half a point of the f32
+/// device mode (no rank limit) at 1, 5 and 10 shots. Validation means over 100 trials
+/// (`ldl fewshot --validation --trials 100 --shots 1,5,10 --methods
+/// device,mcu:24,mcu:32,mcu:40,mcu:48`; the 1-shot classes never reach 24 directions):
+///
+/// | rank | 1 shot | 5 shots | 10 shots |
+/// |---|---|---|---|
+/// | f32, no limit (`device`) | .5028 | .7945 | .8805 |
+/// | 24 | .5028 | .7874 | .8655 |
+/// | 32 | .5028 | .7913 | .8730 |
+/// | **40** | .5028 | .7932 | .8767 |
+/// | 48 | .5028 | .7941 | .8786 |
+///
+/// A board enrolls with fewer (`rank` in `firmware/boards.toml`, 32): ten enrolled classes of
+/// that rank fit its store at their largest.
+pub const MCU_RANK: u16 = 40;
+
+/// The mode the microcontroller boards run: the device mode's fit ([`device_mode`]: identity
+/// target, ridge 100, no mean, directions of weight < 0.1 dropped, shifts by up to 2 pixels)
+/// kept in the compact form (8-bit directions over the live inputs, `ldl_core::compact`), at
+/// most `rank` directions per class ([`MCU_RANK`] by default), fitted by the device's own
+/// code. `shift` overrides the shift augmentation.
+pub fn mcu_mode(rank: Option<u16>, shift: Option<u8>) -> MethodSpec {
+    let MethodSpec::ClosedForm { mut cfg, shift: s } = device_mode(None) else {
+        unreachable!("the device mode is a closed form")
+    };
+    cfg.fit.max_rank = rank.unwrap_or(MCU_RANK);
+    MethodSpec::Compact {
+        cfg,
+        shift: shift.unwrap_or(s),
     }
 }
 
@@ -527,6 +604,17 @@ pub fn run_trial(
                 t1,
             )
         }
+        MethodSpec::Compact { cfg, shift } => {
+            let model = ldl_core::methods::fit_compact(&views, d, &labels, cfg, image, if image.is_some() { *shift } else { 0 }, mseed)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let train_secs = t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            (
+                ldl_core::batch::predict(&model, &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?,
+                train_secs,
+                t1,
+            )
+        }
         MethodSpec::LogReg => {
             let p = baselines::logistic_regression(&views, d, &ep.queries, n, &Default::default(), mseed);
             (p, t0.elapsed().as_secs_f64(), Instant::now())
@@ -640,6 +728,28 @@ mod tests {
         for bad in ["device::4", "device::x", "device::-1", "device:0:1:2"] {
             assert!(MethodSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `mcu[:RANK[:SHIFT]]`: the device mode's fit, compact, at most RANK directions.
+    #[test]
+    fn mcu_method_names_take_rank_and_shift() {
+        let rank_shift = |s: &str| match MethodSpec::parse(s).unwrap() {
+            MethodSpec::Compact { cfg, shift } => (cfg.k, cfg.fit.max_rank, shift, cfg.fit.ridge, cfg.fit.affine),
+            _ => unreachable!(),
+        };
+        assert_eq!(rank_shift("mcu"), (0, MCU_RANK, 2, 100.0, false));
+        assert_eq!(rank_shift("mcu:24"), (0, 24, 2, 100.0, false));
+        assert_eq!(rank_shift("mcu::1"), (0, MCU_RANK, 1, 100.0, false));
+        assert_eq!(MethodSpec::parse("mcu").unwrap().name(), "mcu");
+        assert_eq!(MethodSpec::parse("mcu:24:1").unwrap().name(), "mcu:24:1");
+        for bad in ["mcu:0", "mcu::4", "mcu:x", "mcu:8:1:2", "mcu:70000"] {
+            assert!(MethodSpec::parse(bad).is_err(), "{bad}");
+        }
+        // The device mode's ridge rule at many shots.
+        let MethodSpec::Compact { cfg, .. } = validated(&mcu_mode(None, None), 100) else {
+            unreachable!()
+        };
+        assert_eq!(cfg.fit.ridge, 4000.0);
     }
 
     #[test]

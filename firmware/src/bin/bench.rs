@@ -39,35 +39,32 @@
 
 use core::convert::Infallible;
 use cortex_m_rt::entry;
-use ldl_core::enroll::Enrolled;
 use ldl_core::protocol::{self, FrameReader, ModelStatus, Push, Request, Response, MAX_FRAME_LEN};
-use ldl_firmware::board;
-use ldl_firmware::device::{work_len, Device};
+use ldl_firmware::board::{self, config};
+use ldl_firmware::device::Device;
 use static_cell::ConstStaticCell;
 
-const D: usize = 784;
-const K: usize = 16;
-const R: usize = 24;
-const C: usize = 10;
-const ROWS: usize = 128;
-const WORK: usize = work_len(D, ROWS, D);
-const SLOT: u32 = 802_816;
+/// The board's sizes, as the firmware's `main.rs`.
+const SIZES: ldl_core::budget::Sizes = config::SIZES;
+const D: usize = SIZES.inputs;
+const C: usize = SIZES.classes;
+const WORK: usize = SIZES.workspace();
+const SLOT: u32 = SIZES.slot_bytes(config::ERASE_SIZE) as u32;
 /// Calls of `bench_dot` (784 multiply-accumulates each).
 const DOT_CALLS: usize = 100;
 /// Bytes of a reply frame buffer, as in `main.rs`.
 const TX: usize = 2048;
-/// Request frames fed to the serial loop: an enrollment of 5 samples (the largest script).
-const SCRIPT: usize = 6 * (MAX_FRAME_LEN + 16);
+/// Images an enrollment takes (the board's most).
+const SHOTS: u16 = SIZES.images as u16;
+/// Largest reply the bench decodes (a `List` or `Info` of the few classes here).
+const REPLY: usize = 1024;
 
-static ENROLLED: ConstStaticCell<Enrolled<D, K, R, C>> = ConstStaticCell::new(Enrolled::new());
 static WORKSPACE: ConstStaticCell<[f32; WORK]> = ConstStaticCell::new([0.0; WORK]);
 static SAMPLE: ConstStaticCell<[u8; 4 * D]> = ConstStaticCell::new([0; 4 * D]);
-static VEC_A: ConstStaticCell<[f32; D]> = ConstStaticCell::new([0.0; D]);
-static VEC_B: ConstStaticCell<[f32; D]> = ConstStaticCell::new([0.0; D]);
 static RX: ConstStaticCell<FrameReader<MAX_FRAME_LEN>> = ConstStaticCell::new(FrameReader::new());
 static TXBUF: ConstStaticCell<[u8; TX]> = ConstStaticCell::new([0; TX]);
-static INPUT: ConstStaticCell<[u8; SCRIPT]> = ConstStaticCell::new([0; SCRIPT]);
-static OUTPUT: ConstStaticCell<[u8; TX]> = ConstStaticCell::new([0; TX]);
+static FRAME: ConstStaticCell<[u8; MAX_FRAME_LEN]> = ConstStaticCell::new([0; MAX_FRAME_LEN]);
+static REPLIES: ConstStaticCell<FrameReader<REPLY>> = ConstStaticCell::new(FrameReader::new());
 
 /// Start of a measured region (the counter plugin breaks on its address).
 // SAFETY: a unique symbol name (nothing else in the image defines it), needed by the
@@ -98,11 +95,21 @@ pub fn bench_dot(a: &[f32; D], b: &[f32; D]) -> f32 {
     ldl_core::linalg::dot(a, b)
 }
 
-/// A synthetic image (raw pixel values 0..255) as protocol sample bytes.
+/// Side of the square images, and the box in the middle where a digit's ink is.
+const SIDE: usize = 28;
+const INK: core::ops::Range<usize> = 4..24;
+
+/// A synthetic MNIST-like image as protocol sample bytes: raw pixel values 0..255, a third
+/// of the pixels of the central 20 x 20 box inked, the border blank (as MNIST's digits).
 fn image(rng: &mut ldl_core::Rng, out: &mut [u8; 4 * D]) {
-    for c in out.chunks_exact_mut(4) {
+    for (i, c) in out.chunks_exact_mut(4).enumerate() {
+        let (y, x) = (i / SIDE, i % SIDE);
         let r = rng.next_u32();
-        let v = if r.is_multiple_of(4) { (r >> 8) as u8 as f32 } else { 0.0 };
+        let v = if INK.contains(&y) && INK.contains(&x) && r % 3 == 0 {
+            (r >> 8) as u8 as f32
+        } else {
+            0.0
+        };
         c.copy_from_slice(&v.to_le_bytes());
     }
 }
@@ -189,22 +196,72 @@ mod stack {
     }
 }
 
-/// A serial link over memory: reads `input`, then reports the end of the stream (a read of
-/// 0 bytes, which ends `Device::serve`); keeps the first bytes written.
-struct Script<'i, 'o> {
-    input: &'i [u8],
-    pos: usize,
-    output: &'o mut [u8],
-    written: usize,
+/// A request of a script, its frame made when the serial loop reaches it (a script of whole
+/// frames would not fit the RAM of the smaller boards next to the workspace).
+#[derive(Clone)]
+enum Req {
+    Classify,
+    Info,
+    List,
+    Forget(ldl_core::Label),
+    EnrollStart(ldl_core::Label, u16),
+    EnrollSample,
 }
 
-impl embedded_io::ErrorType for Script<'_, '_> {
+/// A serial link over memory: reads the frames of `reqs`, made one at a time into `frame`
+/// (samples drawn from `rng` into `sample`), then reports the end of the stream (a read of 0
+/// bytes, which ends `Device::serve`); decodes the replies and remembers the last.
+struct Script<'a> {
+    reqs: &'a [Req],
+    next: usize,
+    frame: &'a mut [u8; MAX_FRAME_LEN],
+    len: usize,
+    pos: usize,
+    sample: &'a mut [u8; 4 * D],
+    rng: &'a mut ldl_core::Rng,
+    replies: &'a mut FrameReader<REPLY>,
+    last: Option<Response>,
+}
+
+impl Script<'_> {
+    /// Makes the next request's frame; false at the end of the script.
+    fn refill(&mut self) -> bool {
+        let Some(req) = self.reqs.get(self.next).cloned() else {
+            return false;
+        };
+        let id = self.next as u32 + 1;
+        self.next += 1;
+        if matches!(req, Req::Classify | Req::EnrollSample) {
+            image(self.rng, self.sample);
+        }
+        let r = match req {
+            Req::Classify => Request::Classify { sample: &self.sample[..] },
+            Req::Info => Request::Info,
+            Req::List => Request::List,
+            Req::Forget(label) => Request::Forget { label },
+            Req::EnrollStart(label, samples) => Request::EnrollStart { label, samples },
+            Req::EnrollSample => Request::EnrollSample { data: &self.sample[..] },
+        };
+        match protocol::encode(id, &r, self.frame) {
+            Ok(n) => {
+                (self.len, self.pos) = (n, 0);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl embedded_io::ErrorType for Script<'_> {
     type Error = Infallible;
 }
 
-impl embedded_io::Read for Script<'_, '_> {
+impl embedded_io::Read for Script<'_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
-        let rest = self.input.get(self.pos..).unwrap_or(&[]);
+        if self.pos >= self.len && !self.refill() {
+            return Ok(0);
+        }
+        let rest = self.frame.get(self.pos..self.len).unwrap_or(&[]);
         let n = rest.len().min(buf.len());
         if let (Some(dst), Some(src)) = (buf.get_mut(..n), rest.get(..n)) {
             dst.copy_from_slice(src);
@@ -214,20 +271,19 @@ impl embedded_io::Read for Script<'_, '_> {
     }
 }
 
-impl embedded_io::ReadReady for Script<'_, '_> {
+impl embedded_io::ReadReady for Script<'_> {
     fn read_ready(&mut self) -> Result<bool, Infallible> {
         Ok(true)
     }
 }
 
-impl embedded_io::Write for Script<'_, '_> {
+impl embedded_io::Write for Script<'_> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
-        let room = self.output.len().saturating_sub(self.written);
-        let n = buf.len().min(room);
-        if let (Some(dst), Some(src)) = (self.output.get_mut(self.written..self.written + n), buf.get(..n)) {
-            dst.copy_from_slice(src);
+        for &b in buf {
+            if let Push::Frame(n) = self.replies.push(b) {
+                self.last = protocol::decode::<Response>(self.replies.frame(n)).ok().map(|(_, r)| r);
+            }
         }
-        self.written += n;
         Ok(buf.len())
     }
     fn flush(&mut self) -> Result<(), Infallible> {
@@ -235,30 +291,11 @@ impl embedded_io::Write for Script<'_, '_> {
     }
 }
 
-/// Appends one request frame to `script` at `*len`.
-fn push_frame(script: &mut [u8], len: &mut usize, id: u32, req: &Request<'_>) -> bool {
-    let Some(dst) = script.get_mut(*len..) else { return false };
-    match protocol::encode(id, req, dst) {
-        Ok(n) => {
-            *len += n;
-            true
-        }
-        Err(_) => false,
-    }
-}
-
-/// The last reply frame in `bytes`, decoded into `f(response)`.
-fn last_reply(bytes: &mut [u8], rx: &mut FrameReader<MAX_FRAME_LEN>, f: impl Fn(&Response) -> bool) -> bool {
-    let mut ok = false;
-    for &b in bytes.iter() {
-        if let Push::Frame(n) = rx.push(b) {
-            ok = matches!(protocol::decode::<Response>(rx.frame(n)), Ok((_, r)) if f(&r));
-        }
-    }
-    ok
-}
-
-fn dot_mode(va: &mut [f32; D], vb: &mut [f32; D]) -> ! {
+fn dot_mode(work: &mut [f32; WORK]) -> ! {
+    let (va, vb) = work.split_at_mut(D);
+    let (Ok(va), Some(vb)) = (<&mut [f32; D]>::try_from(va), vb.first_chunk_mut::<D>()) else {
+        board::exit(1)
+    };
     for (i, (a, b)) in va.iter_mut().zip(vb.iter_mut()).enumerate() {
         *a = (i % 13) as f32 * 0.25;
         *b = (i % 7) as f32 - 3.0;
@@ -280,79 +317,42 @@ fn has_arg(want: &str) -> bool {
     (&args).into_iter().any(|a| matches!(a, Ok(s) if s == want))
 }
 
-/// The serial loop fed from memory: `input` holds the request frames, `output` the replies.
+/// The serial loop fed from memory, one script at a time.
 struct Link<'a> {
-    input: &'a mut [u8; SCRIPT],
+    frame: &'a mut [u8; MAX_FRAME_LEN],
+    sample: &'a mut [u8; 4 * D],
+    rng: &'a mut ldl_core::Rng,
     rx: &'a mut FrameReader<MAX_FRAME_LEN>,
     tx: &'a mut [u8; TX],
-    output: &'a mut [u8; TX],
+    replies: &'a mut FrameReader<REPLY>,
 }
 
 impl Link<'_> {
-    /// Paints the stack, serves `script` (`len` bytes of frames) and checks the last reply;
-    /// the peak stack depth, or `None` if the measurement or the check failed.
-    fn serve<F: embedded_storage::nor_flash::NorFlash>(
+    /// Paints the stack, serves `reqs` and checks the last reply: the peak stack depth (and
+    /// the part below the caller), or `None` if the measurement or the check failed.
+    fn run<F: embedded_storage::nor_flash::NorFlash>(
         &mut self,
-        dev: &mut Device<'_, F, D, K, R, C>,
+        dev: &mut Device<'_, F, C>,
         button: &mut board::Button,
-        len: usize,
+        reqs: &[Req],
         check: impl Fn(&Response) -> bool,
     ) -> Option<(usize, usize)> {
         let mut script = Script {
-            input: self.input.get(..len).unwrap_or(&[]),
+            reqs,
+            next: 0,
+            frame: self.frame,
+            len: 0,
             pos: 0,
-            output: self.output.as_mut_slice(),
-            written: 0,
+            sample: self.sample,
+            rng: self.rng,
+            replies: self.replies,
+            last: None,
         };
         let p = stack::paint();
         let Ok(()) = dev.serve(&mut script, button, self.rx, self.tx.as_mut_slice());
         let peak = stack::peak(&p);
-        let written = script.written;
-        let ok = last_reply(self.output.get_mut(..written).unwrap_or(&mut []), self.rx, check);
+        let ok = script.last.as_ref().is_some_and(check);
         peak.filter(|_| ok).map(|v| (v, v.saturating_sub(stack::depth(&p))))
-    }
-
-    /// [`Link::serve`] of these requests.
-    fn run<F: embedded_storage::nor_flash::NorFlash>(
-        &mut self,
-        dev: &mut Device<'_, F, D, K, R, C>,
-        button: &mut board::Button,
-        reqs: &[Request<'_>],
-        check: impl Fn(&Response) -> bool,
-    ) -> Option<(usize, usize)> {
-        let mut len = 0;
-        for (id, r) in reqs.iter().enumerate() {
-            if !push_frame(self.input.as_mut_slice(), &mut len, id as u32 + 1, r) {
-                return None;
-            }
-        }
-        self.serve(dev, button, len, check)
-    }
-
-    /// [`Link::serve`] of an enrollment of 5 synthetic samples.
-    fn run_enroll<F: embedded_storage::nor_flash::NorFlash>(
-        &mut self,
-        dev: &mut Device<'_, F, D, K, R, C>,
-        button: &mut board::Button,
-        label: ldl_core::Label,
-        rng: &mut ldl_core::Rng,
-        sample: &mut [u8; 4 * D],
-    ) -> Option<(usize, usize)> {
-        let mut len = 0;
-        let mut ok = push_frame(self.input.as_mut_slice(), &mut len, 1, &Request::EnrollStart { label, samples: 5 });
-        for i in 0..5 {
-            image(rng, sample);
-            ok &= push_frame(
-                self.input.as_mut_slice(),
-                &mut len,
-                2 + i,
-                &Request::EnrollSample { data: &sample[..] },
-            );
-        }
-        if !ok {
-            return None;
-        }
-        self.serve(dev, button, len, |r| matches!(r, Response::Enrolled { .. }))
     }
 }
 
@@ -360,22 +360,16 @@ impl Link<'_> {
 fn main() -> ! {
     let boot_paint = stack::paint();
     let Some(mut b) = board::take() else { board::exit(1) };
-    let (Some(enrolled), Some(work), Some(sample), Some(va), Some(vb)) = (
-        ENROLLED.try_take(),
-        WORKSPACE.try_take(),
-        SAMPLE.try_take(),
-        VEC_A.try_take(),
-        VEC_B.try_take(),
-    ) else {
+    let (Some(work), Some(sample)) = (WORKSPACE.try_take(), SAMPLE.try_take()) else {
         board::exit(1)
     };
     if has_arg("dot") {
-        dot_mode(va, vb)
+        dot_mode(work)
     }
-    let (Some(rx), Some(tx), Some(input), Some(output)) = (RX.try_take(), TXBUF.try_take(), INPUT.try_take(), OUTPUT.try_take()) else {
+    let (Some(rx), Some(tx), Some(frame), Some(replies)) = (RX.try_take(), TXBUF.try_take(), FRAME.try_take(), REPLIES.try_take()) else {
         board::exit(1)
     };
-    let (mut dev, boot) = Device::new(board::model(), enrolled, work, ROWS, b.store, SLOT);
+    let (mut dev, boot) = Device::<_, C>::new(board::model(), work, SIZES, b.store, SLOT);
     let boot_stack = stack::peak(&boot_paint);
     if !matches!(boot.model, ModelStatus::Valid { .. }) {
         defmt::error!("bench: no valid model in the MODEL region");
@@ -392,36 +386,50 @@ fn main() -> ! {
         board::exit(3)
     }
 
-    // 2. One enrollment of 5 samples.
+    // 2. One enrollment of the board's most images.
     let Ok(label) = ldl_core::label("bench") else { board::exit(4) };
     bench_start();
-    let mut r = dev.handle(Request::EnrollStart { label, samples: 5 });
-    for _ in 0..5 {
+    let mut r = dev.handle(Request::EnrollStart { label, samples: SHOTS });
+    for _ in 0..SHOTS {
         image(&mut rng, sample);
         r = dev.handle(Request::EnrollSample { data: &sample[..] });
     }
     bench_end();
-    // A model whose enrolled classes would not fit (k > K) is refused: no enrollment stack.
+    // A model the device cannot enroll into (e.g. a target wider than it is built for) is
+    // refused: no enrollment stack.
     let enrolled = matches!(r, Response::Enrolled { .. });
+    if let Response::Enrolled { rank, .. } = r {
+        defmt::info!("bench: enrolled a class of rank {=u16} from {=u16} images", rank, SHOTS);
+    } else {
+        defmt::warn!("bench: enrollment refused: {}", defmt::Debug2Format(&r));
+    }
 
-    // 3. Peak stack of the serial loop: one classification, an enrollment, a forget.
-    let mut link = Link { input, rx, tx, output };
-    image(&mut rng, sample);
-    let c = link.run(&mut dev, &mut b.button, &[Request::Classify { sample: &sample[..] }], |r| {
-        matches!(r, Response::Classified(_))
-    });
+    // 3. Peak stack of the serial loop: a classification, Info and List, an enrollment, a
+    //    forget.
+    let mut link = Link {
+        frame,
+        sample,
+        rng: &mut rng,
+        rx,
+        tx,
+        replies,
+    };
+    let c = link.run(&mut dev, &mut b.button, &[Req::Classify], |r| matches!(r, Response::Classified(_)));
     let Ok(label) = ldl_core::label("stack") else { board::exit(5) };
-    let i = link.run(&mut dev, &mut b.button, &[Request::Info, Request::List], |r| {
+    let i = link.run(&mut dev, &mut b.button, &[Req::Info, Req::List], |r| {
         matches!(r, Response::Listed { .. })
     });
     let mut e = None;
     let mut f = None;
     if enrolled {
-        e = link.run_enroll(&mut dev, &mut b.button, label.clone(), &mut rng, sample);
-        f = link.run(&mut dev, &mut b.button, &[Request::Forget { label }], |r| {
-            matches!(r, Response::Forgotten)
-        });
-        if dev.enrolled().len() != 1 {
+        let mut reqs: heapless::Vec<Req, 16> = heapless::Vec::new();
+        let _ = reqs.push(Req::EnrollStart(label.clone(), SHOTS));
+        for _ in 0..SHOTS {
+            let _ = reqs.push(Req::EnrollSample);
+        }
+        e = link.run(&mut dev, &mut b.button, &reqs, |r| matches!(r, Response::Enrolled { .. }));
+        f = link.run(&mut dev, &mut b.button, &[Req::Forget(label)], |r| matches!(r, Response::Forgotten));
+        if dev.store().map_or(0, |s| s.len()) != 1 {
             f = None;
         }
     }

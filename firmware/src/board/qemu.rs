@@ -10,7 +10,6 @@
 //! The runner passes its settings on the semihosting command line
 //! (`-semihosting-config ...,arg=ldl-firmware,arg=store=PATH,arg=serial`).
 
-use core::convert::Infallible;
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,70 +27,7 @@ pub type Store = SimFlash;
 
 /// Baud rate programmed into UART0 (QEMU ignores it; a real CMSDK UART would not).
 pub const BAUD: u32 = 115_200;
-/// Longest semihosting command line read at boot.
-const CMDLINE_MAX: usize = 512;
-/// Longest store path (with its NUL).
-const PATH_MAX: usize = 400;
-
-/// The user button: QEMU has none, so this stub reads as released (high; active low).
-#[derive(Debug, Default)]
-pub struct Button;
-
-impl Button {
-    /// Whether the button is pressed: never, under QEMU.
-    pub fn is_pressed(&mut self) -> bool {
-        false
-    }
-}
-
-impl embedded_hal::digital::ErrorType for Button {
-    type Error = Infallible;
-}
-
-impl embedded_hal::digital::InputPin for Button {
-    fn is_high(&mut self) -> Result<bool, Infallible> {
-        Ok(true)
-    }
-    fn is_low(&mut self) -> Result<bool, Infallible> {
-        Ok(false)
-    }
-}
-
-/// Settings read from the semihosting command line.
-struct Settings {
-    /// NUL-terminated store path, if `store=PATH` was given.
-    store_path: [u8; PATH_MAX],
-    has_store: bool,
-    serial: bool,
-}
-
-fn settings() -> Settings {
-    let mut s = Settings {
-        store_path: [0; PATH_MAX],
-        has_store: false,
-        serial: false,
-    };
-    let Ok(args) = semihosting::experimental::env::args::<CMDLINE_MAX>() else {
-        return s;
-    };
-    for arg in &args {
-        let Ok(arg) = arg else { continue };
-        if arg == "serial" {
-            s.serial = true;
-        } else if let Some(path) = arg.strip_prefix("store=") {
-            let bytes = path.as_bytes();
-            // Room for the NUL, no interior NUL.
-            match s.store_path.get_mut(..bytes.len()) {
-                Some(dst) if bytes.len() < PATH_MAX && !bytes.contains(&0) && !bytes.is_empty() => {
-                    dst.copy_from_slice(bytes);
-                    s.has_store = true;
-                }
-                _ => defmt::warn!("store path ignored: empty or longer than {} bytes", PATH_MAX - 1),
-            }
-        }
-    }
-    s
-}
+pub use super::semihosted::Button;
 
 /// Initialises the board, once (`None` afterwards).
 // Not inlined: its temporaries (the command line, on QEMU) would stay in `main`'s frame.
@@ -101,7 +37,7 @@ pub fn take() -> Option<Board> {
     if TAKEN.swap(true, Ordering::AcqRel) {
         return None;
     }
-    let settings = settings();
+    let settings = super::semihosted::settings();
     let uart = CmsdkUart::uart0(CLOCK_HZ / BAUD)?;
     let mem = regions::take_store_ram()?;
     let path = if settings.has_store {

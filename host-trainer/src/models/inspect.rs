@@ -250,6 +250,10 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
                 let extra = if linear_target(member) { k * r + k } else { 0 };
                 ("subspace", affine, Some(r), if affine { d } else { 0 } + r * d + r + extra)
             }
+            ClassForm::Compact { affine, rank, .. } => {
+                let shape = e.form.compact_shape(d, k, linear_target(member)).ok().flatten();
+                ("compact", affine, Some(rank as usize), shape.map_or(0, |s| s.words()))
+            }
         };
         entries.push(ClassInfo {
             member,

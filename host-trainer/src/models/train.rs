@@ -25,7 +25,8 @@ pub struct TrainArgs {
     /// the ridge grows with them (40 x shots, chosen on a validation split).
     #[arg(long)]
     pub shots: Option<usize>,
-    /// Method: `device[:K[:SHIFT]]` (the mode for devices), `closed[:K]`, `o2md[:K]`,
+    /// Method: `mcu[:RANK[:SHIFT]]` (the mode the microcontroller boards keep: 8-bit
+    /// directions), `device[:K[:SHIFT]]` (the same fit in f32), `closed[:K]`, `o2md[:K]`,
     /// `bd[:K]`, `naive`. The baselines (logreg, mlp, 1nn, ncm) are not LDL models and
     /// cannot be exported.
     #[arg(long, default_value = "device")]
@@ -102,7 +103,7 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
     let train = &loaded.train;
     let kind = args.data.dataset;
     let mut spec = MethodSpec::parse(&args.method)?;
-    if let (MethodSpec::ClosedForm { .. }, Some(m)) = (&spec, args.shots) {
+    if let (MethodSpec::ClosedForm { .. } | MethodSpec::Compact { .. }, Some(m)) = (&spec, args.shots) {
         // The device mode's ridge validated for this many shots (unchanged up to 10).
         spec = crate::experiment::validated(&spec, m);
     }
@@ -167,11 +168,11 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
     }
 
     let shift = match &spec {
-        MethodSpec::ClosedForm { shift, .. } if *shift > 0 && train.image.is_none() => {
+        MethodSpec::ClosedForm { shift, .. } | MethodSpec::Compact { shift, .. } if *shift > 0 && train.image.is_none() => {
             eprintln!("note: {} is not an image data set: no shift augmentation", super::kind_name(kind));
             0
         }
-        MethodSpec::ClosedForm { shift, .. } => *shift,
+        MethodSpec::ClosedForm { shift, .. } | MethodSpec::Compact { shift, .. } => *shift,
         _ => 0,
     };
     let pp = preprocess_for(kind, train, shift);
@@ -203,6 +204,15 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
                 support.iter().map(Vec::as_slice).collect()
             };
             fit_closed_form(&views, d, &label_refs, &cfg, args.seed).context("closed-form fit")?
+        }
+        MethodSpec::Compact { cfg, .. } => {
+            let mut cfg = *cfg;
+            if let Some(r) = args.max_rank {
+                cfg.fit.max_rank = r;
+            }
+            let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
+            ldl_core::methods::fit_compact(&views, d, &label_refs, &cfg, train.image, shift, args.seed)
+                .context("compact closed-form fit")?
         }
         MethodSpec::Gradient(cfg) => {
             if args.max_rank.is_some() {
@@ -342,6 +352,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .iter()
         .map(|p| match p {
             ldl_core::Predictor::Subspace(s) => Some(s.rank()),
+            ldl_core::Predictor::Compact(c) => Some(c.shape().rank),
             ldl_core::Predictor::Dense(_) => None,
         })
         .collect();
