@@ -10,7 +10,16 @@
 
 use crate::augment::shift_count;
 use crate::compact::{self, Shape};
+use crate::protocol::MAX_FRAME_LEN;
 use crate::{fit, store};
+
+/// Bytes of the firmware's reply frame buffer (an `Info` with 64 labels is about 1.2 KB).
+pub const TX_BYTES: usize = 2048;
+/// RAM of the firmware's other statics (the store's index, the drivers, defmt), bounded.
+pub const OTHER_BYTES: usize = 2048;
+/// RAM kept for the stack: the measured peak is about 4 KiB (`firmware/bench.sh`), and no
+/// function frame may exceed 2 KiB (`firmware/ci.sh`).
+pub const STACK_BYTES: usize = 8192;
 
 /// What a board's firmware is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +60,8 @@ impl Sizes {
         store::slot_len(self.classes, self.class_bytes(), erase)
     }
 
-    /// The target width an enrollment's scratch is sized for (an identity target needs no
-    /// projection, but a query of `inputs` values).
+    /// The linear target width an enrollment's scratch is sized for (identity targets need
+    /// no projections).
     const fn k(&self) -> usize {
         self.outputs
     }
@@ -95,6 +104,12 @@ impl Sizes {
     /// Bytes of the workspace.
     pub const fn workspace_bytes(&self) -> usize {
         4 * self.workspace()
+    }
+
+    /// RAM the firmware takes: the workspace, the receive frame, the reply buffer, the other
+    /// statics and the stack kept free ([`STACK_BYTES`]).
+    pub const fn ram_bytes(&self) -> usize {
+        self.workspace_bytes() + MAX_FRAME_LEN + TX_BYTES + OTHER_BYTES + STACK_BYTES
     }
 }
 

@@ -6,13 +6,14 @@
 //! was), the tridiagonal matrix's eigenvalues by the implicit QL algorithm without vectors,
 //! the eigenvectors of the `count` largest by inverse iteration on the tridiagonal matrix
 //! (re-orthogonalised within clusters, as LAPACK's `dstein`), and the reflectors applied to
-//! them. About `4/3 m^3 + 2 count m^2` operations in the matrix's own storage plus
-//! `count x m` for the vectors, against `~6 m^3` and a second `m x m` matrix for the full
-//! QL with vectors ([`crate::linalg::sym_eigen`]). Every step is plain `f32` code in a fixed
+//! them. About `4/3 m^3 + 2 count m^2` operations, in the matrix's own storage: once it is
+//! tridiagonal the reflectors are packed into its lower half and the vectors written after
+//! them ([`top_matrix_len`]), against `~6 m^3` and a second `m x m` matrix for the full QL
+//! with vectors ([`crate::linalg::sym_eigen`]). Every step is plain `f32` code in a fixed
 //! order, so the host and a Cortex-M give the same bits.
 
 use crate::error::{Error, Result};
-use crate::linalg::{axpy, dot, norm2};
+use crate::linalg::{axpy, dot, norm2, sqrt};
 
 /// Householder reduction of the symmetric `n x n` matrix `a` (row-major; its lower triangle
 /// is read) to the tridiagonal `T = Q^T A Q`: its diagonal into `diag`, its sub-diagonal into
@@ -39,7 +40,7 @@ pub fn tridiagonalize(a: &mut [f32], n: usize, diag: &mut [f32], off: &mut [f32]
                     hi += a[i * n + k] * a[i * n + k];
                 }
                 let f = a[i * n + l];
-                let g = if f >= 0.0 { -libm::sqrtf(hi) } else { libm::sqrtf(hi) };
+                let g = if f >= 0.0 { -sqrt(hi) } else { sqrt(hi) };
                 e[i] = scale * g;
                 hi -= f * g;
                 a[i * n + l] = f - g;
@@ -85,9 +86,16 @@ pub fn tridiagonalize(a: &mut [f32], n: usize, diag: &mut [f32], off: &mut [f32]
     Ok(())
 }
 
-/// `sqrt(x^2 + y^2)` without overflow, in the same operations everywhere.
+/// `sqrt(x^2 + y^2)` without overflow, in `f32` and the same operations everywhere (libm's
+/// `hypotf` works in `f64`, which a Cortex-M4F does in software).
 fn hypot(x: f32, y: f32) -> f32 {
-    libm::hypotf(x, y)
+    let (x, y) = (x.abs(), y.abs());
+    let (a, b) = if x >= y { (x, y) } else { (y, x) };
+    if a == 0.0 {
+        return 0.0;
+    }
+    let r = b / a;
+    a * sqrt(1.0 + r * r)
 }
 
 /// Every eigenvalue of the tridiagonal matrix (`diag`, `off` as [`tridiagonalize`] gives
@@ -101,12 +109,10 @@ pub fn tridiagonal_eigenvalues(diag: &[f32], off: &[f32], values: &mut [f32], wo
     let d = &mut values[..n];
     let e = &mut work[..n];
     d.copy_from_slice(diag);
-    for i in 1..n {
-        e[i - 1] = off[i];
-    }
     if n == 0 {
         return Ok(());
     }
+    e[..n - 1].copy_from_slice(&off[1..n]);
     e[n - 1] = 0.0;
     // Negligible against the largest row of the whole matrix (see `sym_eigen`).
     let tst1 = (0..n).map(|l| d[l].abs() + e[l].abs()).fold(0.0f32, f32::max);
@@ -247,9 +253,26 @@ impl Factor<'_> {
     }
 }
 
-/// Scratch (f32s) that [`top_eigenpairs`] needs besides the matrix and the vectors.
+/// Scratch (f32s) that [`top_eigenpairs`] needs besides the matrix.
 pub const fn top_scratch_len(n: usize) -> usize {
     10 * n
+}
+
+/// Where [`top_eigenpairs`] leaves the eigenvectors in its matrix buffer: after the packed
+/// reflectors (`n (n - 1) / 2` values).
+pub const fn vectors_at(n: usize) -> usize {
+    n * n.saturating_sub(1) / 2
+}
+
+/// f32s of the matrix buffer [`top_eigenpairs`] needs for an `n x n` matrix and `count`
+/// vectors: the matrix, or the packed reflectors and the vectors, whichever is more.
+pub const fn top_matrix_len(n: usize, count: usize) -> usize {
+    let packed = vectors_at(n) + count * n;
+    if packed > n * n {
+        packed
+    } else {
+        n * n
+    }
 }
 
 /// Inverse iterations per eigenvector (each solve gains a factor of about the distance to
@@ -257,22 +280,21 @@ pub const fn top_scratch_len(n: usize) -> usize {
 /// clusters after re-orthogonalisation).
 const ITERATIONS: usize = 3;
 
-/// The largest eigenvalues of the symmetric `n x n` matrix `a` (destroyed), in decreasing
-/// order, into `values`, and their unit eigenvectors as the rows of `vectors`: at most
-/// `count`, and only while `keep(i, value_i)` holds (it is asked in order and the first
-/// `false` stops). Returns how many were kept. `scratch` needs [`top_scratch_len`]`(n)`
-/// f32s. Eigenvectors are defined up to sign; these are deterministic.
+/// The largest eigenvalues of the symmetric `n x n` matrix in `a[..n * n]` (destroyed), in
+/// decreasing order, into `values`, and their unit eigenvectors: at most `count`, and only
+/// while `keep(i, value_i)` holds (it is asked in order and the first `false` stops).
+/// Returns how many were kept, `r`; eigenvector `i` is then `a[vectors_at(n) + i n..][..n]`.
+/// `a` needs [`top_matrix_len`]`(n, count)` f32s and `scratch` [`top_scratch_len`]`(n)`.
+/// Eigenvectors are defined up to sign; these are deterministic.
 pub fn top_eigenpairs(
     a: &mut [f32],
     n: usize,
     count: usize,
     mut keep: impl FnMut(usize, f32) -> bool,
     values: &mut [f32],
-    vectors: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<usize> {
-    crate::error::check_len(n * n, a.len())?;
-    if count > n || values.len() < count || vectors.len() < count * n || scratch.len() < top_scratch_len(n) {
+    if count > n || a.len() < top_matrix_len(n, count) || values.len() < count || scratch.len() < top_scratch_len(n) {
         return Err(Error::BufferTooSmall);
     }
     if n == 0 || count == 0 {
@@ -287,16 +309,22 @@ pub fn top_eigenpairs(
     let (u1, rest) = rest.split_at_mut(n);
     let (u2, rest) = rest.split_at_mut(n);
     let (mult, swap) = rest.split_at_mut(n);
-    tridiagonalize(a, n, diag, off, h)?;
+    tridiagonalize(&mut a[..n * n], n, diag, off, h)?;
     tridiagonal_eigenvalues(diag, off, all, work)?;
     let count = (0..count).take_while(|&i| keep(i, all[i])).count();
     values[..count].copy_from_slice(&all[..count]);
+    // Pack the reflectors (row i: its first i values) to the front; each moves down or
+    // stays, before any later row is read.
+    for i in 1..n {
+        a.copy_within(i * n..i * n + i, vectors_at(i));
+    }
+    let (packed, rest) = a.split_at_mut(vectors_at(n));
 
     // Scale of T, for the pivot floor, the separation of close eigenvalues and clusters.
     let norm = (0..n)
         .map(|i| diag[i].abs() + off[i].abs() + if i + 1 < n { off[i + 1].abs() } else { 0.0 })
         .fold(0.0f32, f32::max);
-    let rows = &mut vectors[..count * n];
+    let rows = &mut rest[..count * n];
     if norm == 0.0 {
         // T = 0: any orthonormal vectors; the unit vectors.
         rows.iter_mut().for_each(|v| *v = 0.0);
@@ -312,9 +340,9 @@ pub fn top_eigenpairs(
     let mut rng = crate::rng::Rng::new(0x5EED_E16E);
     let mut first = 0usize; // first vector of the current cluster
     let mut prev = f32::INFINITY;
-    for k in 0..count {
-        let mut lambda = values[k];
-        if k > 0 && prev - values[k] > cluster {
+    for (k, &value) in values[..count].iter().enumerate() {
+        let mut lambda = value;
+        if k > 0 && prev - value > cluster {
             first = k;
         }
         // Eigenvalues closer than rounding would give the same vector: move this one apart.
@@ -346,7 +374,7 @@ pub fn top_eigenpairs(
             }
             let inv = 1.0 / big;
             x.iter_mut().for_each(|v| *v *= inv);
-            let inv = 1.0 / libm::sqrtf(norm2(x));
+            let inv = 1.0 / sqrt(norm2(x));
             x.iter_mut().for_each(|v| *v *= inv);
         }
     }
@@ -358,7 +386,7 @@ pub fn top_eigenpairs(
             if h[i] == 0.0 {
                 continue;
             }
-            let u = &a[i * n..i * n + i];
+            let u = &packed[vectors_at(i)..vectors_at(i) + i];
             let s = dot(u, &x[..i]) / h[i];
             axpy(-s, u, &mut x[..i]);
         }
@@ -402,10 +430,13 @@ mod tests {
             (60, 20, 25, 0.0),
         ] {
             let g = gram(m, d, m as u64, decay);
-            let (mut a, mut full) = (g.clone(), g.clone());
-            let (mut vals, mut vecs) = (vec![0.0; count], vec![0.0; count * m]);
+            let mut a = vec![0.0; top_matrix_len(m, count)];
+            a[..m * m].copy_from_slice(&g);
+            let mut full = g.clone();
+            let mut vals = vec![0.0; count];
             let mut scratch = vec![0.0; top_scratch_len(m)];
-            top_eigenpairs(&mut a, m, count, |_, _| true, &mut vals, &mut vecs, &mut scratch).unwrap();
+            assert_eq!(top_eigenpairs(&mut a, m, count, |_, _| true, &mut vals, &mut scratch), Ok(count));
+            let vecs = a[vectors_at(m)..vectors_at(m) + count * m].to_vec();
             let (mut fv, mut fvec, mut off) = (vec![0.0; m], vec![0.0; m * m], vec![0.0; m]);
             sym_eigen(&mut full, m, &mut fv, &mut fvec, &mut off).unwrap();
             let top = fv[0].abs().max(1e-30);
@@ -452,9 +483,11 @@ mod tests {
             }
         }
         let orig = a.clone();
-        let (mut vals, mut vecs) = (vec![0.0; 4], vec![0.0; 4 * n]);
+        a.resize(top_matrix_len(n, 4), 0.0);
+        let mut vals = vec![0.0; 4];
         let mut scratch = vec![0.0; top_scratch_len(n)];
-        top_eigenpairs(&mut a, n, 4, |_, _| true, &mut vals, &mut vecs, &mut scratch).unwrap();
+        top_eigenpairs(&mut a, n, 4, |_, _| true, &mut vals, &mut scratch).unwrap();
+        let vecs = a[vectors_at(n)..vectors_at(n) + 4 * n].to_vec();
         for k in 0..4 {
             assert!((vals[k] - lam[k]).abs() < 1e-4, "{vals:?}");
             let v = &vecs[k * n..(k + 1) * n];
@@ -470,21 +503,27 @@ mod tests {
 
     #[test]
     fn zero_and_bad_sizes() {
-        let mut a = vec![0.0f32; 9];
-        let (mut vals, mut vecs) = (vec![9.0; 2], vec![9.0; 6]);
+        let mut a = vec![0.0f32; top_matrix_len(3, 2)];
+        let mut vals = vec![9.0; 2];
         let mut scratch = vec![0.0; top_scratch_len(3)];
-        assert_eq!(top_eigenpairs(&mut a, 3, 2, |_, _| true, &mut vals, &mut vecs, &mut scratch), Ok(2));
+        assert_eq!(top_eigenpairs(&mut a, 3, 2, |_, _| true, &mut vals, &mut scratch), Ok(2));
         assert_eq!(vals, [0.0, 0.0]);
-        assert_eq!(vecs, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(a[vectors_at(3)..vectors_at(3) + 6], [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
         assert_eq!(
-            top_eigenpairs(&mut a, 3, 4, |_, _| true, &mut vals, &mut vecs, &mut scratch),
+            top_eigenpairs(&mut a, 3, 4, |_, _| true, &mut vals, &mut scratch),
             Err(Error::BufferTooSmall)
         );
         assert_eq!(
-            top_eigenpairs(&mut a, 3, 2, |_, _| true, &mut vals, &mut vecs, &mut scratch[..5]),
+            top_eigenpairs(&mut a, 3, 2, |_, _| true, &mut vals, &mut scratch[..5]),
+            Err(Error::BufferTooSmall)
+        );
+        assert_eq!(
+            top_eigenpairs(&mut a[..5], 3, 1, |_, _| true, &mut vals, &mut scratch),
             Err(Error::BufferTooSmall)
         );
         let mut nan = vec![f32::NAN; 4];
-        assert!(top_eigenpairs(&mut nan, 2, 1, |_, _| true, &mut vals, &mut vecs, &mut scratch).is_err());
+        assert!(top_eigenpairs(&mut nan, 2, 1, |_, _| true, &mut vals, &mut scratch).is_err());
+        // More vectors than half the matrix holds: the buffer grows past n x n.
+        assert!(top_matrix_len(4, 4) > 16);
     }
 }

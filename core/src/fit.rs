@@ -1,4 +1,4 @@
-//! The closed-form fit of a [`compact`](crate::compact) class from a few samples, as a
+//! The closed-form fit of a [`compact`] class from a few samples, as a
 //! device enrolls one: without ever holding the augmented samples, and writing the class out
 //! one direction at a time.
 //!
@@ -12,20 +12,22 @@
 //!    `C_IJ(a - b) = sum_q I[q] J[q + a - b]`, so one correlation over `(4s + 1)^2` offsets
 //!    gives a whole `(2s + 1)^2`-square block (81 correlations instead of 625 at `s = 2`);
 //!    otherwise each shift of `I` is made once and correlated with `J` over `(2s + 1)^2`
-//!    offsets. Both walk image rows and skip blank ones.
-//! 2. **Eigenpairs** of the strongest directions only ([`crate::eigen::top_eigenpairs`]).
-//! 3. **Directions**, one at a time: `sum_a v_(i,a) shift_a I_i` is a small convolution of
-//!    each image, then the direction is gathered over the live inputs, quantised and handed
-//!    to the [`Sink`] with its scale (and `A û` for a linear target).
+//!    offsets. The images sit in zero-bordered canvases, where a 2-D offset is a 1-D one, so
+//!    each correlation is one long dot product (the Arm kernel's).
+//! 2. **Eigenpairs** of the strongest directions only ([`crate::eigen::top_eigenpairs`]), the
+//!    vectors in the Gram matrix's own storage.
+//! 3. **Directions**, one at a time: `sum_a v_(i,a) shift_a I_i` is, on the canvas, `(2s + 1)^2`
+//!    long `axpy`s per image; then the direction is gathered over the live inputs, quantised
+//!    and handed to the [`Sink`] with its scale (and `A û` for a linear target).
 //!
 //! Everything is `f32` code in a fixed order (and the shared `dot`/`axpy` kernels), so the
 //! host's fit of a class has the device's bits.
 
 use crate::augment::shift_count;
 use crate::compact::{self, max_runs, quantize_i8, Shape};
-use crate::eigen::{top_eigenpairs, top_scratch_len};
+use crate::eigen::{top_eigenpairs, top_matrix_len, top_scratch_len, vectors_at};
 use crate::error::{check_len, Error, Result};
-use crate::linalg::dot;
+use crate::linalg::{axpy, dot};
 use crate::linear::Target;
 use crate::subspace::{weight, FitOptions};
 
@@ -106,23 +108,133 @@ const fn taps_max(s: usize) -> usize {
     4 * s + 1
 }
 
+/// A canvas of reach `r` for `w x h` images: rows of `w + 2r`, the image at column `r`, so
+/// that a shift by up to `r` pixels is an offset of the row-major array.
+#[derive(Clone, Copy)]
+struct Canvas {
+    w: usize,
+    h: usize,
+    r: usize,
+}
+
+impl Canvas {
+    /// Row stride.
+    const fn stride(&self) -> usize {
+        self.w + 2 * self.r
+    }
+    /// f32s of the image's own rows (`h` rows of the stride).
+    const fn rows_len(&self) -> usize {
+        self.h * self.stride()
+    }
+    /// f32s of the whole bordered canvas (`r` rows above and below) and `r` values of slack
+    /// at each end, so that every window moved by up to `r` rows and columns stays inside.
+    const fn full_len(&self) -> usize {
+        (self.h + 2 * self.r) * self.stride() + 2 * self.r
+    }
+    /// Writes `img` into `rows`, an image-rows canvas (its border columns left as they are).
+    fn put_rows(&self, img: &[f32], rows: &mut [f32]) {
+        let st = self.stride();
+        for y in 0..self.h {
+            rows[y * st + self.r..y * st + self.r + self.w].copy_from_slice(&img[y * self.w..(y + 1) * self.w]);
+        }
+    }
+    /// Writes `img` into `full`, a whole canvas (its border left as it is).
+    fn put_full(&self, img: &[f32], full: &mut [f32]) {
+        let at = self.window(0, 0);
+        self.put_rows(img, &mut full[at..at + self.rows_len()]);
+    }
+    /// Where the window of a whole canvas starts whose value at row-canvas position `q` is
+    /// the image's at `q` moved by `(dx, dy)`.
+    fn window(&self, dx: isize, dy: isize) -> usize {
+        let st = self.stride() as isize;
+        (self.r as isize + self.r as isize * st + dy * st + dx) as usize
+    }
+}
+
+/// The two canvas buffers of a fit: one of image rows, one whole.
+struct Canvases<'a> {
+    rows: &'a mut [f32],
+    full: &'a mut [f32],
+}
+
+impl Canvases<'_> {
+    /// `c[off(dx, dy, r)] = sum_{y,x} a[y][x] b[y + dy][x + dx]` (terms outside either image
+    /// are 0) for `|dx|, |dy| <= r`: `a` in the rows canvas and `b` in the whole one, zero
+    /// bordered, each offset one dot product over the rows.
+    fn correlate(&mut self, a: &[f32], b: &[f32], w: usize, h: usize, r: usize, c: &mut [f32]) {
+        let cv = Canvas { w, h, r };
+        let (rows, full) = (&mut self.rows[..cv.rows_len()], &mut self.full[..cv.full_len()]);
+        rows.iter_mut().for_each(|v| *v = 0.0);
+        full.iter_mut().for_each(|v| *v = 0.0);
+        cv.put_rows(a, rows);
+        cv.put_full(b, full);
+        let ri = r as isize;
+        for dy in -ri..=ri {
+            for dx in -ri..=ri {
+                let at = cv.window(dx, dy);
+                c[off(dx, dy, r)] = dot(rows, &full[at..at + rows.len()]);
+            }
+        }
+    }
+
+    /// `dir += sum_a coef[a] shift_a(img)`, one `axpy` of the whole canvas per shift, the
+    /// image rows then gathered.
+    fn combine_shifts(&mut self, img: &[f32], w: usize, h: usize, s: usize, coef: &[f32], dir: &mut [f32]) {
+        let cv = Canvas { w, h, r: s };
+        let (rows, full) = (&mut self.rows[..cv.rows_len()], &mut self.full[..cv.full_len()]);
+        rows.iter_mut().for_each(|v| *v = 0.0);
+        full.iter_mut().for_each(|v| *v = 0.0);
+        cv.put_full(img, full);
+        for (a, &k) in coef.iter().enumerate() {
+            let (dx, dy) = shift_at(s, a);
+            // shift_a(img)[q] = img[q - (dx, dy)].
+            let at = cv.window(-dx, -dy);
+            axpy(k, &full[at..at + rows.len()], rows);
+        }
+        let st = cv.stride();
+        for y in 0..h {
+            let src = &rows[y * st + s..y * st + s + w];
+            for (o, v) in dir[y * w..(y + 1) * w].iter_mut().zip(src) {
+                *o += v;
+            }
+        }
+    }
+}
+
 /// Scratch (f32s) that [`fit`] needs for `m` rows (samples after augmentation) of `d` values
-/// laid out `width` wide, shift `s`, a target of `k` outputs and at most `cap` directions.
+/// laid out `width` wide, shift `s`, at most `cap` directions, and `k` the outputs of a
+/// linear target (0 for an identity target: [`linear_outputs`]).
 pub const fn fit_scratch_len(m: usize, d: usize, width: usize, s: usize, k: usize, cap: usize) -> usize {
     let t = taps_max(s);
-    m * m // Gram matrix
-        + cap * m // eigenvectors
+    let c = Canvas {
+        w: width,
+        h: match d.checked_div(width) {
+            Some(h) => h,
+            None => 0,
+        },
+        r: 2 * s,
+    };
+    let count = if cap < m { cap } else { m };
+    top_matrix_len(m, count) // the Gram matrix, then the eigenvectors
         + top_scratch_len(m)
         + cap // eigenvalues
         + d // direction
         + d // mean
         + m // <row, mean>
-        + width + 4 * s // padded row
+        + c.rows_len() + c.full_len() // canvases
         + t * t // correlations
         + d.div_ceil(32) // live bitset
         + max_runs(d)
         + 1 + k + d.div_ceil(4) // one direction's words
         + k // projection
+}
+
+/// The `k` of [`fit_scratch_len`] for `target`: its outputs if it is linear, else 0.
+pub fn linear_outputs<T: AsRef<[f32]>>(target: &Target<T>) -> usize {
+    match target {
+        Target::Linear(l) => l.outputs(),
+        Target::Identity { .. } => 0,
+    }
 }
 
 /// Fits a class from `samples` against `target` into the compact form, at most `cap`
@@ -156,23 +268,29 @@ pub fn fit<T: AsRef<[f32]>>(
     let per = shifts_per(s);
     let m = n * per;
     let linear = matches!(target, Target::Linear(_));
-    if scratch.len() < fit_scratch_len(m, d, w, s, k, cap) {
+    let kl = linear_outputs(target);
+    if scratch.len() < fit_scratch_len(m, d, w, s, kl, cap) {
         return Err(Error::BufferTooSmall);
     }
     let t = taps_max(s);
-    let (gram, rest) = scratch.split_at_mut(m * m);
-    let (vecs, rest) = rest.split_at_mut(cap * m);
+    let canvas = Canvas { w, h, r: 2 * s };
+    let (gram, rest) = scratch.split_at_mut(top_matrix_len(m, cap.min(m)));
     let (eig, rest) = rest.split_at_mut(top_scratch_len(m));
     let (vals, rest) = rest.split_at_mut(cap);
     let (dir, rest) = rest.split_at_mut(d);
     let (mean, rest) = rest.split_at_mut(d);
     let (rmean, rest) = rest.split_at_mut(m);
-    let (pad, rest) = rest.split_at_mut(w + 4 * s);
+    let (rows_c, rest) = rest.split_at_mut(canvas.rows_len());
+    let (full_c, rest) = rest.split_at_mut(canvas.full_len());
+    let mut canv = Canvases {
+        rows: rows_c,
+        full: full_c,
+    };
     let (corr, rest) = rest.split_at_mut(t * t);
     let (bits, rest) = rest.split_at_mut(d.div_ceil(32));
     let (runs, rest) = rest.split_at_mut(max_runs(d));
-    let (words, rest) = rest.split_at_mut(1 + k + d.div_ceil(4));
-    let proj = &mut rest[..k];
+    let (words, rest) = rest.split_at_mut(1 + kl + d.div_ceil(4));
+    let proj = &mut rest[..kl];
     let images = samples.data;
     let img = |i: usize| &images[i * d..(i + 1) * d];
 
@@ -196,7 +314,7 @@ pub fn fit<T: AsRef<[f32]>>(
         mean.iter_mut().for_each(|v| *v /= mf);
         crate::error::check_finite(mean)?;
         for i in 0..n {
-            correlate(img(i), mean, w, h, s, pad, corr);
+            canv.correlate(img(i), mean, w, h, s, corr);
             for a in 0..per {
                 let (dx, dy) = shift_at(s, a);
                 rmean[i * per + a] = corr[off(dx, dy, s)];
@@ -205,7 +323,7 @@ pub fn fit<T: AsRef<[f32]>>(
     }
 
     // 1. The Gram matrix of the rows (lower triangle).
-    gram_matrix(images, n, w, h, s, gram, dir, pad, corr);
+    gram_matrix(images, n, w, h, s, &mut gram[..m * m], dir, &mut canv, corr);
     if opts.affine {
         let mm = crate::linalg::norm2(mean);
         for t1 in 0..m {
@@ -236,9 +354,9 @@ pub fn fit<T: AsRef<[f32]>>(
             lam > top * opts.rank_tol * opts.rank_tol && wgt > 0.0 && wgt >= opts.min_weight
         },
         vals,
-        vecs,
         eig,
     )?;
+    let vecs = &gram[vectors_at(m)..vectors_at(m) + r * m];
 
     let shape = Shape {
         inputs: d,
@@ -271,9 +389,9 @@ pub fn fit<T: AsRef<[f32]>>(
         let v = &vecs[kk * m..(kk + 1) * m];
         dir.iter_mut().for_each(|x| *x = 0.0);
         for i in 0..n {
-            combine_shifts(img(i), w, h, s, &v[i * per..(i + 1) * per], pad, dir);
+            canv.combine_shifts(img(i), w, h, s, &v[i * per..(i + 1) * per], dir);
         }
-        let inv = 1.0 / libm::sqrtf(lam);
+        let inv = 1.0 / crate::linalg::sqrt(lam);
         if opts.affine {
             let sv: f32 = v.iter().sum();
             for (x, mu) in dir.iter_mut().zip(mean.iter()) {
@@ -337,7 +455,7 @@ pub fn fit_owned<T: AsRef<[f32]>>(
     let (w, h) = samples.geometry();
     let s = samples.reach();
     if m <= GRAM_ROWS.max(d) {
-        let mut scratch = vec![0.0; fit_scratch_len(m, d, w, s, k, cap)];
+        let mut scratch = vec![0.0; fit_scratch_len(m, d, w, s, linear_outputs(target), cap)];
         let mut words = alloc::vec::Vec::new();
         let shape = fit(target, samples, opts, cap, &mut scratch, &mut words)?;
         return compact::Compact::from_parts(shape, words);
@@ -487,11 +605,6 @@ fn off(dx: isize, dy: isize, r: usize) -> usize {
     (dy + r as isize) as usize * t + (dx + r as isize) as usize
 }
 
-/// Whether row `y` of `img` has a non-zero value.
-fn row_inked(img: &[f32], w: usize, y: usize) -> bool {
-    img[y * w..(y + 1) * w].iter().any(|&v| v != 0.0)
-}
-
 /// Whether `img` is zero within `s` pixels of its border.
 fn blank_border(img: &[f32], w: usize, h: usize, s: usize) -> bool {
     if s == 0 {
@@ -510,69 +623,6 @@ fn blank_border(img: &[f32], w: usize, h: usize, s: usize) -> bool {
     true
 }
 
-/// `c[off(dx, dy, r)] = sum_{y,x} a[y][x] b[y + dy][x + dx]` (terms outside either image
-/// are 0) for `|dx|, |dy| <= r`: per row pair, the partial sums over `x` in order, added to
-/// `c` row pair by row pair in the order of `dy` then `y`. Rows of zeros are skipped.
-fn correlate(a: &[f32], b: &[f32], w: usize, h: usize, r: usize, pad: &mut [f32], c: &mut [f32]) {
-    let t = 2 * r + 1;
-    c[..t * t].iter_mut().for_each(|v| *v = 0.0);
-    let pad = &mut pad[..w + 2 * r];
-    pad.iter_mut().for_each(|v| *v = 0.0);
-    let (hi, ri) = (h as isize, r as isize);
-    for dy in -ri..=ri {
-        for y in 0..hi {
-            let yb = y + dy;
-            if yb < 0 || yb >= hi {
-                continue;
-            }
-            let (y, yb) = (y as usize, yb as usize);
-            if !row_inked(a, w, y) || !row_inked(b, w, yb) {
-                continue;
-            }
-            pad[r..r + w].copy_from_slice(&b[yb * w..(yb + 1) * w]);
-            let arow = &a[y * w..(y + 1) * w];
-            let out = &mut c[(dy + ri) as usize * t..(dy + ri) as usize * t + t];
-            taps_dispatch(arow, pad, out);
-        }
-    }
-}
-
-/// `out[t] += sum_x a[x] pad[x + t]` for every tap `t < out.len()` (1 to 13).
-fn taps_dispatch(a: &[f32], pad: &[f32], out: &mut [f32]) {
-    match out.len() {
-        1 => taps::<1>(a, pad, out),
-        3 => taps::<3>(a, pad, out),
-        5 => taps::<5>(a, pad, out),
-        7 => taps::<7>(a, pad, out),
-        9 => taps::<9>(a, pad, out),
-        13 => taps::<13>(a, pad, out),
-        _ => {
-            for (tt, o) in out.iter_mut().enumerate() {
-                let mut p = 0.0f32;
-                for (x, &av) in a.iter().enumerate() {
-                    p += av * pad[x + tt];
-                }
-                *o += p;
-            }
-        }
-    }
-}
-
-#[inline(always)]
-fn taps<const T: usize>(a: &[f32], pad: &[f32], out: &mut [f32]) {
-    let mut p = [0.0f32; T];
-    let pad = &pad[..a.len() + T - 1];
-    for (x, &av) in a.iter().enumerate() {
-        let win: &[f32; T] = pad[x..x + T].try_into().unwrap_or(&[0.0; T]);
-        for tt in 0..T {
-            p[tt] += av * win[tt];
-        }
-    }
-    for (o, v) in out.iter_mut().zip(p) {
-        *o += v;
-    }
-}
-
 /// The lower triangle of the Gram matrix of the `n (2s + 1)^2` rows (see the module doc).
 #[allow(clippy::too_many_arguments)]
 fn gram_matrix(
@@ -583,7 +633,7 @@ fn gram_matrix(
     s: usize,
     gram: &mut [f32],
     row: &mut [f32],
-    pad: &mut [f32],
+    canv: &mut Canvases<'_>,
     corr: &mut [f32],
 ) {
     let d = w * h;
@@ -603,7 +653,7 @@ fn gram_matrix(
                 None
             };
             if let Some((first, second, sign)) = margin {
-                correlate(first, second, w, h, 2 * s, pad, corr);
+                canv.correlate(first, second, w, h, 2 * s, corr);
                 for a in 0..per {
                     let (ax, ay) = shift_at(s, a);
                     for b in 0..per {
@@ -620,7 +670,7 @@ fn gram_matrix(
                 for a in 0..per {
                     row[..d].iter_mut().for_each(|v| *v = 0.0);
                     add_shifted(a_i, w, h, shift_at(s, a), 1.0, row);
-                    correlate(&row[..d], a_j, w, h, s, pad, corr);
+                    canv.correlate(&row[..d], a_j, w, h, s, corr);
                     for b in 0..per {
                         let (t1, t2) = (i * per + a, j * per + b);
                         if t2 > t1 {
@@ -635,38 +685,8 @@ fn gram_matrix(
     }
 }
 
-/// `dir += sum_a coef[a] shift_a(img)`: per output row and vertical shift, the taps over the
-/// horizontal shifts summed in order, then added.
-fn combine_shifts(img: &[f32], w: usize, h: usize, s: usize, coef: &[f32], pad: &mut [f32], dir: &mut [f32]) {
-    let t = 2 * s + 1;
-    let pad = &mut pad[..w + 2 * s];
-    pad.iter_mut().for_each(|v| *v = 0.0);
-    let mut kt = [0.0f32; 7];
-    for dy in -(s as isize)..=s as isize {
-        // Weights of the horizontal shifts at this dy: tap tt <-> dx = s - tt.
-        for (tt, k) in kt[..t].iter_mut().enumerate() {
-            let dx = s as isize - tt as isize;
-            *k = coef[index_of(s, dx, dy)];
-        }
-        for y in 0..h as isize {
-            let sy = y - dy;
-            if sy < 0 || sy >= h as isize || !row_inked(img, w, sy as usize) {
-                continue;
-            }
-            pad[s..s + w].copy_from_slice(&img[sy as usize * w..(sy as usize + 1) * w]);
-            let out = &mut dir[y as usize * w..(y as usize + 1) * w];
-            for (x, o) in out.iter_mut().enumerate() {
-                let mut acc = 0.0f32;
-                for (tt, &k) in kt[..t].iter().enumerate() {
-                    acc += k * pad[x + tt];
-                }
-                *o += acc;
-            }
-        }
-    }
-}
-
 /// Index of shift `(dx, dy)` in [`shift_at`]'s order.
+#[cfg(test)]
 fn index_of(s: usize, dx: isize, dy: isize) -> usize {
     if dx == 0 && dy == 0 {
         return 0;
@@ -752,8 +772,18 @@ mod tests {
             let rows = materialised(&xs, n, w, h, s as u8);
             let m = n * shifts_per(s);
             let mut gram = vec![f32::NAN; m * m];
-            let (mut row, mut pad, mut corr) = (vec![0.0; d], vec![0.0; w + 4 * s], vec![0.0; taps_max(s).pow(2)]);
-            gram_matrix(&xs, n, w, h, s, &mut gram, &mut row, &mut pad, &mut corr);
+            let cv = Canvas { w, h, r: 2 * s };
+            let (mut row, mut crows, mut full, mut corr) = (
+                vec![0.0; d],
+                vec![0.0; cv.rows_len()],
+                vec![0.0; cv.full_len()],
+                vec![0.0; taps_max(s).pow(2)],
+            );
+            let mut canv = Canvases {
+                rows: &mut crows,
+                full: &mut full,
+            };
+            gram_matrix(&xs, n, w, h, s, &mut gram, &mut row, &mut canv, &mut corr);
             for t1 in 0..m {
                 for t2 in 0..=t1 {
                     let want: f32 = rows[t1 * d..(t1 + 1) * d]
@@ -773,7 +803,7 @@ mod tests {
 
     fn fit_vec(target: &Target<Vec<f32>>, smp: &Samples<'_>, opts: &FitOptions, cap: usize) -> Result<Compact<Vec<f32>>> {
         let (w, _) = smp.geometry();
-        let mut scratch = vec![0.0; fit_scratch_len(smp.rows(), smp.d, w, smp.reach(), target.outputs(), cap)];
+        let mut scratch = vec![0.0; fit_scratch_len(smp.rows(), smp.d, w, smp.reach(), linear_outputs(target), cap)];
         let mut words = Vec::new();
         let shape = fit(target, smp, opts, cap, &mut scratch, &mut words)?;
         Compact::from_parts(shape, words)
@@ -877,7 +907,7 @@ mod tests {
         assert!(smp.rows() > GRAM_ROWS.max(d));
         let scatter = fit_owned(&t, &smp, &opts, 10).unwrap();
         let mut words = Vec::new();
-        let mut scratch = vec![0.0; fit_scratch_len(smp.rows(), d, w, 2, d, 10)];
+        let mut scratch = vec![0.0; fit_scratch_len(smp.rows(), d, w, 2, 0, 10)];
         let shape = fit(&t, &smp, &opts, 10, &mut scratch, &mut words).unwrap();
         let gram = Compact::from_parts(shape, words).unwrap();
         assert_eq!(scatter.shape(), gram.shape());

@@ -196,6 +196,115 @@ mod arm {
             "bx lr",
         )
     }
+
+    /// The correctly rounded square root, in hardware (`vsqrt.f32`; IEEE 754 requires the
+    /// same bits as libm's software `sqrtf`).
+    #[inline(always)]
+    pub(super) fn sqrt(x: f32) -> f32 {
+        // SAFETY: the kernel reads and writes s0 only and follows the C ABI.
+        #[allow(unsafe_code)]
+        unsafe {
+            sqrt_kernel(x)
+        }
+    }
+
+    /// s0 = x; returns sqrt(x) in s0.
+    // SAFETY (of the definition): a naked function is only its assembly.
+    #[allow(unsafe_code)]
+    #[unsafe(naked)]
+    unsafe extern "C" fn sqrt_kernel(x: f32) -> f32 {
+        core::arch::naked_asm!(".fpu fpv4-sp-d16", "vsqrt.f32 s0, s0", "bx lr",)
+    }
+
+    /// `sum a[j] * b[j]` over `groups` groups of 8 (`a` int8 bytes, `b` i16), exactly, in
+    /// an i64: the Cortex-M4's DSP instructions, two multiply-accumulates per `smlald`.
+    #[inline(always)]
+    pub(super) fn dot_i8_i16_groups(a: &[[u8; 8]], b: &[[i16; 8]]) -> i64 {
+        let n = a.len().min(b.len());
+        // SAFETY: the kernel reads `n` groups of 8 bytes at `a` and of 8 i16 at `b`; both
+        // slices hold `n` groups and the wrapper in `compact` passes 4-aligned pointers
+        // (`ldrd`/`ldm` need word alignment). It writes no memory and follows the C ABI.
+        #[allow(unsafe_code)]
+        unsafe {
+            dot_i8_i16_kernel(a.as_ptr().cast(), b.as_ptr().cast(), n)
+        }
+    }
+
+    /// r0 = a (int8), r1 = b (i16), r2 = groups of 8; returns the i64 sum in r0:r1.
+    /// Accumulator r3 (low) : r12 (high); r4-r11 saved. Per group: the two words of 8 bytes
+    /// sign-extended in pairs (`sxtb16`: bytes 0 and 2, then 1 and 3), the i16 pairs
+    /// repacked to match (`pkhbt`/`pkhtb`), four `smlald`.
+    // SAFETY (of the definition): a naked function is only its assembly; the caller above
+    // upholds what it reads.
+    #[allow(unsafe_code)]
+    #[unsafe(naked)]
+    unsafe extern "C" fn dot_i8_i16_kernel(a: *const u8, b: *const i16, groups: usize) -> i64 {
+        core::arch::naked_asm!(
+            "push {{r4-r11}}",
+            "movs r3, #0",
+            "mov.w r12, #0",
+            "cmp r2, #0",
+            "beq 3f",
+            "2:",
+            "ldrd r4, r5, [r0], #8",
+            "ldm r1!, {{r6-r9}}",
+            "sxtb16 r10, r4",
+            "sxtb16 r11, r4, ror #8",
+            "pkhbt r4, r6, r7, lsl #16",
+            "pkhtb r6, r7, r6, asr #16",
+            "smlald r3, r12, r10, r4",
+            "smlald r3, r12, r11, r6",
+            "sxtb16 r10, r5",
+            "sxtb16 r11, r5, ror #8",
+            "pkhbt r5, r8, r9, lsl #16",
+            "pkhtb r8, r9, r8, asr #16",
+            "smlald r3, r12, r10, r5",
+            "smlald r3, r12, r11, r8",
+            "subs r2, r2, #1",
+            "bne 2b",
+            "3:",
+            "mov r0, r3",
+            "mov r1, r12",
+            "pop {{r4-r11}}",
+            "bx lr",
+        )
+    }
+}
+
+/// The correctly rounded square root: the hardware instruction on a Cortex-M4F (libm's
+/// `sqrtf` is software there, about 100 instructions), libm elsewhere; IEEE 754 gives both
+/// the same bits.
+#[inline(always)]
+pub fn sqrt(x: f32) -> f32 {
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    {
+        arm::sqrt(x)
+    }
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+    {
+        libm::sqrtf(x)
+    }
+}
+
+/// `sum a[j] * b[j]` over whole groups of 8 of int8 `a` and i16 `b`, exactly, on the
+/// Cortex-M4's DSP instructions; `None` elsewhere, or for pointers not 4-aligned.
+#[inline(always)]
+pub(crate) fn dot_i8_i16_fast(a: &[u8], b: &[i16]) -> Option<(i64, usize)> {
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    {
+        if !(a.as_ptr() as usize).is_multiple_of(4) || !(b.as_ptr() as usize).is_multiple_of(4) {
+            return None;
+        }
+        let (ga, _) = a.as_chunks::<8>();
+        let (gb, _) = b.as_chunks::<8>();
+        let n = ga.len().min(gb.len());
+        Some((arm::dot_i8_i16_groups(&ga[..n], &gb[..n]), 8 * n))
+    }
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+    {
+        let _ = (a, b);
+        None
+    }
 }
 
 /// Squared Euclidean norm.

@@ -7,7 +7,7 @@ use crate::linear::Linear;
 use crate::subspace::{distance_scratch_len, Subspace};
 
 /// The predictor of one class.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Predictor<S> {
     /// A full linear map `R^d -> R^k` (O2MD, BD, naive).
     Dense(Linear<S>),
@@ -16,6 +16,17 @@ pub enum Predictor<S> {
     /// The closed-form fit as a microcontroller keeps it: 8-bit directions over the live
     /// inputs ([`crate::compact`]).
     Compact(Compact<S>),
+}
+
+impl<S: AsRef<[f32]> + PartialEq> PartialEq for Predictor<S> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Predictor::Dense(a), Predictor::Dense(b)) => a == b,
+            (Predictor::Subspace(a), Predictor::Subspace(b)) => a == b,
+            (Predictor::Compact(a), Predictor::Compact(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl<S: AsRef<[f32]>> Predictor<S> {

@@ -15,7 +15,7 @@ use crate::model::Label;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in every frame; a receiver refuses any other.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The byte that ends every frame (and appears nowhere else in one).
 pub const DELIMITER: u8 = 0x00;
 /// Longest frame on the wire, delimiter included. A receiver may drop longer ones
@@ -476,9 +476,16 @@ pub fn decode<'a, T: Deserialize<'a>>(frame: &'a mut [u8]) -> Result<(u32, T), D
     Ok((f.id, f.body))
 }
 
-/// Reads a sample's little-endian `f32` bytes into `out`, which must have exactly
-/// `bytes.len() / 4` values (else `DimensionMismatch`).
+/// Reads a sample into `out`: `4 * out.len()` bytes of little-endian `f32`, or `out.len()`
+/// bytes of 8-bit values (0..=255, as many sensors and images give them: a quarter of the
+/// bytes on the wire). Any other length is `DimensionMismatch`.
 pub fn read_sample(bytes: &[u8], out: &mut [f32]) -> Result<(), Error> {
+    if bytes.len() == out.len() {
+        for (o, &b) in out.iter_mut().zip(bytes) {
+            *o = f32::from(b);
+        }
+        return Ok(());
+    }
     if !bytes.len().is_multiple_of(4) || bytes.len() / 4 != out.len() {
         return Err(Error::DimensionMismatch {
             expected: out.len() as u32,
@@ -491,6 +498,23 @@ pub fn read_sample(bytes: &[u8], out: &mut [f32]) -> Result<(), Error> {
         *o = f32::from_le_bytes(a);
     }
     Ok(())
+}
+
+/// A sample's wire bytes into `out`: one byte per value when every value is an integer in
+/// 0..=255 (read back as the same `f32`s), else 4 bytes of little-endian `f32` per value.
+/// Returns the bytes written.
+pub fn sample_bytes<'b>(values: &[f32], out: &'b mut [u8]) -> Result<&'b [u8], Error> {
+    let small = values
+        .iter()
+        .all(|&v| (0.0..=255.0).contains(&v) && v == (v as u8) as f32 && v.to_bits() != (-0.0f32).to_bits());
+    if small {
+        let dst = out.get_mut(..values.len()).ok_or(Error::BufferTooSmall)?;
+        for (d, &v) in dst.iter_mut().zip(values) {
+            *d = v as u8;
+        }
+        return Ok(dst);
+    }
+    write_sample(values, out)
 }
 
 /// Writes `values` as little-endian `f32` bytes into `out` (exactly `4 * values.len()`);
@@ -729,16 +753,16 @@ mod tests {
 
     #[test]
     fn the_wire_format_is_pinned() {
-        // Info, id 7: payload 01 07 00, CRC-32 LE, COBS, 00.
+        // Info, id 7: payload 02 07 00, CRC-32 LE, COBS, 00.
         let f = frame_of(7, &Request::Info);
-        let crc = checksum(&[1, 7, 0]).to_le_bytes();
-        let mut raw = vec![1, 7, 0];
+        let crc = checksum(&[2, 7, 0]).to_le_bytes();
+        let mut raw = vec![2, 7, 0];
         raw.extend_from_slice(&crc);
         let mut want = cobs_ref(&raw);
         want.push(0);
         assert_eq!(f, want);
-        assert_eq!(&f[..3], &[3, 1, 7]);
-        // Forget "ab", id 300: 01 AC 02 05 02 61 62.
+        assert_eq!(&f[..3], &[3, 2, 7]);
+        // Forget "ab", id 300: 02 AC 02 05 02 61 62.
         let f = frame_of(
             300,
             &Request::Forget {
@@ -747,7 +771,7 @@ mod tests {
         );
         let mut g = f.clone();
         let n = cobs_decode_in_place(&mut g[..f.len() - 1]).unwrap();
-        assert_eq!(&g[..n - 4], &[1, 0xAC, 2, 5, 2, b'a', b'b']);
+        assert_eq!(&g[..n - 4], &[2, 0xAC, 2, 5, 2, b'a', b'b']);
     }
 
     #[test]
@@ -780,20 +804,20 @@ mod tests {
             assert!(decode::<Request<'_>>(&mut good[..n].to_vec()).is_err());
         }
         // A valid frame of another version: the id is still reported.
-        let mut raw = vec![2u8, 42, 4];
+        let mut raw = vec![1u8, 42, 4];
         raw.extend_from_slice(&checksum(&raw).to_le_bytes());
         let mut f = cobs_ref(&raw);
         let e = decode::<Request<'_>>(&mut f).unwrap_err();
         assert_eq!(
             e,
             DecodeError {
-                kind: FrameError::Version(2),
+                kind: FrameError::Version(1),
                 id: Some(42)
             }
         );
         assert_eq!(ErrorCode::from(e.kind), ErrorCode::FRAME_VERSION);
         // Intact frame, bad body: enum tag 9, trailing bytes, a response where a request is due.
-        for body in [&[1u8, 42, 9][..], &[1, 42, 4, 0], &[1, 42]] {
+        for body in [&[2u8, 42, 9][..], &[2, 42, 4, 0], &[2, 42]] {
             let mut raw = body.to_vec();
             raw.extend_from_slice(&checksum(body).to_le_bytes());
             let mut f = cobs_ref(&raw);
@@ -821,6 +845,25 @@ mod tests {
             Err(Error::DimensionMismatch { .. })
         ));
         assert_eq!(write_sample(&v, &mut [0u8; 11]), Err(Error::BufferTooSmall));
+        // 8-bit samples: one byte per value when every value is an integer 0..=255.
+        let px = [0.0f32, 1.0, 255.0, 17.0];
+        let mut w = [0u8; 16];
+        let b8 = sample_bytes(&px, &mut w).unwrap().to_vec();
+        assert_eq!(b8, [0, 1, 255, 17]);
+        let mut back = [9.0f32; 4];
+        read_sample(&b8, &mut back).unwrap();
+        assert_eq!(back.map(f32::to_bits), px.map(f32::to_bits));
+        for odd in [
+            [0.5f32, 1.0, 2.0, 3.0],
+            [256.0, 1.0, 2.0, 3.0],
+            [-1.0, 0.0, 0.0, 0.0],
+            [-0.0, 0.0, 0.0, 0.0],
+        ] {
+            let b = sample_bytes(&odd, &mut w).unwrap().to_vec();
+            assert_eq!(b.len(), 16, "{odd:?} goes as f32");
+            read_sample(&b, &mut back).unwrap();
+            assert_eq!(back.map(f32::to_bits), odd.map(f32::to_bits));
+        }
         assert_eq!(ErrorCode::from(Error::CapacityFull), ErrorCode::CAPACITY_FULL);
         assert_eq!(ErrorCode::from(Error::UnsupportedVersion(3)), ErrorCode::UNSUPPORTED_VERSION);
         assert_eq!(ErrorCode::from(FrameError::TooLong).0, 32);

@@ -227,10 +227,35 @@ fn flash_err<E>(_: E) -> Error {
     Error::Storage
 }
 
+impl<const C: usize> Default for Store<C> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl<const C: usize> Store<C> {
+    /// A store with no slots yet ([`Store::open`]); `const`, so a device can keep it in a
+    /// static rather than on its stack.
+    pub const fn empty() -> Self {
+        Store {
+            slot_size: 0,
+            current: None,
+            body_len: 0,
+            entries: heapless::Vec::new(),
+        }
+    }
+
     /// Two slots of `slot_size` bytes (a multiple of the erase size) at offsets 0 and
     /// `slot_size` of `flash`; empty until [`Store::load`].
     pub fn new<F: NorFlash>(flash: &F, slot_size: u32) -> Result<Self> {
+        let mut s = Self::empty();
+        s.open(flash, slot_size)?;
+        Ok(s)
+    }
+
+    /// Uses two slots of `slot_size` bytes of `flash` (see [`Store::new`]); forgets any
+    /// index. `InvalidParameter` when the geometry does not allow it.
+    pub fn open<F: NorFlash>(&mut self, flash: &F, slot_size: u32) -> Result<()> {
         let s = slot_size as usize;
         let ok = s > HEADER_LEN + BODY_HEAD
             && s.is_multiple_of(F::ERASE_SIZE)
@@ -238,15 +263,14 @@ impl<const C: usize> Store<C> {
             && CHUNK.is_multiple_of(F::WRITE_SIZE)
             && 4usize.is_multiple_of(F::READ_SIZE)
             && HEADER_LEN.is_multiple_of(F::WRITE_SIZE);
+        self.slot_size = 0;
+        self.current = None;
+        self.unload();
         if !ok {
             return Err(Error::InvalidParameter);
         }
-        Ok(Store {
-            slot_size,
-            current: None,
-            body_len: 0,
-            entries: heapless::Vec::new(),
-        })
+        self.slot_size = slot_size;
+        Ok(())
     }
 
     /// The stored classes, in enrollment order.
@@ -604,13 +628,14 @@ impl<const C: usize> Store<C> {
         w.ensure_erased(w.base, HEADER_LEN as u32)?;
         w.flash.write(w.base, &h.to_bytes()).map_err(flash_err)?;
         let slot = w.slot;
-        let old = (self.current, self.body_len, self.entries.clone());
         self.current = Some((slot, seq));
-        // The index of what was just written (no value checks: it was just fitted).
+        // The index of what was just written (no value checks: it was just fitted). The new
+        // record is current in flash now; if it cannot be read back the store reads as
+        // empty until the next boot reads it again.
         match self.index(w.flash, slot, h.len, key, None) {
             Ok(Ok(())) => Ok(()),
             r => {
-                (self.current, self.body_len, self.entries) = old;
+                self.unload();
                 Err(match r {
                     Err(e) | Ok(Err(LoadError::Corrupt(e))) => e,
                     Ok(_) => Error::Malformed,
@@ -952,7 +977,7 @@ pub(crate) mod tests {
         let data = class(seed, 2);
         let t = host.members[0].target.clone();
         let s = samples(&data);
-        let mut scratch = vec![0.0; fit::fit_scratch_len(s.rows(), D, W, 1, t.outputs(), 5)];
+        let mut scratch = vec![0.0; fit::fit_scratch_len(s.rows(), D, W, 1, fit::linear_outputs(&t), 5)];
         let fit = host.fit;
         let shape = st.enroll(f, &key(host), name, &t, &s, &fit, 5, &mut scratch)?;
         host.enroll(name, &data, 2).unwrap();
@@ -1031,7 +1056,7 @@ pub(crate) mod tests {
         let mut f = CutFlash::new(2 * SLOT as usize);
         let mut st: Store<4> = Store::new(&f, SLOT).unwrap();
         for i in 0..4 {
-            enroll_both(&mut st, &mut f, &mut host, &["p", "q", "r", "s"][i], 40 + i as u64).unwrap();
+            enroll_both(&mut st, &mut f, &mut host, ["p", "q", "r", "s"][i], 40 + i as u64).unwrap();
         }
         let before = (st.entries().to_vec(), f.mem.clone());
         assert_eq!(
@@ -1042,7 +1067,7 @@ pub(crate) mod tests {
         let mut nan = class(60, 2);
         nan[7] = f32::NAN;
         let t = host.members[0].target.clone();
-        let mut scratch = vec![0.0; fit::fit_scratch_len(18, D, W, 1, D, 5)];
+        let mut scratch = vec![0.0; fit::fit_scratch_len(18, D, W, 1, 0, 5)];
         let entries = st.entries().to_vec();
         assert_eq!(
             st.enroll(&mut f, &key(&host), "n", &t, &samples(&nan), &host.fit, 5, &mut scratch),
