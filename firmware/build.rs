@@ -61,7 +61,7 @@ fn region(t: &toml::Table, board: &str, key: &str) -> Region {
 /// `sectors = [[count, size], ...]`, or `erase` throughout the flash.
 fn sectors(t: &toml::Table, board: &str, flash: Region, erase: u64) -> Vec<(u64, u64)> {
     let Some(v) = t.get("sectors") else {
-        if erase == 0 || flash.size % erase != 0 {
+        if erase == 0 || !flash.size.is_multiple_of(erase) {
             fail(&format!("boards.toml [boards.{board}]: erase_size must divide the flash size"));
         }
         return vec![(flash.size / erase, erase)];
@@ -99,7 +99,7 @@ fn sizes(t: &toml::Table, board: &str) -> [u64; 7] {
         *o = int(s, board, k);
     }
     let [inputs, width, shift, _, rank, classes, images] = out;
-    if inputs == 0 || width == 0 || inputs % width != 0 || rank == 0 || classes == 0 || images == 0 {
+    if inputs == 0 || width == 0 || !inputs.is_multiple_of(width) || rank == 0 || classes == 0 || images == 0 {
         fail(&format!(
             "boards.toml [boards.{board}].sizes: inputs a multiple of width, rank, classes and images >= 1"
         ));

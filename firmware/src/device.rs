@@ -71,7 +71,7 @@ pub struct Boot {
 pub struct Device<'a, F, const C: usize> {
     model: Result<ModelView<'a>, ModelStatus>,
     key: Option<ModelKey>,
-    store: Option<Store<C>>,
+    store: Option<&'a mut Store<C>>,
     sizes: Sizes,
     work: &'a mut [f32],
     enrolling: Option<Enrolling>,
@@ -82,11 +82,19 @@ pub struct Device<'a, F, const C: usize> {
 impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
     /// Boots: validates the model in `model_region` (in place) for a device of `sizes`, and
     /// with a valid model loads the enrolled classes' index from `flash` (two slots of
-    /// `slot_size` bytes). `work` needs `sizes.workspace()` f32s.
+    /// `slot_size` bytes) into `store` (kept in a static: its index is not small). `work`
+    /// needs `sizes.workspace()` f32s.
     // Not inlined: inlined into `main`, the model check's and the store load's temporaries
     // would stay in `main`'s frame, under every request the serial loop answers.
     #[inline(never)]
-    pub fn new(model_region: &'a [u8], work: &'a mut [f32], sizes: Sizes, mut flash: F, slot_size: u32) -> (Self, Boot) {
+    pub fn new(
+        model_region: &'a [u8],
+        work: &'a mut [f32],
+        store: &'a mut Store<C>,
+        sizes: Sizes,
+        mut flash: F,
+        slot_size: u32,
+    ) -> (Self, Boot) {
         let mut model = check_model(model_region, sizes.inputs);
         if let Ok(v) = &model {
             // Its classification must fit the workspace next to the enrollment images.
@@ -98,24 +106,25 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             }
         }
         let mut key = None;
-        let mut store = None;
+        let mut usable = None;
         let mut loaded = None;
         if let Ok(v) = &model {
             match ModelKey::of(v, v.crc()) {
                 Ok(k) => {
-                    let r = Store::<C>::new(&flash, slot_size).and_then(|mut s| {
-                        let l = s.load(&mut flash, &k, work)?;
+                    let r = store.open(&flash, slot_size).and_then(|()| {
+                        let l = store.load(&mut flash, &k, work)?;
                         // Stored classes must fit the classification scratch too.
-                        let need = (0..s.len()).map(|i| k.outputs + s.distance_scratch_len(i)).max().unwrap_or(0);
-                        let l = if need > sizes.model_scratch() {
-                            s.unload();
-                            Loaded::Refused(ldl_core::store::LoadError::Corrupt(Error::BufferTooSmall))
-                        } else {
-                            l
-                        };
-                        store = Some(s);
+                        let need = (0..store.len())
+                            .map(|i| k.outputs + store.distance_scratch_len(i))
+                            .max()
+                            .unwrap_or(0);
+                        if need > sizes.model_scratch() {
+                            store.unload();
+                            return Ok(Loaded::Refused(ldl_core::store::LoadError::Corrupt(Error::BufferTooSmall)));
+                        }
                         Ok(l)
                     });
+                    usable = Some(r.is_ok());
                     key = Some(k);
                     loaded = Some(r);
                 }
@@ -131,7 +140,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         let dev = Device {
             model,
             key,
-            store,
+            store: if usable == Some(true) { Some(store) } else { None },
             sizes,
             work,
             enrolling: None,
@@ -149,7 +158,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
 
     /// The enrolled classes (`None`: no valid model, or no usable store).
     pub fn store(&self) -> Option<&Store<C>> {
-        self.store.as_ref()
+        self.store.as_deref()
     }
 
     /// The flash (e.g. to release it).
@@ -293,7 +302,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         let stored = self.store.as_ref().map_or(0, |s| s.len());
         let n = view.len() + stored;
         distances.resize(n, 0.0).map_err(|_| ErrorCode::CAPACITY_FULL)?;
-        let c = match &self.store {
+        let c = match self.store.as_deref() {
             Some(s) => classify_joined(view, s, &mut self.flash, x, view.threshold(), rest, distances)?,
             None => ldl_core::classify(view, x, view.threshold(), rest, distances)?,
         };
@@ -325,7 +334,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         if samples as usize > self.sizes.images {
             return Err(ErrorCode::BUFFER_TOO_SMALL);
         }
-        let store = self.store.as_ref().ok_or(ErrorCode::STORAGE)?;
+        let store = self.store.as_deref().ok_or(ErrorCode::STORAGE)?;
         let key = self.key.ok_or(ErrorCode::STORAGE)?;
         if view.class_index(&name).is_some() || store.index_of(&name).is_some() {
             return Err(ErrorCode::DUPLICATE_LABEL);
@@ -343,7 +352,8 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             None => (d, 0),
         };
         let rows = samples as usize * ldl_core::augment::shift_count(s as u8);
-        let need = fit_scratch_len(rows, d, w, s, view.outputs(), self.rank_cap(view));
+        let kl = ldl_core::fit::linear_outputs(&view.target(0)?);
+        let need = fit_scratch_len(rows, d, w, s, kl, self.rank_cap(view));
         if need > self.work.len().saturating_sub(self.images_len()) {
             return Err(ErrorCode::BUFFER_TOO_SMALL);
         }
@@ -396,7 +406,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             image: Self::geometry(view),
             shift: p.shift,
         };
-        let store = self.store.as_mut().ok_or(ErrorCode::STORAGE)?;
+        let store = self.store.as_deref_mut().ok_or(ErrorCode::STORAGE)?;
         let shape = store.enroll(&mut self.flash, &key, &en.label, &target, &samples, &fit, cap, scratch)?;
         Ok(Step::Enrolled {
             label: en.label,
@@ -408,7 +418,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
     fn forget(&mut self, name: &str) -> Result<(), ErrorCode> {
         self.view()?;
         let key = self.key.ok_or(ErrorCode::STORAGE)?;
-        let store = self.store.as_mut().ok_or(ErrorCode::STORAGE)?;
+        let store = self.store.as_deref_mut().ok_or(ErrorCode::STORAGE)?;
         store.forget(&mut self.flash, &key, name)?;
         Ok(())
     }
@@ -703,7 +713,15 @@ mod tests {
             let mut work = workspace();
             let mut words = vec![0u32; region_bytes.len().div_ceil(4)];
             bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..region_bytes.len()].copy_from_slice(&region_bytes);
-            let (mut dev, boot) = Device::<_, C>::new(region(&words), &mut work, SIZES, MemFlash(vec![0xFF; 2 * SLOT as usize]), SLOT);
+            let mut st1 = Store::empty();
+            let (mut dev, boot) = Device::<_, C>::new(
+                region(&words),
+                &mut work,
+                &mut st1,
+                SIZES,
+                MemFlash(vec![0xFF; 2 * SLOT as usize]),
+                SLOT,
+            );
             assert!(boot.store.is_none());
             let mut input = frame(1, &Request::Info);
             input.extend(frame(
@@ -728,6 +746,41 @@ mod tests {
         }
     }
 
+    /// A model built for a larger board (here a linear target wider than this device's
+    /// workspace can classify) is refused at boot; the device still answers.
+    #[test]
+    fn a_model_too_large_for_the_workspace_is_refused_at_boot() {
+        let (_, words) = model(2048, 0);
+        let view = check_model(region(&words), D).unwrap();
+        assert!(scratch_len(&view).unwrap() > SIZES.model_scratch());
+        let mut work = workspace();
+        let mut st = Store::empty();
+        let (mut dev, boot) = Device::<_, C>::new(
+            region(&words),
+            &mut work,
+            &mut st,
+            SIZES,
+            MemFlash(vec![0xFF; 2 * SLOT as usize]),
+            SLOT,
+        );
+        let refused = ModelStatus::Invalid {
+            code: ErrorCode::BUFFER_TOO_SMALL,
+        };
+        assert_eq!(boot.model, refused);
+        assert!(boot.store.is_none());
+        let mut input = frame(1, &Request::Info);
+        input.extend(frame(
+            2,
+            &Request::Classify {
+                sample: &bytes_of(&[0.0; D]),
+            },
+        ));
+        let out = run(&mut dev, input);
+        let Response::Info(info) = &out[0].1 else { panic!("{out:?}") };
+        assert_eq!(info.model, refused);
+        assert_eq!(out[1], (2, Response::Error { code: ErrorCode::NO_MODEL }));
+    }
+
     /// Enrolls through the protocol and checks every answer against the host core (a copy
     /// of the model with the same class enrolled by `Model::enroll_capped`), bit for bit;
     /// then the refusals, a reboot on the same flash, forget, and the button.
@@ -736,11 +789,20 @@ mod tests {
         for (k, shift) in [(0usize, 1u8), (0, 0), (4, 1)] {
             let (mut m, words) = model(k, shift);
             let mut work = workspace();
-            let (dev, boot) = Device::<_, C>::new(region(&words), &mut work, SIZES, MemFlash(vec![]), SLOT);
+            let mut st2 = Store::empty();
+            let (dev, boot) = Device::<_, C>::new(region(&words), &mut work, &mut st2, SIZES, MemFlash(vec![]), SLOT);
             assert!(matches!(boot.model, ModelStatus::Valid { .. }));
             assert!(matches!(boot.store, Some(Err(_))), "no room for slots in an empty flash");
             drop(dev);
-            let (mut dev, boot) = Device::<_, C>::new(region(&words), &mut work, SIZES, MemFlash(vec![0xFF; 2 * SLOT as usize]), SLOT);
+            let mut st3 = Store::empty();
+            let (mut dev, boot) = Device::<_, C>::new(
+                region(&words),
+                &mut work,
+                &mut st3,
+                SIZES,
+                MemFlash(vec![0xFF; 2 * SLOT as usize]),
+                SLOT,
+            );
             assert_eq!(boot.store, Some(Ok(Loaded::Empty)));
 
             // Enroll "c" from 2 raw samples (scaled by 0.5 on the device).
@@ -924,7 +986,8 @@ mod tests {
             let flash = core::mem::replace(dev.flash(), MemFlash(vec![]));
             drop(dev);
             let mut work2 = workspace();
-            let (mut dev2, boot) = Device::<_, C>::new(region(&words), &mut work2, SIZES, flash, SLOT);
+            let mut st4 = Store::empty();
+            let (mut dev2, boot) = Device::<_, C>::new(region(&words), &mut work2, &mut st4, SIZES, flash, SLOT);
             assert!(matches!(boot.store, Some(Ok(Loaded::Classes { count: 1, .. }))));
             check(&mut dev2, &m);
             let out = run(
@@ -953,7 +1016,15 @@ mod tests {
     fn a_full_store_refuses_at_the_start() {
         let (_, words) = model(0, 1);
         let mut work = workspace();
-        let (mut dev, _) = Device::<_, C>::new(region(&words), &mut work, SIZES, MemFlash(vec![0xFF; 2 * SLOT as usize]), SLOT);
+        let mut st5 = Store::empty();
+        let (mut dev, _) = Device::<_, C>::new(
+            region(&words),
+            &mut work,
+            &mut st5,
+            SIZES,
+            MemFlash(vec![0xFF; 2 * SLOT as usize]),
+            SLOT,
+        );
         for (i, name) in ["p", "q", "r"].iter().enumerate() {
             let raw = class(20 + i as u64, 1);
             let mut input = frame(

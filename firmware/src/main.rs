@@ -9,7 +9,7 @@
 use cortex_m_rt::entry;
 use ldl_core::budget::Sizes;
 use ldl_core::protocol::{FrameReader, ModelStatus, MAX_FRAME_LEN};
-use ldl_core::store::Loaded;
+use ldl_core::store::{Loaded, Store};
 use ldl_firmware::board::{self, config};
 use ldl_firmware::device::Device;
 use static_cell::ConstStaticCell;
@@ -20,26 +20,23 @@ const SIZES: Sizes = config::SIZES;
 const C: usize = SIZES.classes;
 /// f32s of the one workspace (enrollment images and fit, or a classification).
 const WORK: usize = SIZES.workspace();
-/// Bytes of a reply frame buffer (an `Info` with 64 labels is about 1.2 KB).
-const TX: usize = 2048;
+/// Bytes of the reply frame buffer.
+const TX: usize = ldl_core::budget::TX_BYTES;
 /// One store slot: `C` classes at their largest, in whole erase sectors.
 const SLOT: usize = SIZES.slot_bytes(config::ERASE_SIZE);
-/// RAM kept for the stack: the measured peak is about 4 KiB (`bench.sh`), and no function
-/// frame may exceed 2 KiB (`ci.sh`).
-const STACK: usize = 8 * 1024;
-/// RAM of the other statics (the store's index, the board's drivers, defmt), bounded.
-const OTHER: usize = 2 * 1024;
 
+// The same formulas `ldl inspect` reports for the board (`ldl_core::budget`).
 const _: () = assert!(
     2 * SLOT <= config::STORE.size as usize,
     "the STORE region cannot hold two slots of the enrolled classes: see boards.toml (store, sizes)"
 );
 const _: () = assert!(
-    4 * WORK + MAX_FRAME_LEN + TX + OTHER + STACK <= config::RAM.size as usize,
+    SIZES.ram_bytes() <= config::RAM.size as usize,
     "the workspace, the frame buffers and the stack do not fit the RAM: see boards.toml (ram, sizes)"
 );
 
 static WORKSPACE: ConstStaticCell<[f32; WORK]> = ConstStaticCell::new([0.0; WORK]);
+static STORE: ConstStaticCell<Store<C>> = ConstStaticCell::new(Store::empty());
 static RX: ConstStaticCell<FrameReader<MAX_FRAME_LEN>> = ConstStaticCell::new(FrameReader::new());
 static TXBUF: ConstStaticCell<[u8; TX]> = ConstStaticCell::new([0; TX]);
 
@@ -86,11 +83,11 @@ fn main() -> ! {
         WORK * 4
     );
 
-    let (Some(work), Some(rx), Some(tx)) = (WORKSPACE.try_take(), RX.try_take(), TXBUF.try_take()) else {
+    let (Some(work), Some(store), Some(rx), Some(tx)) = (WORKSPACE.try_take(), STORE.try_take(), RX.try_take(), TXBUF.try_take()) else {
         defmt::error!("statics already taken");
         board::exit(1)
     };
-    let (mut dev, boot) = Device::<_, C>::new(board::model(), work, SIZES, b.store, SLOT as u32);
+    let (mut dev, boot) = Device::<_, C>::new(board::model(), work, store, SIZES, b.store, SLOT as u32);
     match boot.model {
         ModelStatus::Absent => defmt::error!("no model (MODEL region erased): classification refused"),
         ModelStatus::Invalid { code } => defmt::error!("model refused (error code {=u8}): classification refused", code.0),

@@ -408,7 +408,7 @@ mod tests {
                 shift: 0,
             }
         }
-        let mut fs = [0.0f32; fit_scratch_len(3, D, D, 0, D, 4)];
+        let mut fs = [0.0f32; fit_scratch_len(3, D, D, 0, 0, 4)];
         let shape = unwrap!(store.enroll(&mut flash, &key, "c", &target, &smp(&samples), &opts, 4, &mut fs).ok());
         assert_eq!(shape.rank, 2);
         assert_eq!((shape.runs, shape.live), (1, 2), "the class lives on e4 and e5 only");
@@ -472,19 +472,42 @@ mod tests {
         assert!(dist[2] < 1e-6);
     }
 
-    /// The compact classes' integer dot product on the target equals the exact sum.
+    /// The compact classes' integer dot product on the target (the DSP kernel for aligned
+    /// groups of 8, then the rest) equals the exact sum, extremes included.
     #[test]
     fn integer_dot_is_exact_on_the_target(_f: &mut File) {
+        #[repr(C, align(4))]
+        struct Bytes([u8; 312]);
+        #[repr(C, align(4))]
+        struct Halves([i16; 312]);
         let mut rng = Rng::new(11);
-        let mut a = [0u8; 301];
-        let mut b = [0i16; 301];
-        for (x, y) in a.iter_mut().zip(b.iter_mut()) {
-            *x = (rng.next_u32() % 255) as u8;
-            *y = (rng.next_u32() % 65535) as i32 as i16;
+        let (mut a, mut b) = (Bytes([0; 312]), Halves([0; 312]));
+        for (x, y) in a.0.iter_mut().zip(b.0.iter_mut()) {
+            *x = (rng.next_u32() % 256) as u8;
+            *y = (rng.next_u32() % 65536) as i32 as i16;
         }
-        for n in [0usize, 1, 3, 4, 5, 17, 256, 257, 301] {
-            let want: i64 = a[..n].iter().zip(&b[..n]).map(|(&x, &y)| x as i8 as i64 * y as i64).sum();
-            assert_eq!(ldl_core::compact::dot_i8_i16(&a[..n], &b[..n]), want, "n {}", n);
+        a.0[..8].fill(0x80); // -128
+        b.0[..8].fill(i16::MIN);
+        let exact = |a: &[u8], b: &[i16]| -> i64 { a.iter().zip(b).map(|(&x, &y)| x as i8 as i64 * y as i64).sum() };
+        // Aligned starts (the kernel), and offsets that are not (the portable code).
+        for off in [0usize, 2, 4, 1] {
+            for n in [0usize, 1, 7, 8, 9, 16, 17, 256, 263, 300] {
+                let (x, y) = (&a.0[off..off + n], &b.0[off..off + n]);
+                assert_eq!(ldl_core::compact::dot_i8_i16(x, y), exact(x, y), "off {} n {}", off, n);
+            }
+        }
+    }
+
+    /// The hardware square root gives libm's bits.
+    #[test]
+    fn sqrt_is_libms(_f: &mut File) {
+        let mut rng = Rng::new(12);
+        for _ in 0..2000 {
+            let x = rng.uniform(0.0, 1e6) * rng.next_f32();
+            assert_eq!(ldl_core::linalg::sqrt(x).to_bits(), libm::sqrtf(x).to_bits(), "sqrt {}", x);
+        }
+        for x in [0.0f32, 1.0, 2.0, f32::MIN_POSITIVE, 1e-40, f32::MAX] {
+            assert_eq!(ldl_core::linalg::sqrt(x).to_bits(), libm::sqrtf(x).to_bits());
         }
     }
 }

@@ -39,7 +39,7 @@
 
 use core::convert::Infallible;
 use cortex_m_rt::entry;
-use ldl_core::protocol::{self, FrameReader, ModelStatus, Push, Request, Response, MAX_FRAME_LEN};
+use ldl_core::protocol::{self, FrameReader, ModelStatus, Request, Response, MAX_FRAME_LEN};
 use ldl_firmware::board::{self, config};
 use ldl_firmware::device::Device;
 use static_cell::ConstStaticCell;
@@ -60,11 +60,12 @@ const SHOTS: u16 = SIZES.images as u16;
 const REPLY: usize = 1024;
 
 static WORKSPACE: ConstStaticCell<[f32; WORK]> = ConstStaticCell::new([0.0; WORK]);
-static SAMPLE: ConstStaticCell<[u8; 4 * D]> = ConstStaticCell::new([0; 4 * D]);
+static STORE: ConstStaticCell<ldl_core::store::Store<C>> = ConstStaticCell::new(ldl_core::store::Store::empty());
+static SAMPLE: ConstStaticCell<[u8; D]> = ConstStaticCell::new([0; D]);
 static RX: ConstStaticCell<FrameReader<MAX_FRAME_LEN>> = ConstStaticCell::new(FrameReader::new());
 static TXBUF: ConstStaticCell<[u8; TX]> = ConstStaticCell::new([0; TX]);
 static FRAME: ConstStaticCell<[u8; MAX_FRAME_LEN]> = ConstStaticCell::new([0; MAX_FRAME_LEN]);
-static REPLIES: ConstStaticCell<FrameReader<REPLY>> = ConstStaticCell::new(FrameReader::new());
+static REPLY_BYTES: ConstStaticCell<[u8; REPLY]> = ConstStaticCell::new([0; REPLY]);
 
 /// Start of a measured region (the counter plugin breaks on its address).
 // SAFETY: a unique symbol name (nothing else in the image defines it), needed by the
@@ -99,18 +100,18 @@ pub fn bench_dot(a: &[f32; D], b: &[f32; D]) -> f32 {
 const SIDE: usize = 28;
 const INK: core::ops::Range<usize> = 4..24;
 
-/// A synthetic MNIST-like image as protocol sample bytes: raw pixel values 0..255, a third
-/// of the pixels of the central 20 x 20 box inked, the border blank (as MNIST's digits).
-fn image(rng: &mut ldl_core::Rng, out: &mut [u8; 4 * D]) {
-    for (i, c) in out.chunks_exact_mut(4).enumerate() {
+/// A synthetic MNIST-like image as protocol sample bytes (8-bit, as a host sends pixels):
+/// raw values 0..255, a third of the pixels of the central 20 x 20 box inked, the border
+/// blank (as MNIST's digits).
+fn image(rng: &mut ldl_core::Rng, out: &mut [u8; D]) {
+    for (i, c) in out.iter_mut().enumerate() {
         let (y, x) = (i / SIDE, i % SIDE);
         let r = rng.next_u32();
-        let v = if INK.contains(&y) && INK.contains(&x) && r % 3 == 0 {
-            (r >> 8) as u8 as f32
+        *c = if INK.contains(&y) && INK.contains(&x) && r.is_multiple_of(3) {
+            (r >> 8) as u8
         } else {
-            0.0
+            0
         };
-        c.copy_from_slice(&v.to_le_bytes());
     }
 }
 
@@ -210,17 +211,20 @@ enum Req {
 
 /// A serial link over memory: reads the frames of `reqs`, made one at a time into `frame`
 /// (samples drawn from `rng` into `sample`), then reports the end of the stream (a read of 0
-/// bytes, which ends `Device::serve`); decodes the replies and remembers the last.
+/// bytes, which ends `Device::serve`); keeps the bytes of the last reply (decoded after the
+/// serial loop, so that its decoding does not count in the loop's stack).
 struct Script<'a> {
     reqs: &'a [Req],
     next: usize,
     frame: &'a mut [u8; MAX_FRAME_LEN],
     len: usize,
     pos: usize,
-    sample: &'a mut [u8; 4 * D],
+    sample: &'a mut [u8; D],
     rng: &'a mut ldl_core::Rng,
-    replies: &'a mut FrameReader<REPLY>,
-    last: Option<Response>,
+    reply: &'a mut [u8; REPLY],
+    /// Bytes of the reply being received, and of the last complete one.
+    got: usize,
+    last: usize,
 }
 
 impl Script<'_> {
@@ -280,8 +284,12 @@ impl embedded_io::ReadReady for Script<'_> {
 impl embedded_io::Write for Script<'_> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
         for &b in buf {
-            if let Push::Frame(n) = self.replies.push(b) {
-                self.last = protocol::decode::<Response>(self.replies.frame(n)).ok().map(|(_, r)| r);
+            if let Some(slot) = self.reply.get_mut(self.got) {
+                *slot = b;
+            }
+            self.got += 1;
+            if b == 0 {
+                (self.last, self.got) = (self.got, 0);
             }
         }
         Ok(buf.len())
@@ -289,6 +297,12 @@ impl embedded_io::Write for Script<'_> {
     fn flush(&mut self) -> Result<(), Infallible> {
         Ok(())
     }
+}
+
+/// Whether the reply frame in `bytes` (up to its delimiter) decodes to one `check` accepts.
+#[inline(never)]
+fn last_reply_is(bytes: &mut [u8], check: impl Fn(&Response) -> bool) -> bool {
+    matches!(protocol::decode::<Response>(bytes), Ok((_, r)) if check(&r))
 }
 
 fn dot_mode(work: &mut [f32; WORK]) -> ! {
@@ -320,11 +334,11 @@ fn has_arg(want: &str) -> bool {
 /// The serial loop fed from memory, one script at a time.
 struct Link<'a> {
     frame: &'a mut [u8; MAX_FRAME_LEN],
-    sample: &'a mut [u8; 4 * D],
+    sample: &'a mut [u8; D],
     rng: &'a mut ldl_core::Rng,
     rx: &'a mut FrameReader<MAX_FRAME_LEN>,
     tx: &'a mut [u8; TX],
-    replies: &'a mut FrameReader<REPLY>,
+    reply: &'a mut [u8; REPLY],
 }
 
 impl Link<'_> {
@@ -345,13 +359,15 @@ impl Link<'_> {
             pos: 0,
             sample: self.sample,
             rng: self.rng,
-            replies: self.replies,
-            last: None,
+            reply: self.reply,
+            got: 0,
+            last: 0,
         };
         let p = stack::paint();
         let Ok(()) = dev.serve(&mut script, button, self.rx, self.tx.as_mut_slice());
         let peak = stack::peak(&p);
-        let ok = script.last.as_ref().is_some_and(check);
+        let last = script.last;
+        let ok = last_reply_is(self.reply.get_mut(..last).unwrap_or(&mut []), check);
         peak.filter(|_| ok).map(|v| (v, v.saturating_sub(stack::depth(&p))))
     }
 }
@@ -366,10 +382,16 @@ fn main() -> ! {
     if has_arg("dot") {
         dot_mode(work)
     }
-    let (Some(rx), Some(tx), Some(frame), Some(replies)) = (RX.try_take(), TXBUF.try_take(), FRAME.try_take(), REPLIES.try_take()) else {
+    let (Some(rx), Some(tx), Some(frame), Some(reply), Some(store)) = (
+        RX.try_take(),
+        TXBUF.try_take(),
+        FRAME.try_take(),
+        REPLY_BYTES.try_take(),
+        STORE.try_take(),
+    ) else {
         board::exit(1)
     };
-    let (mut dev, boot) = Device::<_, C>::new(board::model(), work, SIZES, b.store, SLOT);
+    let (mut dev, boot) = Device::<_, C>::new(board::model(), work, store, SIZES, b.store, SLOT);
     let boot_stack = stack::peak(&boot_paint);
     if !matches!(boot.model, ModelStatus::Valid { .. }) {
         defmt::error!("bench: no valid model in the MODEL region");
@@ -412,7 +434,7 @@ fn main() -> ! {
         rng: &mut rng,
         rx,
         tx,
-        replies,
+        reply,
     };
     let c = link.run(&mut dev, &mut b.button, &[Req::Classify], |r| matches!(r, Response::Classified(_)));
     let Ok(label) = ldl_core::label("stack") else { board::exit(5) };
