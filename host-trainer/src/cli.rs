@@ -140,7 +140,8 @@ struct FewshotArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Methods: o2md[:K[:LR:EPOCHS]], bd[...[:TARGET_LR]], naive[::LR:EPOCHS], closed[:K],
-    /// device[:K[:SHIFT]], logreg, mlp, 1nn, ncm.
+    /// device[:K[:SHIFT]], mcu[:RANK[:SHIFT]] (what the boards compute, bit for bit),
+    /// logreg, mlp, 1nn, ncm.
     #[arg(long, value_delimiter = ',', default_value = "device")]
     methods: Vec<String>,
     /// Shots per class (comma-separated list).

@@ -1,5 +1,6 @@
 //! `ldl demo`: the whole product in one command. Train a model on MNIST digits 0-7 on the
-//! host, put it on a device (the QEMU board, or a real board with `--chip`/`--port`),
+//! host, put it on a device (a QEMU board, `--board qemu` or `--board stm32f405`, or a real
+//! board with `--chip`/`--port`),
 //! classify test images on the device, enroll digits 8 and 9 on the device from five samples
 //! each, classify again, reset the device and show that the enrolled classes are still there.
 //!
@@ -23,6 +24,11 @@ use std::time::{Duration, Instant};
 /// Arguments of `ldl demo`.
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
+    /// The QEMU board to run on (firmware/boards.toml): `stm32f405` (netduinoplus2: a real
+    /// part's memory, the STM32F405's 1 MiB of flash and 128 KiB of RAM) or `qemu`
+    /// (mps2-an386, 4 MiB of RAM: larger enrollments).
+    #[arg(long, default_value = "stm32f405", conflicts_with = "chip")]
+    pub board: String,
     /// A real board's serial port (with --chip): the model is flashed with probe-rs and the
     /// flow runs on the board instead of QEMU.
     #[arg(long, requires = "chip")]
@@ -81,8 +87,8 @@ pub struct DigitResult {
 pub struct Pass {
     /// Per digit 0..9.
     pub digits: Vec<DigitResult>,
-    /// Images whose device answer equals the host core's (class, unknown, distances within
-    /// 1e-3 relative).
+    /// Images whose device answer equals the host core's: class, unknown, and every distance
+    /// to the bit.
     pub equal_to_host: usize,
     /// Images classified.
     pub images: usize,
@@ -113,7 +119,7 @@ pub struct Enrollment {
 /// What `ldl demo` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// "QEMU mps2-an386" or the chip.
+    /// The board's name, or the chip and port.
     pub device: String,
     /// The model file.
     pub model: String,
@@ -135,10 +141,18 @@ pub struct Report {
     pub after_reset_identical: usize,
 }
 
-/// The device in use: the QEMU board or a real one.
+/// The device in use: a QEMU board or a real one.
 enum Board {
-    Qemu { cfg: QemuConfig, running: Option<Qemu> },
-    Real { chip: String, port: String, baud: u32 },
+    Qemu {
+        cfg: QemuConfig,
+        name: String,
+        running: Option<Qemu>,
+    },
+    Real {
+        chip: String,
+        port: String,
+        baud: u32,
+    },
 }
 
 const REPLY: Duration = Duration::from_secs(30);
@@ -146,7 +160,7 @@ const REPLY: Duration = Duration::from_secs(30);
 impl Board {
     fn name(&self) -> String {
         match self {
-            Board::Qemu { .. } => "QEMU mps2-an386 (Cortex-M4F)".into(),
+            Board::Qemu { name, .. } => name.clone(),
             Board::Real { chip, port, .. } => format!("{chip} on {port}"),
         }
     }
@@ -154,7 +168,7 @@ impl Board {
     /// Starts (QEMU) or connects to (real board) the device.
     fn start(&mut self, boot: usize) -> Result<AnyClient> {
         match self {
-            Board::Qemu { cfg, running } => {
+            Board::Qemu { cfg, running, .. } => {
                 let mut c = cfg.clone();
                 c.log = cfg.log.with_file_name(format!("qemu-boot{boot}.log"));
                 let q = running.insert(Qemu::boot(&c)?);
@@ -211,13 +225,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
         },
         classes: Some(format!("{}-{}", KNOWN.start, KNOWN.end - 1)),
         shots: Some(a.train_shots),
-        method: "device".into(),
+        method: "mcu".into(),
         seed: a.seed,
         capacity: Some((KNOWN.len() + NEW.len()) as u16),
         threshold: None,
         calibrate_threshold: None,
         calibrate_on: CalibrateOn::Support,
-        max_rank: Some(24),
+        max_rank: None,
         out: out.join("model.ldlm"),
         json: false,
     };
@@ -232,7 +246,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     say(
         json,
         format!(
-            "1. host: trained the device mode on MNIST digits 0-7 ({} images each) in {:.1} s: {} ({}, CRC {crc:08x})",
+            "1. host: trained the mcu mode (8-bit classes) on MNIST digits 0-7 ({} images each) in {:.1} s: {} ({}, CRC {crc:08x})",
             a.train_shots,
             t0.elapsed().as_secs_f64(),
             train_args.out.display(),
@@ -268,16 +282,27 @@ pub fn run(a: DemoArgs) -> Result<()> {
             }
         }
         _ => {
-            let elf = build_firmware()?;
+            let b = crate::models::boards::board(&a.board)?;
+            if b.qemu_machine().is_none() {
+                bail!("--board {}: not a QEMU board; a real board runs with --chip and --port", a.board);
+            }
+            let elf = build_firmware(&a.board)?;
             let store = out.join("store.bin");
             let _ = std::fs::remove_file(&store); // a fresh device: erased store
-            let origin = crate::models::boards::board("qemu")?.model.origin;
             say(
                 json,
-                format!("2. device: QEMU mps2-an386 booting the firmware with the model loaded at {origin:#010x} (its MODEL region)"),
+                format!(
+                    "2. device: {} booting the firmware with the model loaded at {:#010x} (its MODEL region: {} of {})",
+                    b.name,
+                    b.model.origin,
+                    human_bytes(bytes.len() as u64),
+                    human_bytes(b.model.size)
+                ),
             );
             Board::Qemu {
+                name: b.name.clone(),
                 cfg: QemuConfig {
+                    board: a.board.clone(),
                     elf,
                     model: Some(train_args.out.clone()),
                     store,
@@ -302,12 +327,14 @@ pub fn run(a: DemoArgs) -> Result<()> {
     say(
         json,
         format!(
-            "   {}: protocol v{}, model valid (CRC {crc:08x}), {} inputs, classes {}, room for {} classes",
+            "   {}: protocol v{}, model valid (CRC {crc:08x}), {} inputs, classes {}; enrolls up to {} classes of {} directions from {} images each",
             board.name(),
             info.protocol,
             info.inputs,
             dev.list()?.join(" "),
-            info.capacity
+            info.capacity,
+            info.max_rank,
+            info.max_samples
         ),
     );
 
@@ -319,7 +346,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
 
     // 3. Classify before enrolling.
     let (before, _) = pass(&mut dev, &host, &queries, "3. device: classifying test images", json)?;
-    say(json, summary_line(&before, "   "));
+    say(json, summary_line(&before, "3. device: classified test images: "));
 
     // 4. Enroll 8 and 9 on the device from a few training images each.
     let mut enrolled = Vec::new();
@@ -344,7 +371,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .enroll(&label, &refs)
             .with_context(|| format!("enrolling {label} on the device"))?;
         let secs = t.elapsed().as_secs_f64();
-        enroll_like_device(&mut host, &label, &raws)?;
+        enroll_like_device(&mut host, &label, &raws, info.max_rank as usize)?;
         say(
             json,
             format!(
@@ -362,7 +389,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
 
     // 5. Classify again.
     let (after, after_answers) = pass(&mut dev, &host, &queries, "5. device: classifying the same images again", json)?;
-    say(json, summary_line(&after, "   "));
+    say(json, summary_line(&after, "5. device: classified them again: "));
 
     // 6. Reset: the enrolled classes must still be there, the answers unchanged.
     drop(dev);
@@ -467,11 +494,10 @@ fn pass(
         let mut x = raw.clone();
         host.preprocess.apply(&mut x)?;
         let h = ldl_core::classify(host, &x, host.threshold, &mut scratch, &mut dist)?;
-        let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * a.abs().max(b.abs()).max(1e-12);
         let same = h.best == c.index
             && h.class.is_none() == c.unknown
             && dist.len() == c.distances.len()
-            && dist.iter().zip(&c.distances).all(|(a, b)| close(*a, *b));
+            && dist.iter().zip(&c.distances).all(|(a, b)| a.to_bits() == b.to_bits());
         equal += usize::from(same);
         answers.push(c);
         bar.inc(1);
@@ -493,9 +519,9 @@ fn pass(
     ))
 }
 
-fn summary_line(p: &Pass, indent: &str) -> String {
+fn summary_line(p: &Pass, prefix: &str) -> String {
     format!(
-        "{indent}{}/{} correct ({:.1}%), {:.1} ms per image on the device; {}/{} answers equal to the host core's",
+        "{prefix}{}/{} correct ({:.1}%), {:.1} ms per image on the device; {}/{} answers equal to the host core's",
         p.correct(),
         p.images,
         100.0 * p.correct() as f64 / p.images as f64,

@@ -98,11 +98,11 @@ impl MethodSpec {
         }
     }
 
-    /// Parses a method name: `o2md`, `bd`, `naive`, `closed`, `device` (the best mode for
-    /// devices), `logreg`, `mlp`, `1nn`, `ncm`; `o2md`, `bd`, `closed` and `device` take `:K`
-    /// (e.g. `o2md:784`); `device` also `:SHIFT` (e.g. `device::1`: shifts by up to 1 pixel,
-    /// 9 copies of each image instead of 25; a 5-image enrollment on the Cortex-M4F takes
-    /// 13.5 M instructions instead of 94.0 M, `firmware/bench.sh`).
+    /// Parses a method name: `o2md`, `bd`, `naive`, `closed`, `device` (the f32 mode for
+    /// devices), `mcu` (the 8-bit form the microcontroller boards keep), `logreg`, `mlp`,
+    /// `1nn`, `ncm`; `o2md`, `bd`, `closed` and `device` take `:K` (e.g. `o2md:784`);
+    /// `device` also `:SHIFT` (e.g. `device::1`: shifts by up to 1 pixel, 9 copies of each
+    /// image instead of 25); `mcu` takes `:RANK[:SHIFT]`.
     pub fn parse(s: &str) -> Result<Self> {
         let mut parts = s.split(':');
         let name = parts.next().unwrap_or_default();

@@ -76,7 +76,7 @@ fn train_file_inspect_eval_predict_round_trip() {
         })
     );
     assert_eq!(pp.shift, 2);
-    assert_eq!(model.capacity, 11);
+    assert_eq!(model.capacity, 13); // room to enroll ten more
     match ldl_host::experiment::device_mode(None) {
         ldl_host::experiment::MethodSpec::ClosedForm { cfg, .. } => assert_eq!(model.fit, cfg.fit),
         _ => unreachable!(),
@@ -88,7 +88,7 @@ fn train_file_inspect_eval_predict_round_trip() {
     assert_eq!(i["inputs"], 784);
     assert_eq!(i["outputs"], 784);
     assert_eq!(i["target"], "identity");
-    assert_eq!(i["format_version"], 1);
+    assert_eq!(i["format_version"], 2);
     assert_eq!(i["bytes"], bytes.len());
     let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap());
     assert_eq!(i["crc32"], format!("{crc:08x}"));
@@ -155,14 +155,16 @@ fn train_file_inspect_eval_predict_round_trip() {
     assert_eq!(p[0]["novelty"].as_f64().unwrap() as f32, c.novelty);
 }
 
-/// A small valid model file, made in process.
+/// A small valid model file, made in process: two classes of three samples, the boards'
+/// 784 inputs, a linear target of 4 outputs.
 fn small_model(dir: &Path) -> PathBuf {
-    let xs: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin()).collect();
+    const D: usize = 784;
+    let xs: Vec<f32> = (0..6 * D).map(|i| (i as f32 * 0.37).sin()).collect();
     let cfg = ldl_core::methods::ClosedFormConfig {
         k: 4,
         ..Default::default()
     };
-    let m = ldl_core::methods::fit_closed_form(&[&xs[..20], &xs[20..]], 4, &["a", "b"], &cfg, 1).unwrap();
+    let m = ldl_core::methods::fit_closed_form(&[&xs[..3 * D], &xs[3 * D..]], D, &["a", "b"], &cfg, 1).unwrap();
     let p = dir.join("small.ldlm");
     std::fs::write(&p, ldl_core::format::encode(&m).unwrap()).unwrap();
     p
@@ -205,7 +207,7 @@ fn bad_model_files_give_clear_errors() {
     }
 }
 
-/// Ten digits at rank 24, full capacity: about 750 KB, more than the nRF52840 DK's 640 KiB
+/// Ten digits at rank 24, full capacity: about 750 KB, more than the nRF52840 DK's 384 KiB
 /// MODEL region.
 fn big_model(dir: &Path) -> PathBuf {
     let path = dir.join("big.ldlm");
@@ -234,7 +236,7 @@ fn budget_check_fails_for_a_too_large_model_on_the_nrf52840dk() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["budget"]["flash_fits"], false);
-    assert_eq!(r["budget"]["flash"], 0xA0000);
+    assert_eq!(r["budget"]["flash"], 384 * 1024);
     assert_eq!(r["budget"]["fits"], false);
     let text = String::from_utf8_lossy(&ldl(&["inspect", s(&path)]).stdout).to_string();
     assert!(text.contains("DOES NOT FIT"), "{text}");
@@ -244,6 +246,77 @@ fn budget_check_fails_for_a_too_large_model_on_the_nrf52840dk() {
     let ram = ldl(&["inspect", s(&path), "--flash", "8M", "--ram", "1K"]);
     assert_eq!(ram.status.code(), Some(2));
     fails_with(&["inspect", s(&path), "--board", "esp32"], &["esp32", "nrf52840dk"]);
+}
+
+/// The goal: ten MNIST classes of five images in the mcu mode fit both boards with
+/// a real part's memory, with room to enroll ten more classes of five images on the device.
+#[test]
+fn an_mcu_model_of_ten_digits_fits_both_small_boards() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.ldlm");
+    ok_json(&[
+        "train",
+        "--classes",
+        "0-9",
+        "--shots",
+        "5",
+        "--method",
+        "mcu",
+        "--out",
+        s(&path),
+        "--json",
+    ]);
+    for board in ["stm32f405", "nrf52840dk"] {
+        let r = ok_json(&["inspect", s(&path), "--board", board, "--json"]);
+        let b = &r["budget"];
+        assert_eq!(b["fits"], true, "{board}: {b}");
+        assert_eq!(b["runs"], true);
+        assert!(b["enroll"]["classes"].as_u64().unwrap() >= 10, "{board}: {b}");
+        assert!(b["enroll"]["images"].as_u64().unwrap() >= 5);
+        assert!(b["enroll"]["refused"].is_null());
+        // The default capacity leaves room for ten more classes.
+        assert_eq!(r["capacity"], 20, "{r}");
+        // Under a third of the f32 form (73.6 KiB per class at rank 24): at most 25 KiB each.
+        assert!(r["bytes"].as_u64().unwrap() < 10 * 25 * 1024, "{r}");
+        let text = String::from_utf8_lossy(&ldl(&["inspect", s(&path), "--board", board]).stdout).to_string();
+        assert!(text.contains("result: fits"), "{text}");
+    }
+    // A model with more inputs than the firmware takes is refused, before anything is flashed.
+    let csv = dir.path().join("wide.csv");
+    let mut rows = String::new();
+    for c in 0..2 {
+        for _ in 0..3 {
+            rows.push_str(&format!("{c}"));
+            for j in 0..800 {
+                rows.push_str(&format!(",{}", (j + c) % 7));
+            }
+            rows.push('\n');
+        }
+    }
+    std::fs::write(&csv, rows).unwrap();
+    let wide = dir.path().join("wide.ldlm");
+    ok_json(&[
+        "train",
+        "--dataset",
+        "csv",
+        "--data",
+        s(&csv),
+        "--test",
+        s(&csv),
+        "--method",
+        "mcu",
+        "--out",
+        s(&wide),
+        "--json",
+    ]);
+    let out = ldl(&["inspect", s(&wide), "--board", "stm32f405", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["budget"]["runs"], false);
+    fails_with(
+        &["flash", "--chip", "nRF52840_xxAA", s(&wide), "--dry-run"],
+        &["784 inputs", "nothing written"],
+    );
 }
 
 #[test]
@@ -332,7 +405,7 @@ fn flash_checks_everything_offline_and_writes_nothing_without_a_probe() {
     // The registry's fuzzy name works too.
     assert!(ldl(&["flash", s(&good), "--chip", "nrf52840", "--dry-run"]).status.success());
 
-    // A model larger than the MODEL region (10 digits at rank 24: ~750 KB > 640 KiB).
+    // A model larger than the MODEL region (10 digits at rank 24: ~750 KB > 384 KiB).
     let big = big_model(dir.path());
     fails_with(
         &["flash", s(&big), "--chip", "nRF52840_xxAA", "--dry-run"],

@@ -5,7 +5,8 @@
 //!   enrolled the same way), list, forget, device-side errors; garbage and truncated frames
 //!   sent between commands leave the device answering;
 //! * `ldl device` over a real serial port (QEMU's UART on a pty);
-//! * `ldl demo`, the README's whole story, with its report checked.
+//! * `ldl demo`, the README's whole story, with its report checked, on both QEMU boards
+//!   (`qemu`, and `stm32f405` with the STM32F405's memory).
 //!
 //! Needs `qemu-system-arm` and the thumbv7em-none-eabihf target (`test-all.sh` installs both).
 
@@ -29,13 +30,14 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 fn elf() -> PathBuf {
     static ELF: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    ELF.get_or_init(|| build_firmware().map_err(|e| format!("{e:#}")))
+    ELF.get_or_init(|| build_firmware("qemu").map_err(|e| format!("{e:#}")))
         .clone()
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn boot(dir: &Path, model: &Path, pty: bool) -> Qemu {
     Qemu::boot(&QemuConfig {
+        board: "qemu".into(),
         elf: elf(),
         model: Some(model.to_path_buf()),
         store: dir.join("store.bin"),
@@ -93,6 +95,7 @@ fn device_command_enrolls_and_classifies_like_the_host_core() {
 
     let info = run(&["info"]);
     assert_eq!(info["model_valid"], true, "{info}");
+    let device_rank = info["max_rank"].as_u64().unwrap() as usize;
     assert_eq!(info["inputs"], 784);
     assert_eq!(info["classes"], 5);
     assert_eq!(info["labels"], serde_json::json!(["0", "1", "2", "3", "4"]));
@@ -111,7 +114,7 @@ fn device_command_enrolls_and_classifies_like_the_host_core() {
     assert!((1..=24).contains(&rank), "{e}");
     let mut host = ldl_host::models::load_model(&model_path).unwrap();
     let raws: Vec<Vec<f32>> = sevens.iter().map(|&i| raw(&train, i)).collect();
-    enroll_like_device(&mut host, "7", &raws).unwrap();
+    enroll_like_device(&mut host, "7", &raws, device_rank).unwrap();
 
     // Garbage and a truncated frame on the line between two commands.
     {
@@ -145,10 +148,7 @@ fn device_command_enrolls_and_classifies_like_the_host_core() {
         assert_eq!(a["expected"], test.labels[i].to_string());
         for (l, d) in host.labels.iter().zip(&dist) {
             let got = a["distances"][l.as_str()].as_f64().unwrap() as f32;
-            assert!(
-                (got - d).abs() <= 1e-3 * d.abs().max(1e-9),
-                "image {i} class {l}: device {got}, host {d}"
-            );
+            assert_eq!(got.to_bits(), d.to_bits(), "image {i} class {l}: device {got}, host {d}");
         }
         sevens_right += usize::from(test.labels[i] == 7 && a["best"] == "7");
     }
@@ -200,9 +200,15 @@ fn device_command_works_over_a_serial_port() {
 
 #[test]
 fn demo_tells_the_whole_story() {
+    for board in ["qemu", "stm32f405"] {
+        demo_on(board);
+    }
+}
+
+fn demo_on(board: &str) {
     let _g = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let r = ok_json(&["demo", "--per-class", "10", "--out", s(dir.path()), "--json"]);
+    let r = ok_json(&["demo", "--board", board, "--per-class", "10", "--out", s(dir.path()), "--json"]);
     let (before, after) = (&r["before"], &r["after"]);
     let digit = |p: &Value, d: usize, k: &str| p["digits"][d][k].as_u64().unwrap();
     for d in 0..10 {
@@ -229,4 +235,6 @@ fn demo_tells_the_whole_story() {
     );
     assert_eq!(r["after_reset_identical"], 100);
     assert!(dir.path().join("report.json").is_file() && dir.path().join("model.ldlm").is_file());
+    let name = ldl_host::models::boards::board(board).unwrap().name;
+    assert_eq!(r["device"], name.as_str(), "{board}");
 }

@@ -1,19 +1,25 @@
-//! The firmware in QEMU against the host core, over the real serial protocol (TCP loopback):
+//! The firmware in QEMU against the host core, over the real serial protocol (TCP loopback),
+//! on every QEMU board (`qemu`: mps2-an386; `stm32f405`: netduinoplus2 with the part's 1 MiB
+//! flash and 128 KiB RAM; `LDL_QEMU_BOARDS=qemu,stm32f405` by default):
 //!
 //! * (a) 1,000 MNIST test images: every device answer (class, distances, novelty, unknown)
-//!   equals the host core's on the same model file, and the accuracies are equal;
+//!   equals the host core's on the same model file, every distance to the bit, and the
+//!   accuracies are equal;
 //! * (b) digits 5-9 enrolled on the device (5 shots, shift augmentation) give the same
-//!   classes as enrolling them with the core on the host, and survive a QEMU restart with the
-//!   same store file;
+//!   classes, to the bit, as enrolling them with the core on the host, and survive a QEMU
+//!   restart with the same store file;
 //! * (c) garbage, truncated, corrupted and overlong frames get an `Error` reply or are
 //!   dropped, and the device still answers `Info` and `Classify` correctly afterwards.
 //!
+//! The models are the mcu mode's (8-bit classes, `ldl_core::compact`) the boards run; (a)
+//! also runs an f32 closed-form model on the board with room for it.
+//!
 //! Needs `qemu-system-arm` and the `thumbv7em-none-eabihf` target (`test-all.sh` installs
-//! both); the firmware is built once here (`cargo build --release` in `firmware/`). QEMU's
-//! output goes to a log file per boot (printed on failure); every wait is bounded and QEMU is
-//! killed when a test ends (and, as a safety net, by `timeout` after a few minutes).
+//! both); each board's firmware is built once here (`cargo build --release` in `firmware/`).
+//! QEMU's output goes to a log file per boot (printed on failure); every wait is bounded and
+//! QEMU is killed when a test ends (and, as a safety net, by `timeout` after a few minutes).
 
-use ldl_core::methods::{fit_closed_form, ClosedFormConfig};
+use ldl_core::methods::{fit_closed_form, fit_compact, ClosedFormConfig};
 use ldl_core::protocol::{self, ErrorCode, ModelStatus, Request, Response, VERSION};
 use ldl_core::{ImageSpec, Model, Preprocess};
 use ldl_host::data::{load_mnist, Dataset, Split};
@@ -26,13 +32,18 @@ mod common;
 use common::{boot, client, one_at_a_time};
 
 const D: usize = 784;
-/// Relative tolerance on distances (host vs device).
-const REL_TOL: f32 = 1e-4;
-/// Enrolled classes are fitted separately on each side (the host's products may use
-/// blocked gemm), so their distances get a slightly looser tolerance.
-const REL_TOL_ENROLLED: f32 = 1e-3;
 /// Reply timeout for one request (QEMU is slow, and two QEMUs may share the cores).
 const REPLY: Duration = Duration::from_secs(20);
+
+/// The QEMU boards to run on: `LDL_QEMU_BOARDS` (comma-separated), default every QEMU board.
+fn boards() -> Vec<String> {
+    std::env::var("LDL_QEMU_BOARDS")
+        .unwrap_or_else(|_| "qemu,stm32f405".into())
+        .split(',')
+        .filter(|b| !b.is_empty())
+        .map(String::from)
+        .collect()
+}
 
 fn root() -> PathBuf {
     ldl_host::repo_root()
@@ -67,9 +78,42 @@ fn preprocess(shift: u8) -> Preprocess {
     }
 }
 
-/// The device mode's closed form (identity target) on `shots` training images per digit of
-/// `digits`, at most 24 directions per class (the firmware's `R`), MNIST preprocessing.
+/// The mcu mode (8-bit classes, identity target, the boards' representation) on `shots`
+/// training images per digit of `digits`, MNIST preprocessing.
 fn train_model(digits: &[usize], shots: usize, shift: u8, capacity: u16) -> Model {
+    let (train, _) = mnist();
+    let pp = preprocess(shift);
+    let ldl_host::experiment::MethodSpec::Compact { cfg, .. } = ldl_host::experiment::mcu_mode(None, None) else {
+        unreachable!()
+    };
+    let classes: Vec<Vec<f32>> = digits
+        .iter()
+        .map(|&c| {
+            train
+                .indices_of_class(c)
+                .into_iter()
+                .take(shots)
+                .flat_map(|i| {
+                    let mut x = raw(train, i);
+                    pp.apply(&mut x).unwrap();
+                    x
+                })
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[f32]> = classes.iter().map(|c| c.as_slice()).collect();
+    let names: Vec<String> = digits.iter().map(|d| d.to_string()).collect();
+    let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let mut m = fit_compact(&refs, D, &names, &cfg, Some((28, 28)), shift, 7).unwrap();
+    m.preprocess = pp;
+    m.capacity = capacity;
+    m
+}
+
+/// The device mode's f32 closed form (identity target) on `shots` training images per digit
+/// of `digits`, at most 24 directions per class, MNIST preprocessing: a model for the board
+/// with room for f32 classes.
+fn train_f32_model(digits: &[usize], shots: usize, shift: u8, capacity: u16) -> Model {
     let (train, _) = mnist();
     let pp = preprocess(shift);
     let ldl_host::experiment::MethodSpec::ClosedForm { mut cfg, .. } = ldl_host::experiment::device_mode(None) else {
@@ -119,13 +163,9 @@ fn host_classify(m: &Model, raw: &[f32]) -> Classification {
     }
 }
 
-fn rel(a: f32, b: f32) -> f32 {
-    (a - b).abs() / a.abs().max(b.abs()).max(1e-12)
-}
-
-/// Checks that the device's answer matches the host's; returns the largest relative
-/// distance difference.
-fn check_same(what: &str, host: &Classification, dev: &Classification, tol: f32) -> f32 {
+/// Checks that the device's answer is the host's: class, label, unknown, and the novelty
+/// and every distance to the bit.
+fn check_same(what: &str, host: &Classification, dev: &Classification) {
     assert_eq!(
         dev.index, host.index,
         "{what}: device class {} ({}) vs host {}",
@@ -134,17 +174,14 @@ fn check_same(what: &str, host: &Classification, dev: &Classification, tol: f32)
     assert_eq!(dev.label, host.label, "{what}");
     assert_eq!(dev.unknown, host.unknown, "{what}: unknown");
     assert_eq!(dev.distances.len(), host.distances.len(), "{what}: number of distances");
-    let mut worst = rel(dev.novelty, host.novelty);
     for (c, (a, b)) in dev.distances.iter().zip(&host.distances).enumerate() {
-        let r = rel(*a, *b);
-        assert!(
-            r <= tol,
-            "{what}: class {c} distance {a} on the device vs {b} on the host (relative {r:.2e})"
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "{what}: class {c} distance {a} on the device vs {b} on the host"
         );
-        worst = worst.max(r);
     }
-    assert!(worst <= tol, "{what}: novelty {} vs {}", dev.novelty, host.novelty);
-    worst
+    assert_eq!(dev.novelty.to_bits(), host.novelty.to_bits(), "{what}: novelty");
 }
 
 fn write_model(m: &Model, path: &Path) -> Vec<u8> {
@@ -155,10 +192,19 @@ fn write_model(m: &Model, path: &Path) -> Vec<u8> {
 
 #[test]
 fn device_classifies_1000_mnist_images_like_the_host() {
+    for board in boards() {
+        classify_1000(&board, train_model(&(0..10).collect::<Vec<_>>(), 20, 0, 10), "mcu");
+        if board == "qemu" {
+            // The board with room for them also runs f32 classes.
+            classify_1000(&board, train_f32_model(&(0..10).collect::<Vec<_>>(), 20, 0, 10), "f32 device mode");
+        }
+    }
+}
+
+fn classify_1000(board: &str, mut model: Model, kind: &str) {
     let _g = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (_, test) = mnist();
-    let mut model = train_model(&(0..10).collect::<Vec<_>>(), 20, 0, 10);
     // LDL_QEMU_IMAGES: fewer images for a quick look (the test is specified for 1,000).
     let n = std::env::var("LDL_QEMU_IMAGES")
         .ok()
@@ -174,6 +220,7 @@ fn device_classifies_1000_mnist_images_like_the_host() {
 
     let t_boot = Instant::now();
     let mut q = boot(
+        board,
         &dir.path().join("model.ldlm"),
         &dir.path().join("store.bin"),
         &dir.path().join("qemu.log"),
@@ -181,16 +228,16 @@ fn device_classifies_1000_mnist_images_like_the_host() {
     let mut dev = client(&mut q, REPLY);
     let info = dev.info().unwrap();
     assert_eq!(info.protocol, VERSION);
-    assert!(matches!(info.model, ModelStatus::Valid { .. }), "{:?}", info.model);
+    assert!(matches!(info.model, ModelStatus::Valid { .. }), "{board}: {:?}", info.model);
     assert_eq!((info.inputs as usize, info.classes), (D, 10));
     let boot = t_boot.elapsed();
 
     let t0 = Instant::now();
-    let (mut host_ok, mut dev_ok, mut worst, mut unknown) = (0, 0, 0f32, 0);
+    let (mut host_ok, mut dev_ok, mut unknown) = (0, 0, 0);
     for (i, r) in raws.iter().enumerate() {
         let h = host_classify(&model, r);
-        let d = dev.classify(r).unwrap_or_else(|e| panic!("image {i}: {e}"));
-        worst = worst.max(check_same(&format!("test image {i}"), &h, &d, REL_TOL));
+        let d = dev.classify(r).unwrap_or_else(|e| panic!("{board}: image {i}: {e}"));
+        check_same(&format!("{board} ({kind}): test image {i}"), &h, &d);
         let truth = test.labels[i] as usize;
         host_ok += usize::from(h.index == truth);
         dev_ok += usize::from(d.index == truth);
@@ -199,8 +246,9 @@ fn device_classifies_1000_mnist_images_like_the_host() {
     let t = t0.elapsed();
     assert_eq!(dev_ok, host_ok, "device accuracy differs from the host's");
     eprintln!(
-        "(a) {n} MNIST test images: device accuracy {:.1}% = host {:.1}%, {unknown} unknown, \
-         largest relative distance difference {worst:.2e}; boot+connect {:.2}s, {:.1} ms per classification ({:.1}s)",
+        "(a) {board}, {kind} model ({} B): {n} MNIST test images: device accuracy {:.1}% = host {:.1}%, {unknown} unknown, \
+         every distance equal to the bit; boot+connect {:.2}s, {:.1} ms per classification ({:.1}s)",
+        bytes.len(),
         100.0 * dev_ok as f64 / n as f64,
         100.0 * host_ok as f64 / n as f64,
         boot.as_secs_f64(),
@@ -211,6 +259,12 @@ fn device_classifies_1000_mnist_images_like_the_host() {
 
 #[test]
 fn enrollment_on_the_device_matches_the_host_and_survives_a_restart() {
+    for board in boards() {
+        enroll_and_restart(&board);
+    }
+}
+
+fn enroll_and_restart(board: &str) {
     let _g = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (train, test) = mnist();
@@ -228,9 +282,10 @@ fn enrollment_on_the_device_matches_the_host_and_survives_a_restart() {
             (c.to_string(), idx[100..105].iter().map(|&i| raw(train, i)).collect())
         })
         .collect();
-    // The host: the same preprocessing and shifts as the device, then Model::enroll.
+    // The host: the same preprocessing and fit as the device, capped at its rank.
+    let device_rank = ldl_host::models::boards::board(board).unwrap().sizes.rank;
     for (label, samples) in &shots {
-        enroll_like_device(&mut model, label, samples).unwrap();
+        enroll_like_device(&mut model, label, samples, device_rank).unwrap();
     }
     // 200 test images, all digits.
     let queries: Vec<(usize, Vec<f32>)> = (0..200).map(|i| (test.labels[i] as usize, raw(test, i))).collect();
@@ -239,26 +294,28 @@ fn enrollment_on_the_device_matches_the_host_and_survives_a_restart() {
 
     let t0 = Instant::now();
     let first: Vec<Classification> = {
-        let mut q = boot(&model_path, &store, &dir.path().join("qemu1.log"));
+        let mut q = boot(board, &model_path, &store, &dir.path().join("qemu1.log"));
         let mut dev = client(&mut q, REPLY);
         assert_eq!(dev.list().unwrap(), labels[..5]);
+        assert_eq!(dev.info().unwrap().max_rank as usize, device_rank);
         for (label, samples) in &shots {
             let refs: Vec<&[f32]> = samples.iter().map(|s| s.as_slice()).collect();
-            let rank = dev.enroll(label, &refs).unwrap_or_else(|e| panic!("enrolling {label}: {e}"));
-            assert!(rank > 0 && rank <= 24, "rank {rank}");
+            let rank = dev
+                .enroll(label, &refs)
+                .unwrap_or_else(|e| panic!("{board}: enrolling {label}: {e}"));
+            assert!(rank > 0 && rank as usize <= device_rank, "rank {rank}");
         }
         assert_eq!(dev.list().unwrap(), labels);
         assert_eq!(dev.info().unwrap().enrolled, 5);
         queries.iter().map(|(_, r)| dev.classify(r).unwrap()).collect()
     }; // QEMU killed here
     let t_enroll = t0.elapsed();
-    let mut worst = 0f32;
     for (i, (h, d)) in host.iter().zip(&first).enumerate() {
-        worst = worst.max(check_same(&format!("image {i} after enrollment"), h, d, REL_TOL_ENROLLED));
+        check_same(&format!("{board}: image {i} after enrollment"), h, d);
     }
 
     // Boot again with the same store file: the classes are back, the answers unchanged.
-    let mut q = boot(&model_path, &store, &dir.path().join("qemu2.log"));
+    let mut q = boot(board, &model_path, &store, &dir.path().join("qemu2.log"));
     let mut dev = client(&mut q, REPLY);
     assert_eq!(dev.list().unwrap(), labels);
     assert_eq!(dev.info().unwrap().enrolled, 5);
@@ -269,9 +326,8 @@ fn enrollment_on_the_device_matches_the_host_and_survives_a_restart() {
     let acc = |a: &[Classification]| a.iter().zip(&queries).filter(|(c, (t, _))| c.index == *t).count();
     assert_eq!(acc(&first), acc(&host));
     eprintln!(
-        "(b) digits 5-9 enrolled on the device (5 shots, shift {shift}): 200 answers equal the host's \
-         (largest relative distance difference {worst:.2e}), accuracy {}/200; survived a restart; \
-         first boot + enrollment + 200 classifications {:.1}s",
+        "(b) {board}: digits 5-9 enrolled on the device (5 shots, shift {shift}): 200 answers equal the host's \
+         to the bit, accuracy {}/200; survived a restart; first boot + enrollment + 200 classifications {:.1}s",
         acc(&first),
         t_enroll.as_secs_f64()
     );
@@ -279,6 +335,12 @@ fn enrollment_on_the_device_matches_the_host_and_survives_a_restart() {
 
 #[test]
 fn garbage_frames_are_refused_and_the_device_keeps_working() {
+    for board in boards() {
+        garbage(&board);
+    }
+}
+
+fn garbage(board: &str) {
     let _g = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (_, test) = mnist();
@@ -286,6 +348,7 @@ fn garbage_frames_are_refused_and_the_device_keeps_working() {
     let bytes = write_model(&model, &dir.path().join("model.ldlm"));
     let model = ldl_core::format::decode(&bytes).unwrap();
     let mut q = boot(
+        board,
         &dir.path().join("model.ldlm"),
         &dir.path().join("store.bin"),
         &dir.path().join("qemu.log"),
@@ -297,8 +360,8 @@ fn garbage_frames_are_refused_and_the_device_keeps_working() {
     let mut buf = vec![0u8; protocol::MAX_FRAME_LEN];
     let n = protocol::encode(77, &Request::Classify { sample: &sbytes }, &mut buf).unwrap();
     let good = buf[..n].to_vec();
-    // A valid-looking frame of protocol version 2: COBS([2, 5, 0] ++ crc) ++ 00.
-    let payload = [2u8, 5, 0];
+    // A valid-looking frame of another protocol version: COBS([VERSION + 1, 5, 0] ++ crc) ++ 00.
+    let payload = [VERSION + 1, 5, 0];
     let mut obuf = [0u8; 32];
     let k = protocol::frame_raw(&payload, &mut obuf).unwrap();
     let other = obuf[..k].to_vec();
@@ -339,6 +402,6 @@ fn garbage_frames_are_refused_and_the_device_keeps_working() {
     for i in 0..5 {
         let r = raw(test, i);
         let d = dev.classify(&r).unwrap();
-        check_same(&format!("image {i} after garbage"), &host_classify(&model, &r), &d, REL_TOL);
+        check_same(&format!("{board}: image {i} after garbage"), &host_classify(&model, &r), &d);
     }
 }

@@ -392,28 +392,24 @@ impl<T: Read + Write> DeviceClient<T> {
 }
 
 /// Enrolls `label` into a host copy of the device's model exactly as the firmware does:
-/// each raw sample through the model's preprocessing, its shifts when the model asks for them
-/// (`Preprocess::shift`), then the core's closed-form [`ldl_core::Model::enroll`]. Used to
-/// check a device's answers after it enrolled classes itself.
-pub fn enroll_like_device(model: &mut ldl_core::Model, label: &str, raws: &[Vec<f32>]) -> anyhow::Result<()> {
+/// each raw sample through the model's preprocessing, then the core's compact fit with the
+/// model's shift augmentation ([`ldl_core::Model::enroll_capped`]), at most the directions the
+/// device keeps (`device_rank`, its `Info::max_rank`, and the model's `fit.max_rank`). Used
+/// to check a device's answers after it enrolled classes itself: the same bits.
+pub fn enroll_like_device(model: &mut ldl_core::Model, label: &str, raws: &[Vec<f32>], device_rank: usize) -> anyhow::Result<()> {
     let pp = model.preprocess;
-    let pre: Vec<Vec<f32>> = raws
-        .iter()
-        .map(|s| {
-            let mut x = s.clone();
-            pp.apply(&mut x).map_err(|e| anyhow::anyhow!("preprocessing: {e}"))?;
-            Ok(x)
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let flat = match (pp.image, pp.shift) {
-        (Some(im), s) if s > 0 => {
-            crate::experiment::augment_support(&[pre.concat()], Some((im.width as usize, im.height as usize)), s)?.concat()
-        }
-        _ => pre.concat(),
+    let mut pre = Vec::with_capacity(raws.iter().map(Vec::len).sum());
+    for s in raws {
+        let mut x = s.clone();
+        pp.apply(&mut x).map_err(|e| anyhow::anyhow!("preprocessing: {e}"))?;
+        pre.extend_from_slice(&x);
+    }
+    let cap = match model.fit.max_rank {
+        0 => device_rank,
+        r => device_rank.min(r as usize),
     };
-    let d = model.inputs();
     model
-        .enroll(label, &flat, flat.len() / d.max(1))
+        .enroll_capped(label, &pre, raws.len(), cap)
         .map_err(|e| anyhow::anyhow!("enrolling {label:?} on the host: {e}"))
 }
 
@@ -425,7 +421,12 @@ fn sample_bytes(sample: &[f32]) -> Result<Vec<u8>, DeviceError> {
             protocol::MAX_SAMPLE_VALUES
         )));
     }
-    Ok(sample.iter().flat_map(|v| v.to_le_bytes()).collect())
+    let mut out = vec![0u8; 4 * sample.len()];
+    let n = protocol::sample_bytes(sample, &mut out)
+        .map_err(|e| DeviceError::Invalid(e.to_string()))?
+        .len();
+    out.truncate(n);
+    Ok(out)
 }
 
 fn unexpected(want: &str, got: &Response) -> DeviceError {

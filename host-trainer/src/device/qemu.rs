@@ -1,7 +1,7 @@
-//! The QEMU board (mps2-an386) as a device on the desk: builds the firmware, boots it with a
-//! model in its MODEL region and a host file as its flash store, and gives its UART as a
-//! loopback TCP port. Used by `ldl demo` and by the end-to-end tests, so both boot the
-//! device the same way.
+//! The QEMU boards (mps2-an386, `qemu`; netduinoplus2, `stm32f405`) as devices on the desk:
+//! builds a board's firmware, boots it with a model in its MODEL region and a host file as
+//! its flash store, and gives its UART as a loopback TCP port. Used by `ldl demo` and by the
+//! end-to-end tests, so both boot the device the same way.
 //!
 //! The model goes in with QEMU's `-device loader` at the MODEL origin of `firmware/boards.toml`
 //! (as if flashed on its own); the store path and `serial` reach the firmware on the
@@ -19,16 +19,34 @@ pub fn firmware_dir() -> PathBuf {
     crate::repo_root().join("firmware")
 }
 
-/// Builds the QEMU firmware (`cargo build --release` in `firmware/`, quick when up to date)
-/// and returns its ELF. Needs the `thumbv7em-none-eabihf` target, which
-/// `rust-toolchain.toml` makes rustup install.
-pub fn build_firmware() -> Result<PathBuf> {
+/// Where the firmware of `board` is built: `target/` for the default board (`qemu`),
+/// `target/<board>/` for the others (as the `build-stm32` and `build-nrf` aliases do).
+pub fn target_dir(board: &str) -> PathBuf {
+    let t = firmware_dir().join("target");
+    if board == "qemu" {
+        t
+    } else {
+        t.join(board)
+    }
+}
+
+/// Builds the firmware of `board` (`cargo build --release` in `firmware/` with the board's
+/// feature, quick when up to date) and returns its ELF. Needs the `thumbv7em-none-eabihf`
+/// target, which `rust-toolchain.toml` makes rustup install.
+pub fn build_firmware(board: &str) -> Result<PathBuf> {
     let fw = firmware_dir();
     if !fw.join("Cargo.toml").is_file() {
         bail!("no firmware crate at {} (run from a clone of the repository)", fw.display());
     }
+    crate::models::boards::board(board)?;
+    let dir = target_dir(board);
+    let mut args: Vec<String> = ["build", "--release", "--quiet"].map(String::from).to_vec();
+    if board != "qemu" {
+        args.extend(["--no-default-features".into(), "--features".into(), format!("board-{board}")]);
+    }
+    args.extend(["--target-dir".into(), dir.display().to_string()]);
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet"])
+        .args(&args)
         .current_dir(&fw)
         // The firmware has its own target and flags (firmware/.cargo/config.toml).
         .env_remove("CARGO_TARGET_DIR")
@@ -46,7 +64,7 @@ pub fn build_firmware() -> Result<PathBuf> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let elf = fw.join("target/thumbv7em-none-eabihf/release/ldl-firmware");
+    let elf = dir.join("thumbv7em-none-eabihf/release/ldl-firmware");
     if !elf.is_file() {
         bail!("the firmware build gave no {}", elf.display());
     }
@@ -64,7 +82,9 @@ pub fn check_qemu() -> Result<()> {
 /// How to boot.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
-    /// The firmware ELF ([`build_firmware`]).
+    /// The board (a key of `firmware/boards.toml` whose target is `qemu:<machine>`).
+    pub board: String,
+    /// The firmware ELF ([`build_firmware`] of that board).
     pub elf: PathBuf,
     /// The model file loaded at the MODEL region (`None`: an empty region).
     pub model: Option<PathBuf>,
@@ -114,10 +134,15 @@ impl Qemu {
     /// Boots the firmware.
     pub fn boot(cfg: &QemuConfig) -> Result<Qemu> {
         check_qemu()?;
-        let board = crate::models::boards::board("qemu")?;
-        let mut args: Vec<String> = ["-machine", "mps2-an386", "-cpu", "cortex-m4", "-nographic", "-monitor", "none"]
-            .map(String::from)
-            .to_vec();
+        let board = crate::models::boards::board(&cfg.board)?;
+        let Some(machine) = board.qemu_machine() else {
+            bail!("board {:?} is not emulated by QEMU (its target is {})", cfg.board, board.target)
+        };
+        let mut args: Vec<String> = ["-machine", machine, "-nographic", "-monitor", "none"].map(String::from).to_vec();
+        // mps2-an386 takes its CPU as an option; the SoC boards have theirs built in.
+        if machine == "mps2-an386" {
+            args.extend(["-cpu".into(), "cortex-m4".into()]);
+        }
         let mut link = String::new();
         if cfg.pty {
             args.extend(["-serial".into(), "pty".into()]);
@@ -131,8 +156,9 @@ impl Qemu {
             let len = std::fs::metadata(model).with_context(|| format!("{}", model.display()))?.len();
             if len > board.model.size {
                 bail!(
-                    "{}: {len} bytes, the QEMU board's MODEL region holds {}",
+                    "{}: {len} bytes, the MODEL region of {} holds {}",
                     model.display(),
+                    cfg.board,
                     board.model.size
                 );
             }

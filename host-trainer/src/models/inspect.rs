@@ -1,24 +1,23 @@
 //! `ldl inspect`: a model file's header, dimensions, labels, size, CRC, per-class form and
-//! rank, and whether it fits a board's flash and RAM.
+//! rank, and whether it fits a board.
 //!
-//! The flash check is exact: the file must fit the board's MODEL region (from
-//! `firmware/boards.toml`) or `--flash`. The RAM figure is an estimate of the classifier's own
-//! buffers on the device, not of the firmware around it (stack, statics, drivers):
-//! - classification: the input (`d` f32), `classify::scratch_len` f32 (at least `k + d + R`
-//!   once enrolled classes of rank `R` are joined) and one distance per class of capacity;
-//! - enrollment, when the capacity leaves room: `Enrolled` storage for every class that can
-//!   be enrolled, `4 (d + R d + R + K R + K)` bytes plus about 32 bytes of label and
-//!   bookkeeping each (`K = k` with a linear target, 0 with the identity), the sample buffer
-//!   (`--enroll-shots` images, each with its `(2 shift + 1)^2` shifts, `d` f32 each) and the
-//!   fit's scratch (`subspace::fit_scratch_len`). `R` (fixed when the firmware is built;
-//!   a fit keeps its `R` strongest directions) is `--enroll-rank`, else the model's
-//!   `fit.max_rank`, else the largest rank among the model's own classes (classes enrolled
-//!   from as many samples reach about as much), else the most the buffered samples can span.
+//! A board's firmware is built for fixed sizes (`firmware/boards.toml`, `sizes`), and the
+//! check uses the same formulas as the firmware's build-time assertions
+//! (`ldl_core::budget`):
+//! - flash: the file must fit the board's MODEL region (or `--flash`);
+//! - the firmware: its RAM (workspace, frame buffers, statics, the stack it keeps free) must
+//!   fit the board's RAM (or `--ram`), its inputs must be the model's, and the model's
+//!   classification scratch must fit what the workspace leaves it (the device refuses the
+//!   model at boot otherwise);
+//! - enrollment (information): how many classes the device can enroll into this model, from
+//!   how many images, with how many directions, given the room the model's capacity leaves
+//!   and a store slot's room for classes of this model's kind at their largest.
 
 use super::boards::{self, Board};
 use super::{human_bytes, model_error, parse_size, read_model_bytes};
 use anyhow::{Context, Result};
 use clap::Args;
+use ldl_core::classify::Classes;
 use ldl_core::format::{ClassForm, ModelView, TargetKind};
 use ldl_core::{FitOptions, Method, Preprocess};
 use serde::Serialize;
@@ -30,7 +29,8 @@ pub struct InspectArgs {
     /// The model file.
     #[arg(value_name = "MODEL.ldlm")]
     pub model: PathBuf,
-    /// Board whose memory the model must fit (from firmware/boards.toml: qemu, nrf52840dk).
+    /// Board whose memory the model must fit (from firmware/boards.toml: qemu, stm32f405,
+    /// nrf52840dk).
     #[arg(long, default_value = "nrf52840dk")]
     pub board: String,
     /// Flash budget for the model file, instead of the board's MODEL region (e.g. 1M, 640K).
@@ -39,14 +39,6 @@ pub struct InspectArgs {
     /// RAM budget, instead of the board's RAM (e.g. 256K).
     #[arg(long, value_parser = parse_size)]
     pub ram: Option<u64>,
-    /// Images a device buffers to enroll one class (each adds its shifts); 0 = leave
-    /// enrollment out of the RAM estimate.
-    #[arg(long, default_value_t = 5)]
-    pub enroll_shots: usize,
-    /// Directions kept per enrolled class (the firmware's `R`); default: the model's
-    /// fit.max_rank, else the largest rank among the model's classes.
-    #[arg(long)]
-    pub enroll_rank: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -71,42 +63,23 @@ pub struct ClassInfo {
     pub bytes: usize,
 }
 
-/// The RAM estimate (bytes).
+/// What a device can enroll into the model.
 #[derive(Debug, Clone, Serialize)]
-pub struct RamEstimate {
-    /// Input vector.
-    pub input: u64,
-    /// Classification scratch.
-    pub scratch: u64,
-    /// One distance per class of capacity.
-    pub distances: u64,
-    /// Enrollment, when the capacity leaves room and `--enroll-shots` > 0.
-    pub enroll: Option<EnrollEstimate>,
-    /// Everything.
-    pub total: u64,
-}
-
-/// The enrollment part of the RAM estimate.
-#[derive(Debug, Clone, Serialize)]
-pub struct EnrollEstimate {
-    /// Classes that can be enrolled (capacity - classes).
+pub struct EnrollBudget {
+    /// Classes it can enroll: the capacity's room, the store's classes, and the classes of
+    /// this model's kind a store slot holds at their largest, whichever is least.
     pub classes: usize,
-    /// Images buffered per class.
-    pub shots: usize,
-    /// Shifted copies per image.
-    pub images_per_shot: usize,
-    /// Directions kept per class (R).
+    /// Images per enrollment (each with its shifts).
+    pub images: usize,
+    /// Directions kept per enrolled class (the board's, or the model's `fit.max_rank` if
+    /// lower).
     pub rank: usize,
-    /// Where `rank` comes from.
-    pub rank_source: &'static str,
-    /// Storage of one enrolled class.
-    pub per_class: u64,
-    /// Storage of all of them (`Enrolled`).
-    pub storage: u64,
-    /// Sample buffer.
-    pub samples: u64,
-    /// Fit scratch.
-    pub fit_scratch: u64,
+    /// Bytes of one enrolled class at its largest, for this model's kind.
+    pub class_bytes: u64,
+    /// Bytes of one store slot (the store takes two).
+    pub slot_bytes: u64,
+    /// Why the device cannot enroll into this model, if it cannot.
+    pub refused: Option<String>,
 }
 
 /// The budget check.
@@ -120,21 +93,31 @@ pub struct Budget {
     pub flash: u64,
     /// Where `flash` comes from.
     pub flash_source: String,
+    /// The file fits `flash`.
+    pub flash_fits: bool,
     /// RAM available.
     pub ram: u64,
     /// Where `ram` comes from.
     pub ram_source: String,
-    /// The file fits `flash`.
-    pub flash_fits: bool,
-    /// The estimate.
-    pub ram_estimate: RamEstimate,
-    /// The estimate fits `ram`.
+    /// RAM the board's firmware takes (workspace, frame buffers, statics, stack).
+    pub firmware_ram: u64,
+    /// Of which the workspace.
+    pub workspace: u64,
+    /// `firmware_ram` fits `ram`.
     pub ram_fits: bool,
-    /// Enrolled classes persisted in the STORE region (information only).
-    pub store_needed: u64,
+    /// Inputs the firmware is built for.
+    pub firmware_inputs: usize,
+    /// Bytes of classification scratch the model's classes need.
+    pub scratch: u64,
+    /// Bytes the workspace leaves for it.
+    pub scratch_room: u64,
+    /// The device runs the model: its inputs and its scratch fit.
+    pub runs: bool,
+    /// Enrollment.
+    pub enroll: EnrollBudget,
     /// The board's STORE region.
     pub store_region: u64,
-    /// Both fit.
+    /// Flash, RAM and the model's fit on the device.
     pub fits: bool,
 }
 
@@ -281,64 +264,34 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
         Some(r) => (r, "--ram".to_string()),
         None => (board.ram.size, format!("RAM of {}", args.board)),
     };
-    let capacity = h.capacity as usize;
-    let free = capacity.saturating_sub(n);
+    let sizes = board.sizes.core();
     let pp = view.preprocess();
     let fit = view.fit();
-    let enroll = (free > 0 && args.enroll_shots > 0).then(|| {
-        let per = ldl_core::augment::shift_count(pp.shift);
-        let m = args.enroll_shots * per;
-        let largest = entries.iter().filter_map(|e| e.rank).max();
-        let (rank, rank_source) = match (args.enroll_rank, fit.max_rank, largest) {
-            (Some(r), _, _) => (r.min(d), "--enroll-rank"),
-            (None, r, _) if r > 0 => ((r as usize).min(d), "the model's fit.max_rank"),
-            (None, _, Some(r)) => (r.min(m).min(d), "the largest rank among the model's classes"),
-            _ => (m.min(d), "every sample buffered"),
-        };
-        let kk = if linear_target(0) { k } else { 0 };
-        let per_class = 4 * (d + rank * d + rank + kk * rank + kk) as u64 + 32;
-        EnrollEstimate {
-            classes: free,
-            shots: args.enroll_shots,
-            images_per_shot: per,
-            rank,
-            rank_source,
-            per_class,
-            storage: per_class * free as u64,
-            samples: 4 * (m * d) as u64,
-            fit_scratch: 4 * ldl_core::subspace::fit_scratch_len(m, d, k) as u64,
-        }
-    });
-    let scratch_f32 = ldl_core::classify::scratch_len(&view).map_err(|e| model_error(path, e))?;
-    let enrolled_scratch = enroll
-        .as_ref()
-        .map_or(0, |e| k + ldl_core::subspace::distance_scratch_len(d, e.rank));
-    let input = 4 * d as u64;
-    let scratch = 4 * scratch_f32.max(enrolled_scratch) as u64;
-    let distances = 4 * capacity.max(n) as u64;
-    let total = input + scratch + distances + enroll.as_ref().map_or(0, |e| e.storage + e.samples + e.fit_scratch);
-    let ram_estimate = RamEstimate {
-        input,
-        scratch,
-        distances,
-        total,
-        enroll,
-    };
+    let scratch = 4 * ldl_core::classify::scratch_len(&view).map_err(|e| model_error(path, e))? as u64;
+    let scratch_room = 4 * sizes.model_scratch() as u64;
+    let runs = device_runs(&view, &board).is_ok();
+    let enroll = enroll_budget(&view, &sizes, board.erase_size as usize, n);
+    let firmware_ram = sizes.ram_bytes() as u64;
     let flash_fits = bytes.len() as u64 <= flash;
-    let ram_fits = total <= ram;
+    let ram_fits = firmware_ram <= ram;
     let budget = Budget {
         board: args.board.clone(),
         board_name: board.name.clone(),
         flash,
         flash_source,
+        flash_fits,
         ram,
         ram_source,
-        flash_fits,
-        store_needed: ram_estimate.enroll.as_ref().map_or(0, |e| e.storage),
-        ram_estimate,
+        firmware_ram,
+        workspace: sizes.workspace_bytes() as u64,
         ram_fits,
+        firmware_inputs: sizes.inputs,
+        scratch,
+        scratch_room,
+        runs,
+        enroll,
         store_region: board.store.size,
-        fits: flash_fits && ram_fits,
+        fits: flash_fits && ram_fits && runs,
     };
     Ok(Report {
         file: path.display().to_string(),
@@ -359,6 +312,93 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
         entries,
         budget,
     })
+}
+
+/// Whether `board`'s firmware runs the model: `Err` says why it would refuse it at boot (its
+/// inputs, or a classification scratch larger than its workspace leaves).
+pub fn device_runs(view: &ModelView<'_>, board: &Board) -> std::result::Result<(), String> {
+    let sizes = board.sizes.core();
+    if view.inputs() != sizes.inputs {
+        return Err(format!(
+            "the firmware of {} takes {} inputs, the model has {}",
+            board.name,
+            sizes.inputs,
+            view.inputs()
+        ));
+    }
+    let need = ldl_core::classify::scratch_len(view).map_err(|e| e.to_string())?;
+    if need > sizes.model_scratch() {
+        return Err(format!(
+            "its classification needs {} of scratch, the firmware of {} leaves {}",
+            human_bytes(4 * need as u64),
+            board.name,
+            human_bytes(4 * sizes.model_scratch() as u64)
+        ));
+    }
+    Ok(())
+}
+
+/// What the device of `sizes` can enroll into the model (`n` classes of its own).
+fn enroll_budget(view: &ModelView<'_>, sizes: &ldl_core::budget::Sizes, erase: usize, n: usize) -> EnrollBudget {
+    let (d, k) = (view.inputs(), view.outputs());
+    let fit = view.fit();
+    let pp = view.preprocess();
+    let linear = view.target(0).is_ok_and(|t| matches!(t, ldl_core::Target::Linear(_)));
+    let rank = match fit.max_rank {
+        0 => sizes.rank,
+        r => sizes.rank.min(r as usize),
+    }
+    .min(d);
+    let class_bytes = ldl_core::store::worst_class_len(d, k, rank, fit.affine, linear);
+    let slot_bytes = sizes.slot_bytes(erase);
+    let per_slot = slot_bytes.saturating_sub(ldl_core::store::HEADER_LEN + ldl_core::store::BODY_HEAD) / class_bytes.max(1);
+    let room = (view.capacity() as usize).saturating_sub(n);
+    let (w, s) = match pp.image {
+        Some(im) if pp.shift > 0 => (im.width as usize, pp.shift as usize),
+        _ => (d, 0),
+    };
+    let kl = if linear { k } else { 0 };
+    let rows = sizes.images * ldl_core::augment::shift_count(s as u8);
+    let need = ldl_core::fit::fit_scratch_len(rows, d, w, s, kl, rank);
+    let have = sizes.workspace() - sizes.images * sizes.inputs;
+    let refused = if view.members() != 1 {
+        Some("an ensemble model: enrolled classes need one target".to_string())
+    } else if d != sizes.inputs {
+        Some(format!("the firmware takes {} inputs", sizes.inputs))
+    } else if pp
+        .image
+        .is_some_and(|im| pp.shift > 0 && im.width as usize * im.height as usize != d)
+    {
+        Some("the image size does not match the inputs".to_string())
+    } else if need > have {
+        Some(format!(
+            "the fit of {} images with shift {} needs {} of workspace, the device has {} (its shift {}, linear targets up to {} outputs)",
+            sizes.images,
+            s,
+            human_bytes(4 * need as u64),
+            human_bytes(4 * have as u64),
+            sizes.shift,
+            sizes.outputs
+        ))
+    } else if room == 0 {
+        Some("the model's capacity leaves no room".to_string())
+    } else if per_slot == 0 {
+        Some("a store slot cannot hold one class of this kind".to_string())
+    } else {
+        None
+    };
+    EnrollBudget {
+        classes: if refused.is_some() {
+            0
+        } else {
+            room.min(sizes.classes).min(per_slot)
+        },
+        images: sizes.images,
+        rank,
+        class_bytes: class_bytes as u64,
+        slot_bytes: slot_bytes as u64,
+        refused,
+    }
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -413,6 +453,8 @@ pub fn print(r: &Report) {
         let form = match (e.form, e.bias_or_affine) {
             ("dense", true) => "dense + bias",
             ("dense", false) => "dense",
+            ("compact", true) => "affine int8 subspace",
+            ("compact", false) => "int8 subspace",
             (_, true) => "affine subspace",
             _ => "subspace",
         };
@@ -427,58 +469,44 @@ pub fn print(r: &Report) {
         );
     }
     let b = &r.budget;
-    let est = &b.ram_estimate;
     println!();
     println!("budget: {} ({})", b.board, b.board_name);
     println!(
-        "  flash  model file {} vs {} {}: {}",
+        "  flash     model file {} vs {} {}: {}",
         hb(r.bytes as u64),
         b.flash_source,
         hb(b.flash),
         verdict(b.flash_fits)
     );
-    println!("  RAM, estimated (the classifier's buffers; the firmware's stack and statics come on top):");
     println!(
-        "    classify  input {} + scratch {} + distances {} = {}",
-        hb(est.input),
-        hb(est.scratch),
-        hb(est.distances),
-        hb(est.input + est.scratch + est.distances)
-    );
-    match &est.enroll {
-        Some(e) => {
-            println!(
-                "    enroll    {} classes x {} (rank {}: {}) = {}",
-                e.classes,
-                hb(e.per_class),
-                e.rank,
-                e.rank_source,
-                hb(e.storage)
-            );
-            println!(
-                "              + samples {} x {} images x {} f32 = {} + fit scratch {}",
-                e.shots,
-                e.images_per_shot,
-                r.inputs,
-                hb(e.samples),
-                hb(e.fit_scratch)
-            );
-        }
-        None => println!("    enroll    not counted (no room in the capacity, or --enroll-shots 0)"),
-    }
-    println!(
-        "    total     {} vs {} {}: {}",
-        hb(est.total),
+        "  RAM       the firmware's {} (workspace {}, frame buffers, statics, {} of stack) vs {} {}: {}",
+        hb(b.firmware_ram),
+        hb(b.workspace),
+        hb(ldl_core::budget::STACK_BYTES as u64),
         b.ram_source,
         hb(b.ram),
         verdict(b.ram_fits)
     );
-    if b.store_needed > 0 {
-        println!(
-            "  store  enrolled classes take about {} vs the STORE region {} (information: depends on the store's format)",
-            hb(b.store_needed),
+    println!(
+        "  model     {} inputs (the firmware's: {}); classification scratch {} of {}: {}",
+        r.inputs,
+        b.firmware_inputs,
+        hb(b.scratch),
+        hb(b.scratch_room),
+        if b.runs { "runs" } else { "REFUSED at boot" }
+    );
+    let e = &b.enroll;
+    match &e.refused {
+        None => println!(
+            "  enroll    {} classes on the device, {} images each, up to {} directions ({} each at most; store slots of {}, two in the STORE region of {})",
+            e.classes,
+            e.images,
+            e.rank,
+            hb(e.class_bytes),
+            hb(e.slot_bytes),
             hb(b.store_region)
-        );
+        ),
+        Some(why) => println!("  enroll    none on this device: {why}"),
     }
     println!("result: {}", if b.fits { "fits" } else { "does NOT fit the budget" });
 }

@@ -35,7 +35,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2019)]
     pub seed: u64,
     /// Most classes the model may hold, i.e. room a device keeps for enrolling new ones
-    /// (default: the trained classes + 8, at most 64).
+    /// (default: the trained classes + 10, at most 64).
     #[arg(long)]
     pub capacity: Option<u16>,
     /// Novelty threshold: a sample whose best-class distance is above it is "unknown".
@@ -121,7 +121,7 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
         }
         Some(c) if c as usize > format::MAX_CLASSES => bail!("--capacity {c}: a model file holds at most {} classes", format::MAX_CLASSES),
         Some(c) => c,
-        None => (classes.len() + 8).min(format::MAX_CLASSES) as u16,
+        None => (classes.len() + 10).min(format::MAX_CLASSES) as u16,
     };
     let class_names: Vec<String> = classes.iter().map(|&c| train.class_names[c].clone()).collect();
     let labels: Vec<String> = class_names.iter().map(|n| model_label(n)).collect();

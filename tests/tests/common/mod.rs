@@ -3,29 +3,34 @@
 
 use ldl_host::device::qemu::{build_firmware, Qemu, QemuConfig};
 use ldl_host::device::AnyClient;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
-/// The QEMU firmware ELF, built once per test process (`cargo build --release` in firmware/;
-/// needs the thumbv7em-none-eabihf target, which rust-toolchain.toml installs).
-pub fn firmware_elf() -> PathBuf {
-    static ELF: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    ELF.get_or_init(|| build_firmware().map_err(|e| format!("{e:#}")))
+/// The firmware ELF of a QEMU board, built once per test process (`cargo build --release` in
+/// firmware/; needs the thumbv7em-none-eabihf target, which rust-toolchain.toml installs).
+pub fn firmware_elf(board: &str) -> PathBuf {
+    static ELF: Mutex<BTreeMap<String, Result<PathBuf, String>>> = Mutex::new(BTreeMap::new());
+    let mut built = ELF.lock().unwrap_or_else(|e| e.into_inner());
+    built
+        .entry(board.to_string())
+        .or_insert_with(|| build_firmware(board).map_err(|e| format!("{e:#}")))
         .clone()
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Boots the firmware with `model` in the MODEL region and `store` as its flash store; QEMU
-/// is killed when the returned value drops (and after 10 minutes whatever happens).
-pub fn boot(model: &Path, store: &Path, log: &Path) -> Qemu {
-    boot_with(model, store, log, false)
+/// Boots `board`'s firmware with `model` in the MODEL region and `store` as its flash store;
+/// QEMU is killed when the returned value drops (and after 10 minutes whatever happens).
+pub fn boot(board: &str, model: &Path, store: &Path, log: &Path) -> Qemu {
+    boot_with(board, model, store, log, false)
 }
 
 /// [`boot`], with the UART on a pty when `pty` (else loopback TCP).
-pub fn boot_with(model: &Path, store: &Path, log: &Path, pty: bool) -> Qemu {
+pub fn boot_with(board: &str, model: &Path, store: &Path, log: &Path, pty: bool) -> Qemu {
     Qemu::boot(&QemuConfig {
-        elf: firmware_elf(),
+        board: board.to_string(),
+        elf: firmware_elf(board),
         model: Some(model.to_path_buf()),
         store: store.to_path_buf(),
         log: log.to_path_buf(),
