@@ -354,7 +354,8 @@ fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, b: &Block<'_>, gram_s
             for i in 0..nb {
                 let x = &xcb[i * dc..(i + 1) * dc];
                 let v = quad[gram_slot * nb + i] + 2.0 * dot(h, x) + ee;
-                dist[i] = v.max(0.0) / k as f32;
+                // NaN (an overflow) stays NaN, for the caller's finiteness check.
+                dist[i] = if v.is_finite() { v.max(0.0) / k as f32 } else { f32::NAN };
             }
         }
         (Predictor::Dense(l), Prepared::Direct) => {
@@ -406,7 +407,7 @@ fn class_distances(p: &Predictor<&[f32]>, prep: &Prepared, b: &Block<'_>, gram_s
                             acc += mu_n2 - 2.0 * dot(x, mu);
                         }
                         acc -= u[i * r..(i + 1) * r].iter().zip(&c).map(|(ui, ci)| ci * ui * ui).sum::<f32>();
-                        dist[i] = acc.max(0.0) / d as f32;
+                        dist[i] = if acc.is_finite() { acc.max(0.0) / d as f32 } else { f32::NAN };
                     }
                 }
             }

@@ -31,7 +31,9 @@ pub trait Classes {
 pub struct Classification {
     /// Index of the closest class (even when the sample is "unknown").
     pub best: usize,
-    /// `None` when the novelty score passes the threshold: the sample is far from every class.
+    /// `None` ("unknown") when the novelty score passes the threshold (the sample is far
+    /// from every class), or when every class is at the same distance (nothing tells them
+    /// apart, as for a blank input).
     pub class: Option<usize>,
     /// Novelty score: the closest class's distance (mean over ensemble members).
     pub novelty: f32,
@@ -54,7 +56,9 @@ pub fn scratch_len(classes: &impl Classes) -> Result<usize> {
 
 /// Classifies `x`: fills `distances[c]` with class `c`'s distance (averaged over ensemble
 /// members) and returns the decision. With a `threshold`, a sample whose novelty score is
-/// above it is "unknown" (`class: None`). Fails on non-finite input, wrong sizes, no classes.
+/// above it is "unknown" (`class: None`). A class whose distance is not finite (it
+/// overflowed) is left out of the decision. Fails on non-finite input, an input no class
+/// gives a finite distance for, wrong sizes, no classes.
 pub fn classify(
     classes: &impl Classes,
     x: &[f32],
@@ -89,7 +93,7 @@ pub fn classify(
         let (mut best, mut best_d) = (0usize, f32::INFINITY);
         for (c, dist) in distances.iter_mut().enumerate() {
             let p = classes.predictor(m, c)?;
-            let dc = p.distance(x, qx, rest)?;
+            let dc = or_nan(p.distance(x, qx, rest))?;
             if dc < best_d {
                 best_d = dc;
                 best = c;
@@ -104,22 +108,20 @@ pub fn classify(
 /// The decision from every class's (member-averaged) distance and each member's own best
 /// class: the closest class, "unknown" past the threshold, and the members' agreement.
 pub(crate) fn decide(distances: &[f32], member_best: &[u16], threshold: Option<f32>) -> Result<Classification> {
-    if distances.iter().any(|d| !d.is_finite()) {
-        return Err(Error::NonFinite);
-    }
     let n = distances.len();
     if n == 0 || member_best.is_empty() {
         return Err(Error::EmptyClass);
     }
-    let mut best = 0;
-    for c in 1..n {
-        if distances[c] < distances[best] {
-            best = c;
-        }
-    }
+    // A class whose distance overflowed for this input is no candidate, so that one bad
+    // class cannot stop a device from classifying; an input that no class can measure
+    // (a huge one) is an error.
+    let best = closest(distances).ok_or(Error::NonFinite)?;
     let votes = member_best.iter().filter(|&&b| b as usize == best).count();
     let novelty = distances[best];
-    let known = threshold.is_none_or(|t| novelty <= t);
+    // Every class at the same distance (a blank input is at 0 from every linear subspace
+    // through the origin): no class agrees better than another, so no class is the answer.
+    let tie = n > 1 && distances.iter().all(|&d| d == novelty);
+    let known = !tie && threshold.is_none_or(|t| novelty <= t);
     Ok(Classification {
         best,
         class: known.then_some(best),
@@ -128,5 +130,52 @@ pub(crate) fn decide(distances: &[f32], member_best: &[u16], threshold: Option<f
     })
 }
 
+/// The index of the smallest finite distance (the first of equals), if any.
+pub(crate) fn closest(distances: &[f32]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (c, &d) in distances.iter().enumerate() {
+        if d.is_finite() && best.is_none_or(|b| d < distances[b]) {
+            best = Some(c);
+        }
+    }
+    best
+}
+
+/// A class's distance, or NaN when it overflowed for this input (`NonFinite`): that class
+/// is then left out of the decision instead of failing it.
+pub(crate) fn or_nan(d: Result<f32>) -> Result<f32> {
+    match d {
+        Err(Error::NonFinite) => Ok(f32::NAN),
+        d => d,
+    }
+}
+
 /// Most ensemble members a model may have.
 pub const MAX_MEMBERS: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_class_that_overflowed_is_left_out_and_ties_are_unknown() {
+        // One class's distance overflowed (NaN, or inf): the others decide.
+        for bad in [f32::NAN, f32::INFINITY] {
+            let c = decide(&[bad, 2.0, 1.0], &[2], None).unwrap();
+            assert_eq!((c.best, c.class, c.novelty), (2, Some(2), 1.0));
+        }
+        // No class could measure the input: an error, not class 0.
+        assert_eq!(decide(&[f32::NAN, f32::NAN], &[0], None), Err(Error::NonFinite));
+        // Every class at the same distance: unknown, with or without a threshold.
+        for t in [None, Some(10.0)] {
+            let c = decide(&[0.0, 0.0, 0.0], &[0], t).unwrap();
+            assert_eq!(c.class, None);
+        }
+        // One class: nothing to compare, the threshold alone decides.
+        assert_eq!(decide(&[0.0], &[0], None).unwrap().class, Some(0));
+        assert_eq!(decide(&[3.0], &[0], Some(1.0)).unwrap().class, None);
+        // Two classes tied below others are still a normal answer (the first of them).
+        assert_eq!(decide(&[1.0, 1.0, 5.0], &[0], None).unwrap().class, Some(0));
+        assert_eq!(decide(&[], &[0], None), Err(Error::EmptyClass));
+    }
+}

@@ -78,15 +78,20 @@ impl Shape {
     }
     /// Words of one direction's record: scale, projection, values.
     pub const fn direction_words(&self) -> usize {
-        1 + self.proj_len() + self.row_words()
+        self.proj_len().saturating_add(self.row_words()).saturating_add(1)
     }
     /// Words before the first direction: runs, mean, `Q(mean)`, weights.
     pub const fn head_words(&self) -> usize {
-        self.runs + if self.affine { self.live } else { 0 } + self.proj_len() + self.rank
+        let mean = if self.affine { self.live } else { 0 };
+        self.runs
+            .saturating_add(mean)
+            .saturating_add(self.proj_len())
+            .saturating_add(self.rank)
     }
-    /// Words of the whole class.
+    /// Words of the whole class (saturating: a shape from untrusted bytes whose size
+    /// overflows is `usize::MAX`, larger than any record).
     pub const fn words(&self) -> usize {
-        self.head_words() + self.rank * self.direction_words()
+        self.head_words().saturating_add(self.rank.saturating_mul(self.direction_words()))
     }
     /// Most words a class of `rank` directions can take for `d` inputs and `k` outputs: all
     /// inputs live in one run, with a mean. (Splitting a run drops at least [`MIN_GAP`]
@@ -304,7 +309,12 @@ impl Directions for InPlace<'_> {
 pub const fn distance_scratch_len(shape: &Shape) -> usize {
     // z over the live inputs, its i16 form, the directions' u, the error (linear), one
     // direction read from flash.
-    shape.live + shape.live.div_ceil(2) + shape.rank + shape.proj_len() + shape.direction_words()
+    shape
+        .live
+        .saturating_add(shape.live.div_ceil(2))
+        .saturating_add(shape.rank)
+        .saturating_add(shape.proj_len())
+        .saturating_add(shape.direction_words())
 }
 
 /// The class's mean squared disagreement `||P(x) - Q(x)||^2 / k` for `x`, given `qx = Q(x)`

@@ -255,23 +255,24 @@ impl Factor<'_> {
 
 /// Scratch (f32s) that [`top_eigenpairs`] needs besides the matrix.
 pub const fn top_scratch_len(n: usize) -> usize {
-    10 * n
+    n.saturating_mul(10)
 }
 
 /// Where [`top_eigenpairs`] leaves the eigenvectors in its matrix buffer: after the packed
 /// reflectors (`n (n - 1) / 2` values).
 pub const fn vectors_at(n: usize) -> usize {
-    n * n.saturating_sub(1) / 2
+    n.saturating_mul(n.saturating_sub(1)) / 2
 }
 
 /// f32s of the matrix buffer [`top_eigenpairs`] needs for an `n x n` matrix and `count`
 /// vectors: the matrix, or the packed reflectors and the vectors, whichever is more.
 pub const fn top_matrix_len(n: usize, count: usize) -> usize {
-    let packed = vectors_at(n) + count * n;
-    if packed > n * n {
+    let packed = vectors_at(n).saturating_add(count.saturating_mul(n));
+    let full = n.saturating_mul(n);
+    if packed > full {
         packed
     } else {
-        n * n
+        full
     }
 }
 

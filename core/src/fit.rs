@@ -105,7 +105,7 @@ impl Sink for alloc::vec::Vec<f32> {
 
 /// The most offsets a correlation takes per axis: `4s + 1` (the ink-free-border route).
 const fn taps_max(s: usize) -> usize {
-    4 * s + 1
+    s.saturating_mul(4).saturating_add(1)
 }
 
 /// A canvas of reach `r` for `w x h` images: rows of `w + 2r`, the image at column `r`, so
@@ -120,16 +120,17 @@ struct Canvas {
 impl Canvas {
     /// Row stride.
     const fn stride(&self) -> usize {
-        self.w + 2 * self.r
+        self.w.saturating_add(self.r.saturating_mul(2))
     }
     /// f32s of the image's own rows (`h` rows of the stride).
     const fn rows_len(&self) -> usize {
-        self.h * self.stride()
+        self.h.saturating_mul(self.stride())
     }
     /// f32s of the whole bordered canvas (`r` rows above and below) and `r` values of slack
     /// at each end, so that every window moved by up to `r` rows and columns stays inside.
     const fn full_len(&self) -> usize {
-        (self.h + 2 * self.r) * self.stride() + 2 * self.r
+        let r2 = self.r.saturating_mul(2);
+        self.h.saturating_add(r2).saturating_mul(self.stride()).saturating_add(r2)
     }
     /// Writes `img` into `rows`, an image-rows canvas (its border columns left as they are).
     fn put_rows(&self, img: &[f32], rows: &mut [f32]) {
@@ -203,7 +204,9 @@ impl Canvases<'_> {
 
 /// Scratch (f32s) that [`fit`] needs for `m` rows (samples after augmentation) of `d` values
 /// laid out `width` wide, shift `s`, at most `cap` directions, and `k` the outputs of a
-/// linear target (0 for an identity target: [`linear_outputs`]).
+/// linear target (0 for an identity target: [`linear_outputs`]). Saturates: sizes from
+/// untrusted values (a model file's shift, a host's sample count) that overflow give
+/// `usize::MAX`, which no buffer holds.
 pub const fn fit_scratch_len(m: usize, d: usize, width: usize, s: usize, k: usize, cap: usize) -> usize {
     let t = taps_max(s);
     let c = Canvas {
@@ -212,21 +215,33 @@ pub const fn fit_scratch_len(m: usize, d: usize, width: usize, s: usize, k: usiz
             Some(h) => h,
             None => 0,
         },
-        r: 2 * s,
+        r: s.saturating_mul(2),
     };
     let count = if cap < m { cap } else { m };
-    top_matrix_len(m, count) // the Gram matrix, then the eigenvectors
-        + top_scratch_len(m)
-        + cap // eigenvalues
-        + d // direction
-        + d // mean
-        + m // <row, mean>
-        + c.rows_len() + c.full_len() // canvases
-        + t * t // correlations
-        + d.div_ceil(32) // live bitset
-        + max_runs(d)
-        + 1 + k + d.div_ceil(4) // one direction's words
-        + k // projection
+    let parts = [
+        top_matrix_len(m, count), // the Gram matrix, then the eigenvectors
+        top_scratch_len(m),
+        cap, // eigenvalues
+        d,   // direction
+        d,   // mean
+        m,   // <row, mean>
+        c.rows_len(),
+        c.full_len(),        // canvases
+        t.saturating_mul(t), // correlations
+        d.div_ceil(32),      // live bitset
+        max_runs(d),
+        1,
+        k,
+        d.div_ceil(4), // one direction's words
+        k,             // projection
+    ];
+    let mut total = 0usize;
+    let mut i = 0;
+    while i < parts.len() {
+        total = total.saturating_add(parts[i]);
+        i += 1;
+    }
+    total
 }
 
 /// The `k` of [`fit_scratch_len`] for `target`: its outputs if it is linear, else 0.
@@ -379,7 +394,13 @@ pub fn fit<T: AsRef<[f32]>>(
         sink.words(proj)?;
     }
     for &lam in &vals[..r] {
-        sink.words(&[weight(lam, opts)])?;
+        // Every part the store's loader checks is checked here first, so that the store
+        // never holds a record it would refuse at boot.
+        let wgt = weight(lam, opts);
+        if !wgt.is_finite() {
+            return Err(Error::NonFinite);
+        }
+        sink.words(&[wgt])?;
     }
 
     // 3. Each direction: sum over rows of v_t (row_t - mean) / sqrt(lambda).
@@ -712,6 +733,32 @@ mod tests {
     extern crate std;
     use std::vec;
     use std::vec::Vec;
+
+    /// Sizes computed from untrusted values (a model file's shift of 128, a host's sample
+    /// count) saturate at `usize::MAX`, which no buffer holds, instead of overflowing (a
+    /// panic in a debug build, a small wrapped size in a release one).
+    #[test]
+    fn sizes_from_absurd_values_saturate() {
+        assert_eq!(fit_scratch_len(usize::MAX / 2, 784, 28, 2, 0, 40), usize::MAX);
+        assert_eq!(fit_scratch_len(10, 784, 28, usize::MAX / 3, 0, 40), usize::MAX);
+        assert_eq!(fit_scratch_len(10, 784, 28, 2, usize::MAX, 40), usize::MAX);
+        assert!(fit_scratch_len(125, 784, 28, 2, 0, 32) < 1 << 20);
+        let s = Shape {
+            inputs: usize::MAX,
+            outputs: usize::MAX,
+            rank: usize::MAX,
+            runs: 1,
+            live: usize::MAX,
+            affine: true,
+            linear: true,
+        };
+        assert_eq!(s.words(), usize::MAX);
+        assert_eq!(compact::distance_scratch_len(&s), usize::MAX);
+        assert_eq!(crate::store::class_len(&s), usize::MAX);
+        assert_eq!(crate::store::slot_len(usize::MAX, 100, 4096), usize::MAX);
+        assert_eq!(crate::store::slot_len(10, 100, 0), usize::MAX);
+        assert_eq!(crate::eigen::top_matrix_len(usize::MAX, 2), usize::MAX);
+    }
 
     #[test]
     fn shift_order_is_augments() {

@@ -35,6 +35,8 @@ pub mod protocol;
 pub mod rng;
 pub mod store;
 pub mod subspace;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod train;
 
 pub use classify::{classify, Classes, Classification};

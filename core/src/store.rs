@@ -25,7 +25,7 @@
 //! and then the header; the slot with the highest sequence number whose CRC matches is the
 //! current one at boot. A power cut at any step leaves the previous record loadable.
 
-use crate::classify::{decide, Classes, Classification, MAX_MEMBERS};
+use crate::classify::{closest, decide, or_nan, Classes, Classification, MAX_MEMBERS};
 use crate::compact::{self, Directions, Shape};
 use crate::error::{check_len, Error, Result};
 use crate::fit::{self, Samples};
@@ -53,13 +53,13 @@ static CRC32: crc::Crc<u32> = CRC;
 
 /// Bytes of a class of this shape in a record.
 pub const fn class_len(shape: &Shape) -> usize {
-    CLASS_HEAD + 4 * shape.words()
+    shape.words().saturating_mul(4).saturating_add(CLASS_HEAD)
 }
 
 /// Bytes of the largest class of `rank` directions over `d` inputs and `k` outputs
 /// ([`Shape::max_words`]: every input live, and a mean).
 pub const fn max_class_len(d: usize, k: usize, rank: usize, linear: bool) -> usize {
-    CLASS_HEAD + 4 * Shape::max_words(d, k, rank, linear)
+    Shape::max_words(d, k, rank, linear).saturating_mul(4).saturating_add(CLASS_HEAD)
 }
 
 /// Bytes of a class of the device mode's kind (identity target, no mean) at its largest.
@@ -79,13 +79,17 @@ pub const fn worst_class_len(d: usize, k: usize, rank: usize, affine: bool, line
         affine,
         linear,
     };
-    CLASS_HEAD + 4 * s.words()
+    class_len(&s)
 }
 
 /// Bytes of one slot that holds `classes` classes of at most `class_len` bytes each, in
 /// whole erase sectors of `erase` bytes.
 pub const fn slot_len(classes: usize, class_len: usize, erase: usize) -> usize {
-    (HEADER_LEN + BODY_HEAD + classes * class_len).div_ceil(erase) * erase
+    let bytes = classes.saturating_mul(class_len).saturating_add(HEADER_LEN + BODY_HEAD);
+    match bytes.checked_div(erase) {
+        Some(_) => bytes.div_ceil(erase).saturating_mul(erase),
+        None => usize::MAX,
+    }
 }
 
 /// A decoded record header.
@@ -803,16 +807,15 @@ pub fn classify_joined<const C: usize, F: ReadNorFlash>(
     target.forward(x, qx)?;
     let distances = &mut distances[..n];
     for (c, dist) in distances.iter_mut().enumerate() {
-        *dist = if c < nb {
-            model.predictor(0, c)?.distance(x, qx, rest)?
+        *dist = or_nan(if c < nb {
+            model.predictor(0, c)?.distance(x, qx, rest)
         } else {
-            store.distance(flash, c - nb, x, qx, rest)?
-        };
+            store.distance(flash, c - nb, x, qx, rest)
+        })?;
     }
     let mut best = [0u16; MAX_MEMBERS];
-    let b = (0..n).fold(0, |b, c| if distances[c] < distances[b] { c } else { b });
     if let Some(s) = best.first_mut() {
-        *s = b as u16;
+        *s = closest(distances).unwrap_or(0) as u16;
     }
     decide(distances, &best[..1], threshold)
 }
@@ -820,141 +823,14 @@ pub fn classify_joined<const C: usize, F: ReadNorFlash>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::methods::{fit_compact, ClosedFormConfig};
-    use crate::rng::Rng;
-    use embedded_storage::nor_flash::{check_erase, check_write, ErrorType, NorFlashErrorKind};
     extern crate std;
     use std::vec;
     use std::vec::Vec;
 
-    /// NOR flash in RAM that can be cut: after `budget` more operations, the next write
-    /// programs only its first `tear_words` words and the next erase erases only its first
-    /// half sector, and every later operation fails.
-    pub struct CutFlash {
-        pub mem: Vec<u8>,
-        pub budget: Option<usize>,
-        pub tear_words: usize,
-        pub dead: bool,
-        pub ops: usize,
-    }
+    /// The store's tests cut the power of a RAM flash of 256-byte sectors.
+    pub type CutFlash = crate::testing::RamFlash<256>;
 
-    impl CutFlash {
-        pub fn new(size: usize) -> Self {
-            CutFlash {
-                mem: vec![0xFF; size],
-                budget: None,
-                tear_words: 0,
-                dead: false,
-                ops: 0,
-            }
-        }
-        fn step(&mut self) -> core::result::Result<bool, NorFlashErrorKind> {
-            if self.dead {
-                return Err(NorFlashErrorKind::Other);
-            }
-            self.ops += 1;
-            match &mut self.budget {
-                Some(0) => {
-                    self.dead = true;
-                    Ok(false)
-                }
-                Some(b) => {
-                    *b -= 1;
-                    Ok(true)
-                }
-                None => Ok(true),
-            }
-        }
-    }
-
-    impl ErrorType for CutFlash {
-        type Error = NorFlashErrorKind;
-    }
-    impl ReadNorFlash for CutFlash {
-        const READ_SIZE: usize = 1;
-        fn read(&mut self, offset: u32, bytes: &mut [u8]) -> core::result::Result<(), Self::Error> {
-            if self.dead {
-                return Err(NorFlashErrorKind::Other);
-            }
-            let o = offset as usize;
-            bytes.copy_from_slice(self.mem.get(o..o + bytes.len()).ok_or(NorFlashErrorKind::OutOfBounds)?);
-            Ok(())
-        }
-        fn capacity(&self) -> usize {
-            self.mem.len()
-        }
-    }
-    impl NorFlash for CutFlash {
-        const WRITE_SIZE: usize = 4;
-        const ERASE_SIZE: usize = 256;
-        fn erase(&mut self, from: u32, to: u32) -> core::result::Result<(), Self::Error> {
-            check_erase(self, from, to)?;
-            let mut s = from as usize;
-            while s < to as usize {
-                if !self.step()? {
-                    self.mem[s..s + Self::ERASE_SIZE / 2].fill(0xFF);
-                    return Err(NorFlashErrorKind::Other);
-                }
-                self.mem[s..s + Self::ERASE_SIZE].fill(0xFF);
-                s += Self::ERASE_SIZE;
-            }
-            Ok(())
-        }
-        fn write(&mut self, offset: u32, bytes: &[u8]) -> core::result::Result<(), Self::Error> {
-            check_write(self, offset, bytes.len())?;
-            let o = offset as usize;
-            let full = self.step()?;
-            let n = if full {
-                bytes.len()
-            } else {
-                (self.tear_words * 4).min(bytes.len())
-            };
-            for (d, s) in self.mem[o..o + n].iter_mut().zip(bytes) {
-                *d &= *s;
-            }
-            if full {
-                Ok(())
-            } else {
-                Err(NorFlashErrorKind::Other)
-            }
-        }
-    }
-
-    const W: usize = 6;
-    const D: usize = W * W;
-
-    /// Samples of a class: a blob of ink away from the border.
-    fn class(seed: u64, n: usize) -> Vec<f32> {
-        let mut rng = Rng::new(seed);
-        let mut out = vec![0.0f32; n * D];
-        for i in 0..n {
-            for y in 2..W - 2 {
-                for x in 1..W - 2 {
-                    out[i * D + y * W + x] = rng.next_f32() * (1 + (seed as usize + x) % 3) as f32;
-                }
-            }
-        }
-        out
-    }
-
-    /// A model of two classes (identity target or a linear one), shift 1, rank at most 5.
-    pub fn model(k: usize) -> crate::model::Model {
-        let (a, b) = (class(1, 3), class(2, 3));
-        let cfg = ClosedFormConfig {
-            k,
-            fit: FitOptions {
-                ridge: 0.5,
-                min_weight: 0.02,
-                affine: k > 0,
-                max_rank: 5,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let mut m = fit_compact(&[&a, &b], D, &["a", "b"], &cfg, Some((W, W)), 1, 3).unwrap();
-        m.capacity = 8;
-        m
-    }
+    use crate::testing::{blob_samples as class, small_model as model, SMALL_D as D, SMALL_W as W};
 
     fn key(m: &crate::model::Model) -> ModelKey {
         ModelKey::of(m, 0xC0FFEE).unwrap()

@@ -251,6 +251,11 @@ impl<S: AsRef<[f32]>> Subspace<S> {
                 for i in 0..r {
                     s -= (2.0 * w[i] - w[i] * w[i]) * u[i] * u[i];
                 }
+                // A huge input overflows ||z||^2 (inf - inf = NaN): that is no distance, and
+                // `max` would turn the NaN into 0, a perfect match.
+                if !s.is_finite() {
+                    return Err(Error::NonFinite);
+                }
                 Ok(s.max(0.0) / d as f32)
             }
         }

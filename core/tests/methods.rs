@@ -325,3 +325,54 @@ fn batch_gram_path_of_the_naive_form_equals_one_at_a_time() {
         }
     }
 }
+
+/// Huge, blank and degenerate inputs are never a confident class: an input whose squared
+/// norm overflows is a typed error (it was "class 0 at distance 0": `inf - inf` is NaN and
+/// `max(0)` made it 0), in the f32 and 8-bit forms, one at a time and in batches; a blank
+/// input, at distance 0 from every linear class, is "unknown" even without a threshold.
+#[test]
+fn huge_and_blank_inputs_are_never_a_confident_class() {
+    let (support, queries) = data(9);
+    let views: Vec<&[f32]> = support.iter().map(|v| v.as_slice()).collect();
+    let cfg = ClosedFormConfig {
+        k: 0,
+        fit: FitOptions {
+            ridge: 1.0,
+            affine: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let f32_model = fit_closed_form(&views, D, &LABELS, &cfg, 5).unwrap();
+    let compact = ldl_core::methods::fit_compact(&views, D, &LABELS, &cfg, None, 0, 5).unwrap();
+    for model in [&f32_model, &compact] {
+        let mut scratch = vec![0.0; scratch_len(model).unwrap()];
+        let mut dist = vec![0.0; model.labels.len()];
+        for threshold in [None, Some(1.0)] {
+            for v in [1e25f32, 1e30, f32::MAX, -f32::MAX] {
+                let x = vec![v; D];
+                assert_eq!(
+                    classify(model, &x, threshold, &mut scratch, &mut dist),
+                    Err(ldl_core::Error::NonFinite),
+                    "{v}"
+                );
+                let mut batch = vec![0.0; 2 * model.labels.len()];
+                let two = [queries[0][..D].to_vec(), x.clone()].concat();
+                assert_eq!(
+                    ldl_core::batch::distances(model, &two, 2, &mut batch),
+                    Err(ldl_core::Error::NonFinite)
+                );
+            }
+            // Large but finite: far from every class, so unknown past a threshold.
+            let far = classify(model, &[1e15; D], Some(1.0), &mut scratch, &mut dist).unwrap();
+            assert_eq!(far.class, None);
+            assert!(far.novelty > 1.0);
+            let blank = classify(model, &[0.0; D], threshold, &mut scratch, &mut dist).unwrap();
+            assert_eq!(blank.class, None, "a blank input is no class");
+            assert!(dist.iter().all(|&d| d == 0.0));
+            // A real query is still classified.
+            let q = classify(model, &queries[2][..D], threshold, &mut scratch, &mut dist).unwrap();
+            assert_eq!(q.class, Some(2));
+        }
+    }
+}
