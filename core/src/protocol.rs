@@ -119,13 +119,16 @@ impl ErrorCode {
     pub const FRAME_BUFFER: Self = Self(38);
     /// The device has no valid model: it answers `Info` but refuses to classify or enroll.
     pub const NO_MODEL: Self = Self(48);
-    /// `EnrollSample` without an enrollment in progress.
+    /// `EnrollSample` or `EnrollAbort` without an enrollment in progress.
     pub const NOT_ENROLLING: Self = Self(49);
     /// The enrolled classes could not be saved to (or read from) flash.
     pub const STORAGE: Self = Self(50);
     /// The request is valid but this device cannot do it (e.g. shift augmentation for
     /// more samples than its buffer holds, or an ensemble model with enrolled classes).
     pub const UNSUPPORTED: Self = Self(51);
+    /// `EnrollSample` whose token is not the enrollment in progress (another host's, or
+    /// one replaced since): the sample is not taken.
+    pub const WRONG_ENROLLMENT: Self = Self(52);
 }
 
 impl From<Error> for ErrorCode {
@@ -179,16 +182,19 @@ pub enum Request<'a> {
         /// The sample, `f32` little-endian.
         sample: &'a [u8],
     },
-    /// Start enrolling a new class from the next `samples` [`Request::EnrollSample`]s.
-    /// Replaces an enrollment in progress.
+    /// Start enrolling a new class from `samples` [`Request::EnrollSample`]s that carry
+    /// the token of the reply. Replaces an enrollment in progress.
     EnrollStart {
         /// The new class's label (unique).
         label: Label,
         /// How many samples form the class (>= 1).
         samples: u16,
     },
-    /// One sample of the class being enrolled (`f32` little-endian).
+    /// One sample of the class being enrolled (as [`Request::Classify`]'s).
     EnrollSample {
+        /// The enrollment's token, from the [`Response::EnrollProgress`] that started it:
+        /// a sample meant for another enrollment is refused, not taken.
+        token: u16,
         /// The sample.
         data: &'a [u8],
     },
@@ -199,6 +205,8 @@ pub enum Request<'a> {
         /// Its label.
         label: Label,
     },
+    /// Drop the enrollment in progress (whoever started it), e.g. one a host abandoned.
+    EnrollAbort,
 }
 
 /// Whether the device has a model.
@@ -243,6 +251,20 @@ pub struct Info {
     pub max_samples: u16,
     /// Every class's label, the model's first.
     pub labels: heapless::Vec<Label, MAX_CLASSES>,
+    /// The enrollment in progress, if any.
+    pub enrolling: Option<Enrolling>,
+}
+
+/// An enrollment in progress, as [`Info`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Enrolling {
+    /// The class being enrolled.
+    pub label: Label,
+    /// Samples taken so far.
+    pub got: u16,
+    /// Samples it needs.
+    pub of: u16,
 }
 
 /// Answer to [`Request::Classify`].
@@ -257,7 +279,8 @@ pub struct Classified {
     pub distances: heapless::Vec<f32, MAX_CLASSES>,
     /// Novelty score (the closest class's distance).
     pub novelty: f32,
-    /// The novelty passes the model's threshold: the sample is far from every class.
+    /// "Unknown": the novelty passes the model's threshold (the sample is far from every
+    /// class), or every class is at the same distance (nothing tells them apart).
     pub unknown: bool,
 }
 
@@ -269,8 +292,10 @@ pub enum Response {
     Info(Info),
     /// Answer to `Classify`.
     Classified(Classified),
-    /// A sample of the enrollment was taken.
+    /// An enrollment started (`got` 0), or a sample of it was taken.
     EnrollProgress {
+        /// The enrollment's token, which its samples carry.
+        token: u16,
         /// Samples taken so far.
         got: u16,
         /// Samples the enrollment needs.
@@ -294,6 +319,11 @@ pub enum Response {
     Error {
         /// Why.
         code: ErrorCode,
+    },
+    /// The enrollment in progress was dropped.
+    EnrollAborted {
+        /// The class it was enrolling.
+        label: Label,
     },
 }
 
@@ -675,11 +705,15 @@ mod tests {
                 label: label("btn1").unwrap(),
                 samples: 5,
             },
-            Request::EnrollSample { data: &sample[..8] },
+            Request::EnrollSample {
+                token: 7,
+                data: &sample[..8],
+            },
             Request::List,
             Request::Forget {
                 label: label("x").unwrap(),
             },
+            Request::EnrollAbort,
         ];
         for (i, r) in reqs.iter().enumerate() {
             let mut f = frame_of(i as u32 * 1000, r);
@@ -705,6 +739,11 @@ mod tests {
                 max_rank: 32,
                 max_samples: 5,
                 labels: labels.clone(),
+                enrolling: Some(Enrolling {
+                    label: label("class-0000000009").unwrap(),
+                    got: 3,
+                    of: 5,
+                }),
             }),
             Response::Classified(Classified {
                 class: 3,
@@ -713,7 +752,7 @@ mod tests {
                 novelty: 1.5,
                 unknown: true,
             }),
-            Response::EnrollProgress { got: 1, of: 5 },
+            Response::EnrollProgress { token: 9, got: 1, of: 5 },
             Response::Enrolled {
                 label: label("a").unwrap(),
                 rank: 20,
@@ -721,6 +760,9 @@ mod tests {
             Response::Listed { labels },
             Response::Forgotten,
             Response::Error { code: ErrorCode::NO_MODEL },
+            Response::EnrollAborted {
+                label: label("9").unwrap(),
+            },
             Response::Info(Info {
                 protocol: VERSION,
                 model: ModelStatus::Invalid {
@@ -734,11 +776,13 @@ mod tests {
                 max_rank: 0,
                 max_samples: 0,
                 labels: heapless::Vec::new(),
+                enrolling: None,
             }),
         ];
         for r in &resps {
             let mut f = frame_of(u32::MAX, r);
-            assert!(f.len() <= MAX_FRAME_LEN, "{}", f.len());
+            // Every reply, the largest Info and Classified included, fits a device's reply buffer.
+            assert!(f.len() <= crate::budget::TX_BYTES, "{}", f.len());
             let (id, back): (u32, Response) = decode(&mut f).unwrap();
             assert_eq!((id, &back), (u32::MAX, r));
         }

@@ -5,15 +5,16 @@ use ldl_core::protocol::{decode, encode, FrameError, Request, Response, MAX_FRAM
 use proptest::prelude::*;
 
 fn request_of<'a>(kind: u8, bytes: &'a [u8], name: &str, n: u16) -> Request<'a> {
-    match kind % 6 {
+    match kind % 7 {
         0 => Request::Info,
         1 => Request::Classify { sample: bytes },
         2 => Request::EnrollStart {
             label: label(name).unwrap(),
             samples: n,
         },
-        3 => Request::EnrollSample { data: bytes },
+        3 => Request::EnrollSample { token: n, data: bytes },
         4 => Request::List,
+        5 => Request::EnrollAbort,
         _ => Request::Forget {
             label: label(name).unwrap(),
         },

@@ -44,10 +44,13 @@ pub fn check_model(region: &[u8], d: usize) -> Result<ModelView<'_>, ModelStatus
     Ok(view)
 }
 
-struct Enrolling {
+/// The enrollment in progress: its class, its samples so far, and the token its samples
+/// must carry (so that a host's stray samples cannot complete another's enrollment).
+struct Enrollment {
     label: Label,
     of: u16,
     got: u16,
+    token: u16,
 }
 
 /// How an enrollment sample was taken.
@@ -74,7 +77,9 @@ pub struct Device<'a, F, const C: usize> {
     store: Option<&'a mut Store<C>>,
     sizes: Sizes,
     work: &'a mut [f32],
-    enrolling: Option<Enrolling>,
+    enrolling: Option<Enrollment>,
+    /// The token of the last enrollment started (they count up from boot).
+    last_token: u16,
     flash: F,
     button_down: bool,
 }
@@ -144,6 +149,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             sizes,
             work,
             enrolling: None,
+            last_token: 0,
             flash,
             button_down: false,
         };
@@ -233,6 +239,11 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             max_rank: max_rank as u16,
             max_samples: self.sizes.images.min(u16::MAX as usize) as u16,
             labels: heapless::Vec::new(),
+            enrolling: self.enrolling.as_ref().map(|e| protocol::Enrolling {
+                label: e.label.clone(),
+                got: e.got,
+                of: e.of,
+            }),
         });
         if let Response::Info(info) = &mut r {
             self.fill_labels(&mut info.labels);
@@ -249,14 +260,17 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             Request::Info => self.info(),
             Request::List => self.list(),
             Request::Classify { sample } => self.classify(sample),
-            Request::EnrollStart { label, samples } => match self.enroll_start(label, samples) {
-                Ok(of) => Response::EnrollProgress { got: 0, of },
-                Err(code) => Response::Error { code },
-            },
-            Request::EnrollSample { data } => self.enroll_sample(data),
+            Request::EnrollStart { label, samples } => self.enroll_start_reply(label, samples),
+            Request::EnrollSample { token, data } => self.enroll_sample(token, data),
             Request::Forget { label } => match self.forget(&label) {
                 Ok(()) => Response::Forgotten,
                 Err(code) => Response::Error { code },
+            },
+            Request::EnrollAbort => match self.enrolling.take() {
+                Some(e) => Response::EnrollAborted { label: e.label },
+                None => Response::Error {
+                    code: ErrorCode::NOT_ENROLLING,
+                },
             },
         }
     }
@@ -319,8 +333,21 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         Ok((c.best as u16, label, c.novelty, c.class.is_none()))
     }
 
-    /// Starts an enrollment; the number of samples it takes. Everything that would refuse
-    /// the class at the end is checked here, so a host learns it before sending images.
+    /// Starts an enrollment; the reply carries its token.
+    fn enroll_start_reply(&mut self, name: Label, samples: u16) -> Response {
+        match self.enroll_start(name, samples) {
+            Ok(of) => Response::EnrollProgress {
+                token: self.last_token,
+                got: 0,
+                of,
+            },
+            Err(code) => Response::Error { code },
+        }
+    }
+
+    /// Starts an enrollment (with a new token); the number of samples it takes. Everything
+    /// that would refuse the class at the end is checked here, so a host learns it before
+    /// sending images.
     #[inline(never)]
     fn enroll_start(&mut self, name: Label, samples: u16) -> Result<u16, ErrorCode> {
         self.enrolling = None;
@@ -347,39 +374,53 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         let p = view.preprocess();
         let d = self.sizes.inputs;
         let (w, s) = match Self::geometry(view) {
-            Some((w, h)) if w * h != d => return Err(ErrorCode::INVALID_PARAMETER),
+            Some((w, h)) if w.checked_mul(h) != Some(d) => return Err(ErrorCode::INVALID_PARAMETER),
             Some((w, _)) => (w, p.shift as usize),
             None => (d, 0),
         };
+        // The board's buffers are sized for shifts up to its own: a larger one (up to 255
+        // in a model file) would need more rows than any sizes formula should see.
+        if s > self.sizes.shift {
+            return Err(ErrorCode::BUFFER_TOO_SMALL);
+        }
         let rows = samples as usize * ldl_core::augment::shift_count(s as u8);
         let kl = ldl_core::fit::linear_outputs(&view.target(0)?);
+        if kl > self.sizes.outputs {
+            return Err(ErrorCode::BUFFER_TOO_SMALL);
+        }
         let need = fit_scratch_len(rows, d, w, s, kl, self.rank_cap(view));
         if need > self.work.len().saturating_sub(self.images_len()) {
             return Err(ErrorCode::BUFFER_TOO_SMALL);
         }
-        self.enrolling = Some(Enrolling {
+        self.last_token = self.last_token.wrapping_add(1);
+        self.enrolling = Some(Enrollment {
             label: name,
             of: samples,
             got: 0,
+            token: self.last_token,
         });
         Ok(samples)
     }
 
     #[inline(never)]
-    fn enroll_sample(&mut self, data: &[u8]) -> Response {
-        match self.enroll_step(data) {
-            Ok(Step::Progress { got, of }) => Response::EnrollProgress { got, of },
+    fn enroll_sample(&mut self, token: u16, data: &[u8]) -> Response {
+        match self.enroll_step(token, data) {
+            Ok(Step::Progress { got, of }) => Response::EnrollProgress { token, got, of },
             Ok(Step::Enrolled { label, rank }) => Response::Enrolled { label, rank },
             Err(code) => Response::Error { code },
         }
     }
 
-    /// Takes one enrollment sample; with the last one, fits the class into the store.
-    fn enroll_step(&mut self, data: &[u8]) -> Result<Step, ErrorCode> {
+    /// Takes one enrollment sample of the enrollment `token`; with the last one, fits the
+    /// class into the store.
+    fn enroll_step(&mut self, token: u16, data: &[u8]) -> Result<Step, ErrorCode> {
         let d = self.sizes.inputs;
         let at = self.images_len();
         let view = self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)?;
         let en = self.enrolling.as_mut().ok_or(ErrorCode::NOT_ENROLLING)?;
+        if en.token != token {
+            return Err(ErrorCode::WRONG_ENROLLMENT);
+        }
         let (images, _) = self.work.split_at_mut(at);
         let start = en.got as usize * d;
         let x = images.get_mut(start..start + d).ok_or(ErrorCode::BUFFER_TOO_SMALL)?;
@@ -441,10 +482,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             }
         }
         match name {
-            Some(l) => match self.enroll_start(l, BUTTON_SAMPLES) {
-                Ok(of) => Response::EnrollProgress { got: 0, of },
-                Err(code) => Response::Error { code },
-            },
+            Some(l) => self.enroll_start_reply(l, BUTTON_SAMPLES),
             None => Response::Error {
                 code: ErrorCode::CAPACITY_FULL,
             },
@@ -532,8 +570,6 @@ fn write_frame<S: Write>(serial: &mut S, tx: &[u8], n: usize) -> Result<(), S::E
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
-    use core::convert::Infallible;
-    use embedded_storage::nor_flash::{check_erase, check_write, ErrorType, NorFlashErrorKind, ReadNorFlash};
     use ldl_core::methods::{fit_compact, ClosedFormConfig};
     use ldl_core::model::{label, Model};
     use ldl_core::protocol::{decode, encode, MAX_FRAME_LEN};
@@ -553,82 +589,10 @@ mod tests {
     };
     const SLOT: u32 = 16 * 256;
 
-    /// NOR flash in RAM (erase sets 0xFF, writes clear bits).
-    struct MemFlash(Vec<u8>);
-    impl ErrorType for MemFlash {
-        type Error = NorFlashErrorKind;
-    }
-    impl ReadNorFlash for MemFlash {
-        const READ_SIZE: usize = 1;
-        fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), NorFlashErrorKind> {
-            let o = offset as usize;
-            bytes.copy_from_slice(self.0.get(o..o + bytes.len()).ok_or(NorFlashErrorKind::OutOfBounds)?);
-            Ok(())
-        }
-        fn capacity(&self) -> usize {
-            self.0.len()
-        }
-    }
-    impl NorFlash for MemFlash {
-        const WRITE_SIZE: usize = 4;
-        const ERASE_SIZE: usize = 256;
-        fn erase(&mut self, from: u32, to: u32) -> Result<(), NorFlashErrorKind> {
-            check_erase(self, from, to)?;
-            self.0[from as usize..to as usize].fill(0xFF);
-            Ok(())
-        }
-        fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), NorFlashErrorKind> {
-            check_write(self, offset, bytes.len())?;
-            for (d, s) in self.0[offset as usize..].iter_mut().zip(bytes) {
-                *d &= *s;
-            }
-            Ok(())
-        }
-    }
+    /// NOR flash in RAM (erase sets 0xFF, writes clear bits), 256-byte sectors.
+    type MemFlash = ldl_core::testing::RamFlash<256>;
 
-    /// Serial mock: reads come from `input` in chunks, writes go to `output`.
-    struct Duplex {
-        input: Vec<u8>,
-        pos: usize,
-        output: Vec<u8>,
-    }
-    impl embedded_io::ErrorType for Duplex {
-        type Error = Infallible;
-    }
-    impl Read for Duplex {
-        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
-            let n = (self.input.len() - self.pos).min(buf.len()).min(7);
-            buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
-            self.pos += n;
-            Ok(n)
-        }
-    }
-    impl ReadReady for Duplex {
-        fn read_ready(&mut self) -> Result<bool, Infallible> {
-            Ok(true)
-        }
-    }
-    impl Write for Duplex {
-        fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
-            self.output.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> Result<(), Infallible> {
-            Ok(())
-        }
-    }
-    struct Pin(bool);
-    impl embedded_hal::digital::ErrorType for Pin {
-        type Error = Infallible;
-    }
-    impl InputPin for Pin {
-        fn is_high(&mut self) -> Result<bool, Infallible> {
-            Ok(!self.0)
-        }
-        fn is_low(&mut self) -> Result<bool, Infallible> {
-            Ok(self.0)
-        }
-    }
+    use crate::testing::{Duplex, Pin};
 
     /// Raw samples of a class: ink in the middle of a 4 x 4 image.
     fn class(seed: u64, n: usize) -> Vec<f32> {
@@ -692,11 +656,7 @@ mod tests {
     }
 
     fn run<F: NorFlash>(dev: &mut Device<'_, F, C>, input: Vec<u8>) -> Vec<(u32, Response)> {
-        let mut s = Duplex {
-            input,
-            pos: 0,
-            output: Vec::new(),
-        };
+        let mut s = Duplex::new(input);
         let mut rx: FrameReader<MAX_FRAME_LEN> = FrameReader::new();
         let mut tx = vec![0u8; 2048];
         dev.serve(&mut s, &mut Pin(false), &mut rx, &mut tx).unwrap();
@@ -714,14 +674,7 @@ mod tests {
             let mut words = vec![0u32; region_bytes.len().div_ceil(4)];
             bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..region_bytes.len()].copy_from_slice(&region_bytes);
             let mut st1 = Store::empty();
-            let (mut dev, boot) = Device::<_, C>::new(
-                region(&words),
-                &mut work,
-                &mut st1,
-                SIZES,
-                MemFlash(vec![0xFF; 2 * SLOT as usize]),
-                SLOT,
-            );
+            let (mut dev, boot) = Device::<_, C>::new(region(&words), &mut work, &mut st1, SIZES, MemFlash::new(2 * SLOT as usize), SLOT);
             assert!(boot.store.is_none());
             let mut input = frame(1, &Request::Info);
             input.extend(frame(
@@ -755,14 +708,7 @@ mod tests {
         assert!(scratch_len(&view).unwrap() > SIZES.model_scratch());
         let mut work = workspace();
         let mut st = Store::empty();
-        let (mut dev, boot) = Device::<_, C>::new(
-            region(&words),
-            &mut work,
-            &mut st,
-            SIZES,
-            MemFlash(vec![0xFF; 2 * SLOT as usize]),
-            SLOT,
-        );
+        let (mut dev, boot) = Device::<_, C>::new(region(&words), &mut work, &mut st, SIZES, MemFlash::new(2 * SLOT as usize), SLOT);
         let refused = ModelStatus::Invalid {
             code: ErrorCode::BUFFER_TOO_SMALL,
         };
@@ -790,19 +736,12 @@ mod tests {
             let (mut m, words) = model(k, shift);
             let mut work = workspace();
             let mut st2 = Store::empty();
-            let (dev, boot) = Device::<_, C>::new(region(&words), &mut work, &mut st2, SIZES, MemFlash(vec![]), SLOT);
+            let (dev, boot) = Device::<_, C>::new(region(&words), &mut work, &mut st2, SIZES, MemFlash::new(0), SLOT);
             assert!(matches!(boot.model, ModelStatus::Valid { .. }));
             assert!(matches!(boot.store, Some(Err(_))), "no room for slots in an empty flash");
             drop(dev);
             let mut st3 = Store::empty();
-            let (mut dev, boot) = Device::<_, C>::new(
-                region(&words),
-                &mut work,
-                &mut st3,
-                SIZES,
-                MemFlash(vec![0xFF; 2 * SLOT as usize]),
-                SLOT,
-            );
+            let (mut dev, boot) = Device::<_, C>::new(region(&words), &mut work, &mut st3, SIZES, MemFlash::new(2 * SLOT as usize), SLOT);
             assert_eq!(boot.store, Some(Ok(Loaded::Empty)));
 
             // Enroll "c" from 2 raw samples (scaled by 0.5 on the device).
@@ -817,18 +756,21 @@ mod tests {
             input.extend(frame(
                 11,
                 &Request::EnrollSample {
+                    token: 1,
                     data: &bytes_of(&raw[..D]),
                 },
             ));
             input.extend(frame(
                 12,
                 &Request::EnrollSample {
+                    token: 1,
                     data: &bytes_of(&raw[..D - 1]),
                 },
             )); // wrong length
             input.extend(frame(
                 13,
                 &Request::EnrollSample {
+                    token: 1,
                     data: &bytes_of(&[f32::NAN; D]),
                 },
             ));
@@ -836,19 +778,21 @@ mod tests {
             input.extend(frame(
                 14,
                 &Request::EnrollSample {
+                    token: 1,
                     data: &bytes_of(&raw[D..]),
                 },
             ));
             input.extend(frame(
                 15,
                 &Request::EnrollSample {
+                    token: 1,
                     data: &bytes_of(&raw[D..]),
                 },
             ));
             input.extend(frame(16, &Request::List));
             let out = run(&mut dev, input);
-            assert_eq!(out[0], (10, Response::EnrollProgress { got: 0, of: 2 }));
-            assert_eq!(out[1], (11, Response::EnrollProgress { got: 1, of: 2 }));
+            assert_eq!(out[0], (10, Response::EnrollProgress { token: 1, got: 0, of: 2 }));
+            assert_eq!(out[1], (11, Response::EnrollProgress { token: 1, got: 1, of: 2 }));
             assert_eq!(
                 out[2],
                 (
@@ -983,7 +927,7 @@ mod tests {
             );
 
             // A reboot with the same flash has "c", and answers the same.
-            let flash = core::mem::replace(dev.flash(), MemFlash(vec![]));
+            let flash = core::mem::replace(dev.flash(), MemFlash::new(0));
             drop(dev);
             let mut work2 = workspace();
             let mut st4 = Store::empty();
@@ -1011,20 +955,192 @@ mod tests {
         }
     }
 
+    /// An enrollment a host abandoned cannot be completed by another host's samples: they
+    /// carry the wrong token and are refused; `Info` shows the enrollment in progress and
+    /// `EnrollAbort` drops it; a new `EnrollStart` gets a new token.
+    #[test]
+    fn an_abandoned_enrollment_is_not_completed_by_stray_samples() {
+        let (_, words) = model(0, 1);
+        let mut work = workspace();
+        let mut st = Store::empty();
+        let (mut dev, _) = Device::<_, C>::new(region(&words), &mut work, &mut st, SIZES, MemFlash::new(2 * SLOT as usize), SLOT);
+        let sample = |id: u32, token: u16, seed: u64| {
+            frame(
+                id,
+                &Request::EnrollSample {
+                    token,
+                    data: &bytes_of(&class(seed, 1)),
+                },
+            )
+        };
+        // Host A starts "9" with 3 samples, sends one, and goes away.
+        let mut input = frame(
+            1,
+            &Request::EnrollStart {
+                label: label("9").unwrap(),
+                samples: 3,
+            },
+        );
+        input.extend(sample(2, 1, 9));
+        let out = run(&mut dev, input);
+        assert_eq!(out[0].1, Response::EnrollProgress { token: 1, got: 0, of: 3 });
+        assert_eq!(out[1].1, Response::EnrollProgress { token: 1, got: 1, of: 3 });
+        // Host B sends two samples of its own (no EnrollStart, any token but A's).
+        let mut input = sample(3, 0, 4);
+        input.extend(sample(4, 2, 4));
+        input.extend(frame(5, &Request::Info));
+        let out = run(&mut dev, input);
+        for r in &out[..2] {
+            assert_eq!(
+                r.1,
+                Response::Error {
+                    code: ErrorCode::WRONG_ENROLLMENT
+                }
+            );
+        }
+        let Response::Info(info) = &out[2].1 else { panic!("{out:?}") };
+        assert_eq!(
+            info.enrolling,
+            Some(protocol::Enrolling {
+                label: label("9").unwrap(),
+                got: 1,
+                of: 3
+            })
+        );
+        assert_eq!(info.enrolled, 0);
+        // B drops it; A's late sample finds no enrollment; a second abort has nothing to drop.
+        let mut input = frame(6, &Request::EnrollAbort);
+        input.extend(sample(7, 1, 9));
+        input.extend(frame(8, &Request::EnrollAbort));
+        input.extend(frame(9, &Request::Info));
+        let out = run(&mut dev, input);
+        assert_eq!(
+            out[0].1,
+            Response::EnrollAborted {
+                label: label("9").unwrap()
+            }
+        );
+        let not_enrolling = Response::Error {
+            code: ErrorCode::NOT_ENROLLING,
+        };
+        assert_eq!(out[1].1, not_enrolling);
+        assert_eq!(out[2].1, not_enrolling);
+        let Response::Info(info) = &out[3].1 else { panic!("{out:?}") };
+        assert_eq!(info.enrolling, None);
+        // A new enrollment gets a new token; the old one's samples are refused.
+        let mut input = frame(
+            10,
+            &Request::EnrollStart {
+                label: label("4").unwrap(),
+                samples: 1,
+            },
+        );
+        input.extend(sample(11, 1, 9));
+        input.extend(sample(12, 2, 4));
+        let out = run(&mut dev, input);
+        assert_eq!(out[0].1, Response::EnrollProgress { token: 2, got: 0, of: 1 });
+        assert_eq!(
+            out[1].1,
+            Response::Error {
+                code: ErrorCode::WRONG_ENROLLMENT
+            }
+        );
+        assert!(
+            matches!(&out[2].1, Response::Enrolled { label: l, .. } if l.as_str() == "4"),
+            "{out:?}"
+        );
+        assert_eq!(dev.store().unwrap().len(), 1);
+    }
+
+    /// Samples whose fit overflows (3e38 in every input, with a linear target) are refused
+    /// with `NON_FINITE`: nothing is stored, the earlier class stays, classification goes
+    /// on, and a reboot loads every class (the store never holds a record it would refuse).
+    /// A model asking for larger shifts than the board's is refused at `EnrollStart`.
+    #[test]
+    fn an_enrollment_that_overflows_is_refused_and_keeps_every_class() {
+        let (_, words) = model(4, 1);
+        let mut work = workspace();
+        let mut st = Store::empty();
+        let (mut dev, _) = Device::<_, C>::new(region(&words), &mut work, &mut st, SIZES, MemFlash::new(2 * SLOT as usize), SLOT);
+        let enroll = |dev: &mut Device<'_, MemFlash, C>, name: &str, token: u16, rows: &[Vec<f32>]| {
+            let mut input = frame(
+                1,
+                &Request::EnrollStart {
+                    label: label(name).unwrap(),
+                    samples: rows.len() as u16,
+                },
+            );
+            for r in rows {
+                input.extend(frame(2, &Request::EnrollSample { token, data: &bytes_of(r) }));
+            }
+            run(dev, input).pop().unwrap().1
+        };
+        assert!(matches!(enroll(&mut dev, "c", 1, &[class(9, 1)]), Response::Enrolled { .. }));
+        let huge = vec![vec![3e38f32; D]; 2];
+        assert_eq!(
+            enroll(&mut dev, "h", 2, &huge),
+            Response::Error {
+                code: ErrorCode::NON_FINITE
+            }
+        );
+        assert_eq!(dev.store().unwrap().len(), 1);
+        let out = run(
+            &mut dev,
+            frame(
+                3,
+                &Request::Classify {
+                    sample: &bytes_of(&class(1, 1)),
+                },
+            ),
+        );
+        assert!(matches!(&out[0].1, Response::Classified(c) if c.label.as_str() == "a"), "{out:?}");
+        let flash = core::mem::replace(dev.flash(), MemFlash::new(0));
+        drop(dev);
+        let mut work2 = workspace();
+        let mut st2 = Store::empty();
+        let (_, boot) = Device::<_, C>::new(region(&words), &mut work2, &mut st2, SIZES, flash, SLOT);
+        assert!(matches!(boot.store, Some(Ok(Loaded::Classes { count: 1, .. }))), "{boot:?}");
+
+        // Shift 128 (a model file may say so): refused before any size is computed from it.
+        let (mut m, _) = model(0, 1);
+        m.preprocess.shift = 128;
+        let bytes = ldl_core::format::encode(&m).unwrap();
+        let mut big = vec![0xFFFF_FFFFu32; bytes.len() / 4 + 64];
+        bytemuck::cast_slice_mut::<u32, u8>(&mut big)[..bytes.len()].copy_from_slice(&bytes);
+        let mut work3 = workspace();
+        let mut st3 = Store::empty();
+        let (mut dev3, _) = Device::<_, C>::new(region(&big), &mut work3, &mut st3, SIZES, MemFlash::new(2 * SLOT as usize), SLOT);
+        assert_eq!(
+            enroll(&mut dev3, "s", 1, &[class(9, 1)]),
+            Response::Error {
+                code: ErrorCode::NOT_ENROLLING
+            }
+        );
+        let out = run(
+            &mut dev3,
+            frame(
+                4,
+                &Request::EnrollStart {
+                    label: label("s").unwrap(),
+                    samples: SIZES.images as u16,
+                },
+            ),
+        );
+        assert_eq!(
+            out[0].1,
+            Response::Error {
+                code: ErrorCode::BUFFER_TOO_SMALL
+            }
+        );
+    }
+
     /// A full store refuses at EnrollStart (before any image is sent) and keeps answering.
     #[test]
     fn a_full_store_refuses_at_the_start() {
         let (_, words) = model(0, 1);
         let mut work = workspace();
         let mut st5 = Store::empty();
-        let (mut dev, _) = Device::<_, C>::new(
-            region(&words),
-            &mut work,
-            &mut st5,
-            SIZES,
-            MemFlash(vec![0xFF; 2 * SLOT as usize]),
-            SLOT,
-        );
+        let (mut dev, _) = Device::<_, C>::new(region(&words), &mut work, &mut st5, SIZES, MemFlash::new(2 * SLOT as usize), SLOT);
         for (i, name) in ["p", "q", "r"].iter().enumerate() {
             let raw = class(20 + i as u64, 1);
             let mut input = frame(
@@ -1034,7 +1150,13 @@ mod tests {
                     samples: 1,
                 },
             );
-            input.extend(frame(2, &Request::EnrollSample { data: &bytes_of(&raw) }));
+            input.extend(frame(
+                2,
+                &Request::EnrollSample {
+                    token: i as u16 + 1,
+                    data: &bytes_of(&raw),
+                },
+            ));
             let out = run(&mut dev, input);
             assert!(matches!(out[1].1, Response::Enrolled { .. }), "{out:?}");
         }
@@ -1059,6 +1181,7 @@ mod tests {
             frame(
                 4,
                 &Request::EnrollSample {
+                    token: 3,
                     data: &bytes_of(&class(5, 1)),
                 },
             ),

@@ -15,6 +15,8 @@
 
 pub mod app;
 pub mod device;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 #[cfg(target_os = "none")]
 pub mod board;

@@ -206,7 +206,8 @@ enum Req {
     List,
     Forget(ldl_core::Label),
     EnrollStart(ldl_core::Label, u16),
-    EnrollSample,
+    /// A sample of the enrollment of this token.
+    EnrollSample(u16),
 }
 
 /// A serial link over memory: reads the frames of `reqs`, made one at a time into `frame`
@@ -235,7 +236,7 @@ impl Script<'_> {
         };
         let id = self.next as u32 + 1;
         self.next += 1;
-        if matches!(req, Req::Classify | Req::EnrollSample) {
+        if matches!(req, Req::Classify | Req::EnrollSample(_)) {
             image(self.rng, self.sample);
         }
         let r = match req {
@@ -244,7 +245,10 @@ impl Script<'_> {
             Req::List => Request::List,
             Req::Forget(label) => Request::Forget { label },
             Req::EnrollStart(label, samples) => Request::EnrollStart { label, samples },
-            Req::EnrollSample => Request::EnrollSample { data: &self.sample[..] },
+            Req::EnrollSample(token) => Request::EnrollSample {
+                token,
+                data: &self.sample[..],
+            },
         };
         match protocol::encode(id, &r, self.frame) {
             Ok(n) => {
@@ -412,9 +416,13 @@ fn main() -> ! {
     let Ok(label) = ldl_core::label("bench") else { board::exit(4) };
     bench_start();
     let mut r = dev.handle(Request::EnrollStart { label, samples: SHOTS });
+    let token = match r {
+        Response::EnrollProgress { token, .. } => token,
+        _ => 0,
+    };
     for _ in 0..SHOTS {
         image(&mut rng, sample);
-        r = dev.handle(Request::EnrollSample { data: &sample[..] });
+        r = dev.handle(Request::EnrollSample { token, data: &sample[..] });
     }
     bench_end();
     // A model the device cannot enroll into (e.g. a target wider than it is built for) is
@@ -446,8 +454,9 @@ fn main() -> ! {
     if enrolled {
         let mut reqs: heapless::Vec<Req, 16> = heapless::Vec::new();
         let _ = reqs.push(Req::EnrollStart(label.clone(), SHOTS));
+        // Tokens count up from boot: the next enrollment's is one more.
         for _ in 0..SHOTS {
-            let _ = reqs.push(Req::EnrollSample);
+            let _ = reqs.push(Req::EnrollSample(token.wrapping_add(1)));
         }
         e = link.run(&mut dev, &mut b.button, &reqs, |r| matches!(r, Response::Enrolled { .. }));
         f = link.run(&mut dev, &mut b.button, &[Req::Forget(label)], |r| matches!(r, Response::Forgotten));

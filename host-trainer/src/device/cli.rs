@@ -1,5 +1,5 @@
 //! `ldl device`: talks to a device over a serial port (or QEMU's UART on TCP) with the
-//! framed protocol of `core/PROTOCOL.md`: info, classify, enroll, list, forget.
+//! framed protocol of `core/PROTOCOL.md`: info, classify, enroll, abort, list, forget.
 //!
 //! Samples are sent raw, as the device's sensor would give them: the device applies the
 //! model's preprocessing itself (MNIST images as pixel levels 0..255, CSV rows as written).
@@ -56,6 +56,9 @@ pub enum DeviceCommand {
         /// The class's label.
         label: String,
     },
+    /// Drops the enrollment in progress on the device (e.g. one another host abandoned;
+    /// `info` shows it).
+    Abort,
 }
 
 /// Where samples come from (any mix).
@@ -179,6 +182,15 @@ pub fn run(a: DeviceArgs) -> Result<()> {
             }
             Ok(())
         }
+        DeviceCommand::Abort => {
+            let label = dev.abort().context("aborting the enrollment in progress")?;
+            if a.json {
+                println!("{}", serde_json::json!({ "aborted": label }));
+            } else {
+                println!("dropped the enrollment of {label:?} in progress");
+            }
+            Ok(())
+        }
     }
 }
 
@@ -198,6 +210,11 @@ fn info(dev: &mut AnyClient, json: bool) -> Result<()> {
             "max_rank": i.max_rank,
             "max_samples": i.max_samples,
             "labels": labels,
+            "enrolling": i.enrolling.as_ref().map(|e| serde_json::json!({
+                "label": e.label.as_str(),
+                "got": e.got,
+                "of": e.of,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -211,6 +228,14 @@ fn info(dev: &mut AnyClient, json: bool) -> Result<()> {
         );
         println!("enrollment  at most {} samples, {} directions per class", i.max_samples, i.max_rank);
         println!("labels      {}", labels.join(", "));
+        if let Some(e) = &i.enrolling {
+            println!(
+                "enrolling   {:?} in progress: {} of {} samples (`ldl device abort` drops it)",
+                e.label.as_str(),
+                e.got,
+                e.of
+            );
+        }
     }
     Ok(())
 }

@@ -66,6 +66,11 @@ pub enum DeviceError {
     },
 }
 
+/// Bytes as hex, for messages about what came on the line.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+}
+
 /// The name of a protocol error code (`core/PROTOCOL.md` §4); unknown codes are "unknown".
 pub fn error_name(code: ErrorCode) -> &'static str {
     match code.0 {
@@ -96,6 +101,7 @@ pub fn error_name(code: ErrorCode) -> &'static str {
         49 => "not enrolling",
         50 => "storage failed",
         51 => "unsupported on this device",
+        52 => "sample for another enrollment",
         _ => "unknown",
     }
 }
@@ -136,9 +142,6 @@ pub struct DeviceClient<T: Read + Write> {
     timeout: Duration,
     slow_timeout: Duration,
 }
-
-/// How long the line must stay quiet for [`DeviceClient::resync`].
-pub const RESYNC_QUIET: Duration = Duration::from_millis(200);
 
 /// How long a TCP read waits before the client checks its deadline again.
 const POLL: Duration = Duration::from_millis(50);
@@ -271,21 +274,42 @@ impl<T: Read + Write> DeviceClient<T> {
         if n == 0 {
             return Err(DeviceError::Invalid("no samples".into()));
         }
-        match self.request(&Request::EnrollStart { label: l, samples: n }, self.timeout)? {
-            Response::EnrollProgress { got: 0, of } if of == n => {}
+        let token = match self.request(&Request::EnrollStart { label: l, samples: n }, self.timeout)? {
+            Response::EnrollProgress { token, got: 0, of } if of == n => token,
             r => return Err(unexpected("EnrollProgress { got: 0 }", &r)),
+        };
+        let result = self.enroll_samples(label, token, samples);
+        if result.is_err() {
+            // Leave no enrollment armed on the device; the first error is the one to report.
+            let _ = self.abort();
         }
+        result
+    }
+
+    /// Sends the samples of the enrollment `token`; the rank after the last.
+    fn enroll_samples(&mut self, label: &str, token: u16, samples: &[&[f32]]) -> Result<u16, DeviceError> {
+        let n = samples.len();
         for (i, s) in samples.iter().enumerate() {
             let bytes = sample_bytes(s)?;
-            let last = i + 1 == samples.len();
+            let last = i + 1 == n;
             let wait = if last { self.slow_timeout } else { self.timeout };
-            match self.request(&Request::EnrollSample { data: &bytes }, wait)? {
-                Response::EnrollProgress { got, of } if !last && got as usize == i + 1 && of == n => {}
+            match self.request(&Request::EnrollSample { token, data: &bytes }, wait)? {
+                Response::EnrollProgress { got, of, .. } if !last && got as usize == i + 1 && of as usize == n => {}
                 Response::Enrolled { label: got, rank } if last && got.as_str() == label => return Ok(rank),
                 r => return Err(unexpected(if last { "Enrolled" } else { "EnrollProgress" }, &r)),
             }
         }
         Err(DeviceError::Unexpected("enrollment did not finish".into()))
+    }
+
+    /// Drops the enrollment in progress on the device (one a host abandoned, or this one's
+    /// after an error); returns the label it was enrolling. `NOT_ENROLLING` when there is
+    /// none.
+    pub fn abort(&mut self) -> Result<String, DeviceError> {
+        match self.request(&Request::EnrollAbort, self.timeout)? {
+            Response::EnrollAborted { label } => Ok(label.as_str().to_string()),
+            r => Err(unexpected("EnrollAborted", &r)),
+        }
     }
 
     /// Every class's label, the model's first.
@@ -306,28 +330,47 @@ impl<T: Read + Write> DeviceClient<T> {
     }
 
     /// Starts from a clean line: sends a lone delimiter, which ends whatever partial frame
-    /// the device may hold from an earlier writer (the device ignores empty frames), then
-    /// discards what the device says about it (an `Error` with id 0) and any other stale
-    /// bytes, until the line has been quiet for [`RESYNC_QUIET`].
+    /// the device may hold from an earlier writer (the device ignores empty frames), then an
+    /// `Info` whose reply marks the end of everything the device still had to say (errors
+    /// about earlier garbage, stale replies): all of it is discarded. A device still reading
+    /// a long burst answers late, so this waits for that reply, not for a quiet line, up to
+    /// the reply timeout (twice, in case the first `Info` was itself lost).
     pub fn resync(&mut self) -> Result<(), DeviceError> {
+        self.pending.clear();
         self.send_raw(&[DELIMITER])?;
-        let t0 = Instant::now();
-        while t0.elapsed() < RESYNC_QUIET * 10 {
-            match self.recv(RESYNC_QUIET) {
-                Ok(_) | Err(DeviceError::Garbage(_)) | Err(DeviceError::VersionMismatch { .. }) => continue,
-                Err(DeviceError::NoAnswer(_)) => break,
-                Err(e) => return Err(e),
+        let mut last = DeviceError::NoAnswer(self.timeout);
+        for _ in 0..2 {
+            let id = self.take_id();
+            let mut buf = vec![0u8; MAX_FRAME_LEN];
+            let n = protocol::encode(id, &Request::Info, &mut buf).map_err(DeviceError::Encode)?;
+            self.send_raw(&buf[..n])?;
+            let deadline = Instant::now() + self.timeout;
+            loop {
+                match self.recv_until(deadline, self.timeout) {
+                    Ok((rid, _)) if rid == id => return Ok(()),
+                    Ok(_) | Err(DeviceError::Garbage(_)) => continue,
+                    Err(e @ DeviceError::NoAnswer(_)) => {
+                        last = e;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
-        self.pending.clear();
-        Ok(())
+        Err(last)
+    }
+
+    /// The next request id (1, 2, ..., never 0: the device's own replies use 0).
+    fn take_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        id
     }
 
     /// Sends one request and waits for its reply. A device `Error` reply becomes
     /// [`DeviceError::Device`].
     pub fn request(&mut self, req: &Request<'_>, wait: Duration) -> Result<Response, DeviceError> {
-        let id = self.next_id;
-        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        let id = self.take_id();
         let mut buf = vec![0u8; MAX_FRAME_LEN];
         let n = protocol::encode(id, req, &mut buf).map_err(DeviceError::Encode)?;
         self.send_raw(&buf[..n])?;
@@ -367,8 +410,9 @@ impl<T: Read + Write> DeviceClient<T> {
                     Err(e) => match e.kind {
                         FrameError::Version(v) => Err(DeviceError::VersionMismatch { device: v, host: VERSION }),
                         k => Err(DeviceError::Garbage(format!(
-                            "undecodable reply frame ({k:?}, {} bytes)",
-                            frame.len()
+                            "undecodable reply frame ({k:?}, {} bytes: {})",
+                            frame.len(),
+                            hex(&frame[..frame.len().min(24)])
                         ))),
                     },
                 };
@@ -539,6 +583,11 @@ mod tests {
                                     max_rank: 4,
                                     max_samples: 8,
                                     labels: labels(&classes.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+                                    enrolling: enrolling.as_ref().map(|(l, got, of)| protocol::Enrolling {
+                                        label: ldl_core::label(l).unwrap(),
+                                        got: *got,
+                                        of: *of,
+                                    }),
                                 }),
                                 Request::Classify { sample } => {
                                     let mut x = [0f32; 4];
@@ -558,11 +607,29 @@ mod tests {
                                 }
                                 Request::EnrollStart { label, samples } => {
                                     enrolling = Some((label.to_string(), 0, samples));
-                                    Response::EnrollProgress { got: 0, of: samples }
+                                    Response::EnrollProgress {
+                                        token: 7,
+                                        got: 0,
+                                        of: samples,
+                                    }
                                 }
-                                Request::EnrollSample { .. } => match enrolling.as_mut() {
+                                Request::EnrollAbort => match enrolling.take() {
+                                    Some((l, ..)) => Response::EnrollAborted {
+                                        label: ldl_core::label(&l).unwrap(),
+                                    },
                                     None => Response::Error {
                                         code: ErrorCode::NOT_ENROLLING,
+                                    },
+                                },
+                                Request::EnrollSample { token, data } => match enrolling.as_mut() {
+                                    None => Response::Error {
+                                        code: ErrorCode::NOT_ENROLLING,
+                                    },
+                                    Some(_) if token != 7 => Response::Error {
+                                        code: ErrorCode::WRONG_ENROLLMENT,
+                                    },
+                                    Some(_) if protocol::read_sample(data, &mut [0f32; 4]).is_err() => Response::Error {
+                                        code: ErrorCode::DIMENSION_MISMATCH,
                                     },
                                     Some((l, got, of)) => {
                                         *got += 1;
@@ -575,7 +642,7 @@ mod tests {
                                                 rank: 2,
                                             }
                                         } else {
-                                            Response::EnrollProgress { got: *got, of: *of }
+                                            Response::EnrollProgress { token, got: *got, of: *of }
                                         }
                                     }
                                 },
@@ -606,7 +673,8 @@ mod tests {
                         Mode::Good | Mode::Stray => {
                             let mut f = Vec::new();
                             if mode == Mode::Stray {
-                                let k = protocol::encode(0, &Response::EnrollProgress { got: 0, of: 5 }, &mut tx).unwrap();
+                                let stray = Response::EnrollProgress { token: 1, got: 0, of: 5 };
+                                let k = protocol::encode(0, &stray, &mut tx).unwrap();
                                 f.extend_from_slice(&tx[..k]);
                             }
                             let k = protocol::encode(id, &resp, &mut tx).unwrap();
@@ -660,6 +728,31 @@ mod tests {
             c.enroll("this label is far too long", &[&s]),
             Err(DeviceError::Invalid(_))
         ));
+        // A sample refused mid-way: the error comes back and the client leaves no
+        // enrollment armed on the device.
+        let e = c.enroll("half", &[&s, &[1.0], &s]).unwrap_err();
+        assert!(matches!(e, DeviceError::Device(ErrorCode::DIMENSION_MISMATCH)), "{e}");
+        assert_eq!(c.info().unwrap().enrolling, None);
+        // An enrollment another host started: info shows it, a sample with the wrong token
+        // is refused, abort drops it, a second abort has nothing to drop.
+        let l = ldl_core::label("9").unwrap();
+        c.request(
+            &Request::EnrollStart {
+                label: l.clone(),
+                samples: 3,
+            },
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let e = c.info().unwrap().enrolling.unwrap();
+        assert_eq!((e.label.as_str(), e.got, e.of), ("9", 0, 3));
+        let bytes = sample_bytes(&s).unwrap();
+        let e = c
+            .request(&Request::EnrollSample { token: 8, data: &bytes }, Duration::from_secs(1))
+            .unwrap_err();
+        assert!(e.to_string().contains("another enrollment"), "{e}");
+        assert_eq!(c.abort().unwrap(), "9");
+        assert!(matches!(c.abort(), Err(DeviceError::Device(ErrorCode::NOT_ENROLLING))));
         // ids increase, and a raw garbage frame gets an error reply with id 0.
         c.send_raw(b"\x09garbage!\x00").unwrap();
         let (id, r) = c.recv(Duration::from_secs(1)).unwrap();
