@@ -41,5 +41,8 @@ cargo test --workspace
 # The core once more with its parallel paths (what the trainer runs).
 cargo test -p ldl-core --features parallel
 
+step "fuzz (every target 30 s from its seed corpus; core/fuzz/README.md)"
+scripts/fuzz.sh 30
+
 step "firmware (QEMU)"
 firmware/ci.sh

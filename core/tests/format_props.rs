@@ -68,11 +68,26 @@ fn models() -> Vec<(&'static str, Model)> {
         ..Default::default()
     };
     let ensemble = methods::ensemble(&views, D, 2, 4, |c, s| methods::fit_closed_form(c, D, &LABELS, &cfg, s)).unwrap();
+    // The compact form (format version 2): 8-bit directions, a 3 x 2 image with shift 1;
+    // and with a linear target and a mean.
+    let compact = methods::fit_compact(&views, D, &LABELS, &identity_cfg, Some((3, 2)), 1, 5).unwrap();
+    let affine_cfg = ClosedFormConfig {
+        k: 4,
+        fit: FitOptions {
+            affine: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut compact_linear = methods::fit_compact(&views, D, &LABELS, &affine_cfg, None, 0, 6).unwrap();
+    compact_linear.threshold = Some(2.0);
     vec![
         ("closed_linear", linear),
         ("closed_identity", identity),
         ("o2md_dense", dense),
         ("ensemble", ensemble),
+        ("compact_identity", compact),
+        ("compact_linear", compact_linear),
     ]
 }
 
@@ -263,7 +278,9 @@ proptest! {
         pos in any::<Index>(),
         bits in any::<u32>(),
     ) {
-        let mut b = which.get(files()).clone();
+        // Files whose weights are all f32 (a compact class also holds runs and 8-bit values).
+        let plain: Vec<&Vec<u8>> = models().iter().zip(files()).filter(|((n, _), _)| !n.starts_with("compact")).map(|(_, f)| f).collect();
+        let mut b = which.get(&plain).to_vec();
         let start = (HEADER_OFFSET + header_len(&b)).div_ceil(16) * 16;
         let n = (b.len() - 4 - start) / 4;
         let at = start + 4 * pos.index(n);
@@ -274,14 +291,156 @@ proptest! {
     }
 }
 
-/// Writes the fixtures as the fuzzer's seed corpus:
-/// `cargo test -p ldl-core --features std --test format_props -- --ignored write_fuzz_corpus`.
+/// Writes the fuzz targets' seed corpora (`core/fuzz/corpus/*`, `firmware/fuzz/corpus/*`)
+/// from valid files, records and frames:
+/// `cargo test -p ldl-core --test format_props -- --ignored write_fuzz_corpus`.
+/// Rerun it whenever the model file, the store record or the protocol changes.
 #[test]
 #[ignore]
 fn write_fuzz_corpus() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_model");
-    std::fs::create_dir_all(&dir).unwrap();
+    use ldl_core::protocol::{self, Classified, Enrolling, Info, ModelStatus, Request, Response, MAX_FRAME_LEN};
+    use ldl_core::store::{ModelKey, Store};
+    use ldl_core::testing::{blob_samples, small_model, RamFlash, SMALL_D};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = |p: &str| {
+        let d = root.join(p);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    // Model files, alone and followed by sample bytes.
+    let (models_dir, enroll_dir) = (dir("fuzz/corpus/decode_model"), dir("fuzz/corpus/classify_enroll"));
+    let tail: Vec<u8> = (0..64u32).map(|i| (i * 37 % 256) as u8).collect();
     for ((name, _), f) in models().iter().zip(files()) {
-        std::fs::write(dir.join(format!("{name}.ldlm")), f).unwrap();
+        std::fs::write(models_dir.join(format!("{name}.ldlm")), f).unwrap();
+        let mut input = (f.len() as u16).to_le_bytes().to_vec();
+        input.extend_from_slice(f);
+        input.extend_from_slice(&tail);
+        std::fs::write(enroll_dir.join(format!("{name}.bin")), input).unwrap();
+    }
+    // Frames: every request and response; a session as a host sends it (for the
+    // firmware's serial loop: 36-value samples of `testing::small_model`, a reboot mark).
+    let frame = |id: u32, r: &dyn erased::Frame| r.frame(id);
+    let sample: Vec<u8> = blob_samples(5, 1).iter().map(|v| (v * 40.0) as u8).collect();
+    let l = |s: &str| ldl_core::label(s).unwrap();
+    let requests: Vec<Request<'_>> = vec![
+        Request::Info,
+        Request::Classify { sample: &sample },
+        Request::EnrollStart { label: l("c"), samples: 2 },
+        Request::EnrollSample { token: 1, data: &sample },
+        Request::EnrollSample { token: 1, data: &sample },
+        Request::List,
+        Request::Forget { label: l("c") },
+        Request::EnrollAbort,
+    ];
+    let responses = [
+        Response::Info(Info {
+            protocol: protocol::VERSION,
+            model: ModelStatus::Valid { crc: 7 },
+            inputs: 36,
+            outputs: 36,
+            classes: 2,
+            capacity: 4,
+            enrolled: 0,
+            max_rank: 5,
+            max_samples: 4,
+            labels: [l("a"), l("b")].into_iter().collect(),
+            enrolling: Some(Enrolling {
+                label: l("c"),
+                got: 1,
+                of: 2,
+            }),
+        }),
+        Response::Classified(Classified {
+            class: 1,
+            label: l("b"),
+            distances: [0.5, 0.25].into_iter().collect(),
+            novelty: 0.25,
+            unknown: false,
+        }),
+        Response::EnrollProgress { token: 1, got: 1, of: 2 },
+        Response::Enrolled { label: l("c"), rank: 3 },
+        Response::Listed {
+            labels: [l("a")].into_iter().collect(),
+        },
+        Response::Forgotten,
+        Response::Error {
+            code: protocol::ErrorCode::NOT_ENROLLING,
+        },
+        Response::EnrollAborted { label: l("c") },
+    ];
+    let (proto_dir, serve_dir) = (dir("fuzz/corpus/protocol_stream"), dir("../firmware/fuzz/corpus/device_serve"));
+    let mut session = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        let f = frame(i as u32 + 1, r);
+        std::fs::write(proto_dir.join(format!("request_{i}.bin")), &f).unwrap();
+        session.extend_from_slice(&f);
+    }
+    for (i, r) in responses.iter().enumerate() {
+        std::fs::write(proto_dir.join(format!("response_{i}.bin")), frame(i as u32, r)).unwrap();
+    }
+    std::fs::write(proto_dir.join("session.bin"), &session).unwrap();
+    std::fs::write(serve_dir.join("session.bin"), &session).unwrap();
+    // Enroll, reboot, classify, forget, reboot.
+    let mut rebooted = session[..session.len() - frame(7, &requests[6]).len() - frame(8, &requests[7]).len()].to_vec();
+    rebooted.extend_from_slice(REBOOT);
+    rebooted.extend_from_slice(&frame(20, &requests[1]));
+    rebooted.extend_from_slice(&frame(21, &requests[6]));
+    rebooted.extend_from_slice(REBOOT);
+    rebooted.extend_from_slice(&frame(22, &requests[0]));
+    std::fs::write(serve_dir.join("enroll_reboot.bin"), &rebooted).unwrap();
+    // An abandoned enrollment, another host's samples, an abort.
+    let mut abandoned = frame(1, &requests[2]);
+    abandoned.extend_from_slice(&frame(2, &requests[3]));
+    abandoned.extend_from_slice(&frame(3, &Request::EnrollSample { token: 9, data: &sample }));
+    abandoned.extend_from_slice(b"\x13\x37garbage\x00");
+    abandoned.extend_from_slice(&frame(4, &requests[7]));
+    std::fs::write(serve_dir.join("abandoned.bin"), &abandoned).unwrap();
+    assert!(session.len() < MAX_FRAME_LEN * 4);
+
+    // Store records: the classes of the store's tests, in each slot size the target uses.
+    let store_dir = dir("fuzz/corpus/store_load");
+    for (mi, k) in [0usize, 4].into_iter().enumerate() {
+        let m = small_model(k);
+        let key = ModelKey::of(&m, 0xC0FFEE).unwrap();
+        let target = m.members[0].target.clone();
+        for code in 2..4u8 {
+            let slot = 256u32 << code;
+            let mut f: RamFlash<256> = RamFlash::new(2 * slot as usize);
+            let mut st: Store<6> = Store::new(&f, slot).unwrap();
+            for (i, name) in ["p", "q"].iter().enumerate() {
+                let data = blob_samples(40 + i as u64, 2);
+                let samples = ldl_core::fit::Samples {
+                    data: &data,
+                    n: 2,
+                    d: SMALL_D,
+                    image: Some((6, 6)),
+                    shift: 1,
+                };
+                let mut fs = vec![0.0; ldl_core::fit::fit_scratch_len(18, SMALL_D, 6, 1, ldl_core::fit::linear_outputs(&target), 5)];
+                let _ = st.enroll(&mut f, &key, name, &target, &samples, &m.fit, 5, &mut fs);
+            }
+            let mut input = vec![code | (mi as u8) << 2];
+            input.extend_from_slice(&f.mem);
+            std::fs::write(store_dir.join(format!("k{k}_slot{slot}_{}.bin", st.len())), input).unwrap();
+        }
+    }
+}
+
+/// The firmware fuzz target's reboot mark in a serial stream (`firmware/fuzz`).
+const REBOOT: &[u8] = b"\0RB\0";
+
+/// Frames of requests and responses alike.
+mod erased {
+    use ldl_core::protocol::{encode, MAX_FRAME_LEN};
+    pub trait Frame {
+        fn frame(&self, id: u32) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Frame for T {
+        fn frame(&self, id: u32) -> Vec<u8> {
+            let mut buf = vec![0u8; MAX_FRAME_LEN];
+            let n = encode(id, self, &mut buf).unwrap();
+            buf.truncate(n);
+            buf
+        }
     }
 }
