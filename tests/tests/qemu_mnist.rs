@@ -9,7 +9,10 @@
 //!   classes, to the bit, as enrolling them with the core on the host, and survive a QEMU
 //!   restart with the same store file;
 //! * (c) garbage, truncated, corrupted and overlong frames get an `Error` reply or are
-//!   dropped, and the device still answers `Info` and `Classify` correctly afterwards.
+//!   dropped, and the device still answers `Info` and `Classify` correctly afterwards;
+//! * (d) rounds of serial chaos (random bytes, truncated and overlong frames, abandoned
+//!   enrollments and stray samples, NaN and huge samples, refused enrollments), each
+//!   followed by health checks: the device always answers and keeps its classes.
 //!
 //! The models are the mcu mode's (8-bit classes, `ldl_core::compact`) the boards run; (a)
 //! also runs an f32 closed-form model on the board with room for it.
@@ -404,4 +407,179 @@ fn garbage(board: &str) {
         let d = dev.classify(&r).unwrap();
         check_same(&format!("{board}: image {i} after garbage"), &host_classify(&model, &r), &d);
     }
+}
+
+/// (d) Serial chaos: rounds of random bytes, truncated and overlong frames, abandoned
+/// enrollments and another host's stray samples, NaN and huge samples, refused
+/// enrollments, each followed by health checks (`Info`, and a classification equal to the
+/// host's to the bit). The device always answers and keeps its classes, across a restart.
+#[test]
+fn serial_chaos_never_stops_the_device_or_loses_a_class() {
+    for board in boards() {
+        chaos(&board);
+    }
+}
+
+fn chaos(board: &str) {
+    let _g = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = mnist();
+    let mut model = train_model(&[0, 1, 2], 5, 2, 6);
+    let model_path = dir.path().join("model.ldlm");
+    model = ldl_core::format::decode(&write_model(&model, &model_path)).unwrap();
+    let store = dir.path().join("store.bin");
+    let device_rank = ldl_host::models::boards::board(board).unwrap().sizes.rank;
+    let seven: Vec<Vec<f32>> = train.indices_of_class(7)[..5].iter().map(|&i| raw(train, i)).collect();
+    enroll_like_device(&mut model, "7", &seven, device_rank).unwrap();
+    let probe: Vec<Vec<f32>> = (0..3).map(|i| raw(test, i)).collect();
+    let labels = ["0", "1", "2", "7"];
+
+    let mut q = boot(board, &model_path, &store, &dir.path().join("qemu1.log"));
+    let mut dev = client(&mut q, REPLY);
+    let refs: Vec<&[f32]> = seven.iter().map(|s| s.as_slice()).collect();
+    dev.enroll("7", &refs).unwrap();
+
+    let frame = |id: u32, r: &Request<'_>| {
+        let mut buf = vec![0u8; protocol::MAX_FRAME_LEN];
+        let n = protocol::encode(id, r, &mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    };
+    let u8_sample: Vec<u8> = probe[0].iter().map(|&v| v as u8).collect();
+    let f32_bytes = |v: f32| -> Vec<u8> { (0..D).flat_map(|_| v.to_le_bytes()).collect() };
+    let mut rng = ldl_core::Rng::new(0xC4A05);
+    let mut kinds = [0usize; 7];
+    let t0 = Instant::now();
+    for round in 0..28u32 {
+        let kind = rng.below(7) as usize;
+        kinds[kind] += 1;
+        let id = 1000 + round;
+        let burst: Vec<u8> = match kind {
+            // Random bytes, zeros included.
+            0 => (0..1 + rng.below(600)).map(|_| rng.below(256) as u8).collect(),
+            // A classification cut short, then its delimiter.
+            1 => {
+                let f = frame(id, &Request::Classify { sample: &u8_sample });
+                [&f[..1 + rng.below(f.len() as u32 - 2) as usize], &[0u8]].concat()
+            }
+            // An overlong frame.
+            2 => [vec![0x55u8; 4200 + rng.below(2000) as usize], vec![0]].concat(),
+            // A host starts an enrollment, sends one image and goes away; another host's
+            // samples carry no valid token.
+            3 => {
+                let mut b = frame(
+                    id,
+                    &Request::EnrollStart {
+                        label: ldl_core::label(&format!("x{round}")).unwrap(),
+                        samples: 3,
+                    },
+                );
+                b.extend(frame(
+                    id + 1,
+                    &Request::EnrollSample {
+                        token: 0,
+                        data: &u8_sample,
+                    },
+                ));
+                b.extend(frame(
+                    id + 2,
+                    &Request::EnrollSample {
+                        token: 0xBEEF,
+                        data: &u8_sample,
+                    },
+                ));
+                b
+            }
+            // NaN and huge samples (f32 form).
+            4 => [
+                frame(
+                    id,
+                    &Request::Classify {
+                        sample: &f32_bytes(f32::NAN),
+                    },
+                ),
+                frame(id + 1, &Request::Classify { sample: &f32_bytes(1e30) }),
+                frame(
+                    id + 2,
+                    &Request::Classify {
+                        sample: &f32_bytes(f32::INFINITY),
+                    },
+                ),
+            ]
+            .concat(),
+            // Enrollments the device refuses: a duplicate label, too many images, none.
+            5 => [
+                frame(
+                    id,
+                    &Request::EnrollStart {
+                        label: ldl_core::label("7").unwrap(),
+                        samples: 2,
+                    },
+                ),
+                frame(
+                    id + 1,
+                    &Request::EnrollStart {
+                        label: ldl_core::label("y").unwrap(),
+                        samples: 999,
+                    },
+                ),
+                frame(
+                    id + 2,
+                    &Request::EnrollStart {
+                        label: ldl_core::label("y").unwrap(),
+                        samples: 0,
+                    },
+                ),
+            ]
+            .concat(),
+            // A frame with one flipped bit.
+            _ => {
+                let mut f = frame(id, &Request::Classify { sample: &u8_sample });
+                let at = rng.below(f.len() as u32 - 1) as usize;
+                f[at] ^= 1 << rng.below(8);
+                if f[at] == 0 {
+                    f[at] = 1;
+                }
+                f
+            }
+        };
+        dev.send_raw(&burst).unwrap();
+        // Whatever the device answered, the line is then cleared, and it answers correctly.
+        dev.resync().unwrap();
+        let info = dev
+            .info()
+            .unwrap_or_else(|e| panic!("{board}: round {round} (kind {kind}): Info: {e}"));
+        assert_eq!(
+            info.labels.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+            labels,
+            "{board}: round {round}"
+        );
+        let x = &probe[round as usize % probe.len()];
+        let got = dev.classify(x).unwrap_or_else(|e| panic!("{board}: round {round}: classify: {e}"));
+        check_same(&format!("{board}: round {round} (kind {kind})"), &host_classify(&model, x), &got);
+        if kind == 3 {
+            // The abandoned enrollment is visible; a new host drops it.
+            assert_eq!(info.enrolling.as_ref().map(|e| e.got), Some(0), "{board}: round {round}");
+            dev.abort().unwrap();
+            assert_eq!(dev.info().unwrap().enrolling, None);
+        }
+    }
+    let took = t0.elapsed();
+    drop(dev);
+    drop(q);
+    // A restart: the classes are all there, the answers the host's.
+    let mut q = boot(board, &model_path, &store, &dir.path().join("qemu2.log"));
+    let mut dev = client(&mut q, REPLY);
+    assert_eq!(dev.list().unwrap(), labels);
+    for x in &probe {
+        check_same(
+            &format!("{board}: after the restart"),
+            &host_classify(&model, x),
+            &dev.classify(x).unwrap(),
+        );
+    }
+    eprintln!(
+        "(d) {board}: 28 rounds of serial chaos (kinds {kinds:?}) in {:.1}s; the device always answered, kept its 4 classes, and kept them across a restart",
+        took.as_secs_f64()
+    );
 }
