@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{fails_with, ldl, ok_json, s};
+use common::{fails_with, ldl, ldl_with_backtraces, ok_json, s};
 
 fn mnist() -> DataArgs {
     DataArgs {
@@ -204,6 +204,35 @@ fn bad_model_files_give_clear_errors() {
         run(&truncated, &[s(&truncated), "truncated"]);
         run(&other, &[s(&other), "magic"]);
         run(&missing, &[s(&missing), "cannot read"]);
+    }
+}
+
+/// A wrong file is not a bug: with `RUST_BACKTRACE=1` in the environment, `ldl` prints the
+/// error and its causes, and no backtrace.
+#[test]
+fn user_errors_print_their_causes_and_no_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = small_model(dir.path());
+    let mut b = std::fs::read(&good).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    let corrupt = dir.path().join("corrupt.ldlm");
+    std::fs::write(&corrupt, &b).unwrap();
+    let missing = dir.path().join("missing.ldlm");
+    let cases: [(&Path, &[&str]); 2] = [
+        (&corrupt, &["not a valid LDL model file: CRC mismatch", "corrupted"]),
+        (&missing, &["cannot read the model file", "Caused by:", "No such file"]),
+    ];
+    for (path, needles) in cases {
+        let out = ldl_with_backtraces(&["inspect", s(path)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.starts_with(&format!("Error: {}", s(path))), "{err}");
+        for n in needles {
+            assert!(err.contains(n), "{n:?} not in: {err}");
+        }
+        assert!(!err.to_lowercase().contains("backtrace"), "{err}");
+        assert!(err.lines().count() <= 4, "{err}");
     }
 }
 

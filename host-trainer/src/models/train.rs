@@ -290,7 +290,9 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
         (None, None) => (None, "none".to_string()),
     };
     model.threshold = threshold;
-    model.validate().context("the trained model is inconsistent")?;
+    model
+        .validate()
+        .context(crate::cli::Internal("the trained model is inconsistent"))?;
     Ok(Trained {
         model,
         method: spec.name(),
