@@ -272,6 +272,9 @@ pub fn bar(len: u64, msg: String) -> ProgressBar {
 }
 
 fn fewshot(a: FewshotArgs) -> Result<()> {
+    if a.trials == 0 {
+        bail!("--trials must be at least 1");
+    }
     let loaded = a.data.load()?;
     let methods: Vec<MethodSpec> = a.methods.iter().map(|m| MethodSpec::parse(m)).collect::<Result<_>>()?;
     let ways = a.ways.unwrap_or(loaded.train.num_classes());
@@ -300,7 +303,8 @@ fn fewshot(a: FewshotArgs) -> Result<()> {
             let (mean, ci) = experiment::mean_ci95(&accs);
             let tt = res.iter().map(|r| r.train_secs).sum::<f64>() / res.len() as f64;
             let te = res.iter().map(|r| r.eval_secs).sum::<f64>() / res.len() as f64;
-            println!("{:<22} {:>5} {:>10.4} {:>9.4} {:>10.3} {:>10.3}", m.name(), shots, mean, ci, tt, te);
+            let ci_s = experiment::ci_text(ci, 4);
+            println!("{:<22} {:>5} {:>10.4} {:>9} {:>10.3} {:>10.3}", m.name(), shots, mean, ci_s, tt, te);
             // `jobs` says how to read the trials' seconds: latencies at 1, shared-machine times
             // otherwise.
             all.push(serde_json::json!({"method": m.name(), "shots": shots, "ways": ways, "mean": mean, "ci95": ci, "jobs": a.jobs.jobs, "trials": res}));

@@ -655,6 +655,16 @@ pub fn mean_ci95(xs: &[f64]) -> (f64, f64) {
     (mean, t975(n - 1) * (var / n as f64).sqrt())
 }
 
+/// A 95% half-width ([`mean_ci95`]) for a table or a CSV: `decimals` places, or `-` when
+/// there is none (a single trial). The JSON outputs keep the number, `null` for none.
+pub fn ci_text(ci: f64, decimals: usize) -> String {
+    if ci.is_finite() {
+        format!("{ci:.decimals$}")
+    } else {
+        "-".into()
+    }
+}
+
 /// 97.5% quantile of Student's t with `df` degrees of freedom.
 fn t975(df: usize) -> f64 {
     const T: [f64; 30] = [
@@ -681,6 +691,10 @@ mod tests {
         assert!((m - 2.5).abs() < 1e-12);
         assert!((h - 2.054).abs() < 1e-3, "{h}");
         assert!((t975(1000) - 1.96).abs() < 1e-9);
+        assert_eq!(ci_text(h, 3), "2.054");
+        // One trial: no interval, a dash in tables.
+        let (m, h) = mean_ci95(&[0.75]);
+        assert_eq!((m, ci_text(h, 4)), (0.75, "-".to_string()));
     }
 
     /// The device mode at many shots: 64 and 100 images of a digit with their shifts are more

@@ -2,7 +2,7 @@
 //! the published numbers; a markdown report, CSVs and plots.
 
 use crate::cli::{bar, run_cell, DataArgs, DatasetKind, Loaded};
-use crate::experiment::{device_mode, mean_ci95, MethodSpec, Protocol, TrialResult};
+use crate::experiment::{ci_text, device_mode, mean_ci95, MethodSpec, Protocol, TrialResult};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::fmt::Write as _;
@@ -97,6 +97,9 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| if a.quick { vec![1, 5, 10] } else { PAPER_SHOTS.to_vec() });
     let trials = a.trials.unwrap_or(if a.quick { 3 } else { 100 });
+    if trials == 0 {
+        anyhow::bail!("--trials must be at least 1");
+    }
     let names = a.methods.clone().unwrap_or_else(|| {
         ["naive", "logreg", "mlp", "o2md", "bd", "closed", "device", "1nn", "ncm"]
             .map(String::from)
@@ -170,10 +173,11 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
                 wall_secs,
             };
             let (mean, ci) = mean_ci95(&cell.accs());
+            let ci = ci_text(ci, 4);
             let (tt, te) = cell.mean_secs();
             let pub_ = paper_at(&name, s).map_or("-".to_string(), |v| format!("{v:.3}"));
             eprintln!(
-                "{name:>20} {s:>4}-shot: {mean:.4} ± {ci:.4} (paper {pub_}), train {tt:.3} s + eval {te:.3} s per trial, {wall_secs:.1} s for the cell"
+                "{name:>20} {s:>4}-shot: {mean:.4} ± {ci} (paper {pub_}), train {tt:.3} s + eval {te:.3} s per trial, {wall_secs:.1} s for the cell"
             );
             cells.push(cell);
         }
@@ -215,9 +219,11 @@ fn write_outputs(
         let (mean, ci) = mean_ci95(&c.accs());
         let (tt, te) = c.mean_secs();
         let p = paper_at(&c.method, c.shots).map_or(String::new(), |v| v.to_string());
+        // No interval (one trial): an empty field, as for `paper`.
+        let ci = if ci.is_finite() { format!("{ci:.5}") } else { String::new() };
         writeln!(
             summary,
-            "{},{},{},{mean:.5},{ci:.5},{p},{tt:.4},{te:.4},{:.2}",
+            "{},{},{},{mean:.5},{ci},{p},{tt:.4},{te:.4},{:.2}",
             c.method,
             c.shots,
             c.trials.len(),
@@ -257,7 +263,7 @@ fn write_outputs(
         find(m, s).map(|c| {
             let (mean, ci) = mean_ci95(&c.accs());
             let p = paper_at(m, s).map_or(String::new(), |v| format!(" (paper {v:.3})"));
-            format!("{mean:.3} ± {ci:.3}{p}")
+            format!("{mean:.3} ± {}{p}", ci_text(ci, 3))
         })
     })?;
     let at_once = match jobs {

@@ -532,3 +532,50 @@ fn fewshot_json_holds_every_trial_and_the_same_results_at_any_jobs() {
         assert_eq!(acc(a), acc(b));
     }
 }
+
+/// One trial has no 95% interval: the tables print "-", the CSV an empty field, the JSON null
+/// (never NaN).
+#[test]
+fn one_trial_prints_a_dash_for_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("one.json");
+    let out = ldl(&[
+        "fewshot",
+        "--methods",
+        "ncm",
+        "--shots",
+        "1",
+        "--ways",
+        "3",
+        "--trials",
+        "1",
+        "--queries",
+        "5",
+        "--json",
+        s(&json),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("NaN"), "{text}");
+    let row = text.lines().find(|l| l.starts_with("ncm")).unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[3], "-", "{row}");
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(v[0]["ci95"].is_null(), "{v}");
+    assert!(v[0]["mean"].as_f64().unwrap() > 0.0);
+    fails_with(&["fewshot", "--methods", "ncm", "--trials", "0"], &["--trials"]);
+
+    let rep = dir.path().join("rep");
+    let out = ldl(&["reproduce", "--methods", "ncm", "--shots", "1", "--trials", "1", "--out", s(&rep)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["report.md", "summary.csv"] {
+        let t = std::fs::read_to_string(rep.join(f)).unwrap();
+        assert!(!t.contains("NaN"), "{f}: {t}");
+    }
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("NaN"));
+    let report = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(report.contains(" ± - "), "{report}");
+    let summary = std::fs::read_to_string(rep.join("summary.csv")).unwrap();
+    let row: Vec<&str> = summary.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!((row[2], row[4]), ("1", ""), "{summary}");
+}
