@@ -1,7 +1,7 @@
 //! Command-line interface: argument parsing (clap) and the dispatch to each command.
 
 use crate::data::{self, Dataset};
-use crate::experiment::{self, MethodSpec, Protocol, TrialResult};
+use crate::experiment::{self, MethodSpec, NamedMethod, Protocol, TrialResult};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -141,7 +141,8 @@ struct FewshotArgs {
     data: DataArgs,
     /// Methods: o2md[:K[:LR:EPOCHS]], bd[...[:TARGET_LR]], naive[::LR:EPOCHS], closed[:K],
     /// device[:K[:SHIFT]], mcu[:RANK[:SHIFT]] (what the boards compute, bit for bit),
-    /// logreg, mlp, 1nn, ncm.
+    /// logreg, mlp, 1nn, ncm. The table and the JSON name each as given, with the settings it
+    /// resolves to beside it (`device`: closed-id-shift2).
     #[arg(long, value_delimiter = ',', default_value = "device")]
     methods: Vec<String>,
     /// Shots per class (comma-separated list).
@@ -276,7 +277,7 @@ fn fewshot(a: FewshotArgs) -> Result<()> {
         bail!("--trials must be at least 1");
     }
     let loaded = a.data.load()?;
-    let methods: Vec<MethodSpec> = a.methods.iter().map(|m| MethodSpec::parse(m)).collect::<Result<_>>()?;
+    let methods: Vec<NamedMethod> = a.methods.iter().map(|m| NamedMethod::parse(m)).collect::<Result<_>>()?;
     let ways = a.ways.unwrap_or(loaded.train.num_classes());
     let queries = a.queries.or(if loaded.test.is_none() { Some(1) } else { None });
     let mut all = Vec::new();
@@ -284,7 +285,7 @@ fn fewshot(a: FewshotArgs) -> Result<()> {
         println!("(several trials at once: train and eval seconds are per trial on a shared machine; --jobs 1 gives one trial's latency)");
     }
     println!(
-        "{:<22} {:>5} {:>10} {:>9} {:>10} {:>10}",
+        "{:<22} {:>5} {:>10} {:>9} {:>10} {:>10}  settings",
         "method", "shots", "accuracy", "±95%", "train s", "eval s"
     );
     for m in &methods {
@@ -296,18 +297,22 @@ fn fewshot(a: FewshotArgs) -> Result<()> {
                 queries_per_class: queries,
                 seed: a.seed,
             };
-            let bar = bar(a.trials as u64, format!("{} {shots}-shot", m.name()));
-            let res = run_cell(&loaded, m, &p, a.per_epoch, a.jobs.jobs, &bar)?;
+            let bar = bar(a.trials as u64, format!("{} {shots}-shot", m.name));
+            let res = run_cell(&loaded, &m.spec, &p, a.per_epoch, a.jobs.jobs, &bar)?;
             bar.finish_and_clear();
             let accs: Vec<f64> = res.iter().map(|r| r.accuracy).collect();
             let (mean, ci) = experiment::mean_ci95(&accs);
             let tt = res.iter().map(|r| r.train_secs).sum::<f64>() / res.len() as f64;
             let te = res.iter().map(|r| r.eval_secs).sum::<f64>() / res.len() as f64;
             let ci_s = experiment::ci_text(ci, 4);
-            println!("{:<22} {:>5} {:>10.4} {:>9} {:>10.3} {:>10.3}", m.name(), shots, mean, ci_s, tt, te);
+            let settings = m.settings();
+            println!(
+                "{:<22} {:>5} {:>10.4} {:>9} {:>10.3} {:>10.3}  {settings}",
+                m.name, shots, mean, ci_s, tt, te
+            );
             // `jobs` says how to read the trials' seconds: latencies at 1, shared-machine times
             // otherwise.
-            all.push(serde_json::json!({"method": m.name(), "shots": shots, "ways": ways, "mean": mean, "ci95": ci, "jobs": a.jobs.jobs, "trials": res}));
+            all.push(serde_json::json!({"method": m.name, "settings": settings, "shots": shots, "ways": ways, "mean": mean, "ci95": ci, "jobs": a.jobs.jobs, "trials": res}));
         }
     }
     if let Some(path) = a.json {

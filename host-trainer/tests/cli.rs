@@ -39,6 +39,8 @@ fn train_file_inspect_eval_predict_round_trip() {
     ]);
     assert_eq!(t["labels"], serde_json::json!(["0", "1", "2"]));
     assert_eq!(t["samples_per_class"], serde_json::json!([5, 5, 5]));
+    // The method as typed, what it resolved to beside it.
+    assert_eq!((&t["method"], &t["settings"]), (&"device".into(), &"closed-id-shift2".into()));
 
     // The same model in memory, from the library: the file holds exactly it.
     let loaded = mnist().load().unwrap();
@@ -514,6 +516,20 @@ fn fewshot_json_holds_every_trial_and_the_same_results_at_any_jobs() {
     let one = run("1");
     let cells = one.as_array().unwrap();
     assert_eq!(cells.len(), 4, "2 methods x 2 shots");
+    // Each method as typed, its settings beside it.
+    let named: Vec<(&str, &str)> = cells
+        .iter()
+        .map(|c| (c["method"].as_str().unwrap(), c["settings"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("ncm", "ncm"),
+            ("ncm", "ncm"),
+            ("device", "closed-id-shift2"),
+            ("device", "closed-id-shift2")
+        ]
+    );
     for c in cells {
         assert_eq!(c["jobs"], 1);
         assert_eq!(c["ways"], 4);
@@ -542,7 +558,7 @@ fn one_trial_prints_a_dash_for_the_interval() {
     let out = ldl(&[
         "fewshot",
         "--methods",
-        "ncm",
+        "ncm,device",
         "--shots",
         "1",
         "--ways",
@@ -560,13 +576,26 @@ fn one_trial_prints_a_dash_for_the_interval() {
     let row = text.lines().find(|l| l.starts_with("ncm")).unwrap_or_else(|| panic!("{text}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cols[3], "-", "{row}");
+    // The table names a method as typed, its settings last.
+    let row = text.lines().find(|l| l.starts_with("device ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(row.ends_with("  closed-id-shift2"), "{row}");
     let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert!(v[0]["ci95"].is_null(), "{v}");
     assert!(v[0]["mean"].as_f64().unwrap() > 0.0);
     fails_with(&["fewshot", "--methods", "ncm", "--trials", "0"], &["--trials"]);
 
     let rep = dir.path().join("rep");
-    let out = ldl(&["reproduce", "--methods", "ncm", "--shots", "1", "--trials", "1", "--out", s(&rep)]);
+    let out = ldl(&[
+        "reproduce",
+        "--methods",
+        "ncm,device",
+        "--shots",
+        "1",
+        "--trials",
+        "1",
+        "--out",
+        s(&rep),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for f in ["report.md", "summary.csv"] {
         let t = std::fs::read_to_string(rep.join(f)).unwrap();
@@ -578,4 +607,12 @@ fn one_trial_prints_a_dash_for_the_interval() {
     let summary = std::fs::read_to_string(rep.join("summary.csv")).unwrap();
     let row: Vec<&str> = summary.lines().nth(1).unwrap().split(',').collect();
     assert_eq!((row[2], row[4]), ("1", ""), "{summary}");
+    // Methods as typed, with the settings each cell ran.
+    assert!(summary.starts_with("method,shots,trials,mean,ci95,paper,train_secs,eval_secs,cell_secs,settings\n"));
+    let device: Vec<&str> = summary.lines().nth(2).unwrap().split(',').collect();
+    assert_eq!((device[0], device[9]), ("device", "closed-id-shift2"), "{summary}");
+    assert!(
+        report.contains("| device |") && !report.contains("| closed-id-shift2 |"),
+        "{report}"
+    );
 }

@@ -82,8 +82,10 @@ pub const HELDOUT_PER_CLASS: usize = 100;
 pub struct Trained {
     /// The model, ready to encode.
     pub model: Model,
-    /// The method's name (as in reports).
+    /// The method's name, as given (`--method`).
     pub method: String,
+    /// What it resolved to ([`MethodSpec::name`], e.g. `closed-id-shift2` for `device`).
+    pub settings: String,
     /// Data-set class names, in model class order.
     pub class_names: Vec<String>,
     /// Training-split row indices used, per class.
@@ -217,13 +219,13 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
         MethodSpec::Gradient(cfg) => {
             if args.max_rank.is_some() {
                 bail!(
-                    "--max-rank applies to the closed-form methods (device, closed), not {}",
-                    spec.name()
+                    "--max-rank applies to the closed-form methods (mcu, device, closed), not {}",
+                    args.method
                 );
             }
             let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
             let mut tr = GradientTrainer::new(&views, d, &label_refs, cfg, args.seed).context("setting up the trainer")?;
-            let b = bar(cfg.epochs as u64, format!("{} epochs", spec.name()));
+            let b = bar(cfg.epochs as u64, format!("{} epochs", args.method));
             for e in 0..cfg.epochs {
                 tr.epoch().with_context(|| format!("training epoch {}", e + 1))?;
                 b.inc(1);
@@ -231,10 +233,10 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
             b.finish_and_clear();
             tr.into_model()
         }
-        other => bail!(
+        _ => bail!(
             "method {:?} is a baseline, not an LDL model: it cannot be exported as a model file \
-             (use device, closed[:K], o2md[:K], bd[:K] or naive)",
-            other.name()
+             (use mcu, device, closed[:K], o2md[:K], bd[:K] or naive)",
+            args.method
         ),
     };
     model.capacity = capacity;
@@ -295,7 +297,8 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
         .context(crate::cli::Internal("the trained model is inconsistent"))?;
     Ok(Trained {
         model,
-        method: spec.name(),
+        method: args.method.trim().to_string(),
+        settings: spec.name(),
         class_names,
         indices,
         train_accuracy: correct as f64 / n as f64,
@@ -325,6 +328,7 @@ struct Summary<'a> {
     bytes: usize,
     crc32: String,
     method: &'a str,
+    settings: &'a str,
     dataset: &'static str,
     classes: &'a [String],
     labels: Vec<&'a str>,
@@ -363,6 +367,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bytes: bytes.len(),
         crc32: format!("{crc:08x}"),
         method: &t.method,
+        settings: &t.settings,
         dataset: super::kind_name(args.data.dataset),
         classes: &t.class_names,
         labels: m.labels.iter().map(|l| l.as_str()).collect(),
@@ -385,8 +390,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let per: Vec<usize> = s.samples_per_class.clone();
     let same = per.iter().all(|&x| x == per[0]);
     println!(
-        "trained {} on {} classes {} ({} samples{}, seed {})",
+        "trained {} ({}) on {} classes {} ({} samples{}, seed {})",
         s.method,
+        s.settings,
         s.dataset,
         s.labels.join(", "),
         per.iter().sum::<usize>(),
