@@ -616,3 +616,84 @@ fn one_trial_prints_a_dash_for_the_interval() {
         "{report}"
     );
 }
+
+/// An Omniglot drawing from the zip, as PNG bytes, and its row in the loader's data set (rows
+/// go by class, then file name).
+fn omniglot_drawing(class_dir: &str, file: &str) -> (Vec<u8>, usize) {
+    use std::io::Read;
+    let zip_path = ldl_host::repo_root().join("data/omniglot/images_background_small1.zip");
+    let mut a = zip::ZipArchive::new(std::fs::File::open(zip_path).unwrap()).unwrap();
+    let dir = format!("images_background_small1/{class_dir}/");
+    let mut files: Vec<String> = a
+        .file_names()
+        .filter_map(Result::ok)
+        .filter(|n| n.starts_with(&dir) && n.ends_with(".png"))
+        .map(|n| n.into_owned())
+        .collect();
+    files.sort();
+    let name = format!("{dir}{file}");
+    let offset = files.iter().position(|n| *n == name).unwrap();
+    let mut bytes = Vec::new();
+    a.by_name(&name).unwrap().read_to_end(&mut bytes).unwrap();
+    (bytes, offset)
+}
+
+/// `ldl predict --png` on an Omniglot drawing as the data set has it (105x105, dark ink on
+/// white): the model's recorded resize and the inversion are applied as training did, so the
+/// input, and every distance, is the one the training loader's image of that drawing gives.
+#[test]
+fn predict_prepares_an_original_omniglot_drawing_as_training_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("omniglot.ldlm");
+    let t = ok_json(&[
+        "train",
+        "--dataset",
+        "omniglot",
+        "--classes",
+        "0-4",
+        "--shots",
+        "5",
+        "--out",
+        s(&path),
+        "--json",
+    ]);
+    assert_eq!(t["classes"][1], "Balinese/character02");
+    let model = ldl_core::format::decode(&std::fs::read(&path).unwrap()).unwrap();
+    let im = model.preprocess.image.unwrap();
+    assert_eq!((im.width, im.source_width), (28, 105));
+
+    let (png, offset) = omniglot_drawing("Balinese/character02", "0109_07.png");
+    let drawing = dir.path().join("drawing.png");
+    std::fs::write(&drawing, &png).unwrap();
+    let loaded = ldl_host::data::load_omniglot(
+        &ldl_host::repo_root().join("data/omniglot/images_background_small1.zip"),
+        &Default::default(),
+    )
+    .unwrap();
+    let row = loaded.class_indices()[1][offset];
+    let expected = loaded.row(row).to_vec();
+    // The input vector: the loader's, value for value.
+    let raw = ldl_host::models::predict::png_raw(&model.preprocess, &drawing, false).unwrap();
+    assert_eq!(raw, expected);
+    // The answer: every distance the loader's image gets from the model.
+    let (c, dist) = ldl_host::models::predict::classify_raw(&model, expected).unwrap();
+    let p = ok_json(&["predict", s(&path), "--png", s(&drawing), "--json"]);
+    let a = &p[0];
+    assert_eq!(a["best"], model.labels[c.best].as_str());
+    assert_eq!(a["best"], "Balinese/c02");
+    for (l, d) in model.labels.iter().zip(&dist) {
+        assert_eq!(a["distances"][l.as_str()].as_f64().unwrap() as f32, *d, "{l}");
+    }
+    // --invert changes nothing: the model records the inversion.
+    assert_eq!(ok_json(&["predict", s(&path), "--png", s(&drawing), "--invert", "--json"]), p);
+
+    // Another size: the message names the sizes the model takes.
+    let small = dir.path().join("small.png");
+    {
+        let f = std::fs::File::create(&small).unwrap();
+        let mut enc = png::Encoder::new(f, 50, 50);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.write_header().unwrap().write_image_data(&[255u8; 2500]).unwrap();
+    }
+    fails_with(&["predict", s(&path), "--png", s(&small)], &["50x50", "105x105", "28x28"]);
+}
