@@ -29,7 +29,8 @@ enum Command {
     /// Prints a model file's header, dimensions, labels, size, CRC and per-class form, and
     /// checks it against a board's flash and RAM (exit code 2 when it does not fit).
     Inspect(crate::models::inspect::InspectArgs),
-    /// Scores a model file on a data set's test split: accuracy, per class, confusion.
+    /// Scores a model file on a data set's test split (Omniglot: every drawing of --data):
+    /// accuracy, per class, confusion.
     Eval(crate::models::eval::EvalArgs),
     /// Classifies given inputs (CSV rows, MNIST test images, PNG files) with a model file.
     Predict(crate::models::predict::PredictArgs),
@@ -81,6 +82,11 @@ pub struct DataArgs {
     pub validation: bool,
 }
 
+/// The Omniglot set used without --data.
+pub fn default_omniglot() -> PathBuf {
+    crate::repo_root().join("data/omniglot/images_background_small1.zip")
+}
+
 /// Loaded data: training split, optional test split.
 pub struct Loaded {
     /// Support pool.
@@ -111,10 +117,7 @@ impl DataArgs {
                 }
             }
             DatasetKind::Omniglot => {
-                let path = self
-                    .data
-                    .clone()
-                    .unwrap_or_else(|| root.join("data/omniglot/images_background_small1.zip"));
+                let path = self.data.clone().unwrap_or_else(default_omniglot);
                 let opts = data::OmniglotOptions {
                     rotations: self.rotations,
                     ..Default::default()

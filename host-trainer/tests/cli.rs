@@ -617,25 +617,28 @@ fn one_trial_prints_a_dash_for_the_interval() {
     );
 }
 
-/// An Omniglot drawing from the zip, as PNG bytes, and its row in the loader's data set (rows
-/// go by class, then file name).
-fn omniglot_drawing(class_dir: &str, file: &str) -> (Vec<u8>, usize) {
+/// The drawings of an Omniglot character of the default set (`Alphabet/characterNN`) as
+/// file names and PNG bytes, in the loader's order (by file name).
+fn omniglot_drawings(character: &str) -> Vec<(String, Vec<u8>)> {
     use std::io::Read;
-    let zip_path = ldl_host::repo_root().join("data/omniglot/images_background_small1.zip");
+    let zip_path = ldl_host::cli::default_omniglot();
     let mut a = zip::ZipArchive::new(std::fs::File::open(zip_path).unwrap()).unwrap();
-    let dir = format!("images_background_small1/{class_dir}/");
-    let mut files: Vec<String> = a
+    let dir = format!("images_background_small1/{character}/");
+    let mut names: Vec<String> = a
         .file_names()
         .filter_map(Result::ok)
         .filter(|n| n.starts_with(&dir) && n.ends_with(".png"))
         .map(|n| n.into_owned())
         .collect();
-    files.sort();
-    let name = format!("{dir}{file}");
-    let offset = files.iter().position(|n| *n == name).unwrap();
-    let mut bytes = Vec::new();
-    a.by_name(&name).unwrap().read_to_end(&mut bytes).unwrap();
-    (bytes, offset)
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let mut b = Vec::new();
+            a.by_name(&n).unwrap().read_to_end(&mut b).unwrap();
+            (n[dir.len()..].to_string(), b)
+        })
+        .collect()
 }
 
 /// `ldl predict --png` on an Omniglot drawing as the data set has it (105x105, dark ink on
@@ -662,14 +665,12 @@ fn predict_prepares_an_original_omniglot_drawing_as_training_did() {
     let im = model.preprocess.image.unwrap();
     assert_eq!((im.width, im.source_width), (28, 105));
 
-    let (png, offset) = omniglot_drawing("Balinese/character02", "0109_07.png");
+    let drawings = omniglot_drawings("Balinese/character02");
+    let offset = drawings.iter().position(|(n, _)| n == "0109_07.png").unwrap();
+    let png = &drawings[offset].1;
     let drawing = dir.path().join("drawing.png");
-    std::fs::write(&drawing, &png).unwrap();
-    let loaded = ldl_host::data::load_omniglot(
-        &ldl_host::repo_root().join("data/omniglot/images_background_small1.zip"),
-        &Default::default(),
-    )
-    .unwrap();
+    std::fs::write(&drawing, png).unwrap();
+    let loaded = ldl_host::data::load_omniglot(&ldl_host::cli::default_omniglot(), &Default::default()).unwrap();
     let row = loaded.class_indices()[1][offset];
     let expected = loaded.row(row).to_vec();
     // The input vector: the loader's, value for value.
@@ -696,4 +697,52 @@ fn predict_prepares_an_original_omniglot_drawing_as_training_did() {
         enc.write_header().unwrap().write_image_data(&[255u8; 2500]).unwrap();
     }
     fails_with(&["predict", s(&path), "--png", s(&small)], &["50x50", "105x105", "28x28"]);
+}
+
+/// `ldl eval` on a separate Omniglot folder says it scores every drawing of that folder, and
+/// does not claim it holds the drawings the model was trained on; on the default set, which
+/// `ldl train` draws from by default, it says they are among them if it was trained there.
+#[test]
+fn eval_on_a_separate_folder_does_not_claim_training_drawings() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.ldlm");
+    ok_json(&[
+        "train",
+        "--dataset",
+        "omniglot",
+        "--classes",
+        "0-2",
+        "--shots",
+        "3",
+        "--out",
+        s(&model),
+        "--json",
+    ]);
+    // A folder of other drawings of the same characters (the last five of each).
+    let folder = dir.path().join("unseen");
+    for ch in ["character01", "character02", "character03"] {
+        let out = folder.join("Balinese").join(ch);
+        std::fs::create_dir_all(&out).unwrap();
+        for (name, png) in omniglot_drawings(&format!("Balinese/{ch}")).iter().rev().take(5) {
+            std::fs::write(out.join(name), png).unwrap();
+        }
+    }
+    let args = ["eval", s(&model), "--dataset", "omniglot", "--data", s(&folder)];
+    let out = ldl(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap();
+    assert!(first.contains(&format!("(every drawing of {}): 15 samples", s(&folder))), "{first}");
+    assert!(!text.contains("trained on") && !text.contains("only set"), "{text}");
+    let e = ok_json(&[&args[..], &["--json"]].concat());
+    assert_eq!(e["split"], format!("every drawing of {}", s(&folder)));
+    assert_eq!(e["known"], 15);
+
+    let e = ok_json(&["eval", s(&model), "--dataset", "omniglot", "--json"]);
+    let split = e["split"].as_str().unwrap();
+    assert!(
+        split.contains("images_background_small1.zip") && split.contains("among them if it was trained there"),
+        "{split}"
+    );
+    assert_eq!(e["known"], 60);
 }

@@ -224,6 +224,38 @@ fn print(path: &str, dataset: &str, split: &str, r: &EvalReport) {
     }
 }
 
+/// Which samples `eval` scores, as far as the arguments tell (the model file does not say
+/// what it was trained on): a test or validation split, or every drawing of an Omniglot set.
+/// Only the default Omniglot set, which `ldl train` also draws from by default, is said to
+/// hold the model's training drawings if it was trained there.
+fn set_description(data: &DataArgs, loaded: &Loaded) -> String {
+    if loaded.test.is_some() {
+        return if data.validation {
+            format!(
+                "validation split: training images {}..{}",
+                crate::tune::VALIDATION_START,
+                crate::tune::TRAIN_LEN
+            )
+        } else {
+            "test split".into()
+        };
+    }
+    let default = crate::cli::default_omniglot();
+    let path = data.data.clone().unwrap_or_else(|| default.clone());
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(&path, &default) {
+        format!(
+            "every drawing of {}, the set `ldl train` draws from by default: the model's training drawings are among them if it was trained there",
+            path.display()
+        )
+    } else {
+        format!("every drawing of {}", path.display())
+    }
+}
+
 /// Runs `ldl eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
     let model = load_model(&args.model)?;
@@ -238,19 +270,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let r = evaluate(&model, &xs, &truth, !args.json)?;
-    let split = if loaded.test.is_some() {
-        "test split"
-    } else {
-        "its only set, including any drawings the model was trained on"
-    };
+    let split = set_description(&args.data, &loaded);
     if args.json {
         let mut v = serde_json::to_value(&r)?;
         v["model"] = args.model.display().to_string().into();
         v["dataset"] = kind_name(args.data.dataset).into();
-        v["split"] = split.into();
+        v["split"] = split.as_str().into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print(&args.model.display().to_string(), kind_name(args.data.dataset), split, &r);
+        print(&args.model.display().to_string(), kind_name(args.data.dataset), &split, &r);
     }
     Ok(())
 }
