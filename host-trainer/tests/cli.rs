@@ -746,3 +746,97 @@ fn eval_on_a_separate_folder_does_not_claim_training_drawings() {
     );
     assert_eq!(e["known"], 60);
 }
+
+/// A confusion matrix too wide to read (20 Omniglot classes) is summed up by its most frequent
+/// confusions; the whole matrix goes to --confusion-csv (and the JSON). A narrow one (MNIST
+/// digits) is printed whole.
+#[test]
+fn eval_prints_a_wide_confusion_matrix_as_its_top_confusions() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m20.ldlm");
+    ok_json(&[
+        "train",
+        "--dataset",
+        "omniglot",
+        "--classes",
+        "0-19",
+        "--shots",
+        "5",
+        "--out",
+        s(&model),
+        "--json",
+    ]);
+    let csv_path = dir.path().join("confusion.csv");
+    let out = ldl(&["eval", s(&model), "--dataset", "omniglot", "--confusion-csv", s(&csv_path)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("confusion (rows"), "{text}");
+    let e = ok_json(&["eval", s(&model), "--dataset", "omniglot", "--json"]);
+    let conf: Vec<Vec<u64>> = e["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect())
+        .collect();
+    assert_eq!((conf.len(), conf[0].len()), (21, 21));
+    // The listed confusions: the largest off-diagonal counts of the model's classes.
+    let listed: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("most frequent confusions"))
+        .skip(1)
+        .filter(|l| l.contains(" -> "))
+        .collect();
+    assert!(!listed.is_empty() && listed.len() <= 10, "{text}");
+    assert!(listed.iter().all(|l| l.len() <= 100), "{text}");
+    let mut off: Vec<u64> = (0..20)
+        .flat_map(|i| (0..21).filter(move |&j| j != i).map(move |j| (i, j)))
+        .map(|(i, j)| conf[i][j])
+        .collect();
+    off.sort_unstable_by(|a, b| b.cmp(a));
+    let counts: Vec<u64> = listed
+        .iter()
+        .map(|l| l.split_whitespace().last().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counts, off[..counts.len()], "{text}");
+    let labels = e["confusion_rows"].as_array().unwrap();
+    let first: Vec<&str> = listed[0].split_whitespace().collect();
+    let (i, j) = (0..20)
+        .flat_map(|i| (0..21).map(move |j| (i, j)))
+        .find(|&(i, j)| i != j && conf[i][j] == off[0])
+        .unwrap();
+    assert_eq!(
+        (first[0], first[2]),
+        (labels[i].as_str().unwrap(), e["confusion_cols"][j].as_str().unwrap())
+    );
+    // The CSV: the whole matrix, labelled.
+    let mut r = csv::Reader::from_path(&csv_path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[0], "true");
+    assert_eq!(
+        header[1..],
+        e["confusion_cols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()[..]
+    );
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 21);
+    for (k, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], *labels[k].as_str().unwrap());
+        let counts: Vec<u64> = row.iter().skip(1).map(|v| v.parse().unwrap()).collect();
+        assert_eq!(counts, conf[k], "row {k}");
+    }
+
+    // Three digits: the whole matrix, narrow enough to print.
+    let small = dir.path().join("m3.ldlm");
+    ok_json(&["train", "--classes", "0-2", "--shots", "5", "--out", s(&small), "--json"]);
+    let out = ldl(&["eval", s(&small)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("confusion (rows: true class, columns: decision)"), "{text}");
+    assert!(
+        text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["0", "1", "2"]),
+        "{text}"
+    );
+}
