@@ -840,3 +840,62 @@ fn eval_prints_a_wide_confusion_matrix_as_its_top_confusions() {
         "{text}"
     );
 }
+
+/// `ldl train` with a gradient method prints how it trained, not closed-form fit options, and
+/// a model larger than every board's MODEL region comes with a warning (stderr and JSON)
+/// that names the method that fits: mcu, whose model of the same classes does fit.
+#[test]
+fn train_warns_of_a_model_no_board_holds_and_prints_the_options_that_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o2md.ldlm");
+    let train = |method: &str, json: bool| {
+        let mut a = vec!["train", "--classes", "0-2", "--shots", "3", "--method", method, "--out", s(&path)];
+        if json {
+            a.push("--json");
+        }
+        let out = ldl(&a);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let largest = ldl_host::models::boards::boards()
+        .unwrap()
+        .values()
+        .map(|b| b.model.size)
+        .max()
+        .unwrap();
+
+    let (text, err) = train("o2md:300", false);
+    assert!(std::fs::metadata(&path).unwrap().len() > largest);
+    assert!(text.contains("  training   3 epochs of Adam, lr 0.001, batch 1"), "{text}");
+    for opt in ["ridge", "affine", "rank_tol", "max_rank"] {
+        assert!(!text.contains(opt), "{opt}: {text}");
+    }
+    assert!(
+        err.contains("warning:") && err.contains("larger than every board's MODEL region"),
+        "{err}"
+    );
+    assert!(err.contains("--method mcu") && err.contains("which fits"), "{err}");
+    let (json, err) = train("o2md:300", true);
+    let t: Value = serde_json::from_str(&json).unwrap();
+    assert!(t["fit"].is_null(), "{t}");
+    assert_eq!(t["training"]["epochs"], 3);
+    assert_eq!(t["warnings"].as_array().unwrap().len(), 1);
+    assert!(err.contains(t["warnings"][0].as_str().unwrap()), "{err}");
+
+    // The method it names fits: the mcu model of the same classes, within the bound it gives.
+    let (json, err) = train("mcu", true);
+    let t: Value = serde_json::from_str(&json).unwrap();
+    assert!(t["warnings"].as_array().unwrap().is_empty() && err.is_empty(), "{t} {err}");
+    let bytes = t["bytes"].as_u64().unwrap();
+    assert!(bytes <= 3 * ldl_core::store::max_plain_class_len(784, 40) as u64, "{bytes}");
+    let stm32 = ldl_host::models::boards::board("stm32f405").unwrap();
+    assert!(bytes <= stm32.model.size);
+    // Closed-form methods print their fit.
+    assert_eq!(t["fit"]["max_rank"], 40);
+    assert!(t["training"].is_null());
+    let (text, _) = train("device", false);
+    assert!(text.contains("  fit        ridge 100"), "{text}");
+}
