@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # Every check of the project, in one command: formatting, lints, the core built for the
 # Cortex-M with no allocator, every host test, and the firmware under QEMU.
-# The README shows this command and .ci/run calls it. It installs what a fresh machine lacks.
+# The README shows this command and .ci/run calls it. Before building anything,
+# scripts/setup.sh (shared with demo.sh and firmware/ci.sh) installs what a fresh machine
+# lacks.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 step() { printf '\n### %s\n' "$*"; }
 
-step "toolchain (rust-toolchain.toml: 1.95.0, thumbv7em-none-eabihf, clippy, rustfmt, llvm-tools)"
+step "setup: toolchain (rust-toolchain.toml: 1.95.0, thumbv7em-none-eabihf, clippy, rustfmt, llvm-tools), qemu-system-arm, defmt-print"
+source scripts/setup.sh
+ldl_setup --qemu --defmt-print --components clippy rustfmt llvm-tools
 rustup show active-toolchain
-rustup target list --installed | grep -qx thumbv7em-none-eabihf || rustup target add thumbv7em-none-eabihf
-
-step "system packages (qemu-system-arm boots the firmware in tests/ and firmware/ci.sh)"
-if ! command -v qemu-system-arm >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
-fi
 qemu-system-arm --version | head -1
+defmt-print --version
 
 step "format"
 cargo fmt --all --check

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Firmware CI: installs what is missing, builds every board, runs the host unit tests, the
-# on-target tests under QEMU on both QEMU boards (mps2-an386; netduinoplus2 for the
-# STM32F405), boots the firmware (no model / with a model / with a store file), checks the
-# UART end to end over TCP (loopback), lints, and prints the sizes.
+# Firmware CI: installs what is missing (../scripts/setup.sh, shared with test-all.sh and
+# demo.sh), builds every board, runs the host unit tests, the on-target tests under QEMU on
+# both QEMU boards (mps2-an386; netduinoplus2 for the STM32F405), boots the firmware (no
+# model / with a model / with a store file), checks the UART end to end over TCP (loopback),
+# lints, and prints the sizes.
 # Exits non-zero on the first failure.
 #
 #   firmware/ci.sh            (from anywhere; works in firmware/)
@@ -27,29 +28,12 @@ timed() { local t0=$SECONDS; "$@"; local rc=$?; printf '(%ss)\n' $((SECONDS - t0
 
 # ---- tools ------------------------------------------------------------------------------
 step "tools"
-if ! command -v qemu-system-arm >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing qemu-system-arm (apt)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null \
-            || die "apt-get install qemu-system-arm"
-    else
-        die "qemu-system-arm missing: apt-get install -y qemu-system-arm"
-    fi
-fi
+# rust-toolchain.toml (repo root): the thumbv7em target and llvm-tools.
+source ../scripts/setup.sh
+ldl_setup --qemu --defmt-print --components llvm-tools || die "setup (../scripts/setup.sh)"
 command -v python3 >/dev/null 2>&1 || die "python3 missing"
-if ! command -v defmt-print >/dev/null 2>&1; then
-    echo "installing defmt-print (cargo install --locked defmt-print, about 75 s)"
-    # Outside firmware/: its .cargo/config.toml would make cargo build it for the MCU.
-    (cd "$HOME" && cargo install --locked defmt-print) || die "cargo install defmt-print"
-fi
-# rust-toolchain.toml (repo root) brings the thumbv7em target and llvm-tools with rustup.
-rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf \
-    || rustup target add thumbv7em-none-eabihf || die "rustup target add thumbv7em-none-eabihf"
 SYSROOT="$(rustc --print sysroot)"
 LLVM_SIZE="$SYSROOT/lib/rustlib/$HOST_TARGET/bin/llvm-size"
-if [ ! -x "$LLVM_SIZE" ]; then
-    rustup component add llvm-tools >/dev/null 2>&1 || true
-fi
 [ -x "$LLVM_SIZE" ] || die "llvm-size missing: rustup component add llvm-tools"
 qemu-system-arm --version | head -1
 defmt-print --version

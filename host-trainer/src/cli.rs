@@ -1,7 +1,7 @@
 //! Command-line interface: argument parsing (clap) and the dispatch to each command.
 
 use crate::data::{self, Dataset};
-use crate::experiment::{self, MethodSpec, Protocol, TrialResult};
+use crate::experiment::{self, MethodSpec, NamedMethod, Protocol, TrialResult};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,7 +29,8 @@ enum Command {
     /// Prints a model file's header, dimensions, labels, size, CRC and per-class form, and
     /// checks it against a board's flash and RAM (exit code 2 when it does not fit).
     Inspect(crate::models::inspect::InspectArgs),
-    /// Scores a model file on a data set's test split: accuracy, per class, confusion.
+    /// Scores a model file on a data set's test split (Omniglot: every drawing of --data):
+    /// accuracy, per class, confusion.
     Eval(crate::models::eval::EvalArgs),
     /// Classifies given inputs (CSV rows, MNIST test images, PNG files) with a model file.
     Predict(crate::models::predict::PredictArgs),
@@ -81,6 +82,11 @@ pub struct DataArgs {
     pub validation: bool,
 }
 
+/// The Omniglot set used without --data.
+pub fn default_omniglot() -> PathBuf {
+    crate::repo_root().join("data/omniglot/images_background_small1.zip")
+}
+
 /// Loaded data: training split, optional test split.
 pub struct Loaded {
     /// Support pool.
@@ -111,10 +117,7 @@ impl DataArgs {
                 }
             }
             DatasetKind::Omniglot => {
-                let path = self
-                    .data
-                    .clone()
-                    .unwrap_or_else(|| root.join("data/omniglot/images_background_small1.zip"));
+                let path = self.data.clone().unwrap_or_else(default_omniglot);
                 let opts = data::OmniglotOptions {
                     rotations: self.rotations,
                     ..Default::default()
@@ -141,7 +144,8 @@ struct FewshotArgs {
     data: DataArgs,
     /// Methods: o2md[:K[:LR:EPOCHS]], bd[...[:TARGET_LR]], naive[::LR:EPOCHS], closed[:K],
     /// device[:K[:SHIFT]], mcu[:RANK[:SHIFT]] (what the boards compute, bit for bit),
-    /// logreg, mlp, 1nn, ncm.
+    /// logreg, mlp, 1nn, ncm. The table and the JSON name each as given, with the settings it
+    /// resolves to beside it (`device`: closed-id-shift2).
     #[arg(long, value_delimiter = ',', default_value = "device")]
     methods: Vec<String>,
     /// Shots per class (comma-separated list).
@@ -272,8 +276,11 @@ pub fn bar(len: u64, msg: String) -> ProgressBar {
 }
 
 fn fewshot(a: FewshotArgs) -> Result<()> {
+    if a.trials == 0 {
+        bail!("--trials must be at least 1");
+    }
     let loaded = a.data.load()?;
-    let methods: Vec<MethodSpec> = a.methods.iter().map(|m| MethodSpec::parse(m)).collect::<Result<_>>()?;
+    let methods: Vec<NamedMethod> = a.methods.iter().map(|m| NamedMethod::parse(m)).collect::<Result<_>>()?;
     let ways = a.ways.unwrap_or(loaded.train.num_classes());
     let queries = a.queries.or(if loaded.test.is_none() { Some(1) } else { None });
     let mut all = Vec::new();
@@ -281,7 +288,7 @@ fn fewshot(a: FewshotArgs) -> Result<()> {
         println!("(several trials at once: train and eval seconds are per trial on a shared machine; --jobs 1 gives one trial's latency)");
     }
     println!(
-        "{:<22} {:>5} {:>10} {:>9} {:>10} {:>10}",
+        "{:<22} {:>5} {:>10} {:>9} {:>10} {:>10}  settings",
         "method", "shots", "accuracy", "±95%", "train s", "eval s"
     );
     for m in &methods {
@@ -293,23 +300,56 @@ fn fewshot(a: FewshotArgs) -> Result<()> {
                 queries_per_class: queries,
                 seed: a.seed,
             };
-            let bar = bar(a.trials as u64, format!("{} {shots}-shot", m.name()));
-            let res = run_cell(&loaded, m, &p, a.per_epoch, a.jobs.jobs, &bar)?;
+            let bar = bar(a.trials as u64, format!("{} {shots}-shot", m.name));
+            let res = run_cell(&loaded, &m.spec, &p, a.per_epoch, a.jobs.jobs, &bar)?;
             bar.finish_and_clear();
             let accs: Vec<f64> = res.iter().map(|r| r.accuracy).collect();
             let (mean, ci) = experiment::mean_ci95(&accs);
             let tt = res.iter().map(|r| r.train_secs).sum::<f64>() / res.len() as f64;
             let te = res.iter().map(|r| r.eval_secs).sum::<f64>() / res.len() as f64;
-            println!("{:<22} {:>5} {:>10.4} {:>9.4} {:>10.3} {:>10.3}", m.name(), shots, mean, ci, tt, te);
+            let ci_s = experiment::ci_text(ci, 4);
+            let settings = m.settings();
+            println!(
+                "{:<22} {:>5} {:>10.4} {:>9} {:>10.3} {:>10.3}  {settings}",
+                m.name, shots, mean, ci_s, tt, te
+            );
             // `jobs` says how to read the trials' seconds: latencies at 1, shared-machine times
             // otherwise.
-            all.push(serde_json::json!({"method": m.name(), "shots": shots, "ways": ways, "mean": mean, "ci95": ci, "jobs": a.jobs.jobs, "trials": res}));
+            all.push(serde_json::json!({"method": m.name, "settings": settings, "shots": shots, "ways": ways, "mean": mean, "ci95": ci, "jobs": a.jobs.jobs, "trials": res}));
         }
     }
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_string_pretty(&all)?).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Marks an error that is a bug in `ldl`, not a problem with the user's input: its report
+/// keeps the backtrace ([`error_report`]). Attach it with `.context(Internal("..."))`.
+#[derive(Debug, thiserror::Error)]
+#[error("internal error (a bug in ldl): {0}")]
+pub struct Internal(pub &'static str);
+
+/// What `ldl` prints when a command fails: the error and its causes, as anyhow prints them,
+/// without the backtrace anyhow captures when `RUST_BACKTRACE` is set: a wrong file or
+/// argument is not a bug. An [`Internal`] error keeps it (and panics are unaffected).
+pub fn error_report(e: &anyhow::Error) -> String {
+    if e.downcast_ref::<Internal>().is_some() {
+        return format!("Error: {e:?}");
+    }
+    let mut out = format!("Error: {e}");
+    let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+    if !causes.is_empty() {
+        out.push_str("\n\nCaused by:");
+        for (i, c) in causes.iter().enumerate() {
+            if causes.len() == 1 {
+                out.push_str(&format!("\n    {c}"));
+            } else {
+                out.push_str(&format!("\n    {i}: {c}"));
+            }
+        }
+    }
+    out
 }
 
 /// Runs a parsed command line.
@@ -339,6 +379,34 @@ pub fn run(cli: Cli) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A user's error prints with its causes, as anyhow's own report without a backtrace;
+    /// an internal one is anyhow's whole report (with the backtrace when one was captured).
+    #[test]
+    fn error_reports() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io).context("m.ldlm: cannot read the model file");
+        assert_eq!(
+            error_report(&e),
+            "Error: m.ldlm: cannot read the model file\n\nCaused by:\n    no such file"
+        );
+        let e = e.context("predict");
+        assert_eq!(
+            error_report(&e),
+            "Error: predict\n\nCaused by:\n    0: m.ldlm: cannot read the model file\n    1: no such file"
+        );
+        assert_eq!(error_report(&anyhow::anyhow!("bad --classes")), "Error: bad --classes");
+        let bug = anyhow::anyhow!("label count 3, predictors 2")
+            .context(Internal("the trained model is inconsistent"))
+            .context("train");
+        let r = error_report(&bug);
+        assert_eq!(r, format!("Error: {bug:?}"));
+        assert!(
+            r.contains("internal error (a bug in ldl): the trained model is inconsistent"),
+            "{r}"
+        );
+        assert!(r.contains("label count 3, predictors 2"), "{r}");
+    }
 
     /// Noisy clusters: 4 classes, 12 features, `per_class` samples each, from `seed`.
     fn clusters(per_class: usize, seed: u64) -> Dataset {

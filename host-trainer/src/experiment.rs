@@ -208,6 +208,31 @@ impl MethodSpec {
     }
 }
 
+/// A method as the user named it (`device`, `mcu:32`, `o2md:784:1e-4:10`), with what it
+/// resolves to. Tables, JSON and CSVs show `name`, the name the user typed, and beside it
+/// [`NamedMethod::settings`] (e.g. `closed-id-shift2` for `device`).
+#[derive(Debug, Clone)]
+pub struct NamedMethod {
+    /// As typed (surrounding spaces dropped).
+    pub name: String,
+    /// What it resolves to.
+    pub spec: MethodSpec,
+}
+
+impl NamedMethod {
+    /// Parses a method name ([`MethodSpec::parse`]), keeping it.
+    pub fn parse(s: &str) -> Result<Self> {
+        let name = s.trim().to_string();
+        let spec = MethodSpec::parse(&name)?;
+        Ok(NamedMethod { name, spec })
+    }
+
+    /// The resolved settings: [`MethodSpec::name`] of the spec.
+    pub fn settings(&self) -> String {
+        self.spec.name()
+    }
+}
+
 /// The setting of a faithful method for a number of shots, chosen on the MNIST validation
 /// split (supports from training images 0..50000, queries 50000..60000) among the authors'
 /// grid at k = 2000 (Adam lr {1e-3, 1e-4} x epochs {the default, 10}): the point with the
@@ -655,6 +680,16 @@ pub fn mean_ci95(xs: &[f64]) -> (f64, f64) {
     (mean, t975(n - 1) * (var / n as f64).sqrt())
 }
 
+/// A 95% half-width ([`mean_ci95`]) for a table or a CSV: `decimals` places, or `-` when
+/// there is none (a single trial). The JSON outputs keep the number, `null` for none.
+pub fn ci_text(ci: f64, decimals: usize) -> String {
+    if ci.is_finite() {
+        format!("{ci:.decimals$}")
+    } else {
+        "-".into()
+    }
+}
+
 /// 97.5% quantile of Student's t with `df` degrees of freedom.
 fn t975(df: usize) -> f64 {
     const T: [f64; 30] = [
@@ -681,6 +716,10 @@ mod tests {
         assert!((m - 2.5).abs() < 1e-12);
         assert!((h - 2.054).abs() < 1e-3, "{h}");
         assert!((t975(1000) - 1.96).abs() < 1e-9);
+        assert_eq!(ci_text(h, 3), "2.054");
+        // One trial: no interval, a dash in tables.
+        let (m, h) = mean_ci95(&[0.75]);
+        assert_eq!((m, ci_text(h, 4)), (0.75, "-".to_string()));
     }
 
     /// The device mode at many shots: 64 and 100 images of a digit with their shifts are more
@@ -725,6 +764,10 @@ mod tests {
         assert_eq!(shift_k("device::1"), (0, 1, dcfg.fit));
         assert_eq!(shift_k("device:256:0"), (256, 0, dcfg.fit));
         assert_eq!(MethodSpec::parse("device::1").unwrap().name(), "closed-id-shift1");
+        // Reports name a method as typed, its settings beside it.
+        let m = NamedMethod::parse(" device::1").unwrap();
+        assert_eq!((m.name.as_str(), m.settings().as_str()), ("device::1", "closed-id-shift1"));
+        assert!(NamedMethod::parse("device:x").is_err());
         for bad in ["device::4", "device::x", "device::-1", "device:0:1:2"] {
             assert!(MethodSpec::parse(bad).is_err(), "{bad}");
         }

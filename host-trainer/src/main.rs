@@ -1,9 +1,16 @@
 //! `ldl`: the LDL host trainer's command line.
 
-use anyhow::Result;
 use clap::Parser;
+use std::process::ExitCode;
 
-fn main() -> Result<()> {
+/// Runs the command; a failure prints [`ldl_host::cli::error_report`] (exit code 1).
+fn main() -> ExitCode {
     let cli = ldl_host::cli::Cli::parse();
-    ldl_host::cli::run(cli)
+    match ldl_host::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", ldl_host::cli::error_report(&e));
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! the published numbers; a markdown report, CSVs and plots.
 
 use crate::cli::{bar, run_cell, DataArgs, DatasetKind, Loaded};
-use crate::experiment::{device_mode, mean_ci95, MethodSpec, Protocol, TrialResult};
+use crate::experiment::{ci_text, mean_ci95, MethodSpec, NamedMethod, Protocol, TrialResult};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::fmt::Write as _;
@@ -21,7 +21,8 @@ pub struct ReproduceArgs {
     /// Shots (default 1,5,10,50,100,200).
     #[arg(long, value_delimiter = ',')]
     pub shots: Option<Vec<usize>>,
-    /// Methods (default: naive, logreg, mlp, o2md, bd, closed, device, 1nn, ncm).
+    /// Methods (default: naive, logreg, mlp, o2md, bd, closed, device, 1nn, ncm). Reports name
+    /// each as given; summary.csv's `settings` column holds what each cell ran.
     #[arg(long, value_delimiter = ',')]
     pub methods: Option<Vec<String>>,
     /// Trials at 10 shots that also score every epoch (accuracy-against-epoch figure).
@@ -66,8 +67,10 @@ fn paper_at(method: &str, shots: usize) -> Option<f64> {
 
 /// One (method, shots) cell of the table.
 pub struct Cell {
-    /// Method name.
+    /// Method name, as given.
     pub method: String,
+    /// What it ran ([`MethodSpec::name`] of the setting for these shots).
+    pub settings: String,
     /// Shots.
     pub shots: usize,
     /// Every trial.
@@ -97,21 +100,15 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| if a.quick { vec![1, 5, 10] } else { PAPER_SHOTS.to_vec() });
     let trials = a.trials.unwrap_or(if a.quick { 3 } else { 100 });
+    if trials == 0 {
+        anyhow::bail!("--trials must be at least 1");
+    }
     let names = a.methods.clone().unwrap_or_else(|| {
         ["naive", "logreg", "mlp", "o2md", "bd", "closed", "device", "1nn", "ncm"]
             .map(String::from)
             .to_vec()
     });
-    let methods: Vec<MethodSpec> = names
-        .iter()
-        .map(|m| {
-            if m == "device" {
-                Ok(device_mode(None))
-            } else {
-                MethodSpec::parse(m)
-            }
-        })
-        .collect::<Result<_>>()?;
+    let methods: Vec<NamedMethod> = names.iter().map(|m| NamedMethod::parse(m)).collect::<Result<_>>()?;
     let data = DataArgs {
         dataset: DatasetKind::Mnist,
         data: a.data.clone(),
@@ -125,14 +122,13 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
 
     let mut cells = Vec::new();
     let mut epochs: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
-    for m in &methods {
-        let name = m.name();
-        let is_bd = name.starts_with("bd");
+    for NamedMethod { name, spec: m } in &methods {
+        let is_bd = matches!(m, MethodSpec::Gradient(c) if c.method == ldl_core::Method::Bd);
         let n = if is_bd { trials.div_ceil(2) } else { trials };
         for &s in &shots {
             // The faithful methods and the device mode at their validated setting for this
             // many shots (`--paper-defaults`: the faithful ones at the authors'); the row keeps
-            // the method's name.
+            // the method's name, the cell's `settings` say which setting ran.
             let tuned = if a.paper_defaults && matches!(m, MethodSpec::Gradient(_)) {
                 m.clone()
             } else {
@@ -165,15 +161,17 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
             pb.finish_and_clear();
             let cell = Cell {
                 method: name.clone(),
+                settings: m.name(),
                 shots: s,
                 trials: res,
                 wall_secs,
             };
             let (mean, ci) = mean_ci95(&cell.accs());
+            let ci = ci_text(ci, 4);
             let (tt, te) = cell.mean_secs();
-            let pub_ = paper_at(&name, s).map_or("-".to_string(), |v| format!("{v:.3}"));
+            let pub_ = paper_at(name, s).map_or("-".to_string(), |v| format!("{v:.3}"));
             eprintln!(
-                "{name:>20} {s:>4}-shot: {mean:.4} ± {ci:.4} (paper {pub_}), train {tt:.3} s + eval {te:.3} s per trial, {wall_secs:.1} s for the cell"
+                "{name:>20} {s:>4}-shot: {mean:.4} ± {ci} (paper {pub_}), train {tt:.3} s + eval {te:.3} s per trial, {wall_secs:.1} s for the cell"
             );
             cells.push(cell);
         }
@@ -209,19 +207,22 @@ fn write_outputs(
     let find = |m: &str, s: usize| cells.iter().find(|c| c.method == m && c.shots == s);
 
     // summary.csv and trials.csv
-    let mut summary = String::from("method,shots,trials,mean,ci95,paper,train_secs,eval_secs,cell_secs\n");
+    let mut summary = String::from("method,shots,trials,mean,ci95,paper,train_secs,eval_secs,cell_secs,settings\n");
     let mut all = String::from("method,shots,trial,accuracy,train_secs,eval_secs\n");
     for c in cells {
         let (mean, ci) = mean_ci95(&c.accs());
         let (tt, te) = c.mean_secs();
         let p = paper_at(&c.method, c.shots).map_or(String::new(), |v| v.to_string());
+        // No interval (one trial): an empty field, as for `paper`.
+        let ci = if ci.is_finite() { format!("{ci:.5}") } else { String::new() };
         writeln!(
             summary,
-            "{},{},{},{mean:.5},{ci:.5},{p},{tt:.4},{te:.4},{:.2}",
+            "{},{},{},{mean:.5},{ci},{p},{tt:.4},{te:.4},{:.2},{}",
             c.method,
             c.shots,
             c.trials.len(),
-            c.wall_secs
+            c.wall_secs,
+            c.settings
         )?;
         for t in &c.trials {
             writeln!(
@@ -257,7 +258,7 @@ fn write_outputs(
         find(m, s).map(|c| {
             let (mean, ci) = mean_ci95(&c.accs());
             let p = paper_at(m, s).map_or(String::new(), |v| format!(" (paper {v:.3})"));
-            format!("{mean:.3} ± {ci:.3}{p}")
+            format!("{mean:.3} ± {}{p}", ci_text(ci, 3))
         })
     })?;
     let at_once = match jobs {
@@ -273,7 +274,7 @@ fn write_outputs(
     })?;
     writeln!(md, "\nWall-clock seconds per cell (all its trials):\n")?;
     table(&mut md, &methods, shots, |m, s| find(m, s).map(|c| format!("{:.1}", c.wall_secs)))?;
-    writeln!(md, "\nMethods: `o2md-k2000`, `bd-k2000` and `naive` use the authors' settings (for each number of shots, O2MD and BD use the point of the authors' grid chosen on a validation split of the training set: more epochs at 5-10 shots, lr 1e-4 for O2MD at 10 and 100-200 and BD at 1-200 shots, BD's target at 1e-3 at 1 shot and its predictors at 5e-5 at 10, see `experiment::validated`; `--paper-defaults` turns that off); `closed-k256` is the exact closed-form fit of O2MD (no epochs); `closed-id-shift2` is the mode for devices (the closed form of the naive form on each class's images and their shifts by up to 2 pixels, ridge 100 at 1-10 shots and 40 x shots at 50-200, chosen on a validation split of the training set); `logreg`, `mlp` (one hidden layer of 1024), `1nn`, `ncm` (nearest class mean) are baselines.\n")?;
+    writeln!(md, "\nMethods: `o2md` (k = 2000), `bd` (k = 2000) and `naive` use the authors' settings (for each number of shots, O2MD and BD use the point of the authors' grid chosen on a validation split of the training set: more epochs at 5-10 shots, lr 1e-4 for O2MD at 10 and 100-200 and BD at 1-200 shots, BD's target at 1e-3 at 1 shot and its predictors at 5e-5 at 10, see `experiment::validated`; `--paper-defaults` turns that off); `closed` is the exact closed-form fit of O2MD (k = 256, no epochs); `device` is the mode for devices (the closed form of the naive form on each class's images and their shifts by up to 2 pixels, ridge 100 at 1-10 shots and 40 x shots at 50-200, chosen on a validation split of the training set); `logreg`, `mlp` (one hidden layer of 1024), `1nn`, `ncm` (nearest class mean) are baselines. The settings each cell ran (e.g. `o2md-k2000-lr1e-4-e10`, `closed-id-shift2`) are in the `settings` column of `summary.csv`.\n")?;
     writeln!(
         md,
         "Plots: `accuracy_vs_shots.svg`, `accuracy_vs_epoch.svg`. Data: `summary.csv`, `trials.csv`, `epochs.csv`."

@@ -10,7 +10,7 @@
 
 use crate::cli::bar;
 use crate::data::{self, Dataset};
-use crate::experiment::{augment_support, device_mode, mean_ci95, MethodSpec};
+use crate::experiment::{augment_support, ci_text, device_mode, mean_ci95, MethodSpec};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ldl_core::methods::{fit_closed_form, ClosedFormConfig};
@@ -362,7 +362,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
             if s.k == 0 { "id".to_string() } else { s.k.to_string() }
         );
         for c in &r.cells {
-            print!(" {:>15}", format!("{:.4} ±{:.4}", c.mean, c.ci95));
+            print!(" {:>15}", format!("{:.4} ±{}", c.mean, ci_text(c.ci95, 4)));
         }
         println!(" {:>7.4}", r.mean);
     }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{fails_with, ldl, ok_json, s};
+use common::{fails_with, ldl, ldl_with_backtraces, ok_json, s};
 
 fn mnist() -> DataArgs {
     DataArgs {
@@ -39,6 +39,8 @@ fn train_file_inspect_eval_predict_round_trip() {
     ]);
     assert_eq!(t["labels"], serde_json::json!(["0", "1", "2"]));
     assert_eq!(t["samples_per_class"], serde_json::json!([5, 5, 5]));
+    // The method as typed, what it resolved to beside it.
+    assert_eq!((&t["method"], &t["settings"]), (&"device".into(), &"closed-id-shift2".into()));
 
     // The same model in memory, from the library: the file holds exactly it.
     let loaded = mnist().load().unwrap();
@@ -204,6 +206,35 @@ fn bad_model_files_give_clear_errors() {
         run(&truncated, &[s(&truncated), "truncated"]);
         run(&other, &[s(&other), "magic"]);
         run(&missing, &[s(&missing), "cannot read"]);
+    }
+}
+
+/// A wrong file is not a bug: with `RUST_BACKTRACE=1` in the environment, `ldl` prints the
+/// error and its causes, and no backtrace.
+#[test]
+fn user_errors_print_their_causes_and_no_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = small_model(dir.path());
+    let mut b = std::fs::read(&good).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    let corrupt = dir.path().join("corrupt.ldlm");
+    std::fs::write(&corrupt, &b).unwrap();
+    let missing = dir.path().join("missing.ldlm");
+    let cases: [(&Path, &[&str]); 2] = [
+        (&corrupt, &["not a valid LDL model file: CRC mismatch", "corrupted"]),
+        (&missing, &["cannot read the model file", "Caused by:", "No such file"]),
+    ];
+    for (path, needles) in cases {
+        let out = ldl_with_backtraces(&["inspect", s(path)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.starts_with(&format!("Error: {}", s(path))), "{err}");
+        for n in needles {
+            assert!(err.contains(n), "{n:?} not in: {err}");
+        }
+        assert!(!err.to_lowercase().contains("backtrace"), "{err}");
+        assert!(err.lines().count() <= 4, "{err}");
     }
 }
 
@@ -485,6 +516,20 @@ fn fewshot_json_holds_every_trial_and_the_same_results_at_any_jobs() {
     let one = run("1");
     let cells = one.as_array().unwrap();
     assert_eq!(cells.len(), 4, "2 methods x 2 shots");
+    // Each method as typed, its settings beside it.
+    let named: Vec<(&str, &str)> = cells
+        .iter()
+        .map(|c| (c["method"].as_str().unwrap(), c["settings"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("ncm", "ncm"),
+            ("ncm", "ncm"),
+            ("device", "closed-id-shift2"),
+            ("device", "closed-id-shift2")
+        ]
+    );
     for c in cells {
         assert_eq!(c["jobs"], 1);
         assert_eq!(c["ways"], 4);
@@ -502,4 +547,355 @@ fn fewshot_json_holds_every_trial_and_the_same_results_at_any_jobs() {
         let acc = |v: &Value| -> Vec<Value> { v["trials"].as_array().unwrap().iter().map(|t| t["accuracy"].clone()).collect() };
         assert_eq!(acc(a), acc(b));
     }
+}
+
+/// One trial has no 95% interval: the tables print "-", the CSV an empty field, the JSON null
+/// (never NaN).
+#[test]
+fn one_trial_prints_a_dash_for_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("one.json");
+    let out = ldl(&[
+        "fewshot",
+        "--methods",
+        "ncm,device",
+        "--shots",
+        "1",
+        "--ways",
+        "3",
+        "--trials",
+        "1",
+        "--queries",
+        "5",
+        "--json",
+        s(&json),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("NaN"), "{text}");
+    let row = text.lines().find(|l| l.starts_with("ncm")).unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[3], "-", "{row}");
+    // The table names a method as typed, its settings last.
+    let row = text.lines().find(|l| l.starts_with("device ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(row.ends_with("  closed-id-shift2"), "{row}");
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(v[0]["ci95"].is_null(), "{v}");
+    assert!(v[0]["mean"].as_f64().unwrap() > 0.0);
+    fails_with(&["fewshot", "--methods", "ncm", "--trials", "0"], &["--trials"]);
+
+    let rep = dir.path().join("rep");
+    let out = ldl(&[
+        "reproduce",
+        "--methods",
+        "ncm,device",
+        "--shots",
+        "1",
+        "--trials",
+        "1",
+        "--out",
+        s(&rep),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["report.md", "summary.csv"] {
+        let t = std::fs::read_to_string(rep.join(f)).unwrap();
+        assert!(!t.contains("NaN"), "{f}: {t}");
+    }
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("NaN"));
+    let report = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(report.contains(" ± - "), "{report}");
+    let summary = std::fs::read_to_string(rep.join("summary.csv")).unwrap();
+    let row: Vec<&str> = summary.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!((row[2], row[4]), ("1", ""), "{summary}");
+    // Methods as typed, with the settings each cell ran.
+    assert!(summary.starts_with("method,shots,trials,mean,ci95,paper,train_secs,eval_secs,cell_secs,settings\n"));
+    let device: Vec<&str> = summary.lines().nth(2).unwrap().split(',').collect();
+    assert_eq!((device[0], device[9]), ("device", "closed-id-shift2"), "{summary}");
+    assert!(
+        report.contains("| device |") && !report.contains("| closed-id-shift2 |"),
+        "{report}"
+    );
+}
+
+/// The drawings of an Omniglot character of the default set (`Alphabet/characterNN`) as
+/// file names and PNG bytes, in the loader's order (by file name).
+fn omniglot_drawings(character: &str) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let zip_path = ldl_host::cli::default_omniglot();
+    let mut a = zip::ZipArchive::new(std::fs::File::open(zip_path).unwrap()).unwrap();
+    let dir = format!("images_background_small1/{character}/");
+    let mut names: Vec<String> = a
+        .file_names()
+        .filter_map(Result::ok)
+        .filter(|n| n.starts_with(&dir) && n.ends_with(".png"))
+        .map(|n| n.into_owned())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let mut b = Vec::new();
+            a.by_name(&n).unwrap().read_to_end(&mut b).unwrap();
+            (n[dir.len()..].to_string(), b)
+        })
+        .collect()
+}
+
+/// `ldl predict --png` on an Omniglot drawing as the data set has it (105x105, dark ink on
+/// white): the model's recorded resize and the inversion are applied as training did, so the
+/// input, and every distance, is the one the training loader's image of that drawing gives.
+#[test]
+fn predict_prepares_an_original_omniglot_drawing_as_training_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("omniglot.ldlm");
+    let t = ok_json(&[
+        "train",
+        "--dataset",
+        "omniglot",
+        "--classes",
+        "0-4",
+        "--shots",
+        "5",
+        "--out",
+        s(&path),
+        "--json",
+    ]);
+    assert_eq!(t["classes"][1], "Balinese/character02");
+    let model = ldl_core::format::decode(&std::fs::read(&path).unwrap()).unwrap();
+    let im = model.preprocess.image.unwrap();
+    assert_eq!((im.width, im.source_width), (28, 105));
+
+    let drawings = omniglot_drawings("Balinese/character02");
+    let offset = drawings.iter().position(|(n, _)| n == "0109_07.png").unwrap();
+    let png = &drawings[offset].1;
+    let drawing = dir.path().join("drawing.png");
+    std::fs::write(&drawing, png).unwrap();
+    let loaded = ldl_host::data::load_omniglot(&ldl_host::cli::default_omniglot(), &Default::default()).unwrap();
+    let row = loaded.class_indices()[1][offset];
+    let expected = loaded.row(row).to_vec();
+    // The input vector: the loader's, value for value.
+    let raw = ldl_host::models::predict::png_raw(&model.preprocess, &drawing, false).unwrap();
+    assert_eq!(raw, expected);
+    // The answer: every distance the loader's image gets from the model.
+    let (c, dist) = ldl_host::models::predict::classify_raw(&model, expected).unwrap();
+    let p = ok_json(&["predict", s(&path), "--png", s(&drawing), "--json"]);
+    let a = &p[0];
+    assert_eq!(a["best"], model.labels[c.best].as_str());
+    assert_eq!(a["best"], "Balinese/c02");
+    for (l, d) in model.labels.iter().zip(&dist) {
+        assert_eq!(a["distances"][l.as_str()].as_f64().unwrap() as f32, *d, "{l}");
+    }
+    // --invert changes nothing: the model records the inversion.
+    assert_eq!(ok_json(&["predict", s(&path), "--png", s(&drawing), "--invert", "--json"]), p);
+
+    // Another size: the message names the sizes the model takes.
+    let small = dir.path().join("small.png");
+    {
+        let f = std::fs::File::create(&small).unwrap();
+        let mut enc = png::Encoder::new(f, 50, 50);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.write_header().unwrap().write_image_data(&[255u8; 2500]).unwrap();
+    }
+    fails_with(&["predict", s(&path), "--png", s(&small)], &["50x50", "105x105", "28x28"]);
+}
+
+/// `ldl eval` on a separate Omniglot folder says it scores every drawing of that folder, and
+/// does not claim it holds the drawings the model was trained on; on the default set, which
+/// `ldl train` draws from by default, it says they are among them if it was trained there.
+#[test]
+fn eval_on_a_separate_folder_does_not_claim_training_drawings() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.ldlm");
+    ok_json(&[
+        "train",
+        "--dataset",
+        "omniglot",
+        "--classes",
+        "0-2",
+        "--shots",
+        "3",
+        "--out",
+        s(&model),
+        "--json",
+    ]);
+    // A folder of other drawings of the same characters (the last five of each).
+    let folder = dir.path().join("unseen");
+    for ch in ["character01", "character02", "character03"] {
+        let out = folder.join("Balinese").join(ch);
+        std::fs::create_dir_all(&out).unwrap();
+        for (name, png) in omniglot_drawings(&format!("Balinese/{ch}")).iter().rev().take(5) {
+            std::fs::write(out.join(name), png).unwrap();
+        }
+    }
+    let args = ["eval", s(&model), "--dataset", "omniglot", "--data", s(&folder)];
+    let out = ldl(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap();
+    assert!(first.contains(&format!("(every drawing of {}): 15 samples", s(&folder))), "{first}");
+    assert!(!text.contains("trained on") && !text.contains("only set"), "{text}");
+    let e = ok_json(&[&args[..], &["--json"]].concat());
+    assert_eq!(e["split"], format!("every drawing of {}", s(&folder)));
+    assert_eq!(e["known"], 15);
+
+    let e = ok_json(&["eval", s(&model), "--dataset", "omniglot", "--json"]);
+    let split = e["split"].as_str().unwrap();
+    assert!(
+        split.contains("images_background_small1.zip") && split.contains("among them if it was trained there"),
+        "{split}"
+    );
+    assert_eq!(e["known"], 60);
+}
+
+/// A confusion matrix too wide to read (20 Omniglot classes) is summed up by its most frequent
+/// confusions; the whole matrix goes to --confusion-csv (and the JSON). A narrow one (MNIST
+/// digits) is printed whole.
+#[test]
+fn eval_prints_a_wide_confusion_matrix_as_its_top_confusions() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m20.ldlm");
+    ok_json(&[
+        "train",
+        "--dataset",
+        "omniglot",
+        "--classes",
+        "0-19",
+        "--shots",
+        "5",
+        "--out",
+        s(&model),
+        "--json",
+    ]);
+    let csv_path = dir.path().join("confusion.csv");
+    let out = ldl(&["eval", s(&model), "--dataset", "omniglot", "--confusion-csv", s(&csv_path)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("confusion (rows"), "{text}");
+    let e = ok_json(&["eval", s(&model), "--dataset", "omniglot", "--json"]);
+    let conf: Vec<Vec<u64>> = e["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect())
+        .collect();
+    assert_eq!((conf.len(), conf[0].len()), (21, 21));
+    // The listed confusions: the largest off-diagonal counts of the model's classes.
+    let listed: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("most frequent confusions"))
+        .skip(1)
+        .filter(|l| l.contains(" -> "))
+        .collect();
+    assert!(!listed.is_empty() && listed.len() <= 10, "{text}");
+    assert!(listed.iter().all(|l| l.len() <= 100), "{text}");
+    let mut off: Vec<u64> = (0..20)
+        .flat_map(|i| (0..21).filter(move |&j| j != i).map(move |j| (i, j)))
+        .map(|(i, j)| conf[i][j])
+        .collect();
+    off.sort_unstable_by(|a, b| b.cmp(a));
+    let counts: Vec<u64> = listed
+        .iter()
+        .map(|l| l.split_whitespace().last().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counts, off[..counts.len()], "{text}");
+    let labels = e["confusion_rows"].as_array().unwrap();
+    let first: Vec<&str> = listed[0].split_whitespace().collect();
+    let (i, j) = (0..20)
+        .flat_map(|i| (0..21).map(move |j| (i, j)))
+        .find(|&(i, j)| i != j && conf[i][j] == off[0])
+        .unwrap();
+    assert_eq!(
+        (first[0], first[2]),
+        (labels[i].as_str().unwrap(), e["confusion_cols"][j].as_str().unwrap())
+    );
+    // The CSV: the whole matrix, labelled.
+    let mut r = csv::Reader::from_path(&csv_path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[0], "true");
+    assert_eq!(
+        header[1..],
+        e["confusion_cols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()[..]
+    );
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 21);
+    for (k, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], *labels[k].as_str().unwrap());
+        let counts: Vec<u64> = row.iter().skip(1).map(|v| v.parse().unwrap()).collect();
+        assert_eq!(counts, conf[k], "row {k}");
+    }
+
+    // Three digits: the whole matrix, narrow enough to print.
+    let small = dir.path().join("m3.ldlm");
+    ok_json(&["train", "--classes", "0-2", "--shots", "5", "--out", s(&small), "--json"]);
+    let out = ldl(&["eval", s(&small)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("confusion (rows: true class, columns: decision)"), "{text}");
+    assert!(
+        text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["0", "1", "2"]),
+        "{text}"
+    );
+}
+
+/// `ldl train` with a gradient method prints how it trained, not closed-form fit options, and
+/// a model larger than every board's MODEL region comes with a warning (stderr and JSON)
+/// that names the method that fits: mcu, whose model of the same classes does fit.
+#[test]
+fn train_warns_of_a_model_no_board_holds_and_prints_the_options_that_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o2md.ldlm");
+    let train = |method: &str, json: bool| {
+        let mut a = vec!["train", "--classes", "0-2", "--shots", "3", "--method", method, "--out", s(&path)];
+        if json {
+            a.push("--json");
+        }
+        let out = ldl(&a);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let largest = ldl_host::models::boards::boards()
+        .unwrap()
+        .values()
+        .map(|b| b.model.size)
+        .max()
+        .unwrap();
+
+    let (text, err) = train("o2md:300", false);
+    assert!(std::fs::metadata(&path).unwrap().len() > largest);
+    assert!(text.contains("  training   3 epochs of Adam, lr 0.001, batch 1"), "{text}");
+    for opt in ["ridge", "affine", "rank_tol", "max_rank"] {
+        assert!(!text.contains(opt), "{opt}: {text}");
+    }
+    assert!(
+        err.contains("warning:") && err.contains("larger than every board's MODEL region"),
+        "{err}"
+    );
+    assert!(err.contains("--method mcu") && err.contains("which fits"), "{err}");
+    let (json, err) = train("o2md:300", true);
+    let t: Value = serde_json::from_str(&json).unwrap();
+    assert!(t["fit"].is_null(), "{t}");
+    assert_eq!(t["training"]["epochs"], 3);
+    assert_eq!(t["warnings"].as_array().unwrap().len(), 1);
+    assert!(err.contains(t["warnings"][0].as_str().unwrap()), "{err}");
+
+    // The method it names fits: the mcu model of the same classes, within the bound it gives.
+    let (json, err) = train("mcu", true);
+    let t: Value = serde_json::from_str(&json).unwrap();
+    assert!(t["warnings"].as_array().unwrap().is_empty() && err.is_empty(), "{t} {err}");
+    let bytes = t["bytes"].as_u64().unwrap();
+    assert!(bytes <= 3 * ldl_core::store::max_plain_class_len(784, 40) as u64, "{bytes}");
+    let stm32 = ldl_host::models::boards::board("stm32f405").unwrap();
+    assert!(bytes <= stm32.model.size);
+    // Closed-form methods print their fit.
+    assert_eq!(t["fit"]["max_rank"], 40);
+    assert!(t["training"].is_null());
+    let (text, _) = train("device", false);
+    assert!(text.contains("  fit        ridge 100"), "{text}");
 }

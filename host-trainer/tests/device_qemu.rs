@@ -154,6 +154,27 @@ fn device_command_enrolls_and_classifies_like_the_host_core() {
     }
     assert!(sevens_right > 0, "no test 7 recognised after enrolling 7");
 
+    // Test image 0 as a PNG, with the device's model file: prepared as the model records
+    // (grey levels 0..255, which the device scales), the answer of --mnist-test 0. Another
+    // model file is refused before anything is sent.
+    let png_path = dir.path().join("test0.png");
+    {
+        let pixels: Vec<u8> = raw(&test, 0).iter().map(|&v| v as u8).collect();
+        let mut enc = png::Encoder::new(std::fs::File::create(&png_path).unwrap(), 28, 28);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.write_header().unwrap().write_image_data(&pixels).unwrap();
+    }
+    let p = run(&["classify", "--model", s(&model_path), s(&png_path)]);
+    assert_eq!(p[0]["distances"], answers[0]["distances"], "{p}");
+    let mut other = ldl_host::models::load_model(&model_path).unwrap();
+    other.threshold = Some(1.0);
+    let other_path = dir.path().join("other.ldlm");
+    std::fs::write(&other_path, ldl_core::format::encode(&other).unwrap()).unwrap();
+    fail(
+        &["classify", "--model", s(&other_path), s(&png_path)],
+        &["other.ldlm", "not the device's model"],
+    );
+
     // Device-side errors come back as clear errors, and the device keeps going.
     fail(&["enroll", "7", "--mnist-train", "0"], &["duplicate label"]);
     fail(

@@ -112,12 +112,12 @@ pub fn load_omniglot(path: &Path, opts: &OmniglotOptions) -> Result<Dataset, Dat
         drawings.sort_by(|a, b| a.file.cmp(&b.file));
         for d in &drawings {
             let bytes = read_entry(path, &mut source, d)?;
-            let (w, h, ink) = decode_png_ink(&bytes).map_err(|reason| DataError::Image {
+            let (_, _, img) = prepare(&bytes, size, &mut resizer).map_err(|reason| DataError::Image {
                 path: path.into(),
                 entry: d.name.clone(),
                 reason,
             })?;
-            features.extend(resizer.resize(&ink, w, h, size));
+            features.extend(img);
             labels.push(class as u32);
         }
         class_names.push(format!("{alphabet}/{character}"));
@@ -142,6 +142,20 @@ pub fn load_omniglot(path: &Path, opts: &OmniglotOptions) -> Result<Dataset, Dat
         }
     }
     Ok(Dataset::new(features, labels, class_names, dim, Some((size, size))))
+}
+
+/// One drawing (PNG bytes) as the loader prepares it: ink = 1 - grey/255, shrunk to
+/// `size x size` by area averaging; with the drawing's own width and height. `ldl predict`
+/// and `ldl device` prepare a PNG for a model trained on Omniglot through it, so a drawing
+/// gets exactly the values training gave it.
+pub fn prepare_drawing(bytes: &[u8], size: usize) -> Result<(usize, usize, Vec<f32>), String> {
+    prepare(bytes, size, &mut Resizer::default())
+}
+
+/// [`prepare_drawing`] with the loader's resizer (its weights cached across drawings).
+fn prepare(bytes: &[u8], size: usize, resizer: &mut Resizer) -> Result<(usize, usize, Vec<f32>), String> {
+    let (w, h, ink) = decode_png_ink(bytes)?;
+    Ok((w, h, resizer.resize(&ink, w, h, size)))
 }
 
 /// Rotates a row-major `n x n` image by 90 degrees clockwise (top row becomes right column).

@@ -3,9 +3,12 @@
 //!
 //! Samples are sent raw, as the device's sensor would give them: the device applies the
 //! model's preprocessing itself (MNIST images as pixel levels 0..255, CSV rows as written).
+//! PNGs given with the model file (`--model`) are prepared as `ldl predict` prepares them
+//! (an Omniglot model's drawings shrunk and inverted as in training).
 
 use super::{connect, AnyClient, Classification};
-use crate::models::predict::{csv_inputs, mnist_split_inputs, png_grey, Input};
+use crate::models::predict::{csv_inputs, mnist_split_inputs, png_grey, png_raw, Input};
+use crate::models::{model_error, read_model_bytes};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ldl_core::protocol::{Info, ModelStatus};
@@ -73,12 +76,18 @@ pub struct SampleArgs {
     /// MNIST training images by index (0..59999), as pixel levels 0..255.
     #[arg(long, num_args = 1.., value_name = "INDEX")]
     pub mnist_train: Vec<usize>,
-    /// PNG: dark ink on light paper (e.g. Omniglot drawings): send 255 - grey.
+    /// The model file the device runs (its CRC is checked against the device's): PNGs are
+    /// prepared as it records, as `ldl predict` does (a model trained on Omniglot takes the
+    /// drawings at 105x105, shrunk and inverted exactly as in training). Without it, PNGs
+    /// are sent as grey levels of the device's input size (--invert, --unit).
+    #[arg(long, value_name = "MODEL.ldlm")]
+    pub model: Option<PathBuf>,
+    /// PNG: dark ink on light paper: send 255 - grey.
     #[arg(long)]
     pub invert: bool,
-    /// PNG: send grey levels divided by 255 (for models whose preprocessing does not scale,
-    /// e.g. Omniglot ones) instead of 0..255.
-    #[arg(long)]
+    /// PNG without --model: send grey levels divided by 255 (for models whose preprocessing
+    /// does not scale) instead of 0..255.
+    #[arg(long, conflicts_with = "model")]
     pub unit: bool,
     /// MNIST folder (default: data/mnist).
     #[arg(long)]
@@ -86,25 +95,38 @@ pub struct SampleArgs {
 }
 
 impl SampleArgs {
-    /// Loads the samples; `d` is the device's input dimension.
-    pub fn load(&self, d: usize) -> Result<Vec<Input>> {
+    /// Loads the samples; `d` is the device's input dimension and `crc` its model's CRC
+    /// (which --model must have).
+    pub fn load(&self, d: usize, crc: u32) -> Result<Vec<Input>> {
+        let model = self.model.as_deref().map(|p| device_model(p, d, crc)).transpose()?;
         let mut out = Vec::new();
         for f in &self.files {
             let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
             match ext.as_str() {
                 "png" => {
-                    let (w, h, grey) = png_grey(f, self.invert)?;
-                    if w * h != d {
-                        bail!("{}: {w}x{h} = {} pixels, the device takes {d} values", f.display(), w * h);
-                    }
+                    let raw = match &model {
+                        Some(m) => png_raw(&m.preprocess, f, self.invert)?,
+                        None => {
+                            let (w, h, grey) = png_grey(f, self.invert)?;
+                            if w * h != d {
+                                bail!(
+                                    "{}: {w}x{h} = {} pixels, the device takes {d} values (give --model MODEL.ldlm \
+                                     to prepare it as the model records, e.g. an Omniglot drawing shrunk from 105x105)",
+                                    f.display(),
+                                    w * h
+                                );
+                            }
+                            if self.unit {
+                                grey.iter().map(|g| g / 255.0).collect()
+                            } else {
+                                grey
+                            }
+                        }
+                    };
                     out.push(Input {
                         name: f.display().to_string(),
                         expected: None,
-                        raw: if self.unit {
-                            grey.iter().map(|g| g / 255.0).collect()
-                        } else {
-                            grey
-                        },
+                        raw,
                     });
                 }
                 _ => out.extend(csv_inputs(f, d)?),
@@ -127,6 +149,21 @@ impl SampleArgs {
         }
         Ok(out)
     }
+}
+
+/// The model file at `path`, which must be the device's model (`d` inputs, CRC `crc`).
+fn device_model(path: &std::path::Path, d: usize, crc: u32) -> Result<ldl_core::Model> {
+    let bytes = read_model_bytes(path)?;
+    let model = ldl_core::format::decode(&bytes).map_err(|e| model_error(path, e))?;
+    let file_crc = ldl_core::format::checksum(&bytes[..bytes.len() - ldl_core::format::CRC_LEN]);
+    if file_crc != crc || model.inputs() != d {
+        bail!(
+            "{}: not the device's model (the file: CRC {file_crc:08x}, {} inputs; the device: CRC {crc:08x}, {d} inputs)",
+            path.display(),
+            model.inputs()
+        );
+    }
+    Ok(model)
 }
 
 /// One classification, for printing.
@@ -240,18 +277,18 @@ fn info(dev: &mut AnyClient, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The device's input dimension, or an error when it has no valid model.
-fn inputs_of(dev: &mut AnyClient) -> Result<usize> {
+/// The device's input dimension and its model's CRC, or an error when it has no valid model.
+fn inputs_of(dev: &mut AnyClient) -> Result<(usize, u32)> {
     let i = dev.info()?;
-    if !matches!(i.model, ModelStatus::Valid { .. }) {
-        bail!("the device has no valid model: {}", model_state(&i));
+    match i.model {
+        ModelStatus::Valid { crc } => Ok((i.inputs as usize, crc)),
+        _ => bail!("the device has no valid model: {}", model_state(&i)),
     }
-    Ok(i.inputs as usize)
 }
 
 fn classify(dev: &mut AnyClient, s: &SampleArgs, json: bool) -> Result<()> {
-    let d = inputs_of(dev)?;
-    let inputs = s.load(d)?;
+    let (d, crc) = inputs_of(dev)?;
+    let inputs = s.load(d, crc)?;
     let labels = dev.list()?;
     let bar = (!json && inputs.len() > 20).then(|| crate::cli::bar(inputs.len() as u64, "classifying on the device".into()));
     let mut answers: Vec<(&Input, Classification)> = Vec::with_capacity(inputs.len());
@@ -309,8 +346,8 @@ fn classify(dev: &mut AnyClient, s: &SampleArgs, json: bool) -> Result<()> {
 }
 
 fn enroll(dev: &mut AnyClient, label: &str, s: &SampleArgs, json: bool) -> Result<()> {
-    let d = inputs_of(dev)?;
-    let inputs = s.load(d)?;
+    let (d, crc) = inputs_of(dev)?;
+    let inputs = s.load(d, crc)?;
     let refs: Vec<&[f32]> = inputs.iter().map(|i| i.raw.as_slice()).collect();
     let t0 = Instant::now();
     let rank = dev.enroll(label, &refs).with_context(|| format!("enrolling {label:?}"))?;
@@ -325,4 +362,64 @@ fn enroll(dev: &mut AnyClient, label: &str, s: &SampleArgs, json: bool) -> Resul
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// With --model, a PNG for a device whose model was trained on Omniglot is prepared as
+    /// `ldl predict` prepares it: an original 105x105 drawing becomes the loader's 28x28 ink
+    /// image. The model file must be the device's.
+    #[test]
+    fn pngs_with_the_model_are_prepared_as_it_records() {
+        let zip = crate::repo_root().join("data/omniglot/images_background_small1.zip");
+        let opts = crate::data::OmniglotOptions {
+            alphabets: Some(vec!["Greek".into()]),
+            ..Default::default()
+        };
+        let ds = crate::data::load_omniglot(&zip, &opts).unwrap();
+        // A model of two Greek characters, from the library as `ldl train` makes it.
+        let kind = crate::cli::DatasetKind::Omniglot;
+        let support: Vec<Vec<f32>> = (0..2).map(|c| crate::models::raw_rows(kind, &ds, ds.indices_of_class(c))).collect();
+        let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
+        let cfg = ldl_core::methods::ClosedFormConfig::default();
+        let mut m = ldl_core::methods::fit_closed_form(&views, 784, &["a", "b"], &cfg, 1).unwrap();
+        m.preprocess = crate::models::preprocess_for(kind, &ds, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.ldlm");
+        let bytes = ldl_core::format::encode(&m).unwrap();
+        std::fs::write(&model, &bytes).unwrap();
+        let crc = ldl_core::format::checksum(&bytes[..bytes.len() - ldl_core::format::CRC_LEN]);
+
+        // The first drawing of Greek/character01 (rows go by class, then file name).
+        let mut a = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).unwrap();
+        let mut names: Vec<String> = a
+            .file_names()
+            .filter_map(Result::ok)
+            .filter(|n| n.starts_with("images_background_small1/Greek/character01/") && n.ends_with(".png"))
+            .map(|n| n.into_owned())
+            .collect();
+        names.sort();
+        let mut png = Vec::new();
+        a.by_name(&names[0]).unwrap().read_to_end(&mut png).unwrap();
+        let file = dir.path().join("drawing.png");
+        std::fs::write(&file, &png).unwrap();
+
+        let mut s = SampleArgs {
+            files: vec![file.clone()],
+            model: Some(model.clone()),
+            ..Default::default()
+        };
+        let got = s.load(784, crc).unwrap();
+        assert_eq!(got[0].raw, ds.row(0));
+        // Another device model: refused, nothing sent.
+        let e = s.load(784, crc ^ 1).unwrap_err().to_string();
+        assert!(e.contains("not the device's model"), "{e}");
+        // Without the model: grey levels of the device's size only, and the way out named.
+        s.model = None;
+        let e = s.load(784, crc).unwrap_err().to_string();
+        assert!(e.contains("105x105") && e.contains("--model"), "{e}");
+    }
 }

@@ -22,6 +22,10 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the whole confusion matrix here as CSV (the text report prints it only
+    /// when it is at most 100 characters wide, else the most frequent confusions).
+    #[arg(long, value_name = "PATH")]
+    pub confusion_csv: Option<PathBuf>,
 }
 
 /// One model class's result.
@@ -209,18 +213,99 @@ fn print(path: &str, dataset: &str, split: &str, r: &EvalReport) {
     let rows: Vec<usize> = (0..c).chain((r.unknown_expected > 0).then_some(c)).collect();
     let w = r.confusion_cols.iter().map(String::len).max().unwrap_or(1).clamp(5, 16);
     println!();
-    println!("  confusion (rows: true class, columns: decision)");
-    print!("  {:<16}", "");
-    for &j in &cols {
-        print!(" {:>w$}", r.confusion_cols[j]);
-    }
-    println!();
-    for &i in &rows {
-        print!("  {:<16}", r.confusion_rows[i]);
+    if 2 + 16 + cols.len() * (w + 1) <= MATRIX_WIDTH {
+        println!("  confusion (rows: true class, columns: decision)");
+        print!("  {:<16}", "");
         for &j in &cols {
-            print!(" {:>w$}", r.confusion[i][j]);
+            print!(" {:>w$}", r.confusion_cols[j]);
         }
         println!();
+        for &i in &rows {
+            print!("  {:<16}", r.confusion_rows[i]);
+            for &j in &cols {
+                print!(" {:>w$}", r.confusion[i][j]);
+            }
+            println!();
+        }
+        return;
+    }
+    let top = top_confusions(r, TOP_CONFUSIONS);
+    println!(
+        "  most frequent confusions ({} classes: the whole matrix is in --json and --confusion-csv)",
+        c
+    );
+    if top.is_empty() {
+        println!("  none: every sample of the model's classes got its own class");
+    }
+    for (i, j, n) in top {
+        println!("  {:<16} -> {:<16} {n:>6}", r.confusion_rows[i], r.confusion_cols[j]);
+    }
+}
+
+/// Widest confusion matrix `eval` prints, in characters; a wider one is summed up by its
+/// most frequent confusions ([`top_confusions`]).
+pub const MATRIX_WIDTH: usize = 100;
+
+/// Confusions listed when the matrix is too wide to print.
+pub const TOP_CONFUSIONS: usize = 10;
+
+/// The `n` largest off-diagonal counts of the model's classes (row: true class, column: the
+/// decision, `unknown` included), largest first, ties in row then column order.
+pub fn top_confusions(r: &EvalReport, n: usize) -> Vec<(usize, usize, usize)> {
+    let c = r.per_class.len();
+    let mut all: Vec<(usize, usize, usize)> = (0..c)
+        .flat_map(|i| (0..=c).map(move |j| (i, j)))
+        .filter(|&(i, j)| i != j && r.confusion[i][j] > 0)
+        .map(|(i, j)| (i, j, r.confusion[i][j]))
+        .collect();
+    all.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+    all.truncate(n);
+    all
+}
+
+/// Writes the whole confusion matrix as CSV: a header `true` then the decisions, one row per
+/// true class.
+fn write_confusion_csv(path: &std::path::Path, r: &EvalReport) -> Result<()> {
+    let fail = || format!("{}: cannot write the confusion CSV", path.display());
+    let mut w = csv::Writer::from_path(path).with_context(fail)?;
+    w.write_record(std::iter::once("true").chain(r.confusion_cols.iter().map(String::as_str)))
+        .with_context(fail)?;
+    for (label, row) in r.confusion_rows.iter().zip(&r.confusion) {
+        w.write_record(std::iter::once(label.clone()).chain(row.iter().map(usize::to_string)))
+            .with_context(fail)?;
+    }
+    w.flush().with_context(fail)
+}
+
+/// Which samples `eval` scores, as far as the arguments tell (the model file does not say
+/// what it was trained on): a test or validation split, or every drawing of an Omniglot set.
+/// Only the default Omniglot set, which `ldl train` also draws from by default, is said to
+/// hold the model's training drawings if it was trained there.
+fn set_description(data: &DataArgs, loaded: &Loaded) -> String {
+    if loaded.test.is_some() {
+        return if data.validation {
+            format!(
+                "validation split: training images {}..{}",
+                crate::tune::VALIDATION_START,
+                crate::tune::TRAIN_LEN
+            )
+        } else {
+            "test split".into()
+        };
+    }
+    let default = crate::cli::default_omniglot();
+    let path = data.data.clone().unwrap_or_else(|| default.clone());
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(&path, &default) {
+        format!(
+            "every drawing of {}, the set `ldl train` draws from by default: the model's training drawings are among them if it was trained there",
+            path.display()
+        )
+    } else {
+        format!("every drawing of {}", path.display())
     }
 }
 
@@ -238,19 +323,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let r = evaluate(&model, &xs, &truth, !args.json)?;
-    let split = if loaded.test.is_some() {
-        "test split"
-    } else {
-        "its only set, including any drawings the model was trained on"
-    };
+    let split = set_description(&args.data, &loaded);
+    if let Some(p) = &args.confusion_csv {
+        write_confusion_csv(p, &r)?;
+    }
     if args.json {
         let mut v = serde_json::to_value(&r)?;
         v["model"] = args.model.display().to_string().into();
         v["dataset"] = kind_name(args.data.dataset).into();
-        v["split"] = split.into();
+        v["split"] = split.as_str().into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print(&args.model.display().to_string(), kind_name(args.data.dataset), split, &r);
+        print(&args.model.display().to_string(), kind_name(args.data.dataset), &split, &r);
     }
     Ok(())
 }

@@ -10,7 +10,7 @@
 //! | data set | raw input (what the device receives) | recorded preprocessing |
 //! |---|---|---|
 //! | MNIST | the 784 pixel bytes as floats `0.0..=255.0` (row-major 28x28, ink high) | `scale = 1/255`, `offset = 0`, image 28x28 (no resize) |
-//! | Omniglot | 28x28 ink values in `[0, 1]` (the host's area-averaged 105 -> 28 resize, ink = 1 - grey/255) | `scale = 1`, `offset = 0`, image 28x28 from a 105x105 source (informational: the device does not resize) |
+//! | Omniglot | 28x28 ink values in `[0, 1]` (the host's area-averaged 105 -> 28 resize, ink = 1 - grey/255) | `scale = 1`, `offset = 0`, image 28x28 from a 105x105 source (the device does not resize; `predict --png` and `device --model` prepare a 105x105 drawing with the loader's own resize and inversion) |
 //! | CSV | the features as written in the file | `scale = 1`, `offset = 0`, no image |
 //!
 //! `shift` (enrollment augmentation) is the method's shift: 2 for `device` (an enrolling

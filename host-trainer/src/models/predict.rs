@@ -2,14 +2,15 @@
 //! `ldl_core::classify` (the device's own path), after the model's preprocessing.
 //!
 //! Inputs are raw, as a device receives them (see [`super`]): MNIST test images as pixel
-//! bytes 0..255, PNG files as grey levels 0..255 (divided by 255 first when the model's
-//! preprocessing does not scale, e.g. Omniglot models, whose input is ink in [0, 1]), CSV
-//! rows as written.
+//! bytes 0..255, PNG files prepared as the model's training data was ([`png_raw`]: an
+//! Omniglot model's drawings shrunk from 105x105 and inverted by the Omniglot loader's own
+//! code; other images as grey levels 0..255, divided by 255 when the model's preprocessing
+//! does not scale), CSV rows as written.
 
 use super::{load_model, preprocessed};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{ArgGroup, Args};
-use ldl_core::Model;
+use ldl_core::{Model, Preprocess};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -27,10 +28,14 @@ pub struct PredictArgs {
     /// MNIST test images by index (0..9999), as raw pixel bytes.
     #[arg(long, num_args = 1.., value_name = "INDEX")]
     pub mnist_test: Vec<usize>,
-    /// Grey-scale (or colour, converted to luma) PNG images of the model's image size.
+    /// Grey-scale (or colour, converted to luma) PNG images, prepared as the model records:
+    /// a model trained on Omniglot takes the drawings as the data set has them (105x105, dark
+    /// ink on white), shrunk and inverted exactly as in training; other models take images
+    /// of their own size.
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub png: Vec<PathBuf>,
-    /// PNG: dark ink on light paper (e.g. Omniglot drawings): use 255 - grey, so ink is high.
+    /// PNG: dark ink on light paper: use 255 - grey, so ink is high (models trained on
+    /// Omniglot invert as their training did, with or without it).
     #[arg(long)]
     pub invert: bool,
     /// MNIST folder for --mnist-test (default: data/mnist).
@@ -148,24 +153,56 @@ pub fn png_grey(path: &Path, invert: bool) -> Result<(usize, usize, Vec<f32>)> {
     Ok((w, h, out))
 }
 
-fn png_inputs(model: &Model, paths: &[PathBuf], invert: bool) -> Result<Vec<Input>> {
-    let Some(im) = model.preprocess.image else {
+/// The raw input (what a device receives) of the PNG at `path` for a model with the
+/// preprocessing `pp`, prepared as the model's training data was:
+///
+/// * a recorded source size (a model trained on Omniglot drawings, see [`super`]): the
+///   drawing as the Omniglot loader prepares it
+///   ([`crate::data::omniglot::prepare_drawing`]: ink = 1 - grey/255, shrunk from the
+///   source size by area averaging), whatever `invert`. The PNG is the source size, or
+///   already the model's;
+/// * otherwise grey levels 0..255 (255 - grey with `invert`) of the model's size, divided
+///   by 255 when the preprocessing does not scale.
+pub fn png_raw(pp: &Preprocess, path: &Path, invert: bool) -> Result<Vec<f32>> {
+    let Some(im) = pp.image else {
         bail!("the model does not take images (its preprocessing has no image size)");
     };
     let (mw, mh) = (im.width as usize, im.height as usize);
-    let scaled = model.preprocess.scale == 1.0;
+    if im.source_width != 0 || im.source_height != 0 {
+        let sw = if im.source_width == 0 { mw } else { im.source_width as usize };
+        let sh = if im.source_height == 0 { mh } else { im.source_height as usize };
+        if mw != mh || mw == 0 {
+            bail!("the model takes {mw}x{mh} images resized from {sw}x{sh}: only square ones are resized");
+        }
+        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read the image", path.display()))?;
+        let (w, h, ink) = crate::data::omniglot::prepare_drawing(&bytes, mw).map_err(|why| anyhow!("{}: {why}", path.display()))?;
+        if (w, h) != (sw, sh) && (w, h) != (mw, mh) {
+            bail!(
+                "{}: the image is {w}x{h}; the model takes drawings of {sw}x{sh} (shrunk to {mw}x{mh} as in training) or of {mw}x{mh}",
+                path.display()
+            );
+        }
+        return Ok(ink);
+    }
+    let (w, h, grey) = png_grey(path, invert)?;
+    if (w, h) != (mw, mh) {
+        bail!("{}: the image is {w}x{h}, the model takes {mw}x{mh}", path.display());
+    }
+    Ok(if pp.scale == 1.0 {
+        grey.iter().map(|g| g / 255.0).collect()
+    } else {
+        grey
+    })
+}
+
+fn png_inputs(model: &Model, paths: &[PathBuf], invert: bool) -> Result<Vec<Input>> {
     paths
         .iter()
         .map(|p| {
-            let (w, h, grey) = png_grey(p, invert)?;
-            if (w, h) != (mw, mh) {
-                bail!("{}: the image is {w}x{h}, the model takes {mw}x{mh}", p.display());
-            }
-            let raw = if scaled { grey.iter().map(|g| g / 255.0).collect() } else { grey };
             Ok(Input {
                 name: p.display().to_string(),
                 expected: None,
-                raw,
+                raw: png_raw(&model.preprocess, p, invert)?,
             })
         })
         .collect()

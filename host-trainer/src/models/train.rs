@@ -82,8 +82,12 @@ pub const HELDOUT_PER_CLASS: usize = 100;
 pub struct Trained {
     /// The model, ready to encode.
     pub model: Model,
-    /// The method's name (as in reports).
+    /// The method's name, as given (`--method`).
     pub method: String,
+    /// What it resolved to ([`MethodSpec::name`], e.g. `closed-id-shift2` for `device`).
+    pub settings: String,
+    /// The resolved method (the setting validated for `--shots`).
+    pub spec: MethodSpec,
     /// Data-set class names, in model class order.
     pub class_names: Vec<String>,
     /// Training-split row indices used, per class.
@@ -217,13 +221,13 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
         MethodSpec::Gradient(cfg) => {
             if args.max_rank.is_some() {
                 bail!(
-                    "--max-rank applies to the closed-form methods (device, closed), not {}",
-                    spec.name()
+                    "--max-rank applies to the closed-form methods (mcu, device, closed), not {}",
+                    args.method
                 );
             }
             let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
             let mut tr = GradientTrainer::new(&views, d, &label_refs, cfg, args.seed).context("setting up the trainer")?;
-            let b = bar(cfg.epochs as u64, format!("{} epochs", spec.name()));
+            let b = bar(cfg.epochs as u64, format!("{} epochs", args.method));
             for e in 0..cfg.epochs {
                 tr.epoch().with_context(|| format!("training epoch {}", e + 1))?;
                 b.inc(1);
@@ -231,10 +235,10 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
             b.finish_and_clear();
             tr.into_model()
         }
-        other => bail!(
+        _ => bail!(
             "method {:?} is a baseline, not an LDL model: it cannot be exported as a model file \
-             (use device, closed[:K], o2md[:K], bd[:K] or naive)",
-            other.name()
+             (use mcu, device, closed[:K], o2md[:K], bd[:K] or naive)",
+            args.method
         ),
     };
     model.capacity = capacity;
@@ -290,10 +294,14 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
         (None, None) => (None, "none".to_string()),
     };
     model.threshold = threshold;
-    model.validate().context("the trained model is inconsistent")?;
+    model
+        .validate()
+        .context(crate::cli::Internal("the trained model is inconsistent"))?;
     Ok(Trained {
         model,
-        method: spec.name(),
+        method: args.method.trim().to_string(),
+        settings: spec.name(),
+        spec,
         class_names,
         indices,
         train_accuracy: correct as f64 / n as f64,
@@ -323,6 +331,7 @@ struct Summary<'a> {
     bytes: usize,
     crc32: String,
     method: &'a str,
+    settings: &'a str,
     dataset: &'static str,
     classes: &'a [String],
     labels: Vec<&'a str>,
@@ -335,8 +344,119 @@ struct Summary<'a> {
     threshold: Option<f32>,
     threshold_source: &'a str,
     preprocess: ldl_core::Preprocess,
-    fit: ldl_core::FitOptions,
+    /// Closed-form methods: the fit (also how a device fits classes it enrolls).
+    fit: Option<ldl_core::FitOptions>,
+    /// Gradient methods: how the classes were trained.
+    training: Option<GradientSummary>,
     train_accuracy: f64,
+    /// Said on stderr too: a model larger than every board's MODEL region.
+    warnings: Vec<String>,
+}
+
+/// How a gradient method trained (what `train` prints instead of closed-form fit options).
+#[derive(Serialize)]
+struct GradientSummary {
+    epochs: usize,
+    optimizer: &'static str,
+    lr: f32,
+    /// BD: the target's own rate (stage 1).
+    target_lr: Option<f32>,
+    batch_size: usize,
+    weight_decay: f32,
+}
+
+impl GradientSummary {
+    fn new(c: &ldl_core::methods::GradientConfig) -> Self {
+        let (optimizer, lr) = optimizer(&c.predictor_step.optimizer);
+        GradientSummary {
+            epochs: c.epochs,
+            optimizer,
+            lr,
+            target_lr: (c.method == ldl_core::Method::Bd).then(|| optimizer_lr(&c.target_step.optimizer)),
+            batch_size: c.predictor_step.batch_size,
+            weight_decay: c.predictor_step.weight_decay,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "{} epochs of {}, lr {}, batch {}",
+            self.epochs, self.optimizer, self.lr, self.batch_size
+        );
+        if self.weight_decay != 0.0 {
+            s += &format!(", weight decay {}", self.weight_decay);
+        }
+        if let Some(t) = self.target_lr {
+            s += &format!("; target lr {t}");
+        }
+        s
+    }
+}
+
+fn optimizer(o: &ldl_core::Optimizer) -> (&'static str, f32) {
+    match *o {
+        ldl_core::Optimizer::Adam { lr, .. } => ("Adam", lr),
+        ldl_core::Optimizer::Sgd { lr, .. } => ("SGD", lr),
+    }
+}
+
+fn optimizer_lr(o: &ldl_core::Optimizer) -> f32 {
+    optimizer(o).1
+}
+
+/// A warning when a model file of `bytes` (`classes` classes of `inputs` inputs, trained
+/// with `spec`) is larger than every board's MODEL region (`firmware/boards.toml`), with the
+/// method that fits: the boards keep classes in the mcu mode's 8-bit form, whose classes
+/// take at most [`ldl_core::store::max_plain_class_len`] bytes each.
+pub fn size_warning(path: &str, bytes: usize, classes: usize, inputs: usize, spec: &MethodSpec) -> Result<Option<String>> {
+    let boards = super::boards::boards()?;
+    let Some((key, largest)) = boards.iter().map(|(k, b)| (k, b.model.size)).max_by_key(|&(_, size)| size) else {
+        return Ok(None);
+    };
+    if bytes as u64 <= largest {
+        return Ok(None);
+    }
+    let hb = super::human_bytes;
+    let mut msg = format!(
+        "{path} is {bytes} bytes ({}), larger than every board's MODEL region (the largest: {key}'s {})",
+        hb(bytes as u64),
+        hb(largest)
+    );
+    let (rank, mcu) = match spec {
+        MethodSpec::Compact { cfg, .. } => (cfg.fit.max_rank as usize, true),
+        _ => (crate::experiment::MCU_RANK as usize, false),
+    };
+    let rank = if rank == 0 { inputs } else { rank.min(inputs) };
+    let per_class = ldl_core::store::max_plain_class_len(inputs, rank) as u64;
+    let total = per_class * classes as u64;
+    let fits: Vec<&str> = boards
+        .iter()
+        .filter(|(_, b)| total <= b.model.size)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let most = largest / per_class.max(1);
+    if mcu {
+        msg += &format!(
+            ": its {classes} classes take up to {} each at rank {rank}; keep fewer directions (mcu:RANK) or fewer \
+             classes (at most {most} fit {key})",
+            hb(per_class)
+        );
+    } else if fits.is_empty() {
+        msg += &format!(
+            ". The boards keep classes in the 8-bit form of --method mcu (device is the same fit in f32), up to {} \
+             per class here: at most {most} classes fit {key}",
+            hb(per_class)
+        );
+    } else {
+        msg += &format!(
+            ". The boards keep classes in the 8-bit form of --method mcu (device is the same fit in f32): up to {} \
+             per class here, about {} for these {classes} classes, which fits {}",
+            hb(per_class),
+            hb(total),
+            fits.join(", ")
+        );
+    }
+    Ok(Some(msg))
 }
 
 /// Runs `ldl train`.
@@ -356,11 +476,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ldl_core::Predictor::Dense(_) => None,
         })
         .collect();
+    let warnings: Vec<String> = size_warning(&args.out.display().to_string(), bytes.len(), m.labels.len(), m.inputs(), &t.spec)?
+        .into_iter()
+        .collect();
+    // After the summary (stdout flushed first, so the warning comes last in a shared log).
+    let warn = |ws: &[String]| -> Result<()> {
+        std::io::Write::flush(&mut std::io::stdout())?;
+        ws.iter().for_each(|w| eprintln!("warning: {w}"));
+        Ok(())
+    };
     let s = Summary {
         out: args.out.display().to_string(),
         bytes: bytes.len(),
         crc32: format!("{crc:08x}"),
         method: &t.method,
+        settings: &t.settings,
         dataset: super::kind_name(args.data.dataset),
         classes: &t.class_names,
         labels: m.labels.iter().map(|l| l.as_str()).collect(),
@@ -373,18 +503,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
         threshold: m.threshold,
         threshold_source: &t.threshold_source,
         preprocess: m.preprocess,
-        fit: m.fit,
+        fit: matches!(t.spec, MethodSpec::ClosedForm { .. } | MethodSpec::Compact { .. }).then_some(m.fit),
+        training: match &t.spec {
+            MethodSpec::Gradient(c) => Some(GradientSummary::new(c)),
+            _ => None,
+        },
         train_accuracy: t.train_accuracy,
+        warnings,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(());
+        return warn(&s.warnings);
     }
     let per: Vec<usize> = s.samples_per_class.clone();
     let same = per.iter().all(|&x| x == per[0]);
     println!(
-        "trained {} on {} classes {} ({} samples{}, seed {})",
+        "trained {} ({}) on {} classes {} ({} samples{}, seed {})",
         s.method,
+        s.settings,
         s.dataset,
         s.labels.join(", "),
         per.iter().sum::<usize>(),
@@ -405,19 +541,41 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("  ranks      {}", r.join(" "));
     }
     println!("  preprocess {}", super::inspect::describe_preprocess(&m.preprocess));
-    println!("  fit        {}", super::inspect::describe_fit(&m.fit));
+    if let Some(f) = &s.fit {
+        println!("  fit        {}", super::inspect::describe_fit(f));
+    }
+    if let Some(g) = &s.training {
+        println!("  training   {}", g.describe());
+    }
     match s.threshold {
         Some(th) => println!("  threshold  {th:.6} ({})", s.threshold_source),
         None => println!("  threshold  none (every sample gets its closest class)"),
     }
     println!("  training accuracy {:.4}", s.train_accuracy);
     println!("wrote {}: {} bytes, CRC-32 {}", s.out, s.bytes, s.crc32);
-    Ok(())
+    warn(&s.warnings)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The warning names what fits: the mcu mode when its classes fit a board, else how many
+    /// of them fit the largest region; an mcu model that does not fit is told to shrink.
+    #[test]
+    fn size_warnings_name_what_fits() {
+        let device = crate::experiment::device_mode(None);
+        let mcu = crate::experiment::mcu_mode(None, None);
+        let qemu = super::super::boards::board("qemu").unwrap().model.size as usize;
+        assert_eq!(size_warning("m", qemu, 64, 784, &device).unwrap(), None);
+        let w = size_warning("m", qemu + 1, 64, 784, &device).unwrap().unwrap();
+        assert!(w.contains("the largest: qemu's 2.00 MiB") && w.contains("which fits qemu"), "{w}");
+        let per = ldl_core::store::max_plain_class_len(4096, 40);
+        let w = size_warning("m", 1 << 30, 20, 4096, &device).unwrap().unwrap();
+        assert!(w.contains(&format!("at most {} classes fit qemu", qemu / per)), "{w}");
+        let w = size_warning("m", qemu + 1, 64, 784, &mcu).unwrap().unwrap();
+        assert!(w.contains("mcu:RANK") && !w.contains("--method mcu"), "{w}");
+    }
 
     #[test]
     fn nearest_rank_quantile() {

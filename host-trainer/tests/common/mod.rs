@@ -15,6 +15,16 @@ pub fn ldl(args: &[&str]) -> Output {
         .expect("run ldl")
 }
 
+/// Runs `ldl ARGS` with `RUST_BACKTRACE=1`, as a developer's shell may have it.
+pub fn ldl_with_backtraces(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ldl"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("run ldl")
+}
+
 /// Runs `ldl ARGS`, which must succeed and print JSON.
 pub fn ok_json(args: &[&str]) -> Value {
     let out = ldl(args);
