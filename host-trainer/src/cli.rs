@@ -79,6 +79,10 @@ pub struct DataArgs {
     /// images 0..50000, queries from 50000..60000 (the split `ldl tune` uses).
     #[arg(long)]
     pub validation: bool,
+    /// MNIST: the most bytes an IDX file may hold after decompression (e.g. 4G); a file
+    /// whose header declares more is refused before it is read or inflated.
+    #[arg(long, value_name = "SIZE", value_parser = crate::models::parse_size, default_value = "1G")]
+    pub max_input_bytes: u64,
 }
 
 /// Loaded data: training split, optional test split.
@@ -93,10 +97,13 @@ impl DataArgs {
     /// Loads the data set.
     pub fn load(&self) -> Result<Loaded> {
         let root = crate::repo_root();
+        let limits = data::Limits {
+            input_bytes: self.max_input_bytes,
+        };
         Ok(match self.dataset {
             DatasetKind::Mnist if self.validation => {
                 let dir = self.data.clone().unwrap_or_else(|| root.join("data/mnist"));
-                let all = data::load_mnist(&dir, data::Split::Train)?;
+                let all = data::load_mnist_with(&dir, data::Split::Train, &limits)?;
                 let split = crate::tune::VALIDATION_START;
                 Loaded {
                     train: all.subset(&(0..split).collect::<Vec<_>>()),
@@ -106,8 +113,8 @@ impl DataArgs {
             DatasetKind::Mnist => {
                 let dir = self.data.clone().unwrap_or_else(|| root.join("data/mnist"));
                 Loaded {
-                    train: data::load_mnist(&dir, data::Split::Train)?,
-                    test: Some(data::load_mnist(&dir, data::Split::Test)?),
+                    train: data::load_mnist_with(&dir, data::Split::Train, &limits)?,
+                    test: Some(data::load_mnist_with(&dir, data::Split::Test, &limits)?),
                 }
             }
             DatasetKind::Omniglot => {

@@ -222,6 +222,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             test: None,
             rotations: false,
             validation: false,
+            max_input_bytes: crate::data::DEFAULT_MAX_INPUT_BYTES,
         },
         classes: Some(format!("{}-{}", KNOWN.start, KNOWN.end - 1)),
         shots: Some(a.train_shots),

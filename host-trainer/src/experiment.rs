@@ -533,6 +533,9 @@ pub fn augment_support(support: &[Vec<f32>], image: Option<(usize, usize)>, shif
         bail!("shift augmentation needs images")
     };
     let n = w * h;
+    if n == 0 {
+        bail!("shift augmentation needs images of at least one pixel, not {w}x{h}");
+    }
     let per = augment::shift_count(shift);
     support
         .iter()

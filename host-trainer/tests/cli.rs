@@ -16,6 +16,7 @@ fn mnist() -> DataArgs {
         test: None,
         rotations: false,
         validation: false,
+        max_input_bytes: ldl_host::data::DEFAULT_MAX_INPUT_BYTES,
     }
 }
 

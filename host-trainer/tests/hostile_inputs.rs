@@ -1,0 +1,164 @@
+//! Files made to break the loaders (issue 18): every one is refused with a clear error
+//! naming the file and the limit, before anything large is allocated, read or inflated, and
+//! nothing panics or aborts.
+
+use std::io::Write;
+use std::path::Path;
+
+mod common;
+use common::{fails_with, s};
+
+/// An IDX image file header: magic, count, rows, cols.
+fn idx_images(count: u32, rows: u32, cols: u32) -> Vec<u8> {
+    [0x0803, count, rows, cols].iter().flat_map(|v| v.to_be_bytes()).collect()
+}
+
+/// An IDX label file of `labels`.
+fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut b: Vec<u8> = [0x0801, labels.len() as u32].iter().flat_map(|v| v.to_be_bytes()).collect();
+    b.extend_from_slice(labels);
+    b
+}
+
+/// An MNIST folder whose train and test splits both hold `images` (as written) and
+/// `labels` labels (0, then 1s).
+fn mnist_dir(dir: &Path, images: &[u8], images_name: &str, labels: usize) {
+    let mut l = vec![1u8; labels];
+    l[0] = 0;
+    for split in ["train", "t10k"] {
+        std::fs::write(dir.join(format!("{split}-{images_name}")), images).unwrap();
+        std::fs::write(dir.join(format!("{split}-labels-idx1-ubyte")), idx_labels(&l)).unwrap();
+    }
+}
+
+fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// `train` and `fewshot` on the MNIST folder `dir` (extra arguments `more`) both fail with
+/// exit code 1, no panic, and every one of `needles` in the message.
+fn train_and_fewshot_fail(dir: &Path, more: &[&str], needles: &[&str]) {
+    let out = dir.join("m.ldlm");
+    let mut train = vec!["train", "--data", s(dir), "--classes", "0-1", "--shots", "1", "--out", s(&out)];
+    train.extend_from_slice(more);
+    fails_with(&train, needles);
+    let mut fewshot = vec!["fewshot", "--data", s(dir), "--shots", "1", "--trials", "1"];
+    fewshot.extend_from_slice(more);
+    fails_with(&fewshot, needles);
+    assert!(!out.exists());
+}
+
+#[test]
+fn mnist_headers_that_overflow_or_exceed_the_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2^22 x 2^21 x 2^21 with as many labels: the product overflowed to 0, which matched the
+    // 16-byte file (train panicked, fewshot aborted allocating 16 TiB).
+    mnist_dir(dir.path(), &idx_images(1 << 22, 1 << 21, 1 << 21), "images-idx3-ubyte", 1 << 22);
+    train_and_fewshot_fail(
+        dir.path(),
+        &[],
+        &["train-images-idx3-ubyte", "4194304 x 2097152 x 2097152", "more than 2^64 bytes"],
+    );
+    // MNIST's own size declared in a 16-byte file: above a lowered limit, the limit is named;
+    // under the default one, the real length is short.
+    mnist_dir(dir.path(), &idx_images(60_000, 28, 28), "images-idx3-ubyte", 2);
+    train_and_fewshot_fail(
+        dir.path(),
+        &["--max-input-bytes", "1M"],
+        &["train-images-idx3-ubyte", "47040000 bytes", "--max-input-bytes 1048576"],
+    );
+    train_and_fewshot_fail(
+        dir.path(),
+        &[],
+        &["train-images-idx3-ubyte", "truncated", "expected 47040016 bytes, found 16"],
+    );
+}
+
+#[test]
+fn mnist_images_of_no_pixels_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // rows = cols = 0: train and fewshot divided by zero.
+    mnist_dir(dir.path(), &idx_images(2, 0, 0), "images-idx3-ubyte", 2);
+    train_and_fewshot_fail(dir.path(), &[], &["train-images-idx3-ubyte", "images of 0x0 pixels"]);
+}
+
+#[test]
+fn an_mnist_gzip_bomb_is_not_inflated() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two valid 28x28 images, then 3 GiB of zeros as 3072 gzip members of 1 MiB each: a
+    // 3 MB file that was inflated in full (3.2 GB of memory) before the length check.
+    let mut bomb = idx_images(2, 28, 28);
+    bomb.extend_from_slice(&[0; 2 * 784]);
+    let mut bomb = gzip(&bomb, 6);
+    let member = gzip(&vec![0; 1 << 20], 9);
+    for _ in 0..3072 {
+        bomb.extend_from_slice(&member);
+    }
+    assert!(bomb.len() < 4 << 20, "{}", bomb.len());
+    mnist_dir(dir.path(), &bomb, "images-idx3-ubyte.gz", 2);
+    train_and_fewshot_fail(
+        dir.path(),
+        &[],
+        &[
+            "train-images-idx3-ubyte.gz",
+            "decompresses to more than the 1584 bytes its header declares",
+        ],
+    );
+}
+
+/// A grey PNG whose header says `w x h` with only its first three rows of data (zeros):
+/// a few hundred bytes.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().unwrap();
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&vec![0; 3 * (w as usize + 1)]).unwrap();
+    writer.write_chunk(png::chunk::IDAT, &z.finish().unwrap()).unwrap();
+    drop(writer); // writes IEND
+    out
+}
+
+#[test]
+fn huge_pngs_are_refused_from_their_header() {
+    let dir = tempfile::tempdir().unwrap();
+    // A model of 28x28 images, made in process.
+    const D: usize = 784;
+    let xs: Vec<f32> = (0..4 * D).map(|i| (i as f32 * 0.37).sin().abs()).collect();
+    let cfg = ldl_core::methods::ClosedFormConfig {
+        k: 0,
+        ..Default::default()
+    };
+    let mut m = ldl_core::methods::fit_closed_form(&[&xs[..2 * D], &xs[2 * D..]], D, &["a", "b"], &cfg, 1).unwrap();
+    m.preprocess.image = Some(ldl_core::ImageSpec {
+        width: 28,
+        height: 28,
+        source_width: 0,
+        source_height: 0,
+    });
+    let model = dir.path().join("m.ldlm");
+    std::fs::write(&model, ldl_core::format::encode(&m).unwrap()).unwrap();
+
+    // 20000 x 20000 in 600 bytes: it was decoded in full (2-3.6 GB) before the size check.
+    let huge = dir.path().join("huge.png");
+    let bytes = png_claiming(20000, 20000);
+    assert!(bytes.len() < 1000, "{}", bytes.len());
+    std::fs::write(&huge, &bytes).unwrap();
+    fails_with(&["predict", s(&model), "--png", s(&huge)], &["huge.png", "20000x20000", "16777216"]);
+
+    // The same drawing inside an Omniglot archive, and the archive's entry named.
+    let zip_path = dir.path().join("omni.zip");
+    let mut zw = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    let zo = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zw.start_file("set/Alpha/character01/0001_01.png", zo).unwrap();
+    zw.write_all(&bytes).unwrap();
+    zw.finish().unwrap();
+    fails_with(
+        &["fewshot", "--dataset", "omniglot", "--data", s(&zip_path), "--trials", "1"],
+        &["omni.zip", "set/Alpha/character01/0001_01.png", "20000x20000"],
+    );
+}
