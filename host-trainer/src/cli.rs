@@ -172,6 +172,10 @@ struct FewshotArgs {
     /// Write every trial's result as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The most bytes of weights and optimiser state one trial may allocate (e.g. 16G); a
+    /// method that would take more is refused before training.
+    #[arg(long, value_name = "SIZE", value_parser = crate::models::parse_size, default_value = "4G")]
+    max_weight_bytes: u64,
     #[command(flatten)]
     jobs: JobsArg,
 }
@@ -282,6 +286,9 @@ fn fewshot(a: FewshotArgs) -> Result<()> {
     let loaded = a.data.load()?;
     let methods: Vec<MethodSpec> = a.methods.iter().map(|m| MethodSpec::parse(m)).collect::<Result<_>>()?;
     let ways = a.ways.unwrap_or(loaded.train.num_classes());
+    for m in &methods {
+        experiment::check_weight_bytes(m, loaded.train.dim, ways, a.max_weight_bytes)?;
+    }
     let queries = a.queries.or(if loaded.test.is_none() { Some(1) } else { None });
     let mut all = Vec::new();
     if a.jobs.jobs != 1 {

@@ -233,6 +233,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         calibrate_threshold: None,
         calibrate_on: CalibrateOn::Support,
         max_rank: None,
+        max_weight_bytes: crate::experiment::DEFAULT_MAX_WEIGHT_BYTES,
         out: out.join("model.ldlm"),
         json: false,
     };

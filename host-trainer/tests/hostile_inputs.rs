@@ -1,6 +1,6 @@
-//! Files made to break the loaders (issue 18): every one is refused with a clear error
-//! naming the file and the limit, before anything large is allocated, read or inflated, and
-//! nothing panics or aborts.
+//! Files made to break the loaders or to exhaust the trainers' memory (issue 18): every one is
+//! refused with a clear error naming the file (or the method) and the limit, before anything
+//! large is allocated, read or inflated, and nothing panics or aborts.
 
 use std::io::Write;
 use std::path::Path;
@@ -161,4 +161,46 @@ fn huge_pngs_are_refused_from_their_header() {
         &["fewshot", "--dataset", "omniglot", "--data", s(&zip_path), "--trials", "1"],
         &["omni.zip", "set/Alpha/character01/0001_01.png", "20000x20000"],
     );
+}
+
+#[test]
+fn weights_too_large_for_memory_are_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two rows of 10^6 features: O2MD (k = 2000) would allocate 56 GB of weights and Adam
+    // state, and aborted on its first 8 GB allocation.
+    let row = |label: &str| format!("{label}{}\n", ",0.5".repeat(1_000_000));
+    let (train, test) = (dir.path().join("train.csv"), dir.path().join("test.csv"));
+    std::fs::write(&train, row("a") + &row("b")).unwrap();
+    std::fs::write(&test, row("a") + &row("b")).unwrap();
+    let out = dir.path().join("m.ldlm");
+    let csv = ["--dataset", "csv", "--data", s(&train), "--test", s(&test)];
+    let needles = [
+        "o2md-k2000 on 1000000 inputs and 2 classes",
+        "56000056000 bytes",
+        "--max-weight-bytes 4294967296",
+    ];
+    let mut args = vec!["train", "--method", "o2md", "--out", s(&out)];
+    args.extend_from_slice(&csv);
+    fails_with(&args, &needles);
+    let mut args = vec!["fewshot", "--methods", "device,o2md", "--shots", "1", "--trials", "1"];
+    args.extend_from_slice(&csv);
+    fails_with(&args, &needles);
+    // The naive form's 10^6 x 10^6 layers, the option lowered, and the MLP's first layer.
+    let mut args = vec!["fewshot", "--methods", "naive", "--shots", "1", "--trials", "1"];
+    args.extend_from_slice(&csv);
+    fails_with(&args, &["naive on 1000000 inputs", "--max-weight-bytes"]);
+    let mut args = vec![
+        "fewshot",
+        "--methods",
+        "mlp",
+        "--max-weight-bytes",
+        "1G",
+        "--shots",
+        "1",
+        "--trials",
+        "1",
+    ];
+    args.extend_from_slice(&csv);
+    fails_with(&args, &["mlp on 1000000 inputs", "--max-weight-bytes 1073741824"]);
+    assert!(!out.exists());
 }
