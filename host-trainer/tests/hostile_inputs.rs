@@ -1,12 +1,12 @@
-//! Files made to break the loaders or to exhaust the trainers' memory (issue 18): every one is
-//! refused with a clear error naming the file (or the method) and the limit, before anything
-//! large is allocated, read or inflated, and nothing panics or aborts.
+//! Files made to break the loaders, `inspect`, or to exhaust the trainers' memory (issue 18):
+//! every one is refused with a clear error naming the file (or the method) and the limit,
+//! before anything large is allocated, read or inflated, and nothing panics or aborts.
 
 use std::io::Write;
 use std::path::Path;
 
 mod common;
-use common::{fails_with, s};
+use common::{fails_with, ldl, s};
 
 /// An IDX image file header: magic, count, rows, cols.
 fn idx_images(count: u32, rows: u32, cols: u32) -> Vec<u8> {
@@ -203,4 +203,72 @@ fn weights_too_large_for_memory_are_refused_before_training() {
     args.extend_from_slice(&csv);
     fails_with(&args, &["mlp on 1000000 inputs", "--max-weight-bytes 1073741824"]);
     assert!(!out.exists());
+}
+
+/// A model file with no class, an identity target of `d` inputs, and the preprocessing's
+/// image `(w, h)` and enrollment `shift`, written byte by byte (core/FORMAT.md): what the
+/// format's own validation accepts.
+fn crafted_model(d: u32, image: (u16, u16), shift: u8) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u32) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut h = Vec::new();
+    varint(&mut h, 3); // closed form
+    varint(&mut h, d); // inputs
+    varint(&mut h, d); // outputs (identity target)
+    varint(&mut h, 1); // capacity
+    h.push(0); // no threshold
+    h.extend_from_slice(&1.0f32.to_le_bytes()); // scale
+    h.extend_from_slice(&0.0f32.to_le_bytes()); // offset
+    h.push(1); // an image:
+    for v in [image.0, image.1, 0, 0] {
+        varint(&mut h, v.into());
+    }
+    h.push(shift);
+    h.extend_from_slice(&0.0f32.to_le_bytes()); // ridge
+    h.push(0); // not affine
+    h.extend_from_slice(&[0; 8]); // rank_tol, min_weight
+    varint(&mut h, 0); // max_rank
+    h.extend_from_slice(&[0, 1, 0, 0, 0]); // no label; one identity target at 0; no class
+    let mut file = b"LDLM".to_vec();
+    file.extend_from_slice(&2u16.to_le_bytes());
+    file.extend_from_slice(&0u16.to_le_bytes());
+    file.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    file.extend_from_slice(&0u32.to_le_bytes()); // no weights
+    file.extend_from_slice(&h);
+    file.resize(file.len().div_ceil(16) * 16, 0);
+    let crc = ldl_core::format::checksum(&file);
+    file.extend_from_slice(&crc.to_le_bytes());
+    file
+}
+
+#[test]
+fn inspect_refuses_headers_whose_sizes_cannot_be_right() {
+    let dir = tempfile::tempdir().unwrap();
+    // The crafting is right: a plausible header is read and reported.
+    let fine = dir.path().join("fine.ldlm");
+    std::fs::write(&fine, crafted_model(784, (28, 28), 2)).unwrap();
+    assert!(ldl_core::format::ModelView::parse(&std::fs::read(&fine).unwrap()).is_ok());
+    let out = ldl(&["inspect", s(&fine)]);
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("d = 784 inputs"));
+
+    // 84 bytes: 2^32 - 1 inputs that are not the 65535 x 65535 image: inspect printed
+    // enrollment sizes of terabytes.
+    let huge = dir.path().join("huge.ldlm");
+    let bytes = crafted_model(u32::MAX, (65535, 65535), 3);
+    assert_eq!(bytes.len(), 84);
+    std::fs::write(&huge, &bytes).unwrap();
+    assert!(ldl_core::format::ModelView::parse(&bytes).is_ok(), "the format itself accepts it");
+    fails_with(&["inspect", s(&huge)], &["huge.ldlm", "65535x65535", "4294967295 inputs"]);
+    fails_with(&["inspect", s(&huge), "--json"], &["huge.ldlm", "65535x65535"]);
+
+    // A shift of 255 pixels on 28 x 28 images: a fit "needing" 12 TB of workspace.
+    let shifty = dir.path().join("shifty.ldlm");
+    std::fs::write(&shifty, crafted_model(784, (28, 28), 255)).unwrap();
+    fails_with(&["inspect", s(&shifty)], &["shifty.ldlm", "shift of 255 pixels on 28x28 images"]);
 }
