@@ -441,7 +441,7 @@ pub fn check_weight_bytes(method: &MethodSpec, d: usize, classes: usize, limit: 
         return Ok(());
     }
     let size = need.map_or_else(
-        || "more than 2^64 bytes".to_string(),
+        || "over 2^64 bytes".to_string(),
         |b| format!("{b} bytes ({:.1} GiB)", b as f64 / (1u64 << 30) as f64),
     );
     bail!(

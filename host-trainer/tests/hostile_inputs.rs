@@ -59,7 +59,7 @@ fn mnist_headers_that_overflow_or_exceed_the_limit_are_refused() {
     train_and_fewshot_fail(
         dir.path(),
         &[],
-        &["train-images-idx3-ubyte", "4194304 x 2097152 x 2097152", "more than 2^64 bytes"],
+        &["train-images-idx3-ubyte", "4194304 x 2097152 x 2097152", "declares over 2^64 bytes"],
     );
     // MNIST's own size declared in a 16-byte file: above a lowered limit, the limit is named;
     // under the default one, the real length is short.

@@ -203,8 +203,8 @@ fn read_idx<const N: usize>(path: &Path, magic: u32, what: &'static str, limits:
         _ => {
             return Err(DataError::TooLarge {
                 path: path.into(),
-                what: format!("the header ({what}, {shape})"),
-                declared: declared.map_or_else(|| "more than 2^64 bytes".to_string(), |n| format!("{n} bytes")),
+                what: format!("the header ({what}, {shape}) declares"),
+                declared: declared.map_or_else(|| "over 2^64 bytes".to_string(), |n| format!("{n} bytes")),
                 limit: format!("--max-input-bytes {limit}"),
             })
         }
@@ -467,7 +467,9 @@ mod tests {
         assert!(matches!(e, DataError::TooLarge { .. }), "{e}");
         let msg = e.to_string();
         assert!(
-            msg.contains("huge") && msg.contains("4194304 x 2097152 x 2097152") && msg.contains("more than 2^64 bytes"),
+            msg.contains("huge")
+                && msg.contains("4194304 x 2097152 x 2097152")
+                && msg.contains("declares over 2^64 bytes, more than --max-input-bytes"),
             "{msg}"
         );
         // A product that fits but is above the limit names the limit and its option, raw or

@@ -84,8 +84,9 @@ pub enum DataError {
     #[error("{}: unexpected trailing data: decompresses to more than the {expected} bytes its header declares", .path.display())]
     InflatesBeyond { path: PathBuf, expected: u64 },
     /// A declared size is above a limit (or overflows): refused before allocating for it.
-    /// `what` says what declared it, `limit` names the limit and how to raise it if one can.
-    #[error("{}: {what} declares {declared}, more than {limit}", .path.display())]
+    /// `what` says what declared it (with its verb: "the header (...) declares", "the image
+    /// file holds"), `limit` names the limit and how to raise it if one can.
+    #[error("{}: {what} {declared}, more than {limit}", .path.display())]
     TooLarge {
         path: PathBuf,
         what: String,
@@ -341,7 +342,7 @@ pub(crate) fn read_file_limited(path: &Path, limit: u64, what: &str, limit_name:
     let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
     let too_large = |declared: u64| DataError::TooLarge {
         path: path.to_path_buf(),
-        what: what.to_string(),
+        what: format!("{what} holds"),
         declared: format!("{declared} bytes"),
         limit: format!("{limit_name} of {limit} bytes"),
     };
@@ -420,6 +421,21 @@ mod tests {
     #[should_panic(expected = "every label must index class_names")]
     fn new_rejects_bad_label() {
         Dataset::new(vec![0.0; 2], vec![1], vec!["only".into()], 2, None);
+    }
+
+    #[test]
+    fn a_file_over_its_limit_is_refused_from_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.png");
+        std::fs::write(&p, [7u8; 11]).unwrap();
+        let e = read_file_limited(&p, 10, "the image file", "the limit").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: the image file holds 11 bytes, more than the limit of 10 bytes", p.display())
+        );
+        assert_eq!(read_file_limited(&p, 11, "the image file", "the limit").unwrap(), [7; 11]);
+        let e = read_file_limited(&dir.path().join("none"), 11, "the image file", "the limit").unwrap_err();
+        assert!(matches!(e, DataError::Io { .. }), "{e}");
     }
 
     #[test]
