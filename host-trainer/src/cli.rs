@@ -80,6 +80,10 @@ pub struct DataArgs {
     /// images 0..50000, queries from 50000..60000 (the split `ldl tune` uses).
     #[arg(long)]
     pub validation: bool,
+    /// MNIST: the most bytes an IDX file may hold after decompression (e.g. 4G); a file
+    /// whose header declares more is refused before it is read or inflated.
+    #[arg(long, value_name = "SIZE", value_parser = crate::models::parse_size, default_value = "1G")]
+    pub max_input_bytes: u64,
 }
 
 /// The Omniglot set used without --data.
@@ -99,10 +103,13 @@ impl DataArgs {
     /// Loads the data set.
     pub fn load(&self) -> Result<Loaded> {
         let root = crate::repo_root();
+        let limits = data::Limits {
+            input_bytes: self.max_input_bytes,
+        };
         Ok(match self.dataset {
             DatasetKind::Mnist if self.validation => {
                 let dir = self.data.clone().unwrap_or_else(|| root.join("data/mnist"));
-                let all = data::load_mnist(&dir, data::Split::Train)?;
+                let all = data::load_mnist_with(&dir, data::Split::Train, &limits)?;
                 let split = crate::tune::VALIDATION_START;
                 Loaded {
                     train: all.subset(&(0..split).collect::<Vec<_>>()),
@@ -112,8 +119,8 @@ impl DataArgs {
             DatasetKind::Mnist => {
                 let dir = self.data.clone().unwrap_or_else(|| root.join("data/mnist"));
                 Loaded {
-                    train: data::load_mnist(&dir, data::Split::Train)?,
-                    test: Some(data::load_mnist(&dir, data::Split::Test)?),
+                    train: data::load_mnist_with(&dir, data::Split::Train, &limits)?,
+                    test: Some(data::load_mnist_with(&dir, data::Split::Test, &limits)?),
                 }
             }
             DatasetKind::Omniglot => {
@@ -169,6 +176,10 @@ struct FewshotArgs {
     /// Write every trial's result as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The most bytes of weights and optimiser state one trial may allocate (e.g. 16G); a
+    /// method that would take more is refused before training.
+    #[arg(long, value_name = "SIZE", value_parser = crate::models::parse_size, default_value = "4G")]
+    max_weight_bytes: u64,
     #[command(flatten)]
     jobs: JobsArg,
 }
@@ -282,6 +293,9 @@ fn fewshot(a: FewshotArgs) -> Result<()> {
     let loaded = a.data.load()?;
     let methods: Vec<NamedMethod> = a.methods.iter().map(|m| NamedMethod::parse(m)).collect::<Result<_>>()?;
     let ways = a.ways.unwrap_or(loaded.train.num_classes());
+    for m in &methods {
+        experiment::check_weight_bytes(&m.spec, loaded.train.dim, ways, a.max_weight_bytes)?;
+    }
     let queries = a.queries.or(if loaded.test.is_none() { Some(1) } else { None });
     let mut all = Vec::new();
     if a.jobs.jobs != 1 {

@@ -222,6 +222,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             test: None,
             rotations: false,
             validation: false,
+            max_input_bytes: crate::data::DEFAULT_MAX_INPUT_BYTES,
         },
         classes: Some(format!("{}-{}", KNOWN.start, KNOWN.end - 1)),
         shots: Some(a.train_shots),
@@ -232,6 +233,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         calibrate_threshold: None,
         calibrate_on: CalibrateOn::Support,
         max_rank: None,
+        max_weight_bytes: crate::experiment::DEFAULT_MAX_WEIGHT_BYTES,
         out: out.join("model.ldlm"),
         json: false,
     };

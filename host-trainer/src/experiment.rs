@@ -422,6 +422,61 @@ pub fn mcu_mode(rank: Option<u16>, shift: Option<u8>) -> MethodSpec {
     }
 }
 
+/// Default of `--max-weight-bytes`: 4 GiB. MNIST's 10 classes take 188 MB with O2MD at
+/// k = 2000 (the largest of the paper's table), the MLP 10 MB.
+pub const DEFAULT_MAX_WEIGHT_BYTES: u64 = 4 << 30;
+
+/// Bytes of the parameters and optimiser state that `method` allocates to train `classes`
+/// classes of `d` inputs at once, where that grows with `d` times a width: the gradient
+/// methods' target and predictors (`k x d` each, and Adam's two moments of each trained
+/// one), the MLP's first layer (1024 x d, with its moments), the closed form's random
+/// target (`k x d`). Other methods keep a few vectors of `d` per class: 0. `None` when the
+/// count overflows a `u64`, which no memory holds anyway.
+pub fn weight_bytes(method: &MethodSpec, d: usize, classes: usize) -> Option<u64> {
+    let (d, n) = (d as u64, classes as u64);
+    // A k x d layer with its bias.
+    let layer = |k: u64| d.checked_mul(k)?.checked_add(k);
+    let floats = match method {
+        MethodSpec::Gradient(c) => {
+            let k = if c.method == ldl_core::Method::Naive { d } else { c.k as u64 };
+            // Weights and two moments per predictor; BD also trains its target.
+            let target = if c.method == ldl_core::Method::Bd { 3 } else { 1 };
+            layer(k)?.checked_mul(n.checked_mul(3)?.checked_add(target)?)?
+        }
+        MethodSpec::Mlp => baselines::MlpConfig::default()
+            .hidden
+            .iter()
+            .try_fold((d, 0u64), |(inputs, total), &h| {
+                Some((h as u64, total.checked_add(inputs.checked_mul(h as u64)?.checked_add(h as u64)?)?))
+            })
+            .and_then(|(last, total)| total.checked_add(last.checked_mul(n)?))?
+            .checked_mul(3)?,
+        MethodSpec::ClosedForm { cfg, .. } => layer(cfg.k as u64)?,
+        _ => 0,
+    };
+    floats.checked_mul(4)
+}
+
+/// Refuses, before anything is allocated, to train `method` on `classes` classes of `d`
+/// inputs when its parameters and optimiser state ([`weight_bytes`]) would take more than
+/// `limit` bytes (`--max-weight-bytes`): the error names the size and the option.
+pub fn check_weight_bytes(method: &MethodSpec, d: usize, classes: usize, limit: u64) -> Result<()> {
+    let need = weight_bytes(method, d, classes);
+    if need.is_some_and(|b| b <= limit) {
+        return Ok(());
+    }
+    let size = need.map_or_else(
+        || "over 2^64 bytes".to_string(),
+        |b| format!("{b} bytes ({:.1} GiB)", b as f64 / (1u64 << 30) as f64),
+    );
+    bail!(
+        "{} on {d} inputs and {classes} classes would allocate {size} of weights and optimiser state, \
+         more than --max-weight-bytes {limit}: raise --max-weight-bytes, or use fewer inputs, fewer classes \
+         or a smaller target (e.g. o2md:256)",
+        method.name()
+    )
+}
+
 /// How episodes are drawn.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Protocol {
@@ -558,6 +613,9 @@ pub fn augment_support(support: &[Vec<f32>], image: Option<(usize, usize)>, shif
         bail!("shift augmentation needs images")
     };
     let n = w * h;
+    if n == 0 {
+        bail!("shift augmentation needs images of at least one pixel, not {w}x{h}");
+    }
     let per = augment::shift_count(shift);
     support
         .iter()

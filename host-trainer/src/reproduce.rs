@@ -115,6 +115,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         test: None,
         rotations: false,
         validation: false,
+        max_input_bytes: crate::data::DEFAULT_MAX_INPUT_BYTES,
     };
     eprintln!("loading MNIST ...");
     let loaded: Loaded = data.load()?;

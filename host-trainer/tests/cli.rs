@@ -16,6 +16,7 @@ fn mnist() -> DataArgs {
         test: None,
         rotations: false,
         validation: false,
+        max_input_bytes: ldl_host::data::DEFAULT_MAX_INPUT_BYTES,
     }
 }
 
@@ -55,6 +56,7 @@ fn train_file_inspect_eval_predict_round_trip() {
         calibrate_threshold: None,
         calibrate_on: ldl_host::models::train::CalibrateOn::Support,
         max_rank: None,
+        max_weight_bytes: ldl_host::experiment::DEFAULT_MAX_WEIGHT_BYTES,
         out: path.clone(),
         json: false,
     };

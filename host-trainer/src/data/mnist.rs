@@ -4,10 +4,10 @@
 //! LDL paper feeds its linear maps (d = 784). The same files layout also fits Fashion-MNIST,
 //! whose classes are then still named `"0"`..`"9"`.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::{read_file, DataError, Dataset};
+use super::{DataError, Dataset, Limits};
 
 /// Magic number of an IDX file of unsigned bytes with 3 dimensions (images).
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -44,16 +44,22 @@ pub struct IdxImages {
     pub pixels: Vec<u8>,
 }
 
-/// Loads one MNIST split from `dir` (e.g. `data/mnist`).
+/// Loads one MNIST split from `dir` (e.g. `data/mnist`), with the default [`Limits`].
 ///
 /// Looks for `<prefix>-images-idx3-ubyte` and `<prefix>-labels-idx1-ubyte`, each with or
 /// without `.gz` (the `.idx3-ubyte` spelling of some mirrors is accepted too); whether a file
 /// is gzip'd is decided by its content (magic `1f 8b`), not its name.
 pub fn load_mnist(dir: &Path, split: Split) -> Result<Dataset, DataError> {
+    load_mnist_with(dir, split, &Limits::default())
+}
+
+/// [`load_mnist`] with the given limits: a file whose header declares more than
+/// `limits.input_bytes` of content is refused before anything is allocated or inflated.
+pub fn load_mnist_with(dir: &Path, split: Split, limits: &Limits) -> Result<Dataset, DataError> {
     let images_path = find_file(dir, split.prefix(), "images", "idx3")?;
     let labels_path = find_file(dir, split.prefix(), "labels", "idx1")?;
-    let images = read_idx_images(&images_path)?;
-    let labels = read_idx_labels(&labels_path)?;
+    let images = read_idx_images_with(&images_path, limits)?;
+    let labels = read_idx_labels_with(&labels_path, limits)?;
     if images.count != labels.len() {
         return Err(DataError::CountMismatch {
             images_path,
@@ -103,84 +109,147 @@ fn find_file(dir: &Path, prefix: &str, kind: &str, idx: &str) -> Result<PathBuf,
     })
 }
 
-/// Reads a file and transparently gunzips it if it starts with the gzip magic `1f 8b`.
-pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = read_file(path)?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        // MNIST compresses about 5:1; reserving avoids repeated regrowth of the 47 MB buffer.
-        let mut out = Vec::with_capacity(raw.len().saturating_mul(5));
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|source| DataError::Gzip {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
+/// Reads an IDX3 unsigned-byte image file (gzip'd or raw), checking magic and length, with
+/// the default [`Limits`].
+pub fn read_idx_images(path: &Path) -> Result<IdxImages, DataError> {
+    read_idx_images_with(path, &Limits::default())
 }
 
-/// Reads an IDX3 unsigned-byte image file (gzip'd or raw), checking magic and length.
-pub fn read_idx_images(path: &Path) -> Result<IdxImages, DataError> {
-    let bytes = read_maybe_gzip(path)?;
-    let header = parse_header(path, &bytes, IMAGES_MAGIC, "IDX3 unsigned-byte images", 3)?;
-    let (count, rows, cols) = (header[0], header[1], header[2]);
-    let offset = 16;
-    let expected = (offset as u64) + (count as u64) * (rows as u64) * (cols as u64);
-    check_length(path, bytes.len(), expected)?;
-    let mut pixels = bytes;
-    pixels.drain(..offset);
+/// [`read_idx_images`] with the given limits.
+pub fn read_idx_images_with(path: &Path, limits: &Limits) -> Result<IdxImages, DataError> {
+    let (dims, pixels) = read_idx(path, IMAGES_MAGIC, "IDX3 unsigned-byte images", limits)?;
+    let [count, rows, cols] = dims;
+    if rows == 0 || cols == 0 {
+        return Err(DataError::invalid(
+            path,
+            format!("the header declares images of {rows}x{cols} pixels: an image needs at least one"),
+        ));
+    }
     Ok(IdxImages { count, rows, cols, pixels })
 }
 
-/// Reads an IDX1 unsigned-byte label file (gzip'd or raw), checking magic and length.
+/// Reads an IDX1 unsigned-byte label file (gzip'd or raw), checking magic and length, with
+/// the default [`Limits`].
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    let bytes = read_maybe_gzip(path)?;
-    let header = parse_header(path, &bytes, LABELS_MAGIC, "IDX1 unsigned-byte labels", 1)?;
-    let offset = 8;
-    check_length(path, bytes.len(), offset as u64 + header[0] as u64)?;
-    let mut labels = bytes;
-    labels.drain(..offset);
+    read_idx_labels_with(path, &Limits::default())
+}
+
+/// [`read_idx_labels`] with the given limits.
+pub fn read_idx_labels_with(path: &Path, limits: &Limits) -> Result<Vec<u8>, DataError> {
+    let ([_count], labels) = read_idx(path, LABELS_MAGIC, "IDX1 unsigned-byte labels", limits)?;
     Ok(labels)
 }
 
-/// Checks the big-endian magic and returns the `ndims` big-endian u32 dimensions after it.
-fn parse_header(path: &Path, bytes: &[u8], magic: u32, what: &'static str, ndims: usize) -> Result<Vec<usize>, DataError> {
-    let header_len = 4 * (1 + ndims);
-    if bytes.len() < header_len {
-        // Too short even for the header: report the magic if we have it, else the truncation.
-        if bytes.len() >= 4 {
-            let found = be_u32(&bytes[0..4]);
-            if found != magic {
-                return Err(DataError::BadMagic {
-                    path: path.into(),
-                    what,
-                    expected: magic,
-                    found,
-                });
+/// Reads an IDX file of unsigned bytes with `N` dimensions, gzip'd (decided by its first
+/// two bytes, `1f 8b`) or raw: its dimensions and the bytes after the header.
+///
+/// The order of the checks is the point: the magic, then the size the dimensions declare
+/// (their product, overflow-checked) against `limits.input_bytes`, then, for a raw file,
+/// against the file's real length, all before the body is read. A gzip'd body is inflated
+/// through a reader that stops one byte past the declared size, so a short file is
+/// [`DataError::Truncated`] and a longer (or bomb) stream is [`DataError::InflatesBeyond`]
+/// without inflating the rest.
+fn read_idx<const N: usize>(path: &Path, magic: u32, what: &'static str, limits: &Limits) -> Result<([usize; N], Vec<u8>), DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    let mut file = BufReader::new(file);
+    let gzip = file.fill_buf().map_err(|e| DataError::io(path, e))?.starts_with(&[0x1f, 0x8b]);
+    // Errors while reading are the file's own (raw) or the decompressor's (gzip).
+    let read_err = |source: std::io::Error| {
+        if gzip {
+            DataError::Gzip {
+                path: path.to_path_buf(),
+                source,
             }
+        } else {
+            DataError::io(path, source)
         }
-        return Err(DataError::Truncated {
-            path: path.into(),
-            expected: header_len as u64,
-            found: bytes.len() as u64,
-        });
-    }
-    let found = be_u32(&bytes[0..4]);
-    if found != magic {
+    };
+    let mut reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::bufread::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+
+    let header_len = 4 * (1 + N);
+    let mut header = vec![0u8; header_len];
+    let got = read_up_to(&mut reader, &mut header).map_err(read_err)?;
+    if got >= 4 && be_u32(&header[..4]) != magic {
         return Err(DataError::BadMagic {
             path: path.into(),
             what,
             expected: magic,
+            found: be_u32(&header[..4]),
+        });
+    }
+    if got < header_len {
+        return Err(DataError::Truncated {
+            path: path.into(),
+            expected: header_len as u64,
+            found: got as u64,
+        });
+    }
+    let mut dims = [0usize; N];
+    let mut declared = Some(1u64);
+    for (i, d) in dims.iter_mut().enumerate() {
+        let v = be_u32(&header[4 + 4 * i..8 + 4 * i]);
+        *d = v as usize;
+        declared = declared.and_then(|n| n.checked_mul(u64::from(v)));
+    }
+    let shape = dims.map(|d| d.to_string()).join(" x ");
+    let limit = limits.input_bytes;
+    let body_len = match declared {
+        Some(n) if n <= limit => n,
+        _ => {
+            return Err(DataError::TooLarge {
+                path: path.into(),
+                what: format!("the header ({what}, {shape}) declares"),
+                declared: declared.map_or_else(|| "over 2^64 bytes".to_string(), |n| format!("{n} bytes")),
+                limit: format!("--max-input-bytes {limit}"),
+            })
+        }
+    };
+    let expected = header_len as u64 + body_len;
+    if !gzip {
+        check_length(path, file_len, expected)?;
+    }
+    // A raw body is exactly `body_len` bytes (checked); gzip compresses MNIST about 5:1, and
+    // no more than 1032:1, so reserve no more than that bound allows.
+    let reserve = if gzip { body_len.min(file_len.saturating_mul(8)) } else { body_len };
+    let mut body = Vec::with_capacity(reserve as usize);
+    reader.take(body_len + 1).read_to_end(&mut body).map_err(read_err)?;
+    let found = header_len as u64 + body.len() as u64;
+    if found < expected {
+        return Err(DataError::Truncated {
+            path: path.into(),
+            expected,
             found,
         });
     }
-    Ok((0..ndims).map(|i| be_u32(&bytes[4 + 4 * i..8 + 4 * i]) as usize).collect())
+    if found > expected {
+        return Err(DataError::InflatesBeyond {
+            path: path.into(),
+            expected,
+        });
+    }
+    Ok((dims, body))
 }
 
-fn check_length(path: &Path, found: usize, expected: u64) -> Result<(), DataError> {
-    let found = found as u64;
+/// Reads into `buf` until it is full or the stream ends; the number of bytes read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn check_length(path: &Path, found: u64, expected: u64) -> Result<(), DataError> {
     if found < expected {
         Err(DataError::Truncated {
             path: path.into(),
@@ -381,6 +450,98 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// The image header of `count` images of `rows x cols`, then `body` bytes.
+    fn header_only(count: u32, rows: u32, cols: u32) -> Vec<u8> {
+        images_bytes(count, rows, cols, &[])
+    }
+
+    #[test]
+    fn declared_sizes_are_checked_before_anything_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2^22 x 2^21 x 2^21 = 2^64 bytes: the product overflows a u64 (it wrapped to 0,
+        // which matched a 16-byte file).
+        let p = write(dir.path(), "huge", &header_only(1 << 22, 1 << 21, 1 << 21));
+        let e = read_idx_images(&p).unwrap_err();
+        assert!(matches!(e, DataError::TooLarge { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("huge")
+                && msg.contains("4194304 x 2097152 x 2097152")
+                && msg.contains("declares over 2^64 bytes, more than --max-input-bytes"),
+            "{msg}"
+        );
+        // A product that fits but is above the limit names the limit and its option, raw or
+        // gzip'd, whatever the file really holds.
+        for name in ["big", "big.gz"] {
+            let bytes = header_only(60_000, 28, 28);
+            let p = write(dir.path(), name, &if name.ends_with("gz") { gzip(&bytes) } else { bytes });
+            let limits = Limits { input_bytes: 1 << 20 };
+            let e = read_idx_images_with(&p, &limits).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("47040000 bytes") && msg.contains("--max-input-bytes 1048576"), "{msg}");
+            // Under the default limit it is the real length that is short.
+            let e = read_idx_images(&p).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    DataError::Truncated {
+                        expected: 47_040_016,
+                        found: 16,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
+        // Labels too.
+        let mut b = LABELS_MAGIC.to_be_bytes().to_vec();
+        b.extend_from_slice(&u32::MAX.to_be_bytes());
+        let p = write(dir.path(), "labels", &b);
+        let e = read_idx_labels_with(&p, &Limits { input_bytes: 1000 }).unwrap_err();
+        assert!(e.to_string().contains("4294967295 bytes, more than --max-input-bytes 1000"), "{e}");
+    }
+
+    #[test]
+    fn images_of_no_pixels_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (rows, cols) in [(0, 0), (28, 0), (0, 28)] {
+            write(dir.path(), "train-images-idx3-ubyte", &header_only(2, rows, cols));
+            write(dir.path(), "train-labels-idx1-ubyte", &labels_bytes(&[0, 1]));
+            let e = load_mnist(dir.path(), Split::Train).unwrap_err();
+            assert!(matches!(e, DataError::Invalid { .. }), "{e}");
+            assert!(e.to_string().contains(&format!("images of {rows}x{cols} pixels")), "{e}");
+        }
+    }
+
+    /// A gzip stream that inflates to `mib` MiB more than its header declares: gzip members
+    /// (each 1 MiB of zeros) concatenated after a member holding a valid 2-image file, as
+    /// `MultiGzDecoder` reads them, so the test writes a few hundred KB, not `mib` MiB.
+    fn gzip_bomb(mib: usize) -> Vec<u8> {
+        let mut out = gzip(&images_bytes(2, 28, 28, &[9; 2 * 784]));
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let zeros = e.finish().unwrap();
+        for _ in 0..mib {
+            out.extend_from_slice(&zeros);
+        }
+        out
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_not_inflated_past_the_declared_size() {
+        let dir = tempfile::tempdir().unwrap();
+        // 4 GiB once inflated (it used to be inflated in full before the length check).
+        let bomb = gzip_bomb(4096);
+        assert!(bomb.len() < 8 << 20, "{}", bomb.len());
+        let p = write(dir.path(), "bomb.gz", &bomb);
+        let e = read_idx_images(&p).unwrap_err();
+        assert!(matches!(e, DataError::InflatesBeyond { expected: 1584, .. }), "{e}");
+        assert!(e.to_string().contains("more than the 1584 bytes its header declares"), "{e}");
+        // The valid part alone loads.
+        let p = write(dir.path(), "fine.gz", &gzip_bomb(0));
+        assert_eq!(read_idx_images(&p).unwrap().pixels, vec![9; 2 * 784]);
     }
 
     #[test]

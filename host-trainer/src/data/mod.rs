@@ -5,17 +5,44 @@
 //! index per row), so the LDL experiments never care where the samples came from. Loading
 //! fails with a [`DataError`] whose message always names the offending file and the problem,
 //! because a silently mis-read data set would show up only as a mysteriously bad accuracy.
+//!
+//! Files are untrusted: every size a header declares (an IDX file's dimensions, a zip
+//! entry's length, a PNG's width and height) is checked, with overflow-checked arithmetic,
+//! against [`Limits`] and against what the file really holds before anything is allocated
+//! or inflated for it, and compressed data is inflated through a bounded reader that stops
+//! as soon as it yields more than was declared.
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub mod csv;
+pub mod image;
 pub mod mnist;
 pub mod omniglot;
 
 pub use self::csv::{load_csv, load_csv_split, load_csv_with_classes, CsvOptions};
-pub use self::mnist::{load_mnist, Split};
+pub use self::mnist::{load_mnist, load_mnist_with, Split};
 pub use self::omniglot::{list_alphabets, load_omniglot, OmniglotOptions};
+
+/// Default of [`Limits::input_bytes`] (`--max-input-bytes`): 1 GiB, some 20 times MNIST's
+/// training images (47 MB); the features then take 4 GiB as `f32`.
+pub const DEFAULT_MAX_INPUT_BYTES: u64 = 1 << 30;
+
+/// What the loaders accept before they allocate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of an MNIST IDX file's content, after decompression (`--max-input-bytes`).
+    pub input_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            input_bytes: DEFAULT_MAX_INPUT_BYTES,
+        }
+    }
+}
 
 /// Everything that can go wrong while loading a data set. Each variant carries the path of the
 /// file (or archive) involved, so the message alone tells the user what to fix.
@@ -52,6 +79,20 @@ pub enum DataError {
     /// The file is longer than its header says (probably the wrong file or a corrupt header).
     #[error("{}: unexpected trailing data: expected {expected} bytes, found {found}", .path.display())]
     TrailingData { path: PathBuf, expected: u64, found: u64 },
+    /// Compressed data inflates to more than its header says: inflating stopped there (a
+    /// corrupt header, or a decompression bomb).
+    #[error("{}: unexpected trailing data: decompresses to more than the {expected} bytes its header declares", .path.display())]
+    InflatesBeyond { path: PathBuf, expected: u64 },
+    /// A declared size is above a limit (or overflows): refused before allocating for it.
+    /// `what` says what declared it (with its verb: "the header (...) declares", "the image
+    /// file holds"), `limit` names the limit and how to raise it if one can.
+    #[error("{}: {what} {declared}, more than {limit}", .path.display())]
+    TooLarge {
+        path: PathBuf,
+        what: String,
+        declared: String,
+        limit: String,
+    },
     /// An image file and its label file disagree on the number of samples.
     #[error(
         "mismatched counts: {} holds {images} images but {} holds {labels} labels",
@@ -293,9 +334,29 @@ pub fn split_by_class(ds: &Dataset) -> Vec<Dataset> {
     ds.class_indices().iter().map(|rows| ds.subset(rows)).collect()
 }
 
-/// Reads a whole file, mapping failure to a [`DataError::Io`] naming the path.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|e| DataError::io(path, e))
+/// Reads a whole file of at most `limit` bytes (`what` names it and the limit in the error):
+/// a larger one is refused from its length before anything is read, and reading stops
+/// after `limit + 1` bytes should it grow meanwhile.
+pub(crate) fn read_file_limited(path: &Path, limit: u64, what: &str, limit_name: &str) -> Result<Vec<u8>, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    let too_large = |declared: u64| DataError::TooLarge {
+        path: path.to_path_buf(),
+        what: format!("{what} holds"),
+        declared: format!("{declared} bytes"),
+        limit: format!("{limit_name} of {limit} bytes"),
+    };
+    if len > limit {
+        return Err(too_large(len));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::io(path, e))?;
+    if out.len() as u64 > limit {
+        return Err(too_large(out.len() as u64));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -360,6 +421,21 @@ mod tests {
     #[should_panic(expected = "every label must index class_names")]
     fn new_rejects_bad_label() {
         Dataset::new(vec![0.0; 2], vec![1], vec!["only".into()], 2, None);
+    }
+
+    #[test]
+    fn a_file_over_its_limit_is_refused_from_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.png");
+        std::fs::write(&p, [7u8; 11]).unwrap();
+        let e = read_file_limited(&p, 10, "the image file", "the limit").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: the image file holds 11 bytes, more than the limit of 10 bytes", p.display())
+        );
+        assert_eq!(read_file_limited(&p, 11, "the image file", "the limit").unwrap(), [7; 11]);
+        let e = read_file_limited(&dir.path().join("none"), 11, "the image file", "the limit").unwrap_err();
+        assert!(matches!(e, DataError::Io { .. }), "{e}");
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //! usual few-shot protocol), rotations by 90/180/270 degrees can be added as new classes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Cursor, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::{read_file, DataError, Dataset};
+use super::image::{decode_png, MAX_IMAGE_FILE_BYTES};
+use super::{read_file_limited, DataError, Dataset};
 
 /// How to turn the drawings into a [`Dataset`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,9 +39,9 @@ impl Default for OmniglotOptions {
 /// The clockwise rotations that become new classes, in class-block order.
 pub const ROTATIONS: [u32; 3] = [90, 180, 270];
 
-/// Where the PNGs live: an in-memory zip, or a folder on disk.
+/// Where the PNGs live: a zip archive (read from the file as needed), or a folder on disk.
 enum Source {
-    Zip(zip::ZipArchive<Cursor<Vec<u8>>>),
+    Zip(zip::ZipArchive<BufReader<std::fs::File>>),
     Dir,
 }
 
@@ -178,8 +179,8 @@ fn open(path: &Path) -> Result<(Source, Vec<Entry>), DataError> {
         walk_dir(path, path, &mut entries)?;
         (Source::Dir, entries)
     } else {
-        let bytes = read_file(path)?;
-        let archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|source| DataError::Zip { path: path.into(), source })?;
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|source| DataError::Zip { path: path.into(), source })?;
         let mut entries = Vec::new();
         for i in 0..archive.len() {
             let name = match archive.name_for_index(i) {
@@ -255,58 +256,54 @@ fn read_entry(path: &Path, source: &mut Source, e: &Entry) -> Result<Vec<u8>, Da
     };
     match (&e.location, source) {
         (Location::ZipIndex(i), Source::Zip(archive)) => {
-            let mut f = archive.by_index(*i).map_err(|err| image_err(err.to_string()))?;
-            let mut bytes = Vec::with_capacity(f.size() as usize);
-            f.read_to_end(&mut bytes).map_err(|err| image_err(err.to_string()))?;
+            let f = archive.by_index(*i).map_err(|err| image_err(err.to_string()))?;
+            // The declared size is checked before inflating, and inflating stops past the
+            // limit whatever was declared; nothing is reserved from the declared size.
+            let too_large = |size: String| {
+                image_err(format!(
+                    "the entry {size}, more than the {MAX_IMAGE_FILE_BYTES} bytes an image file may have"
+                ))
+            };
+            if f.size() > MAX_IMAGE_FILE_BYTES {
+                return Err(too_large(format!("declares {} bytes", f.size())));
+            }
+            let mut bytes = Vec::new();
+            f.take(MAX_IMAGE_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|err| image_err(err.to_string()))?;
+            if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
+                return Err(too_large("inflates to more bytes".into()));
+            }
             Ok(bytes)
         }
-        (Location::File(p), _) => read_file(p),
+        (Location::File(p), _) => read_file_limited(p, MAX_IMAGE_FILE_BYTES, "the image file", "the limit for an image file"),
         (Location::ZipIndex(_), Source::Dir) => unreachable!("zip entry listed for a folder"),
     }
 }
 
 /// Decodes a PNG of any colour type/bit depth to ink values `1 - grey/255` (width, height,
 /// row-major). Transparent pixels are composited over white paper so they count as no ink.
+/// An image too large to decode is refused from its header ([`decode_png`]).
 fn decode_png_ink(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
-    let mut decoder = png::Decoder::new(Cursor::new(bytes));
-    decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().map_err(|e| format!("invalid PNG: {e}"))?;
-    let len = reader.output_buffer_size().ok_or("PNG too large")?;
-    let mut buf = vec![0u8; len];
-    let info = reader.next_frame(&mut buf).map_err(|e| format!("invalid PNG data: {e}"))?;
-    let (w, h) = (info.width as usize, info.height as usize);
-    if w == 0 || h == 0 {
-        return Err("empty image".into());
+    let png = decode_png(bytes)?;
+    let channels = png.channels;
+    let mut ink = Vec::with_capacity(png.width * png.height);
+    for px in png.pixels() {
+        // ITU-R 601 luma, as PIL's "L" conversion.
+        let grey = match channels {
+            1 | 2 => px[0] as f32,
+            _ => 0.299 * px[0] as f32 + 0.587 * px[1] as f32 + 0.114 * px[2] as f32,
+        };
+        let grey = match channels {
+            2 | 4 => {
+                let a = px[channels - 1] as f32 / 255.0;
+                a * grey + (1.0 - a) * 255.0
+            }
+            _ => grey,
+        };
+        ink.push(1.0 - grey / 255.0);
     }
-    if info.bit_depth != png::BitDepth::Eight {
-        return Err(format!("unsupported bit depth {:?} after expansion", info.bit_depth));
-    }
-    let channels = match info.color_type {
-        png::ColorType::Grayscale => 1,
-        png::ColorType::GrayscaleAlpha => 2,
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        png::ColorType::Indexed => return Err("palette not expanded".into()),
-    };
-    let mut ink = Vec::with_capacity(w * h);
-    for row in buf.chunks_exact(info.line_size).take(h) {
-        for px in row[..w * channels].chunks_exact(channels) {
-            // ITU-R 601 luma, as PIL's "L" conversion.
-            let grey = match channels {
-                1 | 2 => px[0] as f32,
-                _ => 0.299 * px[0] as f32 + 0.587 * px[1] as f32 + 0.114 * px[2] as f32,
-            };
-            let grey = match channels {
-                2 | 4 => {
-                    let a = px[channels - 1] as f32 / 255.0;
-                    a * grey + (1.0 - a) * 255.0
-                }
-                _ => grey,
-            };
-            ink.push(1.0 - grey / 255.0);
-        }
-    }
-    Ok((w, h, ink))
+    Ok((png.width, png.height, ink))
 }
 
 /// Area-averaging resizer (each output pixel is the coverage-weighted mean of the source
@@ -589,5 +586,69 @@ mod tests {
         // Not a zip at all.
         let e = load_omniglot(&root.join("README.txt"), &opts).unwrap_err();
         assert!(matches!(e, DataError::Zip { .. }) && e.to_string().contains("README.txt"), "{e}");
+    }
+
+    /// A zip of `(name, bytes)` entries, deflated.
+    fn zip_of(path: &Path, entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        let zo = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (name, bytes) in entries {
+            zw.start_file(*name, zo).unwrap();
+            zw.write_all(bytes).unwrap();
+        }
+        zw.finish().unwrap();
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn an_entry_declaring_a_huge_size_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forged.zip");
+        let mut bytes = zip_of(&path, &[("s/A/character01/a.png", &png_bytes(4, 4, 0))]);
+        // Forge the uncompressed size in the local header (offset 22) and the central
+        // directory entry (offset 24): 0xFFFFFFF0 bytes, from a file of a few hundred.
+        let le = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        assert_eq!(le(&bytes, 0), 0x0403_4b50);
+        let cd = (0..bytes.len() - 4).find(|&i| le(&bytes, i) == 0x0201_4b50).unwrap();
+        bytes[22..26].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        bytes[cd + 24..cd + 28].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        assert!(bytes.len() < 600, "{}", bytes.len());
+        std::fs::write(&path, &bytes).unwrap();
+        let e = load_omniglot(&path, &OmniglotOptions::default()).unwrap_err();
+        assert!(matches!(e, DataError::Image { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("forged.zip")
+                && msg.contains("s/A/character01/a.png")
+                && msg.contains("declares 4294967280 bytes")
+                && msg.contains("134217728"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_huge_png_is_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let huge = crate::data::image::tests::png_claiming(20000, 20000, 3);
+        let path = dir.path().join("huge.zip");
+        zip_of(
+            &path,
+            &[("s/A/character01/a.png", &png_bytes(4, 4, 0)), ("s/A/character01/b.png", &huge)],
+        );
+        let e = load_omniglot(&path, &OmniglotOptions::default()).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("huge.zip") && msg.contains("s/A/character01/b.png") && msg.contains("20000x20000"),
+            "{msg}"
+        );
+        // The same in a folder.
+        let folder = dir.path().join("set/A/character01");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("b.png"), &huge).unwrap();
+        let e = load_omniglot(&dir.path().join("set"), &OmniglotOptions::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("A/character01/b.png") && e.to_string().contains("20000x20000"),
+            "{e}"
+        );
     }
 }

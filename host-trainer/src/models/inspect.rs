@@ -15,7 +15,7 @@
 
 use super::boards::{self, Board};
 use super::{human_bytes, model_error, parse_size, read_model_bytes};
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use ldl_core::classify::Classes;
 use ldl_core::format::{ClassForm, ModelView, TargetKind};
@@ -74,7 +74,8 @@ pub struct EnrollBudget {
     /// Directions kept per enrolled class (the board's, or the model's `fit.max_rank` if
     /// lower).
     pub rank: usize,
-    /// Bytes of one enrolled class at its largest, for this model's kind.
+    /// Bytes of one enrolled class at its largest, for this model's kind (0 when no device
+    /// keeps classes of its inputs: more than 65535).
     pub class_bytes: u64,
     /// Bytes of one store slot (the store takes two).
     pub slot_bytes: u64,
@@ -209,8 +210,37 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
+/// Bytes of `words` 4-byte words, `None` on overflow.
+fn word_bytes(words: usize) -> Option<u64> {
+    u64::try_from(words).ok()?.checked_mul(4)
+}
+
+/// What the header says beyond the format's own rules, checked before any size is computed
+/// from it: a model whose image is not its inputs, or whose enrollment shift does not fit
+/// its image, cannot have been trained as it says, and the sizes `inspect` would derive from
+/// it would be meaningless. `Err` says why.
+pub fn check_header_sizes(view: &ModelView<'_>) -> std::result::Result<(), String> {
+    let (d, pp) = (view.inputs(), view.preprocess());
+    if let Some(im) = pp.image {
+        let pixels = u64::from(im.width) * u64::from(im.height);
+        if pixels != d as u64 {
+            return Err(format!(
+                "its header declares images of {}x{} = {pixels} pixels but {d} inputs",
+                im.width, im.height
+            ));
+        }
+        if pp.shift > 0 && (u16::from(pp.shift) >= im.width || u16::from(pp.shift) >= im.height) {
+            return Err(format!(
+                "its header declares an enrollment shift of {} pixels on {}x{} images (a shift must be less than the image's sides)",
+                pp.shift, im.width, im.height
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Builds the report of a model file (the file is validated completely: CRC, header,
-/// weights).
+/// weights; then [`check_header_sizes`]), every size computed with overflow checks.
 pub fn report(args: &InspectArgs) -> Result<Report> {
     let path = &args.model;
     let bytes = read_model_bytes(path)?;
@@ -219,6 +249,9 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
     let aligned: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
     aligned[..bytes.len()].copy_from_slice(&bytes);
     let view = ModelView::parse(&aligned[..bytes.len()]).map_err(|e| model_error(path, e))?;
+    let invalid = |why: String| anyhow!("{}: not a valid LDL model file: {why}", path.display());
+    check_header_sizes(&view).map_err(invalid)?;
+    let overflow = || invalid("the sizes its header declares overflow".into());
     let h = view.header();
     let (d, k) = (view.inputs(), view.outputs());
     let n = h.labels.len();
@@ -226,16 +259,28 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
     let mut entries = Vec::new();
     for (i, e) in h.classes.iter().enumerate() {
         let (member, class) = (i / n.max(1), i % n.max(1));
+        // The weights' words, as the format lays them out (FORMAT.md section 4).
+        let words = |parts: &[(usize, usize)]| {
+            parts
+                .iter()
+                .try_fold(0usize, |sum, &(a, b)| sum.checked_add(a.checked_mul(b)?))
+                .ok_or_else(overflow)
+        };
         let (form, flag, rank, floats) = match e.form {
-            ClassForm::Dense { bias } => ("dense", bias, None, k * d + if bias { k } else { 0 }),
+            ClassForm::Dense { bias } => ("dense", bias, None, words(&[(k, d), (k, usize::from(bias))])?),
             ClassForm::Subspace { affine, rank } => {
                 let r = rank as usize;
-                let extra = if linear_target(member) { k * r + k } else { 0 };
-                ("subspace", affine, Some(r), if affine { d } else { 0 } + r * d + r + extra)
+                let lin = usize::from(linear_target(member));
+                let floats = words(&[(d, usize::from(affine)), (r, d), (r, 1), (k * lin, r), (k, lin)])?;
+                ("subspace", affine, Some(r), floats)
             }
             ClassForm::Compact { affine, rank, .. } => {
-                let shape = e.form.compact_shape(d, k, linear_target(member)).ok().flatten();
-                ("compact", affine, Some(rank as usize), shape.map_or(0, |s| s.words()))
+                let shape = e
+                    .form
+                    .compact_shape(d, k, linear_target(member))
+                    .map_err(|e| model_error(path, e))?;
+                let floats = shape.map_or(Ok(0), |s| s.checked_words()).map_err(|e| model_error(path, e))?;
+                ("compact", affine, Some(rank as usize), floats)
             }
         };
         entries.push(ClassInfo {
@@ -245,7 +290,7 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
             form,
             bias_or_affine: flag,
             rank,
-            bytes: floats * 4,
+            bytes: floats.checked_mul(4).ok_or_else(overflow)?,
         });
     }
     let target = match h.members[0].kind {
@@ -267,10 +312,10 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
     let sizes = board.sizes.core();
     let pp = view.preprocess();
     let fit = view.fit();
-    let scratch = 4 * ldl_core::classify::scratch_len(&view).map_err(|e| model_error(path, e))? as u64;
-    let scratch_room = 4 * sizes.model_scratch() as u64;
+    let scratch = word_bytes(ldl_core::classify::scratch_len(&view).map_err(|e| model_error(path, e))?).ok_or_else(overflow)?;
+    let scratch_room = word_bytes(sizes.model_scratch()).ok_or_else(overflow)?;
     let runs = device_runs(&view, &board).is_ok();
-    let enroll = enroll_budget(&view, &sizes, board.erase_size as usize, n);
+    let enroll = enroll_budget(&view, &sizes, board.erase_size as usize, n).ok_or_else(overflow)?;
     let firmware_ram = sizes.ram_bytes() as u64;
     let flash_fits = bytes.len() as u64 <= flash;
     let ram_fits = firmware_ram <= ram;
@@ -330,16 +375,17 @@ pub fn device_runs(view: &ModelView<'_>, board: &Board) -> std::result::Result<(
     if need > sizes.model_scratch() {
         return Err(format!(
             "its classification needs {} of scratch, the firmware of {} leaves {}",
-            human_bytes(4 * need as u64),
+            human_bytes(word_bytes(need).unwrap_or(u64::MAX)),
             board.name,
-            human_bytes(4 * sizes.model_scratch() as u64)
+            human_bytes(word_bytes(sizes.model_scratch()).unwrap_or(u64::MAX))
         ));
     }
     Ok(())
 }
 
-/// What the device of `sizes` can enroll into the model (`n` classes of its own).
-fn enroll_budget(view: &ModelView<'_>, sizes: &ldl_core::budget::Sizes, erase: usize, n: usize) -> EnrollBudget {
+/// What the device of `sizes` can enroll into the model (`n` classes of its own); `None`
+/// when a size overflows.
+fn enroll_budget(view: &ModelView<'_>, sizes: &ldl_core::budget::Sizes, erase: usize, n: usize) -> Option<EnrollBudget> {
     let (d, k) = (view.inputs(), view.outputs());
     let fit = view.fit();
     let pp = view.preprocess();
@@ -349,18 +395,38 @@ fn enroll_budget(view: &ModelView<'_>, sizes: &ldl_core::budget::Sizes, erase: u
         r => sizes.rank.min(r as usize),
     }
     .min(d);
-    let class_bytes = ldl_core::store::worst_class_len(d, k, rank, fit.affine, linear);
+    // The class at its largest: all inputs live in one run, with a mean (`store::worst_class_len`,
+    // here with every step checked).
+    let worst = ldl_core::compact::Shape {
+        inputs: d,
+        outputs: k,
+        rank,
+        runs: 1,
+        live: d,
+        affine: fit.affine,
+        linear,
+    };
+    let class_bytes = match worst.checked_words() {
+        Ok(words) => word_bytes(words)?.checked_add(ldl_core::store::CLASS_HEAD as u64)?,
+        // No device keeps a class of this shape (e.g. more than 65535 inputs).
+        Err(_) => 0,
+    };
     let slot_bytes = sizes.slot_bytes(erase);
-    let per_slot = slot_bytes.saturating_sub(ldl_core::store::HEADER_LEN + ldl_core::store::BODY_HEAD) / class_bytes.max(1);
+    let per_slot =
+        (slot_bytes.saturating_sub(ldl_core::store::HEADER_LEN + ldl_core::store::BODY_HEAD) as u64 / class_bytes.max(1)) as usize;
     let room = (view.capacity() as usize).saturating_sub(n);
     let (w, s) = match pp.image {
         Some(im) if pp.shift > 0 => (im.width as usize, pp.shift as usize),
         _ => (d, 0),
     };
     let kl = if linear { k } else { 0 };
-    let rows = sizes.images * ldl_core::augment::shift_count(s as u8);
-    let need = ldl_core::fit::fit_scratch_len(rows, d, w, s, kl, rank);
     let have = sizes.workspace() - sizes.images * sizes.inputs;
+    // The fit's scratch, only asked for once `d` is the firmware's inputs and the image and
+    // shift fit them ([`check_header_sizes`]): every term is then small.
+    let need = || {
+        let rows = sizes.images.checked_mul(ldl_core::augment::shift_count(s as u8))?;
+        Some(ldl_core::fit::fit_scratch_len(rows, d, w, s, kl, rank))
+    };
     let refused = if view.members() != 1 {
         Some("an ensemble model: enrolled classes need one target".to_string())
     } else if d != sizes.inputs {
@@ -370,13 +436,13 @@ fn enroll_budget(view: &ModelView<'_>, sizes: &ldl_core::budget::Sizes, erase: u
         .is_some_and(|im| pp.shift > 0 && im.width as usize * im.height as usize != d)
     {
         Some("the image size does not match the inputs".to_string())
-    } else if need > have {
+    } else if need()? > have {
         Some(format!(
             "the fit of {} images with shift {} needs {} of workspace, the device has {} (its shift {}, linear targets up to {} outputs)",
             sizes.images,
             s,
-            human_bytes(4 * need as u64),
-            human_bytes(4 * have as u64),
+            human_bytes(word_bytes(need()?)?),
+            human_bytes(word_bytes(have)?),
             sizes.shift,
             sizes.outputs
         ))
@@ -387,7 +453,7 @@ fn enroll_budget(view: &ModelView<'_>, sizes: &ldl_core::budget::Sizes, erase: u
     } else {
         None
     };
-    EnrollBudget {
+    Some(EnrollBudget {
         classes: if refused.is_some() {
             0
         } else {
@@ -395,10 +461,10 @@ fn enroll_budget(view: &ModelView<'_>, sizes: &ldl_core::budget::Sizes, erase: u
         },
         images: sizes.images,
         rank,
-        class_bytes: class_bytes as u64,
+        class_bytes,
         slot_bytes: slot_bytes as u64,
         refused,
-    }
+    })
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -430,7 +496,7 @@ pub fn print(r: &Report) {
         "  classes     {} of capacity {} (room to enroll {}): {}",
         r.labels.len(),
         r.capacity,
-        r.capacity as usize - r.labels.len(),
+        (r.capacity as usize).saturating_sub(r.labels.len()),
         r.labels.join(", ")
     );
     match r.threshold {

@@ -117,38 +117,26 @@ pub fn mnist_split_inputs(dir: &Path, split: crate::data::Split, idx: &[usize]) 
 }
 
 /// Decodes a PNG to grey levels 0..255 (alpha composited over the paper: black, or white
-/// with `invert`), then inverted with `invert`.
+/// with `invert`), then inverted with `invert`. A file or image too large is refused before
+/// it is read or decoded ([`crate::data::image`]'s limits).
 pub fn png_grey(path: &Path, invert: bool) -> Result<(usize, usize, Vec<f32>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read the image", path.display()))?;
-    let fail = |why: String| anyhow!("{}: {why}", path.display());
-    let mut decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
-    decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().map_err(|e| fail(format!("not a PNG image: {e}")))?;
-    let len = reader.output_buffer_size().ok_or_else(|| fail("PNG too large".into()))?;
-    let mut buf = vec![0u8; len];
-    let info = reader.next_frame(&mut buf).map_err(|e| fail(format!("invalid PNG data: {e}")))?;
-    let (w, h) = (info.width as usize, info.height as usize);
-    let channels = match info.color_type {
-        png::ColorType::Grayscale => 1,
-        png::ColorType::GrayscaleAlpha => 2,
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        png::ColorType::Indexed => return Err(fail("palette not expanded".into())),
-    };
+    use crate::data::image::{decode_png, MAX_IMAGE_FILE_BYTES};
+    let bytes = crate::data::read_file_limited(path, MAX_IMAGE_FILE_BYTES, "the image file", "the limit for an image file")
+        .context("cannot read the image")?;
+    let png = decode_png(&bytes).map_err(|why| anyhow!("{}: {why}", path.display()))?;
+    let (w, h, channels) = (png.width, png.height, png.channels);
     let paper = if invert { 255.0 } else { 0.0 };
     let mut out = Vec::with_capacity(w * h);
-    for row in buf.chunks_exact(info.line_size).take(h) {
-        for px in row[..w * channels].chunks_exact(channels) {
-            let mut g = match channels {
-                1 | 2 => px[0] as f32,
-                _ => (0.299 * px[0] as f32 + 0.587 * px[1] as f32 + 0.114 * px[2] as f32).round(),
-            };
-            if channels == 2 || channels == 4 {
-                let a = px[channels - 1] as f32 / 255.0;
-                g = (a * g + (1.0 - a) * paper).round();
-            }
-            out.push(if invert { 255.0 - g } else { g });
+    for px in png.pixels() {
+        let mut g = match channels {
+            1 | 2 => px[0] as f32,
+            _ => (0.299 * px[0] as f32 + 0.587 * px[1] as f32 + 0.114 * px[2] as f32).round(),
+        };
+        if channels == 2 || channels == 4 {
+            let a = px[channels - 1] as f32 / 255.0;
+            g = (a * g + (1.0 - a) * paper).round();
         }
+        out.push(if invert { 255.0 - g } else { g });
     }
     Ok((w, h, out))
 }

@@ -57,6 +57,10 @@ pub struct TrainArgs {
     /// the model and of classes a device enrolls; 0 = no limit).
     #[arg(long)]
     pub max_rank: Option<u16>,
+    /// The most bytes of weights and optimiser state the training may allocate (e.g. 16G);
+    /// a method that would take more is refused before training.
+    #[arg(long, value_name = "SIZE", value_parser = super::parse_size, default_value = "4G")]
+    pub max_weight_bytes: u64,
     /// Where to write the model file.
     #[arg(long, short = 'o', value_name = "MODEL.ldlm")]
     pub out: PathBuf,
@@ -185,6 +189,7 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
         .map(|idx| preprocessed(&pp, raw_rows(kind, train, idx.iter().copied())))
         .collect::<Result<_>>()?;
     let d = train.dim;
+    crate::experiment::check_weight_bytes(&spec, d, classes.len(), args.max_weight_bytes)?;
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
 
     let mut model = match &spec {
