@@ -10,6 +10,9 @@
 //!
 //! Both products run only on the inputs that are non-zero in some sample (`live_columns`):
 //! a column of `X` that is zero throughout adds nothing to them.
+// Opts out of the crate's indexing and overflow lints: host only (alloc), on matrices the
+// trainer allocated to the sizes it indexes them with.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use crate::classify::Classes;
 use crate::columns::{column_runs, gather_columns, live_columns};

@@ -43,7 +43,7 @@ pub struct Sizes {
 impl Sizes {
     /// Rows an enrollment fits: every image with its shifts.
     pub const fn rows(&self) -> usize {
-        self.images * shift_count(self.shift as u8)
+        self.images.saturating_mul(shift_count(self.shift as u8))
     }
 
     /// Bytes of the largest enrolled class the store guarantees room for: `rank` directions
@@ -84,32 +84,38 @@ impl Sizes {
             linear: self.outputs > 0,
         };
         let q = if self.outputs > self.inputs { self.outputs } else { self.inputs };
-        q + worst.head_words() + compact::distance_scratch_len(&worst)
+        q.saturating_add(worst.head_words())
+            .saturating_add(compact::distance_scratch_len(&worst))
     }
 
     /// f32s of classification scratch a model's own classes may take on this device: what
     /// is left of the workspace next to the enrollment images and the input.
     pub const fn model_scratch(&self) -> usize {
-        self.workspace() - self.images * self.inputs - self.inputs
+        self.workspace()
+            .saturating_sub(self.images.saturating_mul(self.inputs))
+            .saturating_sub(self.inputs)
     }
 
     /// f32s of the one workspace: the images of an enrollment in progress, then either the
     /// fit's scratch or a classification (the input and a stored class's distance scratch).
     pub const fn workspace(&self) -> usize {
         let fit = self.fit_scratch();
-        let cls = self.inputs + self.stored_class_scratch();
-        self.images * self.inputs + if fit > cls { fit } else { cls }
+        let cls = self.inputs.saturating_add(self.stored_class_scratch());
+        self.images
+            .saturating_mul(self.inputs)
+            .saturating_add(if fit > cls { fit } else { cls })
     }
 
     /// Bytes of the workspace.
     pub const fn workspace_bytes(&self) -> usize {
-        4 * self.workspace()
+        self.workspace().saturating_mul(4)
     }
 
     /// RAM the firmware takes: the workspace, the receive frame, the reply buffer, the other
     /// statics and the stack kept free ([`STACK_BYTES`]).
     pub const fn ram_bytes(&self) -> usize {
-        self.workspace_bytes() + MAX_FRAME_LEN + TX_BYTES + OTHER_BYTES + STACK_BYTES
+        self.workspace_bytes()
+            .saturating_add(MAX_FRAME_LEN + TX_BYTES + OTHER_BYTES + STACK_BYTES)
     }
 }
 

@@ -48,7 +48,7 @@ pub fn scratch_len(classes: &impl Classes) -> Result<usize> {
     for m in 0..classes.members() {
         let k = classes.target(m)?.outputs();
         for c in 0..classes.len() {
-            need = need.max(k + classes.predictor(m, c)?.scratch_len());
+            need = need.max(k.saturating_add(classes.predictor(m, c)?.scratch_len()));
         }
     }
     Ok(need)
@@ -71,11 +71,8 @@ pub fn classify(
     if n == 0 || members == 0 {
         return Err(Error::EmptyClass);
     }
-    if distances.len() < n {
-        return Err(Error::BufferTooSmall);
-    }
+    let distances = distances.get_mut(..n).ok_or(Error::BufferTooSmall)?;
     crate::error::check_finite(x)?;
-    let distances = &mut distances[..n];
     distances.iter_mut().for_each(|d| *d = 0.0);
     let mut member_best = [0u16; MAX_MEMBERS];
     if members > MAX_MEMBERS {
@@ -102,7 +99,7 @@ pub fn classify(
         }
         *slot = best as u16;
     }
-    decide(distances, &member_best[..members], threshold)
+    decide(distances, member_best.get(..members).ok_or(Error::CapacityFull)?, threshold)
 }
 
 /// The decision from every class's (member-averaged) distance and each member's own best
@@ -117,7 +114,7 @@ pub(crate) fn decide(distances: &[f32], member_best: &[u16], threshold: Option<f
     // (a huge one) is an error.
     let best = closest(distances).ok_or(Error::NonFinite)?;
     let votes = member_best.iter().filter(|&&b| b as usize == best).count();
-    let novelty = distances[best];
+    let novelty = distances.get(best).copied().ok_or(Error::NonFinite)?;
     // Every class at the same distance (a blank input is at 0 from every linear subspace
     // through the origin): no class agrees better than another, so no class is the answer.
     let tie = n > 1 && distances.iter().all(|&d| d == novelty);
@@ -132,13 +129,13 @@ pub(crate) fn decide(distances: &[f32], member_best: &[u16], threshold: Option<f
 
 /// The index of the smallest finite distance (the first of equals), if any.
 pub(crate) fn closest(distances: &[f32]) -> Option<usize> {
-    let mut best: Option<usize> = None;
+    let mut best: Option<(usize, f32)> = None;
     for (c, &d) in distances.iter().enumerate() {
-        if d.is_finite() && best.is_none_or(|b| d < distances[b]) {
-            best = Some(c);
+        if d.is_finite() && best.is_none_or(|(_, b)| d < b) {
+            best = Some((c, d));
         }
     }
-    best
+    best.map(|(c, _)| c)
 }
 
 /// A class's distance, or NaN when it overflowed for this input (`NonFinite`): that class

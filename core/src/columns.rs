@@ -7,6 +7,9 @@
 //! ([`crate::batch`]), training without weight decay ([`crate::methods::GradientTrainer`])
 //! and the closed form's scatter path work on the live columns only, and so do the host
 //! trainer's MLP and logistic regression.
+// Opts out of the crate's indexing and overflow lints: host only (alloc), on matrices the
+// trainer allocated to the sizes it indexes them with.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use alloc::vec;
 use alloc::vec::Vec;

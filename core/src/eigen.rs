@@ -11,6 +11,10 @@
 //! them ([`top_matrix_len`]), against `~6 m^3` and a second `m x m` matrix for the full QL
 //! with vectors ([`crate::linalg::sym_eigen`]). Every step is plain `f32` code in a fixed
 //! order, so the host and a Cortex-M give the same bits.
+// Opts out of the crate's indexing and overflow lints: dense kernels on the m x m Gram
+// matrix, whose only caller (`fit`) checks every size before calling; a checked access per
+// element would cost the Cortex-M a branch in each inner loop.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use crate::error::{Error, Result};
 use crate::linalg::{axpy, dot, norm2, sqrt};

@@ -239,7 +239,7 @@ fn read_u32(bytes: &[u8], at: usize) -> Result<u32> {
 /// lengths in bytes; `None` on overflow.
 fn layout(header_len: usize, weights_len: usize) -> Option<(usize, usize)> {
     let end = HEADER_OFFSET.checked_add(header_len)?;
-    let start = end.checked_add(WEIGHTS_ALIGN - 1)? / WEIGHTS_ALIGN * WEIGHTS_ALIGN;
+    let start = end.checked_next_multiple_of(WEIGHTS_ALIGN)?;
     let total = start.checked_add(weights_len)?.checked_add(CRC_LEN)?;
     Some((start, total))
 }
@@ -419,7 +419,13 @@ impl<'a> ModelView<'a> {
     /// no weights yet. `Malformed` when it does not decode.
     fn scan(header: &'a [u8]) -> Result<Self> {
         let mut rest = header;
-        let at = |rest: &[u8]| u16::try_from(header.len() - rest.len()).map_err(|_| Error::Malformed);
+        let at = |rest: &[u8]| {
+            header
+                .len()
+                .checked_sub(rest.len())
+                .and_then(|a| u16::try_from(a).ok())
+                .ok_or(Error::Malformed)
+        };
         let method = take(&mut rest)?;
         let inputs = take(&mut rest)?;
         let outputs = take(&mut rest)?;
@@ -488,7 +494,7 @@ impl<'a> ModelView<'a> {
             return None;
         }
         let at = *self.classes_at.get(i / CLASS_STRIDE)?;
-        let left = u16::try_from(usize::from(self.counts[2]) - i / CLASS_STRIDE * CLASS_STRIDE).ok()?;
+        let left = u16::try_from(usize::from(self.counts[2]).checked_sub((i / CLASS_STRIDE).checked_mul(CLASS_STRIDE)?)?).ok()?;
         self.entries(at, left).nth(i % CLASS_STRIDE)
     }
 
@@ -524,7 +530,9 @@ impl<'a> ModelView<'a> {
                     .and(crate::error::check_finite(l.bias().unwrap_or(&[])));
             }
             for c in 0..n {
-                let e = self.class_entry(mul(m, n)? + c).ok_or(Error::Malformed)?;
+                let e = self
+                    .class_entry(mul(m, n)?.checked_add(c).ok_or(Error::Malformed)?)
+                    .ok_or(Error::Malformed)?;
                 if self.version == 1 && matches!(e.form, ClassForm::Compact { .. }) {
                     return Err(Error::Malformed);
                 }
@@ -761,7 +769,7 @@ mod owned {
             return Err(Error::CapacityFull);
         }
         for (i, l) in model.labels.iter().enumerate() {
-            if model.labels.iter().skip(i + 1).any(|o| o == l) {
+            if model.labels.iter().skip(i.saturating_add(1)).any(|o| o == l) {
                 return Err(Error::DuplicateLabel);
             }
         }

@@ -5,6 +5,10 @@
 //! fixed summation order (8 interleaved accumulators), so the host and a Cortex-M give the
 //! same bits for the same inputs. On the host (alloc), large products go through matrixmultiply.s
 //! blocked SIMD gemm.
+// Opts out of the crate's indexing and overflow lints: dense kernels whose public entry
+// points check their slice lengths once (`check_len`); a checked access per element would
+// cost the Cortex-M a branch per multiply-add and change nothing for valid sizes.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use crate::error::{Error, Result};
 

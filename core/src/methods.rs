@@ -2,6 +2,9 @@
 //! ensembles, each building a [`Model`] from a support set (one row-major sample matrix per
 //! class). Everything is reproducible from one seed: each class and member draws from its own
 //! derived stream, so running classes in parallel (feature `parallel`) gives the same bits.
+// Opts out of the crate's indexing and overflow lints: host only (alloc), on matrices the
+// trainer allocated to the sizes it indexes them with.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use crate::columns::{column_runs, gather_columns, live_columns, run_width, scatter_columns};
 use crate::error::{check_len, Error, Result};

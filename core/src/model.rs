@@ -159,7 +159,7 @@ mod owned {
                 return Err(Error::CapacityFull);
             }
             let d = self.inputs();
-            check_len(n * d, samples.len())?;
+            check_len(n.saturating_mul(d), samples.len())?;
             let smp = crate::fit::Samples {
                 data: samples,
                 n,

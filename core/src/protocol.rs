@@ -343,7 +343,7 @@ struct FrameIn<T> {
 
 /// Most bytes COBS adds to `n` bytes of data.
 pub const fn cobs_overhead(n: usize) -> usize {
-    n / 254 + 1
+    (n / 254).saturating_add(1)
 }
 
 /// Encodes `body` with request id `id` as one complete frame (delimiter included) into
@@ -356,13 +356,13 @@ pub fn encode<T: Serialize>(id: u32, body: &T, buf: &mut [u8]) -> Result<usize, 
         body,
     };
     let n = postcard::serialize_with_flavor(&frame, postcard::ser_flavors::Size::default()).map_err(|_| FrameError::Malformed)?;
-    let raw = n + CRC_LEN;
+    let raw = n.checked_add(CRC_LEN).ok_or(FrameError::BufferTooSmall)?;
     let ovh = cobs_overhead(raw);
-    let total = ovh + raw + 1;
+    let total = ovh.saturating_add(raw).saturating_add(1);
     if total > buf.len() {
         return Err(FrameError::BufferTooSmall);
     }
-    let payload = buf.get_mut(ovh..ovh + n).ok_or(FrameError::BufferTooSmall)?;
+    let payload = buf.get_mut(ovh..ovh.saturating_add(n)).ok_or(FrameError::BufferTooSmall)?;
     let used = postcard::to_slice(&frame, payload).map_err(|_| FrameError::BufferTooSmall)?.len();
     if used != n {
         return Err(FrameError::Malformed);
@@ -375,8 +375,8 @@ pub fn encode<T: Serialize>(id: u32, body: &T, buf: &mut [u8]) -> Result<usize, 
 /// odd frames (another protocol version, a payload that is not a message) in tests.
 pub fn frame_raw(payload: &[u8], buf: &mut [u8]) -> Result<usize, FrameError> {
     let n = payload.len();
-    let ovh = cobs_overhead(n + CRC_LEN);
-    buf.get_mut(ovh..ovh + n)
+    let ovh = cobs_overhead(n.saturating_add(CRC_LEN));
+    buf.get_mut(ovh..ovh.saturating_add(n))
         .ok_or(FrameError::BufferTooSmall)?
         .copy_from_slice(payload);
     finish_frame(buf, ovh, n)
@@ -385,44 +385,48 @@ pub fn frame_raw(payload: &[u8], buf: &mut [u8]) -> Result<usize, FrameError> {
 /// Appends the CRC to the `n` payload bytes at `buf[ovh..]`, COBS-encodes them to the front
 /// of `buf` in place and adds the delimiter; returns the frame's length.
 fn finish_frame(buf: &mut [u8], ovh: usize, n: usize) -> Result<usize, FrameError> {
-    let raw = n + CRC_LEN;
-    if ovh + raw + 1 > buf.len() {
+    // Every sum below is at most buf.len() + 1 once this check passed; saturation turns
+    // an absurd `ovh` or `n` into a refusal instead of a wrap.
+    let raw = n.saturating_add(CRC_LEN);
+    let (data_end, raw_end) = (ovh.saturating_add(n), ovh.saturating_add(raw));
+    if raw_end.saturating_add(1) > buf.len() {
         return Err(FrameError::BufferTooSmall);
     }
-    let crc = checksum(buf.get(ovh..ovh + n).ok_or(FrameError::BufferTooSmall)?);
-    buf.get_mut(ovh + n..ovh + raw)
+    let crc = checksum(buf.get(ovh..data_end).ok_or(FrameError::BufferTooSmall)?);
+    buf.get_mut(data_end..raw_end)
         .ok_or(FrameError::BufferTooSmall)?
         .copy_from_slice(&crc.to_le_bytes());
     let len = cobs_encode_in_place(buf, ovh, raw)?;
     *buf.get_mut(len).ok_or(FrameError::BufferTooSmall)? = DELIMITER;
-    Ok(len + 1)
+    Ok(len.saturating_add(1))
 }
 
 /// COBS-encodes `buf[src..src + n]` into `buf[0..]`, in place (`src >= cobs_overhead(n)`);
 /// returns the encoded length. The writer never overtakes the reader: before input byte
 /// `i` at most `1 + i / 254` code bytes have been written.
 fn cobs_encode_in_place(buf: &mut [u8], src: usize, n: usize) -> Result<usize, FrameError> {
-    if src < cobs_overhead(n) || src + n > buf.len() {
+    if src < cobs_overhead(n) || src.saturating_add(n) > buf.len() {
         return Err(FrameError::BufferTooSmall);
     }
     let mut code_at = 0usize; // where the current block's code byte goes
     let mut out = 1usize; // next data byte position
     let mut code = 1u8;
     for i in 0..n {
-        let b = *buf.get(src + i).ok_or(FrameError::BufferTooSmall)?;
+        // Positions stay below buf.len() (checked by each get); saturating keeps it so.
+        let b = *buf.get(src.saturating_add(i)).ok_or(FrameError::BufferTooSmall)?;
         if b == 0 {
             *buf.get_mut(code_at).ok_or(FrameError::BufferTooSmall)? = code;
             code_at = out;
-            out += 1;
+            out = out.saturating_add(1);
             code = 1;
         } else {
             *buf.get_mut(out).ok_or(FrameError::BufferTooSmall)? = b;
-            out += 1;
-            code += 1;
+            out = out.saturating_add(1);
+            code = code.saturating_add(1);
             if code == 0xFF {
                 *buf.get_mut(code_at).ok_or(FrameError::BufferTooSmall)? = code;
                 code_at = out;
-                out += 1;
+                out = out.saturating_add(1);
                 code = 1;
             }
         }
@@ -440,9 +444,10 @@ pub fn cobs_decode_in_place(data: &mut [u8]) -> Result<usize, FrameError> {
         if code == 0 {
             return Err(FrameError::Cobs);
         }
-        r += 1;
-        let run = code as usize - 1;
-        if r + run > n {
+        // r and w stay at most n (each byte is read or written through a checked get).
+        r = r.saturating_add(1);
+        let run = usize::from(code.saturating_sub(1));
+        if r.saturating_add(run) > n {
             return Err(FrameError::Cobs);
         }
         for _ in 0..run {
@@ -451,13 +456,13 @@ pub fn cobs_decode_in_place(data: &mut [u8]) -> Result<usize, FrameError> {
                 return Err(FrameError::Cobs);
             }
             *data.get_mut(w).ok_or(FrameError::Cobs)? = b;
-            r += 1;
-            w += 1;
+            r = r.saturating_add(1);
+            w = w.saturating_add(1);
         }
         // A block shorter than 254 data bytes stands for a zero, except at the very end.
         if code != 0xFF && r < n {
             *data.get_mut(w).ok_or(FrameError::Cobs)? = 0;
-            w += 1;
+            w = w.saturating_add(1);
         }
     }
     Ok(w)
@@ -469,9 +474,9 @@ pub fn cobs_decode_in_place(data: &mut [u8]) -> Result<usize, FrameError> {
 pub fn decode<'a, T: Deserialize<'a>>(frame: &'a mut [u8]) -> Result<(u32, T), DecodeError> {
     let mut len = frame.len();
     if frame.last() == Some(&DELIMITER) {
-        len -= 1;
+        len = len.saturating_sub(1);
     }
-    if len + 1 > MAX_FRAME_LEN {
+    if len.saturating_add(1) > MAX_FRAME_LEN {
         return Err(FrameError::TooLong.into());
     }
     let data = frame.get_mut(..len).ok_or(FrameError::Truncated)?;
@@ -481,7 +486,10 @@ pub fn decode<'a, T: Deserialize<'a>>(frame: &'a mut [u8]) -> Result<(u32, T), D
         return Err(FrameError::Truncated.into());
     }
     let data: &'a [u8] = data;
-    let (payload, crc) = data.get(..n).ok_or(FrameError::Truncated)?.split_at(n - CRC_LEN);
+    let (payload, crc) = data
+        .get(..n)
+        .and_then(|d| d.split_at_checked(n.checked_sub(CRC_LEN)?))
+        .ok_or(FrameError::Truncated)?;
     let mut c = [0u8; 4];
     c.copy_from_slice(crc);
     if checksum(payload) != u32::from_le_bytes(c) {
@@ -550,7 +558,7 @@ pub fn sample_bytes<'b>(values: &[f32], out: &'b mut [u8]) -> Result<&'b [u8], E
 /// Writes `values` as little-endian `f32` bytes into `out` (exactly `4 * values.len()`);
 /// returns the bytes written.
 pub fn write_sample<'b>(values: &[f32], out: &'b mut [u8]) -> Result<&'b [u8], Error> {
-    let n = values.len() * 4;
+    let n = values.len().checked_mul(4).ok_or(Error::BufferTooSmall)?;
     let dst = out.get_mut(..n).ok_or(Error::BufferTooSmall)?;
     for (c, v) in dst.chunks_exact_mut(4).zip(values) {
         c.copy_from_slice(&v.to_le_bytes());
@@ -613,7 +621,7 @@ impl<const N: usize> FrameReader<N> {
         match self.buf.get_mut(self.len) {
             Some(slot) if !self.overflow => {
                 *slot = b;
-                self.len += 1;
+                self.len = self.len.saturating_add(1); // at most buf.len()
             }
             _ => self.overflow = true,
         }

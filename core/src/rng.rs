@@ -94,9 +94,10 @@ impl Rng {
         if n == 0 {
             return 0;
         }
-        let threshold = n.wrapping_neg() % n;
+        let threshold = n.wrapping_neg().checked_rem(n).unwrap_or(0);
         loop {
-            let m = (self.next_u32() as u64) * (n as u64);
+            // Two u32 factors: the product fits a u64 exactly.
+            let m = u64::from(self.next_u32()).wrapping_mul(u64::from(n));
             if (m as u32) >= threshold {
                 return (m >> 32) as u32;
             }
@@ -106,7 +107,7 @@ impl Rng {
     /// Fisher-Yates shuffle in place.
     pub fn shuffle<T>(&mut self, xs: &mut [T]) {
         for i in (1..xs.len()).rev() {
-            let j = self.below((i + 1) as u32) as usize;
+            let j = self.below(i.saturating_add(1) as u32) as usize;
             xs.swap(i, j);
         }
     }

@@ -25,7 +25,7 @@
 //! and then the header; the slot with the highest sequence number whose CRC matches is the
 //! current one at boot. A power cut at any step leaves the previous record loadable.
 
-use crate::classify::{closest, decide, or_nan, Classes, Classification, MAX_MEMBERS};
+use crate::classify::{closest, decide, or_nan, Classes, Classification};
 use crate::compact::{self, Directions, Shape};
 use crate::error::{check_len, Error, Result};
 use crate::fit::{self, Samples};
@@ -108,20 +108,16 @@ impl Header {
     /// The 20 header bytes.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        for (i, v) in [u32::from_le_bytes(MAGIC), VERSION as u32, self.seq, self.len, self.crc]
-            .into_iter()
-            .enumerate()
-        {
-            if let Some(dst) = b.get_mut(4 * i..4 * i + 4) {
-                dst.copy_from_slice(&v.to_le_bytes());
-            }
+        let words = [u32::from_le_bytes(MAGIC), VERSION as u32, self.seq, self.len, self.crc];
+        for (dst, v) in b.chunks_exact_mut(4).zip(words) {
+            dst.copy_from_slice(&v.to_le_bytes());
         }
         b
     }
     /// Reads a header: `None` unless magic, version and reserved are right and the length
     /// is a multiple of 4 (the CRC is checked against the body by the caller).
     pub fn parse(b: &[u8; HEADER_LEN]) -> Option<Header> {
-        let w = |i: usize| word(b, 4 * i);
+        let w = |i: usize| word(b, i.checked_mul(4)?);
         if w(0)? != u32::from_le_bytes(MAGIC) || w(1)? != VERSION as u32 {
             return None;
         }
@@ -136,6 +132,12 @@ impl Header {
     pub fn newer_than(&self, other: &Header) -> bool {
         (self.seq.wrapping_sub(other.seq) as i32) > 0
     }
+}
+
+/// `base + offset` as a flash address; `Malformed` past 4 GiB (a valid record's offsets
+/// never get there: `open` keeps both slots below it).
+fn addr(base: u32, offset: usize) -> Result<u32> {
+    u32::try_from(offset).ok().and_then(|o| base.checked_add(o)).ok_or(Error::Malformed)
 }
 
 fn word(b: &[u8], at: usize) -> Option<u32> {
@@ -264,6 +266,7 @@ impl<const C: usize> Store<C> {
         let ok = s > HEADER_LEN + BODY_HEAD
             && s.is_multiple_of(F::ERASE_SIZE)
             && s.checked_mul(2).is_some_and(|t| t <= flash.capacity())
+            && slot_size.checked_mul(2).is_some()
             && CHUNK.is_multiple_of(F::WRITE_SIZE)
             && 4usize.is_multiple_of(F::READ_SIZE)
             && HEADER_LEN.is_multiple_of(F::WRITE_SIZE);
@@ -295,7 +298,7 @@ impl<const C: usize> Store<C> {
     }
     /// Bytes a record may take.
     pub fn capacity(&self) -> usize {
-        self.slot_size as usize - HEADER_LEN
+        (self.slot_size as usize).saturating_sub(HEADER_LEN)
     }
     /// Bytes of the current record's body.
     pub fn used(&self) -> usize {
@@ -303,7 +306,8 @@ impl<const C: usize> Store<C> {
     }
 
     fn base(&self, slot: u8) -> u32 {
-        self.slot_size * slot as u32
+        // `open` keeps both slots below 4 GiB, so this never saturates for slot 0 or 1.
+        self.slot_size.saturating_mul(slot as u32)
     }
 
     /// The valid header of a slot, if any (magic, version, length, CRC).
@@ -321,11 +325,11 @@ impl<const C: usize> Store<C> {
         let mut buf = [0u8; CHUNK];
         let mut at = 0usize;
         while at < h.len as usize {
-            let n = CHUNK.min(h.len as usize - at);
+            let n = CHUNK.min((h.len as usize).saturating_sub(at));
             let b = buf.get_mut(..n).ok_or(Error::BufferTooSmall)?;
-            flash.read(base + (HEADER_LEN + at) as u32, b).map_err(flash_err)?;
+            flash.read(addr(base, HEADER_LEN.saturating_add(at))?, b).map_err(flash_err)?;
             crc.update(b);
-            at += n;
+            at = at.saturating_add(n);
         }
         crc.update(hb.get(..16).ok_or(Error::BufferTooSmall)?);
         Ok((crc.finalize() == h.crc).then_some(h))
@@ -371,7 +375,9 @@ impl<const C: usize> Store<C> {
     /// Scratch (f32s) that [`Store::load`] needs for classes over `d` inputs and `k`
     /// outputs: one class head and one direction.
     pub const fn load_scratch_len(d: usize, k: usize) -> usize {
-        compact::max_runs(d) + d + k + d + (1 + k + d.div_ceil(4))
+        let head = compact::max_runs(d).saturating_add(d).saturating_add(k);
+        let direction = d.saturating_add(1).saturating_add(k).saturating_add(d.div_ceil(4));
+        head.saturating_add(direction)
     }
 
     /// Reads the body of the record in `slot` into the index, checking it, and with
@@ -385,12 +391,12 @@ impl<const C: usize> Store<C> {
         mut scratch: Option<&mut [f32]>,
     ) -> Result<core::result::Result<(), LoadError>> {
         self.entries.clear();
-        let base = self.base(slot) + HEADER_LEN as u32;
+        let base = addr(self.base(slot), HEADER_LEN)?;
         let len = len as usize;
         let corrupt = |e| Ok(Err(LoadError::Corrupt(e)));
         let mut head = [0u8; BODY_HEAD];
         flash.read(base, &mut head).map_err(flash_err)?;
-        let w = |i: usize| word(&head, 4 * i).unwrap_or(u32::MAX);
+        let w = |i: usize| i.checked_mul(4).and_then(|a| word(&head, a)).unwrap_or(u32::MAX);
         if (w(0) as usize, w(1) as usize, w(2) & 1 == 1) != (key.inputs, key.outputs, key.linear) || w(2) > 1 {
             return Ok(Err(LoadError::OtherSizes));
         }
@@ -404,13 +410,19 @@ impl<const C: usize> Store<C> {
         let mut at = BODY_HEAD;
         for _ in 0..count {
             let mut ch = [0u8; CLASS_HEAD];
-            if at + CLASS_HEAD > len {
+            if at.saturating_add(CLASS_HEAD) > len {
                 return corrupt(Error::Truncated);
             }
-            flash.read(base + at as u32, &mut ch).map_err(flash_err)?;
-            let cw = |i: usize| word(&ch, 4 + LABEL_LEN + 4 * i).unwrap_or(u32::MAX) as usize;
+            flash.read(addr(base, at)?, &mut ch).map_err(flash_err)?;
+            let cw = |i: usize| {
+                let at = i.checked_mul(4).and_then(|o| o.checked_add(4 + LABEL_LEN));
+                at.and_then(|a| word(&ch, a)).unwrap_or(u32::MAX) as usize
+            };
             let l = word(&ch, 0).unwrap_or(u32::MAX) as usize;
-            let Some(name) = ch.get(4..4 + l.min(LABEL_LEN + 1)).and_then(|b| core::str::from_utf8(b).ok()) else {
+            let Some(name) = ch
+                .get(4..l.min(LABEL_LEN + 1).saturating_add(4))
+                .and_then(|b| core::str::from_utf8(b).ok())
+            else {
                 return corrupt(Error::LabelTooLong);
             };
             let Ok(lab) = label(name) else {
@@ -436,15 +448,18 @@ impl<const C: usize> Store<C> {
                 Ok(n) => n,
                 Err(e) => return corrupt(e),
             };
-            let start = at + CLASS_HEAD;
+            let start = at.saturating_add(CLASS_HEAD);
             let end = match words.checked_mul(4).and_then(|b| b.checked_add(start)) {
                 Some(e) if e <= len => e,
                 _ => return corrupt(Error::Truncated),
             };
+            let Ok(at_in_slot) = u32::try_from(HEADER_LEN.saturating_add(start)) else {
+                return corrupt(Error::Truncated);
+            };
             let entry = Entry {
                 label: lab,
                 shape,
-                at: (HEADER_LEN + start) as u32,
+                at: at_in_slot,
             };
             if let Some(sc) = scratch.as_deref_mut() {
                 if let Err(e) = self.check_class(flash, slot, &entry, sc) {
@@ -466,12 +481,12 @@ impl<const C: usize> Store<C> {
     /// Reads a class's head and directions back: runs well formed, values finite.
     fn check_class<F: ReadNorFlash>(&self, flash: &mut F, slot: u8, e: &Entry, scratch: &mut [f32]) -> Result<()> {
         let (head, buf) = scratch.split_at_mut_checked(e.shape.head_words()).ok_or(Error::BufferTooSmall)?;
-        let base = self.base(slot) + e.at;
+        let base = self.base(slot).checked_add(e.at).ok_or(Error::Malformed)?;
         flash.read(base, bytemuck::cast_slice_mut(head)).map_err(flash_err)?;
         compact::check_runs(head.get(..e.shape.runs).ok_or(Error::Malformed)?, e.shape.inputs, e.shape.live)?;
         let mut dirs = FlashDirections {
             flash,
-            at: base + 4 * e.shape.head_words() as u32,
+            at: addr(base, e.shape.head_words().saturating_mul(4))?,
             stride: e.shape.direction_words(),
         };
         compact::check_finite_parts(&e.shape, head, &mut dirs, buf)
@@ -485,7 +500,7 @@ impl<const C: usize> Store<C> {
     pub fn distance_scratch_len(&self, i: usize) -> usize {
         self.entries
             .get(i)
-            .map_or(0, |e| e.shape.head_words() + compact::distance_scratch_len(&e.shape))
+            .map_or(0, |e| e.shape.head_words().saturating_add(compact::distance_scratch_len(&e.shape)))
     }
 
     /// Class `i`'s distance for `x` (`qx = Q(x)`, read only for a linear target), reading
@@ -493,11 +508,11 @@ impl<const C: usize> Store<C> {
     pub fn distance<F: ReadNorFlash>(&self, flash: &mut F, i: usize, x: &[f32], qx: &[f32], scratch: &mut [f32]) -> Result<f32> {
         let e = self.entries.get(i).ok_or(Error::UnknownClass)?;
         let (head, rest) = scratch.split_at_mut_checked(e.shape.head_words()).ok_or(Error::BufferTooSmall)?;
-        let base = self.base(self.slot_of_current()) + e.at;
+        let base = self.base(self.slot_of_current()).checked_add(e.at).ok_or(Error::Malformed)?;
         flash.read(base, bytemuck::cast_slice_mut(head)).map_err(flash_err)?;
         let mut dirs = FlashDirections {
             flash,
-            at: base + 4 * e.shape.head_words() as u32,
+            at: addr(base, e.shape.head_words().saturating_mul(4))?,
             stride: e.shape.direction_words(),
         };
         compact::distance(&e.shape, head, &mut dirs, x, qx, rest)
@@ -533,7 +548,7 @@ impl<const C: usize> Store<C> {
         }
         let rank = if opts.max_rank == 0 { cap } else { cap.min(opts.max_rank as usize) };
         self.room_for(key, rank, opts.affine)?;
-        let mut w = self.begin(flash, key, self.entries.len() + 1)?;
+        let mut w = self.begin(flash, key, self.entries.len().saturating_add(1))?;
         self.copy_classes(&mut w, None)?;
         let mut sink = ClassSink { w: &mut w, label: &lab };
         let shape = fit::fit(target, samples, opts, cap, scratch, &mut sink)?;
@@ -549,7 +564,7 @@ impl<const C: usize> Store<C> {
             return Err(Error::CapacityFull);
         }
         let worst = worst_class_len(key.inputs, key.outputs, rank.min(key.inputs), affine, key.linear);
-        if self.used().max(BODY_HEAD) + worst > self.capacity() {
+        if self.used().max(BODY_HEAD).saturating_add(worst) > self.capacity() {
             return Err(Error::CapacityFull);
         }
         Ok(())
@@ -559,7 +574,7 @@ impl<const C: usize> Store<C> {
     /// on error (`UnknownClass`, `Storage`).
     pub fn forget<F: NorFlash>(&mut self, flash: &mut F, key: &ModelKey, name: &str) -> Result<()> {
         let i = self.index_of(name).ok_or(Error::UnknownClass)?;
-        let mut w = self.begin(flash, key, self.entries.len() - 1)?;
+        let mut w = self.begin(flash, key, self.entries.len().saturating_sub(1))?;
         self.copy_classes(&mut w, Some(i))?;
         self.finish(w, key)
     }
@@ -580,14 +595,14 @@ impl<const C: usize> Store<C> {
 
     /// Starts a record of `count` classes in the slot that is not current.
     fn begin<'f, F: NorFlash>(&self, flash: &'f mut F, key: &ModelKey, count: usize) -> Result<Writer<'f, F>> {
-        let slot = 1 - self.slot_of_current();
+        let slot = if self.slot_of_current() == 0 { 1 } else { 0 };
         let base = self.base(slot);
         let mut w = Writer {
             flash,
             slot,
             base,
-            end: base + self.slot_size,
-            at: base + HEADER_LEN as u32,
+            end: base.checked_add(self.slot_size).ok_or(Error::InvalidParameter)?,
+            at: addr(base, HEADER_LEN)?,
             erased: base,
             buf: [0; CHUNK],
             n: 0,
@@ -608,14 +623,14 @@ impl<const C: usize> Store<C> {
             if Some(i) == skip {
                 continue;
             }
-            let mut at = e.at - CLASS_HEAD as u32;
-            let end = e.at + 4 * e.shape.words() as u32;
+            let mut at = e.at.checked_sub(CLASS_HEAD as u32).ok_or(Error::Malformed)?;
+            let end = addr(e.at, e.shape.words().saturating_mul(4))?;
             while at < end {
-                let n = CHUNK.min((end - at) as usize);
+                let n = CHUNK.min(end.saturating_sub(at) as usize);
                 let b = buf.get_mut(..n).ok_or(Error::BufferTooSmall)?;
-                w.flash.read(base + at, b).map_err(flash_err)?;
+                w.flash.read(base.checked_add(at).ok_or(Error::Malformed)?, b).map_err(flash_err)?;
                 w.put(b)?;
-                at += n as u32;
+                at = addr(at, n)?;
             }
         }
         Ok(())
@@ -660,7 +675,7 @@ impl<F: ReadNorFlash> Directions for FlashDirections<'_, F> {
     fn direction<'s>(&'s mut self, i: usize, buf: &'s mut [f32]) -> Result<&'s [f32]> {
         let dst = buf.get_mut(..self.stride).ok_or(Error::BufferTooSmall)?;
         let off = i
-            .checked_mul(4 * self.stride)
+            .checked_mul(self.stride.checked_mul(4).ok_or(Error::Malformed)?)
             .and_then(|o| u32::try_from(o).ok())
             .and_then(|o| self.at.checked_add(o))
             .ok_or(Error::Malformed)?;
@@ -689,13 +704,12 @@ impl<F: NorFlash> Writer<'_, F> {
         self.crc.update(bytes);
         self.len = self.len.checked_add(bytes.len() as u32).ok_or(Error::CapacityFull)?;
         while !bytes.is_empty() {
-            let k = (CHUNK - self.n).min(bytes.len());
-            let (head, tail) = bytes.split_at(k);
-            self.buf
-                .get_mut(self.n..self.n + k)
-                .ok_or(Error::BufferTooSmall)?
-                .copy_from_slice(head);
-            self.n += k;
+            // self.n < CHUNK here (a full buffer is flushed below), so n + k <= CHUNK.
+            let k = CHUNK.saturating_sub(self.n).min(bytes.len());
+            let (head, tail) = bytes.split_at_checked(k).ok_or(Error::BufferTooSmall)?;
+            let filled = self.n.saturating_add(k);
+            self.buf.get_mut(self.n..filled).ok_or(Error::BufferTooSmall)?.copy_from_slice(head);
+            self.n = filled;
             bytes = tail;
             if self.n == CHUNK {
                 self.flush()?;
@@ -712,7 +726,7 @@ impl<F: NorFlash> Writer<'_, F> {
         }
         let erase = F::ERASE_SIZE as u32;
         while self.erased < need {
-            let to = self.erased + erase;
+            let to = self.erased.checked_add(erase).ok_or(Error::CapacityFull)?;
             self.flash.erase(self.erased, to).map_err(flash_err)?;
             self.erased = to;
         }
@@ -723,14 +737,14 @@ impl<F: NorFlash> Writer<'_, F> {
         if self.n == 0 {
             return Ok(());
         }
-        let n = self.n.div_ceil(F::WRITE_SIZE) * F::WRITE_SIZE;
+        let n = self.n.checked_next_multiple_of(F::WRITE_SIZE).ok_or(Error::InvalidParameter)?;
         if let Some(pad) = self.buf.get_mut(self.n..n) {
             pad.fill(0xFF);
         }
         self.ensure_erased(self.at, n as u32)?;
         let data = self.buf.get(..n).ok_or(Error::BufferTooSmall)?;
         self.flash.write(self.at, data).map_err(flash_err)?;
-        self.at += n as u32;
+        self.at = addr(self.at, n)?;
         self.n = 0;
         Ok(())
     }
@@ -770,7 +784,7 @@ pub fn joined_scratch_len<const C: usize>(model: &impl Classes, store: &Store<C>
     let k = model.target(0)?.outputs();
     let mut need = crate::classify::scratch_len(model)?;
     for i in 0..store.len() {
-        need = need.max(k + store.distance_scratch_len(i));
+        need = need.max(k.saturating_add(store.distance_scratch_len(i)));
     }
     Ok(need)
 }
@@ -795,29 +809,23 @@ pub fn classify_joined<const C: usize, F: ReadNorFlash>(
         return Err(Error::InvalidParameter);
     }
     let nb = model.len();
-    let n = nb + store.len();
-    if distances.len() < n {
-        return Err(Error::BufferTooSmall);
-    }
+    let n = nb.saturating_add(store.len());
+    let distances = distances.get_mut(..n).ok_or(Error::BufferTooSmall)?;
     crate::error::check_finite(x)?;
     let target = model.target(0)?;
     check_len(target.inputs(), x.len())?;
     let k = target.outputs();
     let (qx, rest) = scratch.split_at_mut_checked(k).ok_or(Error::BufferTooSmall)?;
     target.forward(x, qx)?;
-    let distances = &mut distances[..n];
-    for (c, dist) in distances.iter_mut().enumerate() {
-        *dist = or_nan(if c < nb {
-            model.predictor(0, c)?.distance(x, qx, rest)
-        } else {
-            store.distance(flash, c - nb, x, qx, rest)
-        })?;
+    let (own, stored) = distances.split_at_mut_checked(nb).ok_or(Error::BufferTooSmall)?;
+    for (c, dist) in own.iter_mut().enumerate() {
+        *dist = or_nan(model.predictor(0, c)?.distance(x, qx, rest))?;
     }
-    let mut best = [0u16; MAX_MEMBERS];
-    if let Some(s) = best.first_mut() {
-        *s = closest(distances).unwrap_or(0) as u16;
+    for (i, dist) in stored.iter_mut().enumerate() {
+        *dist = or_nan(store.distance(flash, i, x, qx, rest))?;
     }
-    decide(distances, &best[..1], threshold)
+    let best = closest(distances).unwrap_or(0) as u16;
+    decide(distances, &[best], threshold)
 }
 
 #[cfg(test)]

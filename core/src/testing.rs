@@ -1,5 +1,8 @@
 //! Test doubles shared by the core's, the firmware's and the fuzz targets' tests (feature
 //! `testing`): not part of the device path.
+// Opts out of the crate's lints against panics: test doubles, where a failure is a broken
+// fixture.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::expect_used)]
 
 use crate::methods::{fit_compact, ClosedFormConfig};
 use crate::model::Model;
