@@ -272,3 +272,65 @@ fn inspect_refuses_headers_whose_sizes_cannot_be_right() {
     std::fs::write(&shifty, crafted_model(784, (28, 28), 255)).unwrap();
     fails_with(&["inspect", s(&shifty)], &["shifty.ldlm", "shift of 255 pixels on 28x28 images"]);
 }
+
+/// Issue 18, reproducer 1: a row of 784 x 1e25 was "0, novelty 0, known" (inf - inf
+/// clamped to 0), and a blank row was a confident "0" too. Now the huge row is refused as
+/// unmeasurable (unknown, with the reason) and the blank one is unknown (every class is at
+/// the same distance from it), while the other rows of the same file are still answered.
+#[test]
+fn huge_and_blank_rows_are_unknown_and_the_others_still_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.ldlm");
+    let t = common::ok_json(&[
+        "train",
+        "--classes",
+        "0-2",
+        "--shots",
+        "5",
+        "--method",
+        "device",
+        "--threshold",
+        "1e6",
+        "--out",
+        s(&model),
+        "--json",
+    ]);
+    assert_eq!(t["labels"], serde_json::json!(["0", "1", "2"]));
+    // A real "1" from the MNIST test set (index 2), raw pixels, beside the hostile rows.
+    let one = ldl_host::models::predict::mnist_inputs(&ldl_host::repo_root().join("data/mnist"), &[2]).unwrap();
+    let row = |v: &[f32]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
+    let csv = dir.path().join("rows.csv");
+    let mut text = String::new();
+    for v in ["1e25", "1e30", &f32::MAX.to_string()] {
+        text += &row(&vec![v.parse().unwrap(); 784]);
+        text += "\n";
+    }
+    text += &row(&[0.0; 784]);
+    text += "\n";
+    text += &row(&one[0].raw);
+    text += "\n";
+    std::fs::write(&csv, text).unwrap();
+    let out = common::ok_json(&["predict", s(&model), "--csv", s(&csv), "--json"]);
+    let rows = out.as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    for r in &rows[..3] {
+        assert_eq!(r["unknown"], true, "{r}");
+        assert_eq!(r["label"], serde_json::Value::Null, "{r}");
+        assert!(r["error"].as_str().unwrap().contains("no class gives a finite distance"), "{r}");
+    }
+    assert_eq!(rows[3]["unknown"], true, "blank: {}", rows[3]);
+    assert_eq!(rows[3]["label"], serde_json::Value::Null);
+    assert_eq!(rows[3]["error"], serde_json::Value::Null);
+    assert_eq!(
+        (&rows[4]["label"], &rows[4]["unknown"]),
+        (&"1".into(), &false.into()),
+        "{}",
+        rows[4]
+    );
+    // The table says it too, and the reason goes to stderr.
+    let text = ldl(&["predict", s(&model), "--csv", s(&csv)]);
+    assert!(text.status.success());
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(stdout.matches("unknown (refused)").count(), 3, "{stdout}");
+    assert!(String::from_utf8_lossy(&text.stderr).contains("no class gives a finite distance"));
+}

@@ -66,8 +66,8 @@ pub struct Answer {
     pub expected: Option<String>,
     /// The decision: the class's label, or `None` when unknown.
     pub label: Option<String>,
-    /// The closest class (even when unknown).
-    pub best: String,
+    /// The closest class (even when unknown); `None` when no class could measure the input.
+    pub best: Option<String>,
     /// Novelty: the closest class's distance.
     pub novelty: f32,
     /// Above the threshold.
@@ -76,6 +76,9 @@ pub struct Answer {
     pub agreement: f32,
     /// Every class's distance, by label.
     pub distances: Vec<(String, f32)>,
+    /// Why the core refused this input (non-finite values, or values so large that no
+    /// class's distance is finite): it is then unknown, and the other inputs still answered.
+    pub error: Option<String>,
 }
 
 /// Classifies one raw input with `model` (preprocessing, then `classify`).
@@ -251,17 +254,38 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let labels: Vec<String> = model.labels.iter().map(|l| l.to_string()).collect();
     let mut answers = Vec::with_capacity(inputs.len());
     for inp in inputs {
-        let (c, dist) = classify_raw(&model, inp.raw).with_context(|| inp.name.clone())?;
-        answers.push(Answer {
-            input: inp.name,
-            expected: inp.expected,
-            label: c.class.map(|i| labels[i].clone()),
-            best: labels[c.best].clone(),
-            novelty: c.novelty,
-            unknown: c.class.is_none(),
-            agreement: c.agreement,
-            distances: labels.iter().cloned().zip(dist).collect(),
-        });
+        if inp.raw.len() != model.inputs() {
+            bail!("{}: {} values, the model takes {}", inp.name, inp.raw.len(), model.inputs());
+        }
+        let answer = match classify_raw(&model, inp.raw) {
+            Ok((c, dist)) => Answer {
+                input: inp.name,
+                expected: inp.expected,
+                label: c.class.map(|i| labels[i].clone()),
+                best: Some(labels[c.best].clone()),
+                novelty: c.novelty,
+                unknown: c.class.is_none(),
+                agreement: c.agreement,
+                distances: labels.iter().cloned().zip(dist).collect(),
+                error: None,
+            },
+            // The core refuses what it cannot measure; such an input is no class.
+            Err(e) => match e.downcast_ref::<ldl_core::Error>() {
+                Some(ldl_core::Error::NonFinite) => Answer {
+                    input: inp.name,
+                    expected: inp.expected,
+                    label: None,
+                    best: None,
+                    novelty: f32::NAN,
+                    unknown: true,
+                    agreement: 0.0,
+                    distances: Vec::new(),
+                    error: Some("no class gives a finite distance (NaN or infinite values, or values too large)".into()),
+                },
+                _ => return Err(e.context(inp.name)),
+            },
+        };
+        answers.push(answer);
     }
     if args.json {
         let v: Vec<serde_json::Value> = answers
@@ -285,15 +309,29 @@ pub fn run(args: PredictArgs) -> Result<()> {
         "input", "label", "expected", "novelty", "unknown"
     );
     for a in &answers {
-        let label = a.label.clone().unwrap_or_else(|| format!("unknown ({})", a.best));
+        let label = match (&a.label, &a.best) {
+            (Some(l), _) => l.clone(),
+            (None, Some(b)) => format!("unknown ({b})"),
+            (None, None) => "unknown (refused)".into(),
+        };
+        let novelty = if a.novelty.is_finite() {
+            format!("{:.6}", a.novelty)
+        } else {
+            "-".into()
+        };
         println!(
-            "{:<28} {:<16} {:<16} {:>12.6} {:>8}",
+            "{:<28} {:<16} {:<16} {:>12} {:>8}",
             a.input,
             label,
             a.expected.as_deref().unwrap_or("-"),
-            a.novelty,
+            novelty,
             if a.unknown { "yes" } else { "no" }
         );
+    }
+    for a in &answers {
+        if let Some(e) = &a.error {
+            eprintln!("note: {}: {e}", a.input);
+        }
     }
     Ok(())
 }
