@@ -177,6 +177,14 @@ pub struct Header {
 /// class entry, so that finding an entry decodes at most `CLASS_STRIDE - 1` others.
 const CLASS_STRIDE: usize = 8;
 
+/// The entry counts of a header, each checked against its capacity by [`ModelView::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    labels: u16,
+    members: u16,
+    classes: u16,
+}
+
 /// A model file validated and read in place: nothing is copied but a few scalars of the
 /// header (sizes, preprocessing, fit options) and where its lists start. The labels and the
 /// target and class entries are decoded from the file's bytes when asked for, and the
@@ -194,8 +202,8 @@ pub struct ModelView<'a> {
     threshold: Option<f32>,
     preprocess: Preprocess,
     fit: FitOptions,
-    /// Number of labels, target entries and class entries.
-    counts: [u16; 3],
+    /// How many labels, target entries (members) and class entries the header holds.
+    counts: Counts,
     /// Byte offsets in `header` of the first label and of the first target entry.
     labels_at: u16,
     members_at: u16,
@@ -463,7 +471,11 @@ impl<'a> ModelView<'a> {
             threshold,
             preprocess,
             fit,
-            counts: [n_labels, n_members, n_classes],
+            counts: Counts {
+                labels: n_labels,
+                members: n_members,
+                classes: n_classes,
+            },
             labels_at,
             members_at,
             classes_at,
@@ -485,16 +497,16 @@ impl<'a> ModelView<'a> {
 
     /// The target entries, one per member.
     fn member_entries(&self) -> Entries<'a, TargetEntry> {
-        self.entries(self.members_at, self.counts[1])
+        self.entries(self.members_at, self.counts.members)
     }
 
     /// Class entry `i` (member `i / len`, class `i % len`).
     fn class_entry(&self, i: usize) -> Option<ClassEntry> {
-        if i >= usize::from(self.counts[2]) {
+        if i >= usize::from(self.counts.classes) {
             return None;
         }
         let at = *self.classes_at.get(i / CLASS_STRIDE)?;
-        let left = u16::try_from(usize::from(self.counts[2]).checked_sub((i / CLASS_STRIDE).checked_mul(CLASS_STRIDE)?)?).ok()?;
+        let left = u16::try_from(usize::from(self.counts.classes).checked_sub((i / CLASS_STRIDE).checked_mul(CLASS_STRIDE)?)?).ok()?;
         self.entries(at, left).nth(i % CLASS_STRIDE)
     }
 
@@ -509,11 +521,11 @@ impl<'a> ModelView<'a> {
     fn validate(&self) -> Result<()> {
         let (d, k) = self.dims()?;
         let n = self.len();
-        let members = usize::from(self.counts[1]);
+        let members = usize::from(self.counts.members);
         if d == 0 || k == 0 || members == 0 || n > usize::from(self.capacity) {
             return Err(Error::Malformed);
         }
-        if members.checked_mul(n) != Some(usize::from(self.counts[2])) {
+        if members.checked_mul(n) != Some(usize::from(self.counts.classes)) {
             return Err(Error::Malformed);
         }
         let mut labels = self.labels();
@@ -638,7 +650,7 @@ impl<'a> ModelView<'a> {
         for t in self.member_entries() {
             let _ = h.members.push(t);
         }
-        for i in 0..usize::from(self.counts[2]) {
+        for i in 0..usize::from(self.counts.classes) {
             if let Some(e) = self.class_entry(i) {
                 let _ = h.classes.push(e);
             }
@@ -647,7 +659,7 @@ impl<'a> ModelView<'a> {
     }
     /// The class labels, in class order, decoded from the file one by one.
     pub fn labels(&self) -> Labels<'a> {
-        self.entries(self.labels_at, self.counts[0])
+        self.entries(self.labels_at, self.counts.labels)
     }
     /// The label of class `i`.
     pub fn label(&self, i: usize) -> Option<Label> {
@@ -705,10 +717,10 @@ impl<'a> ModelView<'a> {
 
 impl Classes for ModelView<'_> {
     fn members(&self) -> usize {
-        usize::from(self.counts[1])
+        usize::from(self.counts.members)
     }
     fn len(&self) -> usize {
-        usize::from(self.counts[0])
+        usize::from(self.counts.labels)
     }
     fn target(&self, member: usize) -> Result<Target<&[f32]>> {
         let t = self.member_entries().nth(member).ok_or(Error::InvalidParameter)?;

@@ -21,11 +21,32 @@ use serde::{Deserialize, Serialize};
 /// Stream index of the target's initialisation (classes use their own index).
 const TARGET_STREAM: u64 = u64::MAX;
 
+/// The methods trained by gradient descent: a [`GradientConfig`] cannot name the closed form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GradientMethod {
+    /// One-to-Many Distillation: frozen random target.
+    O2md,
+    /// Bidirectional Distillation: target and predictors trained in turn.
+    Bd,
+    /// The naive form: identity target, each predictor an autoencoder.
+    Naive,
+}
+
+impl From<GradientMethod> for Method {
+    fn from(m: GradientMethod) -> Method {
+        match m {
+            GradientMethod::O2md => Method::O2md,
+            GradientMethod::Bd => Method::Bd,
+            GradientMethod::Naive => Method::Naive,
+        }
+    }
+}
+
 /// Settings of a gradient-trained method (O2MD, BD or naive).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GradientConfig {
-    /// The method: `O2md`, `Bd` or `Naive`.
-    pub method: Method,
+    /// The method.
+    pub method: GradientMethod,
     /// Target outputs `k` (ignored by the naive form, where `k = d`).
     pub k: usize,
     /// Target has a bias.
@@ -54,7 +75,7 @@ impl GradientConfig {
             batch_size: 1,
         };
         GradientConfig {
-            method: Method::O2md,
+            method: GradientMethod::O2md,
             k,
             target_bias: true,
             predictor_bias: true,
@@ -74,7 +95,7 @@ impl GradientConfig {
             batch_size: 1,
         };
         GradientConfig {
-            method: Method::Bd,
+            method: GradientMethod::Bd,
             k,
             target_bias: false,
             predictor_bias: false,
@@ -89,7 +110,7 @@ impl GradientConfig {
     /// batch 1, 3 epochs.
     pub fn naive_paper() -> Self {
         GradientConfig {
-            method: Method::Naive,
+            method: GradientMethod::Naive,
             ..Self::o2md_paper(0)
         }
     }
@@ -178,14 +199,13 @@ impl<'a> GradientTrainer<'a> {
         check_support(classes, d)?;
         let labels = labels_for(labels, classes.len())?;
         let (k, target) = match cfg.method {
-            Method::Naive => (d, Target::Identity { dim: d }),
-            Method::O2md | Method::Bd => {
+            GradientMethod::Naive => (d, Target::Identity { dim: d }),
+            GradientMethod::O2md | GradientMethod::Bd => {
                 if cfg.k == 0 {
                     return Err(Error::InvalidParameter);
                 }
                 (cfg.k, make_target(d, cfg.k, cfg.target_bias, cfg.target_init, seed)?)
             }
-            Method::ClosedForm => return Err(Error::InvalidParameter),
         };
         let mut rngs: Vec<Rng> = (0..classes.len() as u64).map(|c| Rng::derive(seed, c)).collect();
         let init = |r: &mut Rng| Linear::new(d, k, cfg.predictor_bias, cfg.predictor_init, r);
@@ -214,11 +234,11 @@ impl<'a> GradientTrainer<'a> {
             })
             .collect();
         let target_state = match (&cfg.method, &target) {
-            (Method::Bd, Target::Linear(l)) => Some(OptState::for_layer(l)),
+            (GradientMethod::Bd, Target::Linear(l)) => Some(OptState::for_layer(l)),
             _ => None,
         };
         let model = Model {
-            method: cfg.method,
+            method: cfg.method.into(),
             members: vec![Member {
                 target,
                 predictors: predictors.into_iter().map(Predictor::Dense).collect(),

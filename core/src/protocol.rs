@@ -63,95 +63,148 @@ impl From<FrameError> for DecodeError {
     }
 }
 
-/// A stable, message-free error code (one byte on the wire). Codes 1..=31 are the core's
-/// [`Error`] variants, 32..=47 frame errors, 48.. device states. New codes may be added;
-/// a receiver shows an unknown code as a number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ErrorCode(pub u8);
+/// Declares a one-byte wire code as an enum whose every known value is a variant, plus
+/// `Unknown(u8)` for the codes of a newer peer (after smoltcp's `enum_with_unknown!`): a
+/// match on it is exhaustive, with no wildcard, and every byte decodes.
+macro_rules! wire_code {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $variant:ident = $value:literal => $text:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+        pub enum $name {
+            $($(#[$vm])* $variant,)+
+            /// A code this build does not know (a newer peer's).
+            Unknown(u8),
+        }
 
-impl ErrorCode {
-    /// [`Error::DimensionMismatch`]: e.g. a sample of the wrong length.
-    pub const DIMENSION_MISMATCH: Self = Self(1);
-    /// [`Error::CapacityFull`]: no room for another class.
-    pub const CAPACITY_FULL: Self = Self(2);
-    /// [`Error::EmptyClass`]: no classes to decide between, or no samples.
-    pub const EMPTY_CLASS: Self = Self(3);
-    /// [`Error::NonFinite`]: NaN or infinity in a sample.
-    pub const NON_FINITE: Self = Self(4);
-    /// [`Error::BufferTooSmall`]: the device's buffers cannot hold this.
-    pub const BUFFER_TOO_SMALL: Self = Self(5);
-    /// [`Error::InvalidParameter`].
-    pub const INVALID_PARAMETER: Self = Self(6);
-    /// [`Error::UnknownClass`]: no class has this label.
-    pub const UNKNOWN_CLASS: Self = Self(7);
-    /// [`Error::DuplicateLabel`]: a class with this label exists.
-    pub const DUPLICATE_LABEL: Self = Self(8);
-    /// [`Error::LabelTooLong`].
-    pub const LABEL_TOO_LONG: Self = Self(9);
-    /// [`Error::BadMagic`]: the model region holds no model file.
-    pub const BAD_MAGIC: Self = Self(10);
-    /// [`Error::UnsupportedVersion`]: model file of another format version.
-    pub const UNSUPPORTED_VERSION: Self = Self(11);
-    /// [`Error::CrcMismatch`]: the model (or store) is corrupted.
-    pub const CRC_MISMATCH: Self = Self(12);
-    /// [`Error::Truncated`].
-    pub const TRUNCATED: Self = Self(13);
-    /// [`Error::Malformed`].
-    pub const MALFORMED: Self = Self(14);
-    /// [`Error::Misaligned`].
-    pub const MISALIGNED: Self = Self(15);
-    /// A core error this build has no code for.
-    pub const OTHER: Self = Self(31);
-    /// [`FrameError::TooLong`].
-    pub const FRAME_TOO_LONG: Self = Self(32);
-    /// [`FrameError::Cobs`].
-    pub const FRAME_COBS: Self = Self(33);
-    /// [`FrameError::Truncated`].
-    pub const FRAME_TRUNCATED: Self = Self(34);
-    /// [`FrameError::Crc`].
-    pub const FRAME_CRC: Self = Self(35);
-    /// [`FrameError::Version`].
-    pub const FRAME_VERSION: Self = Self(36);
-    /// [`FrameError::Malformed`].
-    pub const FRAME_MALFORMED: Self = Self(37);
-    /// [`FrameError::BufferTooSmall`].
-    pub const FRAME_BUFFER: Self = Self(38);
-    /// The device has no valid model: it answers `Info` but refuses to classify or enroll.
-    pub const NO_MODEL: Self = Self(48);
-    /// `EnrollSample` or `EnrollAbort` without an enrollment in progress.
-    pub const NOT_ENROLLING: Self = Self(49);
-    /// The enrolled classes could not be saved to (or read from) flash.
-    pub const STORAGE: Self = Self(50);
-    /// The request is valid but this device cannot do it (e.g. shift augmentation for
-    /// more samples than its buffer holds, or an ensemble model with enrolled classes).
-    pub const UNSUPPORTED: Self = Self(51);
-    /// `EnrollSample` whose token is not the enrollment in progress (another host's, or
-    /// one replaced since): the sample is not taken.
-    pub const WRONG_ENROLLMENT: Self = Self(52);
+        impl From<u8> for $name {
+            fn from(v: u8) -> Self {
+                match v {
+                    $($value => Self::$variant,)+
+                    other => Self::Unknown(other),
+                }
+            }
+        }
+
+        impl From<$name> for u8 {
+            fn from(c: $name) -> u8 {
+                match c {
+                    $($name::$variant => $value,)+
+                    $name::Unknown(v) => v,
+                }
+            }
+        }
+
+        impl $name {
+            /// What the code means, in a few words (hosts show it; "unknown code" for
+            /// [`Self::Unknown`]).
+            pub const fn describe(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                    Self::Unknown(_) => "unknown code",
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+                s.serialize_u8(u8::from(*self))
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+                u8::deserialize(d).map(Self::from)
+            }
+        }
+    };
+}
+
+wire_code! {
+    /// A stable, message-free error code (one byte on the wire). Codes 1..=31 are the core's
+    /// [`Error`] variants, 32..=47 frame errors, 48.. device states. New codes may be added;
+    /// a receiver shows one it does not know as [`ErrorCode::Unknown`].
+    pub enum ErrorCode {
+        /// [`Error::DimensionMismatch`]: e.g. a sample of the wrong length.
+        DimensionMismatch = 1 => "dimension mismatch",
+        /// [`Error::CapacityFull`]: no room for another class.
+        CapacityFull = 2 => "capacity full",
+        /// [`Error::EmptyClass`]: no classes to decide between, or no samples.
+        EmptyClass = 3 => "empty class",
+        /// [`Error::NonFinite`]: NaN or infinity in a sample.
+        NonFinite = 4 => "non-finite value",
+        /// [`Error::BufferTooSmall`]: the device's buffers cannot hold this.
+        BufferTooSmall = 5 => "buffer too small",
+        /// [`Error::InvalidParameter`].
+        InvalidParameter = 6 => "invalid parameter",
+        /// [`Error::UnknownClass`]: no class has this label.
+        UnknownClass = 7 => "unknown class",
+        /// [`Error::DuplicateLabel`]: a class with this label exists.
+        DuplicateLabel = 8 => "duplicate label",
+        /// [`Error::LabelTooLong`].
+        LabelTooLong = 9 => "label too long",
+        /// [`Error::BadMagic`]: the model region holds no model file.
+        BadMagic = 10 => "bad magic",
+        /// [`Error::UnsupportedVersion`]: model file of another format version.
+        UnsupportedVersion = 11 => "unsupported version",
+        /// [`Error::CrcMismatch`]: the model (or store) is corrupted.
+        CrcMismatch = 12 => "CRC mismatch",
+        /// [`Error::Truncated`].
+        Truncated = 13 => "truncated",
+        /// [`Error::Malformed`].
+        Malformed = 14 => "malformed",
+        /// [`Error::Misaligned`].
+        Misaligned = 15 => "misaligned",
+        /// A core error this build has no code for.
+        Other = 31 => "other core error",
+        /// [`FrameError::TooLong`].
+        FrameTooLong = 32 => "frame too long",
+        /// [`FrameError::Cobs`].
+        FrameCobs = 33 => "frame: bad COBS",
+        /// [`FrameError::Truncated`].
+        FrameTruncated = 34 => "frame truncated",
+        /// [`FrameError::Crc`].
+        FrameCrc = 35 => "frame CRC mismatch",
+        /// [`FrameError::Version`].
+        FrameVersion = 36 => "frame version",
+        /// [`FrameError::Malformed`].
+        FrameMalformed = 37 => "frame body malformed",
+        /// [`FrameError::BufferTooSmall`].
+        FrameBuffer = 38 => "reply too large",
+        /// The device has no valid model: it answers `Info` but refuses to classify or enroll.
+        NoModel = 48 => "no valid model",
+        /// `EnrollSample` or `EnrollAbort` without an enrollment in progress.
+        NotEnrolling = 49 => "not enrolling",
+        /// The enrolled classes could not be saved to (or read from) flash.
+        Storage = 50 => "storage failed",
+        /// The request is valid but this device cannot do it (e.g. shift augmentation for
+        /// more samples than its buffer holds, or an ensemble model with enrolled classes).
+        Unsupported = 51 => "unsupported on this device",
+        /// `EnrollSample` whose token is not the enrollment in progress (another host's, or
+        /// one replaced since): the sample is not taken.
+        WrongEnrollment = 52 => "sample for another enrollment",
+    }
 }
 
 impl From<Error> for ErrorCode {
     fn from(e: Error) -> Self {
         match e {
-            Error::DimensionMismatch { .. } => Self::DIMENSION_MISMATCH,
-            Error::CapacityFull => Self::CAPACITY_FULL,
-            Error::EmptyClass => Self::EMPTY_CLASS,
-            Error::NonFinite => Self::NON_FINITE,
-            Error::BufferTooSmall => Self::BUFFER_TOO_SMALL,
-            Error::InvalidParameter => Self::INVALID_PARAMETER,
-            Error::UnknownClass => Self::UNKNOWN_CLASS,
-            Error::DuplicateLabel => Self::DUPLICATE_LABEL,
-            Error::LabelTooLong => Self::LABEL_TOO_LONG,
-            Error::BadMagic => Self::BAD_MAGIC,
-            Error::UnsupportedVersion(_) => Self::UNSUPPORTED_VERSION,
-            Error::CrcMismatch => Self::CRC_MISMATCH,
-            Error::Truncated => Self::TRUNCATED,
-            Error::Malformed => Self::MALFORMED,
-            Error::Misaligned => Self::MISALIGNED,
-            Error::Storage => Self::STORAGE,
-            #[allow(unreachable_patterns)]
-            _ => Self::OTHER,
+            Error::DimensionMismatch { .. } => Self::DimensionMismatch,
+            Error::CapacityFull => Self::CapacityFull,
+            Error::EmptyClass => Self::EmptyClass,
+            Error::NonFinite => Self::NonFinite,
+            Error::BufferTooSmall => Self::BufferTooSmall,
+            Error::InvalidParameter => Self::InvalidParameter,
+            Error::UnknownClass => Self::UnknownClass,
+            Error::DuplicateLabel => Self::DuplicateLabel,
+            Error::LabelTooLong => Self::LabelTooLong,
+            Error::BadMagic => Self::BadMagic,
+            Error::UnsupportedVersion(_) => Self::UnsupportedVersion,
+            Error::CrcMismatch => Self::CrcMismatch,
+            Error::Truncated => Self::Truncated,
+            Error::Malformed => Self::Malformed,
+            Error::Misaligned => Self::Misaligned,
+            Error::Storage => Self::Storage,
         }
     }
 }
@@ -159,13 +212,13 @@ impl From<Error> for ErrorCode {
 impl From<FrameError> for ErrorCode {
     fn from(e: FrameError) -> Self {
         match e {
-            FrameError::TooLong => Self::FRAME_TOO_LONG,
-            FrameError::Cobs => Self::FRAME_COBS,
-            FrameError::Truncated => Self::FRAME_TRUNCATED,
-            FrameError::Crc => Self::FRAME_CRC,
-            FrameError::Version(_) => Self::FRAME_VERSION,
-            FrameError::Malformed => Self::FRAME_MALFORMED,
-            FrameError::BufferTooSmall => Self::FRAME_BUFFER,
+            FrameError::TooLong => Self::FrameTooLong,
+            FrameError::Cobs => Self::FrameCobs,
+            FrameError::Truncated => Self::FrameTruncated,
+            FrameError::Crc => Self::FrameCrc,
+            FrameError::Version(_) => Self::FrameVersion,
+            FrameError::Malformed => Self::FrameMalformed,
+            FrameError::BufferTooSmall => Self::FrameBuffer,
         }
     }
 }
@@ -767,14 +820,14 @@ mod tests {
             },
             Response::Listed { labels },
             Response::Forgotten,
-            Response::Error { code: ErrorCode::NO_MODEL },
+            Response::Error { code: ErrorCode::NoModel },
             Response::EnrollAborted {
                 label: label("9").unwrap(),
             },
             Response::Info(Info {
                 protocol: VERSION,
                 model: ModelStatus::Invalid {
-                    code: ErrorCode::CRC_MISMATCH,
+                    code: ErrorCode::CrcMismatch,
                 },
                 inputs: 0,
                 outputs: 0,
@@ -867,7 +920,7 @@ mod tests {
                 id: Some(42)
             }
         );
-        assert_eq!(ErrorCode::from(e.kind), ErrorCode::FRAME_VERSION);
+        assert_eq!(ErrorCode::from(e.kind), ErrorCode::FrameVersion);
         // Intact frame, bad body: enum tag 9, trailing bytes, a response where a request is due.
         for body in [&[2u8, 42, 9][..], &[2, 42, 4, 0], &[2, 42]] {
             let mut raw = body.to_vec();
@@ -881,6 +934,21 @@ mod tests {
         assert!(decode::<Request<'_>>(&mut f).is_err());
         // Encoding into a buffer too small.
         assert_eq!(encode(1, &Request::List, &mut [0u8; 4]), Err(FrameError::BufferTooSmall));
+    }
+
+    #[test]
+    fn error_codes_are_one_byte_and_every_byte_decodes() {
+        for b in 0..=255u8 {
+            let c = ErrorCode::from(b);
+            assert_eq!(u8::from(c), b);
+            let mut buf = [0u8; 2];
+            assert_eq!(postcard::to_slice(&c, &mut buf).unwrap(), &[b][..], "one byte on the wire");
+            assert_eq!(postcard::from_bytes::<ErrorCode>(&[b]).unwrap(), c);
+            assert_eq!(matches!(c, ErrorCode::Unknown(_)), c.describe() == "unknown code", "{b}");
+        }
+        assert_eq!(ErrorCode::from(52), ErrorCode::WrongEnrollment);
+        assert_eq!(ErrorCode::from(200), ErrorCode::Unknown(200));
+        assert_eq!(ErrorCode::NonFinite.describe(), "non-finite value");
     }
 
     #[test]
@@ -916,9 +984,9 @@ mod tests {
             read_sample(&b, &mut back).unwrap();
             assert_eq!(back.map(f32::to_bits), odd.map(f32::to_bits));
         }
-        assert_eq!(ErrorCode::from(Error::CapacityFull), ErrorCode::CAPACITY_FULL);
-        assert_eq!(ErrorCode::from(Error::UnsupportedVersion(3)), ErrorCode::UNSUPPORTED_VERSION);
-        assert_eq!(ErrorCode::from(FrameError::TooLong).0, 32);
+        assert_eq!(ErrorCode::from(Error::CapacityFull), ErrorCode::CapacityFull);
+        assert_eq!(ErrorCode::from(Error::UnsupportedVersion(3)), ErrorCode::UnsupportedVersion);
+        assert_eq!(u8::from(ErrorCode::from(FrameError::TooLong)), 32);
     }
 
     #[test]

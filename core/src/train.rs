@@ -406,7 +406,7 @@ fn run_rows_impl<const AVX512: bool>(
                 let x = &xs[i * d..(i + 1) * d];
                 // Fused with the next step's dot product when that step is in this chunk
                 // (with batch 1 its sample is `order[st + 1]`).
-                let fused = AVX512 && upd.kind == 2 && bs == 1 && ci + 1 < ups.len();
+                let fused = AVX512 && upd.kind == Rule::Adam && bs == 1 && ci + 1 < ups.len();
                 match order.get(st + 1).filter(|_| fused) {
                     #[cfg(all(feature = "std", target_arch = "x86_64"))]
                     // SAFETY: `AVX512` is true only in `run_rows_avx512`, which runs only
@@ -509,9 +509,20 @@ unsafe fn adam_row_dot_avx512(u: &Update, w: &mut [f32], m: &mut [f32], v: &mut 
     crate::linalg::dot_finish(&lanes, tail)
 }
 
+/// Which update rule an [`Update`] applies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Plain SGD.
+    Sgd,
+    /// SGD with momentum.
+    Momentum,
+    /// Adam.
+    Adam,
+}
+
 /// The per-parameter update rule with its step-dependent constants hoisted.
 struct Update {
-    kind: u8,
+    kind: Rule,
     lr: f32,
     a1: f32,
     a2: f32,
@@ -526,7 +537,7 @@ impl Update {
     fn new(opt: &Optimizer, t: i32) -> Self {
         match *opt {
             Optimizer::Sgd { lr, momentum } => Update {
-                kind: if momentum == 0.0 { 0 } else { 1 },
+                kind: if momentum == 0.0 { Rule::Sgd } else { Rule::Momentum },
                 lr,
                 a1: momentum,
                 a2: 0.0,
@@ -540,7 +551,7 @@ impl Update {
                 let bc1 = 1.0 - libm::powf(beta1, t as f32);
                 let bc2 = 1.0 - libm::powf(beta2, t as f32);
                 Update {
-                    kind: 2,
+                    kind: Rule::Adam,
                     lr,
                     a1: beta1,
                     a2: beta2,
@@ -561,14 +572,14 @@ impl Update {
         let n = w.len().min(m.len()).min(v.len()).min(x.len());
         let (w, m, v, x) = (&mut w[..n], &mut m[..n], &mut v[..n], &x[..n]);
         match self.kind {
-            0 => {
+            Rule::Sgd => {
                 let lr = self.lr;
                 for (w, x) in w.iter_mut().zip(x) {
                     let g = c * x + wd * *w;
                     *w -= lr * g;
                 }
             }
-            1 => {
+            Rule::Momentum => {
                 let (lr, mu) = (self.lr, self.a1);
                 for ((w, m), x) in w.iter_mut().zip(m.iter_mut()).zip(x) {
                     let g = c * x + wd * *w;
@@ -576,7 +587,7 @@ impl Update {
                     *w -= lr * *m;
                 }
             }
-            _ => {
+            Rule::Adam => {
                 let (a1, a2, b1, b2, ss, isb, eps) = (self.a1, self.a2, self.b1, self.b2, self.step_size, self.inv_sqrt_bc2, self.eps);
                 for (((w, m), v), x) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(x) {
                     let g = c * x + wd * *w;
@@ -592,13 +603,13 @@ impl Update {
     #[inline(always)]
     fn apply(&self, w: &mut f32, m: &mut f32, v: &mut f32, g: f32) {
         match self.kind {
-            0 => *w -= self.lr * g,
-            1 => {
+            Rule::Sgd => *w -= self.lr * g,
+            Rule::Momentum => {
                 // PyTorch: buf = momentum * buf + g (dampening 0); w -= lr * buf.
                 *m = floor_moment(self.a1 * *m + g);
                 *w -= self.lr * *m;
             }
-            _ => {
+            Rule::Adam => {
                 *m = floor_moment(self.a1 * *m + self.b1 * g);
                 *v = floor_moment(self.a2 * *v + self.b2 * g * g);
                 let denom = sqrtf_fast(*v) * self.inv_sqrt_bc2 + self.eps;
@@ -728,7 +739,7 @@ mod tests {
             assert_eq!(m[..3], [0.0, 0.0, beta * 2e-30], "{opt:?}");
             assert!(m[3].is_nan());
             assert_eq!(w[..3], [0.25; 3], "{opt:?}");
-            if upd.kind == 2 {
+            if upd.kind == Rule::Adam {
                 assert_eq!(v[..3], [0.0, upd.a2 * 1e-20, 0.0]);
             }
             let bits = |a: &[f32]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

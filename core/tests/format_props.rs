@@ -364,7 +364,7 @@ fn write_fuzz_corpus() {
         },
         Response::Forgotten,
         Response::Error {
-            code: protocol::ErrorCode::NOT_ENROLLING,
+            code: protocol::ErrorCode::NotEnrolling,
         },
         Response::EnrollAborted { label: l("c") },
     ];

@@ -106,7 +106,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             let fits = scratch_len(v).is_ok_and(|n| n <= sizes.model_scratch()) && work.len() >= sizes.workspace();
             if !fits {
                 model = Err(ModelStatus::Invalid {
-                    code: ErrorCode::BUFFER_TOO_SMALL,
+                    code: ErrorCode::BufferTooSmall,
                 });
             }
         }
@@ -269,14 +269,14 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             Request::EnrollAbort => match self.enrolling.take() {
                 Some(e) => Response::EnrollAborted { label: e.label },
                 None => Response::Error {
-                    code: ErrorCode::NOT_ENROLLING,
+                    code: ErrorCode::NotEnrolling,
                 },
             },
         }
     }
 
     fn view(&self) -> Result<&ModelView<'a>, ErrorCode> {
-        self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)
+        self.model.as_ref().map_err(|_| ErrorCode::NoModel)
     }
 
     /// Where the enrollment images end in the workspace.
@@ -308,14 +308,14 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
     ) -> Result<(u16, Label, f32, bool), ErrorCode> {
         let at = self.images_len();
         let d = self.sizes.inputs;
-        let view = self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)?;
+        let view = self.model.as_ref().map_err(|_| ErrorCode::NoModel)?;
         let (_, scratch) = self.work.split_at_mut(at);
         let (x, rest) = scratch.split_at_mut(d.min(scratch.len()));
         protocol::read_sample(sample, x)?;
         view.preprocess().apply(x)?;
         let stored = self.store.as_ref().map_or(0, |s| s.len());
         let n = view.len() + stored;
-        distances.resize(n, 0.0).map_err(|_| ErrorCode::CAPACITY_FULL)?;
+        distances.resize(n, 0.0).map_err(|_| ErrorCode::CapacityFull)?;
         let c = match self.store.as_deref() {
             Some(s) => classify_joined(view, s, &mut self.flash, x, view.threshold(), rest, distances)?,
             None => ldl_core::classify(view, x, view.threshold(), rest, distances)?,
@@ -329,7 +329,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
                 .and_then(|s| s.entries().get(c.best - nb))
                 .map(|e| e.label.clone())
         }
-        .ok_or(ErrorCode::UNKNOWN_CLASS)?;
+        .ok_or(ErrorCode::UnknownClass)?;
         Ok((c.best as u16, label, c.novelty, c.class.is_none()))
     }
 
@@ -353,44 +353,44 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         self.enrolling = None;
         let view = self.view()?;
         if view.members() != 1 {
-            return Err(ErrorCode::UNSUPPORTED);
+            return Err(ErrorCode::Unsupported);
         }
         if samples == 0 {
-            return Err(ErrorCode::EMPTY_CLASS);
+            return Err(ErrorCode::EmptyClass);
         }
         if samples as usize > self.sizes.images {
-            return Err(ErrorCode::BUFFER_TOO_SMALL);
+            return Err(ErrorCode::BufferTooSmall);
         }
-        let store = self.store.as_deref().ok_or(ErrorCode::STORAGE)?;
-        let key = self.key.ok_or(ErrorCode::STORAGE)?;
+        let store = self.store.as_deref().ok_or(ErrorCode::Storage)?;
+        let key = self.key.ok_or(ErrorCode::Storage)?;
         if view.class_index(&name).is_some() || store.index_of(&name).is_some() {
-            return Err(ErrorCode::DUPLICATE_LABEL);
+            return Err(ErrorCode::DuplicateLabel);
         }
         if view.len() + store.len() >= MAX_CLASSES {
-            return Err(ErrorCode::CAPACITY_FULL);
+            return Err(ErrorCode::CapacityFull);
         }
         let fit = view.fit();
         store.room_for(&key, self.rank_cap(view), fit.affine)?;
         let p = view.preprocess();
         let d = self.sizes.inputs;
         let (w, s) = match Self::geometry(view) {
-            Some((w, h)) if w.checked_mul(h) != Some(d) => return Err(ErrorCode::INVALID_PARAMETER),
+            Some((w, h)) if w.checked_mul(h) != Some(d) => return Err(ErrorCode::InvalidParameter),
             Some((w, _)) => (w, p.shift as usize),
             None => (d, 0),
         };
         // The board's buffers are sized for shifts up to its own: a larger one (up to 255
         // in a model file) would need more rows than any sizes formula should see.
         if s > self.sizes.shift {
-            return Err(ErrorCode::BUFFER_TOO_SMALL);
+            return Err(ErrorCode::BufferTooSmall);
         }
         let rows = samples as usize * ldl_core::augment::shift_count(s as u8);
         let kl = ldl_core::fit::linear_outputs(&view.target(0)?);
         if kl > self.sizes.outputs {
-            return Err(ErrorCode::BUFFER_TOO_SMALL);
+            return Err(ErrorCode::BufferTooSmall);
         }
         let need = fit_scratch_len(rows, d, w, s, kl, self.rank_cap(view));
         if need > self.work.len().saturating_sub(self.images_len()) {
-            return Err(ErrorCode::BUFFER_TOO_SMALL);
+            return Err(ErrorCode::BufferTooSmall);
         }
         self.last_token = self.last_token.wrapping_add(1);
         self.enrolling = Some(Enrollment {
@@ -416,14 +416,14 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
     fn enroll_step(&mut self, token: u16, data: &[u8]) -> Result<Step, ErrorCode> {
         let d = self.sizes.inputs;
         let at = self.images_len();
-        let view = self.model.as_ref().map_err(|_| ErrorCode::NO_MODEL)?;
-        let en = self.enrolling.as_mut().ok_or(ErrorCode::NOT_ENROLLING)?;
+        let view = self.model.as_ref().map_err(|_| ErrorCode::NoModel)?;
+        let en = self.enrolling.as_mut().ok_or(ErrorCode::NotEnrolling)?;
         if en.token != token {
-            return Err(ErrorCode::WRONG_ENROLLMENT);
+            return Err(ErrorCode::WrongEnrollment);
         }
         let (images, _) = self.work.split_at_mut(at);
         let start = en.got as usize * d;
-        let x = images.get_mut(start..start + d).ok_or(ErrorCode::BUFFER_TOO_SMALL)?;
+        let x = images.get_mut(start..start + d).ok_or(ErrorCode::BufferTooSmall)?;
         protocol::read_sample(data, x)?;
         view.preprocess().apply(x)?;
         en.got += 1;
@@ -431,23 +431,23 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             return Ok(Step::Progress { got: en.got, of: en.of });
         }
         let Some(en) = self.enrolling.take() else {
-            return Err(ErrorCode::NOT_ENROLLING);
+            return Err(ErrorCode::NotEnrolling);
         };
         let target = view.target(0)?;
-        let key = self.key.ok_or(ErrorCode::STORAGE)?;
+        let key = self.key.ok_or(ErrorCode::Storage)?;
         let cap = self.rank_cap(view);
         let fit = view.fit();
         let p = view.preprocess();
         let (images, scratch) = self.work.split_at_mut(at);
         let n = en.of as usize;
         let samples = Samples {
-            data: images.get(..n * d).ok_or(ErrorCode::BUFFER_TOO_SMALL)?,
+            data: images.get(..n * d).ok_or(ErrorCode::BufferTooSmall)?,
             n,
             d,
             image: Self::geometry(view),
             shift: p.shift,
         };
-        let store = self.store.as_deref_mut().ok_or(ErrorCode::STORAGE)?;
+        let store = self.store.as_deref_mut().ok_or(ErrorCode::Storage)?;
         let shape = store.enroll(&mut self.flash, &key, &en.label, &target, &samples, &fit, cap, scratch)?;
         Ok(Step::Enrolled {
             label: en.label,
@@ -458,8 +458,8 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
     #[inline(never)]
     fn forget(&mut self, name: &str) -> Result<(), ErrorCode> {
         self.view()?;
-        let key = self.key.ok_or(ErrorCode::STORAGE)?;
-        let store = self.store.as_deref_mut().ok_or(ErrorCode::STORAGE)?;
+        let key = self.key.ok_or(ErrorCode::Storage)?;
+        let store = self.store.as_deref_mut().ok_or(ErrorCode::Storage)?;
         store.forget(&mut self.flash, &key, name)?;
         Ok(())
     }
@@ -484,7 +484,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         match name {
             Some(l) => self.enroll_start_reply(l, BUTTON_SAMPLES),
             None => Response::Error {
-                code: ErrorCode::CAPACITY_FULL,
+                code: ErrorCode::CapacityFull,
             },
         }
     }
@@ -520,7 +520,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
             for &b in bytes {
                 match rx.push(b) {
                     Push::Pending => {}
-                    Push::Overflow => send_error(serial, tx, 0, ErrorCode::FRAME_TOO_LONG)?,
+                    Push::Overflow => send_error(serial, tx, 0, ErrorCode::FrameTooLong)?,
                     Push::Frame(len) => match protocol::decode::<Request<'_>>(rx.frame(len)) {
                         Ok((id, req)) => self.answer(serial, tx, id, req)?,
                         Err(e) => send_error(serial, tx, e.id.unwrap_or(0), e.kind.into())?,
@@ -694,8 +694,8 @@ mod tests {
             let Response::Info(info) = &out[0].1 else { panic!("{out:?}") };
             assert_eq!(info.model, boot.model);
             assert!(!matches!(info.model, ModelStatus::Valid { .. }));
-            assert_eq!(out[1], (2, Response::Error { code: ErrorCode::NO_MODEL }));
-            assert_eq!(out[2], (3, Response::Error { code: ErrorCode::NO_MODEL }));
+            assert_eq!(out[1], (2, Response::Error { code: ErrorCode::NoModel }));
+            assert_eq!(out[2], (3, Response::Error { code: ErrorCode::NoModel }));
         }
     }
 
@@ -710,7 +710,7 @@ mod tests {
         let mut st = Store::empty();
         let (mut dev, boot) = Device::<_, C>::new(region(&words), &mut work, &mut st, SIZES, MemFlash::new(2 * SLOT as usize), SLOT);
         let refused = ModelStatus::Invalid {
-            code: ErrorCode::BUFFER_TOO_SMALL,
+            code: ErrorCode::BufferTooSmall,
         };
         assert_eq!(boot.model, refused);
         assert!(boot.store.is_none());
@@ -724,7 +724,7 @@ mod tests {
         let out = run(&mut dev, input);
         let Response::Info(info) = &out[0].1 else { panic!("{out:?}") };
         assert_eq!(info.model, refused);
-        assert_eq!(out[1], (2, Response::Error { code: ErrorCode::NO_MODEL }));
+        assert_eq!(out[1], (2, Response::Error { code: ErrorCode::NoModel }));
     }
 
     /// Enrolls through the protocol and checks every answer against the host core (a copy
@@ -798,7 +798,7 @@ mod tests {
                 (
                     12,
                     Response::Error {
-                        code: ErrorCode::DIMENSION_MISMATCH
+                        code: ErrorCode::DimensionMismatch
                     }
                 )
             );
@@ -807,7 +807,7 @@ mod tests {
                 (
                     13,
                     Response::Error {
-                        code: ErrorCode::NON_FINITE
+                        code: ErrorCode::NonFinite
                     }
                 )
             );
@@ -821,7 +821,7 @@ mod tests {
                 (
                     15,
                     Response::Error {
-                        code: ErrorCode::NOT_ENROLLING
+                        code: ErrorCode::NotEnrolling
                     }
                 )
             );
@@ -868,7 +868,7 @@ mod tests {
             assert_eq!(
                 out[0].1,
                 Response::Error {
-                    code: ErrorCode::DIMENSION_MISMATCH
+                    code: ErrorCode::DimensionMismatch
                 }
             );
 
@@ -904,25 +904,25 @@ mod tests {
             assert_eq!(
                 out[0].1,
                 Response::Error {
-                    code: ErrorCode::DUPLICATE_LABEL
+                    code: ErrorCode::DuplicateLabel
                 }
             );
             assert_eq!(
                 out[1].1,
                 Response::Error {
-                    code: ErrorCode::EMPTY_CLASS
+                    code: ErrorCode::EmptyClass
                 }
             );
             assert_eq!(
                 out[2].1,
                 Response::Error {
-                    code: ErrorCode::BUFFER_TOO_SMALL
+                    code: ErrorCode::BufferTooSmall
                 }
             );
             assert_eq!(
                 out[3].1,
                 Response::Error {
-                    code: ErrorCode::UNKNOWN_CLASS
+                    code: ErrorCode::UnknownClass
                 }
             );
 
@@ -949,7 +949,7 @@ mod tests {
             assert_eq!(
                 dev2.button_pressed(),
                 Response::Error {
-                    code: ErrorCode::BUFFER_TOO_SMALL
+                    code: ErrorCode::BufferTooSmall
                 }
             );
         }
@@ -994,7 +994,7 @@ mod tests {
             assert_eq!(
                 r.1,
                 Response::Error {
-                    code: ErrorCode::WRONG_ENROLLMENT
+                    code: ErrorCode::WrongEnrollment
                 }
             );
         }
@@ -1021,7 +1021,7 @@ mod tests {
             }
         );
         let not_enrolling = Response::Error {
-            code: ErrorCode::NOT_ENROLLING,
+            code: ErrorCode::NotEnrolling,
         };
         assert_eq!(out[1].1, not_enrolling);
         assert_eq!(out[2].1, not_enrolling);
@@ -1042,7 +1042,7 @@ mod tests {
         assert_eq!(
             out[1].1,
             Response::Error {
-                code: ErrorCode::WRONG_ENROLLMENT
+                code: ErrorCode::WrongEnrollment
             }
         );
         assert!(
@@ -1080,7 +1080,7 @@ mod tests {
         assert_eq!(
             enroll(&mut dev, "h", 2, &huge),
             Response::Error {
-                code: ErrorCode::NON_FINITE
+                code: ErrorCode::NonFinite
             }
         );
         assert_eq!(dev.store().unwrap().len(), 1);
@@ -1113,7 +1113,7 @@ mod tests {
         assert_eq!(
             enroll(&mut dev3, "s", 1, &[class(9, 1)]),
             Response::Error {
-                code: ErrorCode::NOT_ENROLLING
+                code: ErrorCode::NotEnrolling
             }
         );
         let out = run(
@@ -1129,7 +1129,7 @@ mod tests {
         assert_eq!(
             out[0].1,
             Response::Error {
-                code: ErrorCode::BUFFER_TOO_SMALL
+                code: ErrorCode::BufferTooSmall
             }
         );
     }
@@ -1173,7 +1173,7 @@ mod tests {
         assert_eq!(
             out[0].1,
             Response::Error {
-                code: ErrorCode::CAPACITY_FULL
+                code: ErrorCode::CapacityFull
             }
         );
         let out = run(
@@ -1189,7 +1189,7 @@ mod tests {
         assert_eq!(
             out[0].1,
             Response::Error {
-                code: ErrorCode::NOT_ENROLLING
+                code: ErrorCode::NotEnrolling
             }
         );
         let out = run(

@@ -90,7 +90,7 @@ fn main() -> ! {
     let (mut dev, boot) = Device::<_, C>::new(board::model(), work, store, SIZES, b.store, SLOT as u32);
     match boot.model {
         ModelStatus::Absent => defmt::error!("no model (MODEL region erased): classification refused"),
-        ModelStatus::Invalid { code } => defmt::error!("model refused (error code {=u8}): classification refused", code.0),
+        ModelStatus::Invalid { code } => defmt::error!("model refused (error code {=u8}): classification refused", u8::from(code)),
         ModelStatus::Valid { crc } => defmt::info!("model valid: crc {=u32:#010x}", crc),
     }
     match boot.store {

@@ -48,13 +48,13 @@ impl MethodSpec {
         match self {
             MethodSpec::Gradient(c) => {
                 let base = match c.method {
-                    ldl_core::Method::O2md => format!("o2md-k{}", c.k),
-                    ldl_core::Method::Bd => format!("bd-k{}", c.k),
+                    ldl_core::methods::GradientMethod::O2md => format!("o2md-k{}", c.k),
+                    ldl_core::methods::GradientMethod::Bd => format!("bd-k{}", c.k),
                     _ => "naive".into(),
                 };
                 let paper = match c.method {
-                    ldl_core::Method::O2md => GradientConfig::o2md_paper(c.k),
-                    ldl_core::Method::Bd => GradientConfig::bd_paper(c.k),
+                    ldl_core::methods::GradientMethod::O2md => GradientConfig::o2md_paper(c.k),
+                    ldl_core::methods::GradientMethod::Bd => GradientConfig::bd_paper(c.k),
                     _ => GradientConfig::naive_paper(),
                 };
                 let mut name = base;
@@ -66,7 +66,7 @@ impl MethodSpec {
                     name += &format!("-e{}", c.epochs);
                 }
                 // BD's target at a rate of its own (a target that does not train has none).
-                if let (ldl_core::Method::Bd, ldl_core::Optimizer::Adam { lr, .. }) = (c.method, c.target_step.optimizer) {
+                if let (ldl_core::methods::GradientMethod::Bd, ldl_core::Optimizer::Adam { lr, .. }) = (c.method, c.target_step.optimizer) {
                     if !matches!(c.predictor_step.optimizer, ldl_core::Optimizer::Adam { lr: p, .. } if p == lr) {
                         name += &format!("-tlr{lr:e}");
                     }
@@ -336,7 +336,7 @@ pub fn validated(spec: &MethodSpec, shots: usize) -> MethodSpec {
     };
     let lr_1e4 = |c: &mut GradientConfig| rates(c, 1e-4, 1e-4);
     match c.method {
-        ldl_core::Method::O2md if c == GradientConfig::o2md_paper(2000) => match shots {
+        ldl_core::methods::GradientMethod::O2md if c == GradientConfig::o2md_paper(2000) => match shots {
             5 => c.epochs = 10,
             10 => {
                 c.epochs = 10;
@@ -345,7 +345,7 @@ pub fn validated(spec: &MethodSpec, shots: usize) -> MethodSpec {
             100..=200 => lr_1e4(&mut c),
             _ => {}
         },
-        ldl_core::Method::Bd if c == GradientConfig::bd_paper(2000) => {
+        ldl_core::methods::GradientMethod::Bd if c == GradientConfig::bd_paper(2000) => {
             if (1..=10).contains(&shots) {
                 c.epochs = 10;
             }
@@ -438,9 +438,9 @@ pub fn weight_bytes(method: &MethodSpec, d: usize, classes: usize) -> Option<u64
     let layer = |k: u64| d.checked_mul(k)?.checked_add(k);
     let floats = match method {
         MethodSpec::Gradient(c) => {
-            let k = if c.method == ldl_core::Method::Naive { d } else { c.k as u64 };
+            let k = if c.method == ldl_core::methods::GradientMethod::Naive { d } else { c.k as u64 };
             // Weights and two moments per predictor; BD also trains its target.
-            let target = if c.method == ldl_core::Method::Bd { 3 } else { 1 };
+            let target = if c.method == ldl_core::methods::GradientMethod::Bd { 3 } else { 1 };
             layer(k)?.checked_mul(n.checked_mul(3)?.checked_add(target)?)?
         }
         MethodSpec::Mlp => baselines::MlpConfig::default()

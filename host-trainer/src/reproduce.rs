@@ -124,7 +124,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
     let mut cells = Vec::new();
     let mut epochs: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
     for NamedMethod { name, spec: m } in &methods {
-        let is_bd = matches!(m, MethodSpec::Gradient(c) if c.method == ldl_core::Method::Bd);
+        let is_bd = matches!(m, MethodSpec::Gradient(c) if c.method == ldl_core::methods::GradientMethod::Bd);
         let n = if is_bd { trials.div_ceil(2) } else { trials };
         for &s in &shots {
             // The faithful methods and the device mode at their validated setting for this

@@ -184,7 +184,7 @@ fn model_state(i: &Info) -> String {
     match i.model {
         ModelStatus::Valid { crc } => format!("valid (CRC {crc:08x})"),
         ModelStatus::Absent => "absent (the MODEL region is erased)".into(),
-        ModelStatus::Invalid { code } => format!("invalid: {} (code {})", super::error_name(code), code.0),
+        ModelStatus::Invalid { code } => format!("invalid: {} (code {})", code.describe(), u8::from(code)),
     }
 }
 

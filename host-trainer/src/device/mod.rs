@@ -45,7 +45,7 @@ pub enum DeviceError {
         host: u8,
     },
     /// The device answered with an error code (`core/PROTOCOL.md` §4).
-    #[error("the device refused: {} (code {})", error_name(*.0), .0 .0)]
+    #[error("the device refused: {} (code {})", .0.describe(), u8::from(*.0))]
     Device(ErrorCode),
     /// A valid reply, but not the one this request expects.
     #[error("unexpected reply: {0}")]
@@ -69,41 +69,6 @@ pub enum DeviceError {
 /// Bytes as hex, for messages about what came on the line.
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
-}
-
-/// The name of a protocol error code (`core/PROTOCOL.md` §4); unknown codes are "unknown".
-pub fn error_name(code: ErrorCode) -> &'static str {
-    match code.0 {
-        1 => "dimension mismatch",
-        2 => "capacity full",
-        3 => "empty class",
-        4 => "non-finite value",
-        5 => "buffer too small",
-        6 => "invalid parameter",
-        7 => "unknown class",
-        8 => "duplicate label",
-        9 => "label too long",
-        10 => "bad magic",
-        11 => "unsupported version",
-        12 => "CRC mismatch",
-        13 => "truncated",
-        14 => "malformed",
-        15 => "misaligned",
-        31 => "other core error",
-        32 => "frame too long",
-        33 => "frame: bad COBS",
-        34 => "frame truncated",
-        35 => "frame CRC mismatch",
-        36 => "frame version",
-        37 => "frame body malformed",
-        38 => "reply too large",
-        48 => "no valid model",
-        49 => "not enrolling",
-        50 => "storage failed",
-        51 => "unsupported on this device",
-        52 => "sample for another enrollment",
-        _ => "unknown",
-    }
 }
 
 /// The answer to a classification.
@@ -618,18 +583,18 @@ mod tests {
                                         label: ldl_core::label(&l).unwrap(),
                                     },
                                     None => Response::Error {
-                                        code: ErrorCode::NOT_ENROLLING,
+                                        code: ErrorCode::NotEnrolling,
                                     },
                                 },
                                 Request::EnrollSample { token, data } => match enrolling.as_mut() {
                                     None => Response::Error {
-                                        code: ErrorCode::NOT_ENROLLING,
+                                        code: ErrorCode::NotEnrolling,
                                     },
                                     Some(_) if token != 7 => Response::Error {
-                                        code: ErrorCode::WRONG_ENROLLMENT,
+                                        code: ErrorCode::WrongEnrollment,
                                     },
                                     Some(_) if protocol::read_sample(data, &mut [0f32; 4]).is_err() => Response::Error {
-                                        code: ErrorCode::DIMENSION_MISMATCH,
+                                        code: ErrorCode::DimensionMismatch,
                                     },
                                     Some((l, got, of)) => {
                                         *got += 1;
@@ -655,7 +620,7 @@ mod tests {
                                         Response::Forgotten
                                     }
                                     _ => Response::Error {
-                                        code: ErrorCode::UNKNOWN_CLASS,
+                                        code: ErrorCode::UnknownClass,
                                     },
                                 },
                             },
@@ -713,7 +678,7 @@ mod tests {
         assert_eq!((r.index, r.unknown), (0, true));
         // Wrong length: the device's error code comes back typed.
         match c.classify(&[1.0]) {
-            Err(DeviceError::Device(code)) => assert_eq!(code, ErrorCode::DIMENSION_MISMATCH),
+            Err(DeviceError::Device(code)) => assert_eq!(code, ErrorCode::DimensionMismatch),
             r => panic!("{r:?}"),
         }
         let s = [0.5f32; 4];
@@ -722,7 +687,7 @@ mod tests {
         c.forget("new").unwrap();
         assert_eq!(c.list().unwrap(), vec!["a", "b"]);
         let e = c.forget("a").unwrap_err();
-        assert!(matches!(e, DeviceError::Device(ErrorCode::UNKNOWN_CLASS)), "{e}");
+        assert!(matches!(e, DeviceError::Device(ErrorCode::UnknownClass)), "{e}");
         assert!(e.to_string().contains("unknown class"), "{e}");
         assert!(matches!(
             c.enroll("this label is far too long", &[&s]),
@@ -731,7 +696,7 @@ mod tests {
         // A sample refused mid-way: the error comes back and the client leaves no
         // enrollment armed on the device.
         let e = c.enroll("half", &[&s, &[1.0], &s]).unwrap_err();
-        assert!(matches!(e, DeviceError::Device(ErrorCode::DIMENSION_MISMATCH)), "{e}");
+        assert!(matches!(e, DeviceError::Device(ErrorCode::DimensionMismatch)), "{e}");
         assert_eq!(c.info().unwrap().enrolling, None);
         // An enrollment another host started: info shows it, a sample with the wrong token
         // is refused, abort drops it, a second abort has nothing to drop.
@@ -752,19 +717,11 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("another enrollment"), "{e}");
         assert_eq!(c.abort().unwrap(), "9");
-        assert!(matches!(c.abort(), Err(DeviceError::Device(ErrorCode::NOT_ENROLLING))));
+        assert!(matches!(c.abort(), Err(DeviceError::Device(ErrorCode::NotEnrolling))));
         // ids increase, and a raw garbage frame gets an error reply with id 0.
         c.send_raw(b"\x09garbage!\x00").unwrap();
         let (id, r) = c.recv(Duration::from_secs(1)).unwrap();
-        assert_eq!(
-            (id, r),
-            (
-                0,
-                Response::Error {
-                    code: ErrorCode::FRAME_CRC
-                }
-            )
-        );
+        assert_eq!((id, r), (0, Response::Error { code: ErrorCode::FrameCrc }));
         assert_eq!(c.info().unwrap().classes, 2);
         drop(c);
         h.join().unwrap();

@@ -377,7 +377,7 @@ impl GradientSummary {
             epochs: c.epochs,
             optimizer,
             lr,
-            target_lr: (c.method == ldl_core::Method::Bd).then(|| optimizer_lr(&c.target_step.optimizer)),
+            target_lr: (c.method == ldl_core::methods::GradientMethod::Bd).then(|| optimizer_lr(&c.target_step.optimizer)),
             batch_size: c.predictor_step.batch_size,
             weight_decay: c.predictor_step.weight_decay,
         }
