@@ -438,7 +438,11 @@ pub fn weight_bytes(method: &MethodSpec, d: usize, classes: usize) -> Option<u64
     let layer = |k: u64| d.checked_mul(k)?.checked_add(k);
     let floats = match method {
         MethodSpec::Gradient(c) => {
-            let k = if c.method == ldl_core::methods::GradientMethod::Naive { d } else { c.k as u64 };
+            let k = if c.method == ldl_core::methods::GradientMethod::Naive {
+                d
+            } else {
+                c.k as u64
+            };
             // Weights and two moments per predictor; BD also trains its target.
             let target = if c.method == ldl_core::methods::GradientMethod::Bd { 3 } else { 1 };
             layer(k)?.checked_mul(n.checked_mul(3)?.checked_add(target)?)?
@@ -650,13 +654,13 @@ pub fn run_trial(
     let mut epoch_accuracy = Vec::new();
     let (pred, train_secs, t1) = match method {
         MethodSpec::Gradient(cfg) => {
-            let mut tr = GradientTrainer::new(&views, d, &labels, cfg, mseed).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut tr = GradientTrainer::new(&views, d, &labels, cfg, mseed)?;
             let mut eval_time = 0.0;
             for _ in 0..cfg.epochs {
                 tr.epoch().map_err(|e| anyhow::anyhow!("training: {e}"))?;
                 if per_epoch {
                     let te = Instant::now();
-                    let p = ldl_core::batch::predict(tr.model(), &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let p = ldl_core::batch::predict(tr.model(), &ep.queries, n)?;
                     epoch_accuracy.push(accuracy(&p, &ep.answers));
                     eval_time += te.elapsed().as_secs_f64();
                 }
@@ -664,11 +668,7 @@ pub fn run_trial(
             let train_secs = t0.elapsed().as_secs_f64() - eval_time;
             let t1 = Instant::now();
             let model = tr.into_model();
-            (
-                ldl_core::batch::predict(&model, &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?,
-                train_secs,
-                t1,
-            )
+            (ldl_core::batch::predict(&model, &ep.queries, n)?, train_secs, t1)
         }
         MethodSpec::ClosedForm { cfg, shift } => {
             let aug;
@@ -678,25 +678,16 @@ pub fn run_trial(
             } else {
                 views
             };
-            let model = fit_closed_form(&views, d, &labels, cfg, mseed).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let model = fit_closed_form(&views, d, &labels, cfg, mseed)?;
             let train_secs = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            (
-                ldl_core::batch::predict(&model, &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?,
-                train_secs,
-                t1,
-            )
+            (ldl_core::batch::predict(&model, &ep.queries, n)?, train_secs, t1)
         }
         MethodSpec::Compact { cfg, shift } => {
-            let model = ldl_core::methods::fit_compact(&views, d, &labels, cfg, image, if image.is_some() { *shift } else { 0 }, mseed)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let model = ldl_core::methods::fit_compact(&views, d, &labels, cfg, image, if image.is_some() { *shift } else { 0 }, mseed)?;
             let train_secs = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            (
-                ldl_core::batch::predict(&model, &ep.queries, n).map_err(|e| anyhow::anyhow!("{e}"))?,
-                train_secs,
-                t1,
-            )
+            (ldl_core::batch::predict(&model, &ep.queries, n)?, train_secs, t1)
         }
         MethodSpec::LogReg => {
             let p = baselines::logistic_regression(&views, d, &ep.queries, n, &Default::default(), mseed);
