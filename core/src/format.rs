@@ -50,7 +50,8 @@ pub const MAX_ENTRIES: usize = 128;
 
 /// CRC-32/ISO-HDLC (the zlib / PNG / Ethernet CRC): polynomial 0x04C11DB7 reflected, init and
 /// final XOR 0xFFFFFFFF.
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+/// CRC-32/ISO-HDLC: the model file's, and the store record's.
+pub(crate) const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// The CRC-32 of a model file (CRC-32/ISO-HDLC, the zlib/PNG CRC): computed over every byte
 /// before the last four, and stored there little-endian.

@@ -104,6 +104,17 @@ impl Rng {
         }
     }
 
+    /// Partial Fisher-Yates: moves a uniform random sample of `k` of `xs` (in random
+    /// order) to its front, drawing exactly `k` numbers; the rest keeps what is left.
+    /// `k` past the length is the length.
+    pub fn sample_front<T>(&mut self, xs: &mut [T], k: usize) {
+        let n = xs.len();
+        for i in 0..k.min(n) {
+            let j = i.saturating_add(self.below(n.saturating_sub(i) as u32) as usize);
+            xs.swap(i, j);
+        }
+    }
+
     /// Fisher-Yates shuffle in place.
     pub fn shuffle<T>(&mut self, xs: &mut [T]) {
         for i in (1..xs.len()).rev() {
@@ -155,6 +166,25 @@ mod tests {
         }
         assert!(seen.iter().all(|&c| c > 800), "{seen:?}");
         assert_eq!(r.below(0), 0);
+    }
+
+    #[test]
+    fn sample_front_is_the_partial_shuffle() {
+        let (mut a, mut b) = (Rng::new(9), Rng::new(9));
+        let mut xs: [u32; 10] = core::array::from_fn(|i| i as u32);
+        a.sample_front(&mut xs, 4);
+        // The same draws by hand.
+        let mut ys: [u32; 10] = core::array::from_fn(|i| i as u32);
+        for i in 0..4 {
+            let j = i + b.below((10 - i) as u32) as usize;
+            ys.swap(i, j);
+        }
+        assert_eq!(xs, ys);
+        assert_eq!(a.next_u32(), b.next_u32(), "exactly k draws");
+        let mut sorted = xs;
+        sorted.sort();
+        assert_eq!(sorted, core::array::from_fn(|i| i as u32), "a permutation");
+        a.sample_front(&mut xs, 99);
     }
 
     #[test]

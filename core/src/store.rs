@@ -48,8 +48,7 @@ pub const CLASS_HEAD: usize = 4 + LABEL_LEN + 4 * 4;
 /// Bytes buffered per flash write or copy.
 const CHUNK: usize = 256;
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-static CRC32: crc::Crc<u32> = CRC;
+static CRC32: crc::Crc<u32> = crate::format::CRC;
 
 /// Bytes of a class of this shape in a record.
 pub const fn class_len(shape: &Shape) -> usize {

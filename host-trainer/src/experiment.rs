@@ -550,10 +550,7 @@ pub fn episode_after(train: &Dataset, test: Option<&Dataset>, p: &Protocol, tria
             bail!("class {} has {} samples, the episode needs {need}", train.class_names[c], idx.len());
         }
         // Partial Fisher-Yates: the first `need` entries become a uniform sample.
-        for i in 0..need {
-            let j = i + rng.below((idx.len() - i) as u32) as usize;
-            idx.swap(i, j);
-        }
+        rng.sample_front(&mut idx, need);
         let mut s = Vec::with_capacity(p.shots * d);
         for &i in &idx[..p.shots] {
             s.extend_from_slice(train.row(i));

@@ -169,10 +169,7 @@ pub fn plan(labels: &[u32], classes: usize, shots: &[usize], trials: usize, seed
                     bail!("class {c} has {} images before {VALIDATION_START}, {m} shots asked", p.len());
                 }
                 let mut idx = p.clone();
-                for i in 0..m {
-                    let j = i + rng.below((idx.len() - i) as u32) as usize;
-                    idx.swap(i, j);
-                }
+                rng.sample_front(&mut idx, m);
                 idx.truncate(m);
                 support.push(idx);
             }

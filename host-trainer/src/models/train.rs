@@ -164,10 +164,7 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
                 );
             }
             let mut rng = Rng::derive(args.seed ^ 0x5452_4149_4E00, c as u64);
-            for i in 0..m {
-                let j = i + rng.below((idx.len() - i) as u32) as usize;
-                idx.swap(i, j);
-            }
+            rng.sample_front(&mut idx, m);
             let rest = &idx[m..idx.len().min(m + HELDOUT_PER_CLASS)];
             heldout.extend_from_slice(rest);
             idx.truncate(m);
