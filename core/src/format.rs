@@ -747,6 +747,38 @@ impl Classes for ModelView<'_> {
 #[cfg(feature = "alloc")]
 pub use owned::{decode, encode, encoded_len};
 
+/// A copy of bytes starting on a 4-byte boundary, so that [`ModelView::parse`] reads the
+/// weights in place wherever the bytes came from (a file read into a `Vec<u8>` promises no
+/// alignment). Derefs to the bytes.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aligned {
+    words: alloc::vec::Vec<u32>,
+    len: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl Aligned {
+    /// Copies `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = alloc::vec![0u32; bytes.len().div_ceil(4)];
+        let all: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        if let Some(dst) = all.get_mut(..bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        Self { words, len: bytes.len() }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl core::ops::Deref for Aligned {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let all: &[u8] = bytemuck::cast_slice(&self.words);
+        all.get(..self.len).unwrap_or(all)
+    }
+}
+
 #[cfg(feature = "alloc")]
 mod owned {
     use super::*;
@@ -956,11 +988,7 @@ mod owned {
     /// are copied into an aligned buffer first). Fails as [`ModelView::parse`] does, except
     /// never with `Misaligned`.
     pub fn decode(bytes: &[u8]) -> Result<Model> {
-        let mut buf = vec![0u32; bytes.len().div_ceil(4)];
-        let aligned: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
-        let copy = aligned.get_mut(..bytes.len()).ok_or(Error::BufferTooSmall)?;
-        copy.copy_from_slice(bytes);
-        ModelView::parse(copy)?.to_model()
+        ModelView::parse(&Aligned::new(bytes))?.to_model()
     }
 
     fn owned_linear(l: &Linear<&[f32]>) -> Result<Linear<Vec<f32>>> {
@@ -1104,19 +1132,10 @@ mod tests {
         ]
     }
 
-    /// A copy of `bytes` starting on a 4-byte boundary.
-    fn aligned(bytes: &[u8]) -> Vec<u32> {
-        let mut buf = vec![0u32; bytes.len().div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut buf)[..bytes.len()].copy_from_slice(bytes);
-        buf
-    }
-
     /// Parses an aligned copy and decodes `bytes`; both must agree. Returns the error.
     fn error_of(bytes: &[u8]) -> Error {
-        let buf = aligned(bytes);
-        let a = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()])
-            .map(|_| ())
-            .unwrap_err();
+        let buf = Aligned::new(bytes);
+        let a = ModelView::parse(&buf).map(|_| ()).unwrap_err();
         let b = decode(bytes).map(|_| ()).unwrap_err();
         assert_eq!(a, b);
         a
@@ -1135,8 +1154,8 @@ mod tests {
 
     /// The header and weights of a valid file.
     fn split(bytes: &[u8]) -> (Header, Vec<f32>) {
-        let buf = aligned(bytes);
-        let view = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()]).unwrap();
+        let buf = Aligned::new(bytes);
+        let view = ModelView::parse(&buf).unwrap();
         (view.header(), view.weights().to_vec())
     }
 
@@ -1409,12 +1428,7 @@ mod tests {
         let n = v1.len() - 4;
         v1[n..].copy_from_slice(&[0x16, 0x4E, 0xF8, 0xFB]); // CRC-32 0xFBF84E16
         assert_eq!(decode(&v1).unwrap(), tiny());
-        assert_eq!(
-            ModelView::parse(&aligned(&v1).iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>()[..v1.len()])
-                .unwrap()
-                .version(),
-            1
-        );
+        assert_eq!(ModelView::parse(&Aligned::new(&v1)).unwrap().version(), 1);
     }
 
     #[test]
@@ -1433,8 +1447,8 @@ mod tests {
             assert_eq!(bytes.len(), start + wl + 4, "{name}");
             assert!(bytes[HEADER_OFFSET + hl..start].iter().all(|&b| b == 0));
 
-            let buf = aligned(&bytes);
-            let view = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()]).unwrap();
+            let buf = Aligned::new(&bytes);
+            let view = ModelView::parse(&buf).unwrap();
             assert_eq!(view.file_len(), bytes.len());
             assert_eq!(view.crc(), u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()));
             assert_eq!(view.weights().len() * 4, wl);
@@ -1519,8 +1533,8 @@ mod tests {
         let (mut h, w) = split(&bytes);
         let mut shuffled = vec![0.0f32; 3]; // a gap before the first entry
         let mut entries: Vec<(usize, Vec<f32>)> = Vec::new();
-        let view_bytes = aligned(&bytes);
-        let view = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&view_bytes)[..bytes.len()]).unwrap();
+        let view_bytes = Aligned::new(&bytes);
+        let view = ModelView::parse(&view_bytes).unwrap();
         for c in (0..view.len()).rev() {
             let e = h.classes[c];
             let n = weights_of_predictor(&view, 0, c);

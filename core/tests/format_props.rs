@@ -96,13 +96,6 @@ fn files() -> &'static [Vec<u8>] {
     FILES.get_or_init(|| models().iter().map(|(_, m)| format::encode(m).unwrap()).collect())
 }
 
-/// A copy of `bytes` on a 4-byte boundary.
-fn aligned(bytes: &[u8]) -> Vec<u32> {
-    let mut buf = vec![0u32; bytes.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut buf)[..bytes.len()].copy_from_slice(bytes);
-    buf
-}
-
 /// Uses everything a parsed view offers; nothing may panic.
 fn exercise(view: &ModelView<'_>) {
     let _ = (
@@ -138,8 +131,8 @@ fn exercise(view: &ModelView<'_>) {
 /// it was accepted.
 fn check(bytes: &[u8]) -> bool {
     let _ = ModelView::parse(bytes);
-    let buf = aligned(bytes);
-    let parsed = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..bytes.len()]);
+    let buf = format::Aligned::new(bytes);
+    let parsed = ModelView::parse(&buf);
     let decoded = format::decode(bytes);
     match (&parsed, &decoded) {
         (Ok(view), Ok(model)) => {

@@ -671,10 +671,9 @@ mod tests {
     fn no_model_answers_info_and_refuses_the_rest() {
         for region_bytes in [vec![0xFFu8; 256], b"LDLM garbage that is no model at all".to_vec()] {
             let mut work = workspace();
-            let mut words = vec![0u32; region_bytes.len().div_ceil(4)];
-            bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..region_bytes.len()].copy_from_slice(&region_bytes);
+            let aligned = ldl_core::format::Aligned::new(&region_bytes);
             let mut st1 = Store::empty();
-            let (mut dev, boot) = Device::<_, C>::new(region(&words), &mut work, &mut st1, SIZES, MemFlash::new(2 * SLOT as usize), SLOT);
+            let (mut dev, boot) = Device::<_, C>::new(&aligned, &mut work, &mut st1, SIZES, MemFlash::new(2 * SLOT as usize), SLOT);
             assert!(boot.store.is_none());
             let mut input = frame(1, &Request::Info);
             input.extend(frame(

@@ -132,10 +132,8 @@ pub fn plan(args: &FlashArgs) -> Result<(Plan, Vec<u8>)> {
         );
     }
     // The board's firmware must run it: its inputs, and the workspace for its classes.
-    let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
-    let view = ldl_core::ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&aligned)[..bytes.len()])
-        .map_err(|e| crate::models::model_error(&args.model, e))?;
+    let aligned = ldl_core::format::Aligned::new(&bytes);
+    let view = ldl_core::ModelView::parse(&aligned).map_err(|e| crate::models::model_error(&args.model, e))?;
     if let Err(why) = crate::models::inspect::device_runs(&view, &board) {
         bail!(
             "{}: {} would refuse it at boot: {why}; nothing written",

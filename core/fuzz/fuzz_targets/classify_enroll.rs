@@ -32,10 +32,8 @@ fn classify(view: &ModelView<'_>, st: &Store<C>, f: &mut Flash, x: &[f32]) -> Re
 }
 
 fn run(file: &[u8], tail: &[u8]) {
-    let mut words = vec![0u32; file.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..file.len()].copy_from_slice(file);
-    let bytes = &bytemuck::cast_slice::<u32, u8>(&words)[..file.len()];
-    let Ok(view) = ModelView::parse(bytes) else { return };
+    let bytes = ldl_core::format::Aligned::new(file);
+    let Ok(view) = ModelView::parse(&bytes) else { return };
     let d = view.inputs();
     if view.is_empty() || view.members() != 1 || d == 0 || d > 4096 || view.outputs() > 4096 {
         return;

@@ -30,9 +30,8 @@ fn exercise(view: &ModelView<'_>) {
 
 fn check(data: &[u8]) {
     let _ = ModelView::parse(data);
-    let mut buf = vec![0u32; data.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut buf)[..data.len()].copy_from_slice(data);
-    let parsed = ModelView::parse(&bytemuck::cast_slice::<u32, u8>(&buf)[..data.len()]);
+    let buf = format::Aligned::new(data);
+    let parsed = ModelView::parse(&buf);
     let decoded = format::decode(data);
     match (&parsed, &decoded) {
         (Ok(view), Ok(model)) => {

@@ -245,10 +245,8 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
     let path = &args.model;
     let bytes = read_model_bytes(path)?;
     // An aligned copy, so the weights can be read in place as a device does.
-    let mut buf = vec![0u32; bytes.len().div_ceil(4)];
-    let aligned: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
-    aligned[..bytes.len()].copy_from_slice(&bytes);
-    let view = ModelView::parse(&aligned[..bytes.len()]).map_err(|e| model_error(path, e))?;
+    let aligned = ldl_core::format::Aligned::new(&bytes);
+    let view = ModelView::parse(&aligned).map_err(|e| model_error(path, e))?;
     let invalid = |why: String| anyhow!("{}: not a valid LDL model file: {why}", path.display());
     check_header_sizes(&view).map_err(invalid)?;
     let overflow = || invalid("the sizes its header declares overflow".into());
