@@ -150,19 +150,7 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         let starts: Vec<usize> = (0..n).step_by(BLOCK).collect();
         // Blocks are independent: with `parallel` they go to different cores. A sample's
         // distances do not depend on the block it is in, so neither do the results.
-        #[cfg(feature = "parallel")]
-        let blocks: Vec<Result<Vec<f32>>> = {
-            use rayon::prelude::*;
-            starts
-                .par_iter()
-                .map_init(|| (Vec::new(), Vec::new()), |bufs, &s| run_block(s, bufs))
-                .collect()
-        };
-        #[cfg(not(feature = "parallel"))]
-        let blocks: Vec<Result<Vec<f32>>> = {
-            let mut bufs = (Vec::new(), Vec::new());
-            starts.iter().map(|&s| run_block(s, &mut bufs)).collect()
-        };
+        let blocks = crate::parallel::map_init(&starts, || (Vec::new(), Vec::new()), |bufs, &s| run_block(s, bufs));
         for (&start, block) in starts.iter().zip(blocks) {
             let block = block?;
             out[start * c..start * c + block.len()]

@@ -209,13 +209,7 @@ impl<'a> GradientTrainer<'a> {
         };
         let mut rngs: Vec<Rng> = (0..classes.len() as u64).map(|c| Rng::derive(seed, c)).collect();
         let init = |r: &mut Rng| Linear::new(d, k, cfg.predictor_bias, cfg.predictor_init, r);
-        #[cfg(feature = "parallel")]
-        let predictors: Vec<Linear<Vec<f32>>> = {
-            use rayon::prelude::*;
-            rngs.par_iter_mut().map(init).collect::<Result<_>>()?
-        };
-        #[cfg(not(feature = "parallel"))]
-        let predictors: Vec<Linear<Vec<f32>>> = rngs.iter_mut().map(init).collect::<Result<_>>()?;
+        let predictors: Vec<Linear<Vec<f32>>> = crate::parallel::map_mut(&mut rngs, init).into_iter().collect::<Result<_>>()?;
         let compact = compact && cfg.predictor_step.weight_decay == 0.0;
         let live: Vec<Option<Vec<(usize, usize)>>> = classes
             .iter()
@@ -338,14 +332,7 @@ impl<'a> GradientTrainer<'a> {
             .zip(self.rngs.iter_mut())
             .zip(self.classes.iter())
             .zip(self.live.iter());
-        #[cfg(feature = "parallel")]
-        let losses: Vec<Result<f32>> = {
-            use rayon::prelude::*;
-            let items: Vec<_> = items.collect();
-            items.into_par_iter().map(work).collect()
-        };
-        #[cfg(not(feature = "parallel"))]
-        let losses: Vec<Result<f32>> = items.map(work).collect();
+        let losses: Vec<Result<f32>> = crate::parallel::map_owned(items.collect(), work);
         let mut total = 0.0;
         for l in &losses {
             total += (*l)?;

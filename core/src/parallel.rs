@@ -16,3 +16,49 @@ pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Se
         items.iter().map(f).collect()
     }
 }
+
+/// `items.iter_mut().map(f).collect()`, on rayon's pool with the `parallel` feature.
+pub(crate) fn map_mut<T: Send, R: Send>(items: &mut [T], f: impl Fn(&mut T) -> R + Sync + Send) -> Vec<R> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        items.par_iter_mut().map(f).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        items.iter_mut().map(f).collect()
+    }
+}
+
+/// `items.into_iter().map(f).collect()`, on rayon's pool with the `parallel` feature.
+pub(crate) fn map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        items.into_par_iter().map(f).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        items.into_iter().map(f).collect()
+    }
+}
+
+/// [`map`] with a state made by `init` and reused across items (scratch buffers): one per
+/// rayon worker with the `parallel` feature, one in all without it. `f` must not let the
+/// state change its results.
+pub(crate) fn map_init<T: Sync, S, R: Send>(
+    items: &[T],
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, &T) -> R + Sync + Send,
+) -> Vec<R> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        items.par_iter().map_init(init, f).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        let mut state = init();
+        items.iter().map(|t| f(&mut state, t)).collect()
+    }
+}
