@@ -4,6 +4,55 @@
 //! *predictor* trained only on that class to reproduce the target; a sample belongs to the
 //! class whose predictor agrees best with the target. `no_std`, no allocation on the device
 //! path: every buffer is sized by the caller or by const generics.
+//!
+//! # Map: the paper's objects and where they live
+//!
+//! | object | type | module |
+//! |---|---|---|
+//! | target `Q` (random linear map, or identity) | [`Target`], [`Linear`] | [`linear`] |
+//! | predictor `P_c` of a class | [`Predictor`]: dense [`Linear`], closed-form [`Subspace`], 8-bit [`compact::Compact`] | [`predictor`], [`subspace`], [`compact`] |
+//! | training by gradient (O2MD, BD, naive) | [`methods::GradientTrainer`], [`Optimizer`] | [`methods`] (host), [`train`] |
+//! | closed-form fit (the device and mcu modes) | [`fit::fit`], [`FitOptions`] | [`fit`], [`eigen`], [`augment`] (shifts) |
+//! | classification `argmin_c` distance, "unknown" | [`classify()`], [`Classification`] | [`classify`](mod@classify) |
+//! | the model file (versioned, CRC-checked, read in place) | [`ModelView`], [`Header`], [`format::encode`] | [`format`](mod@format) (`FORMAT.md`) |
+//! | a model on the host (owned weights) | [`Model`] | [`model`] |
+//! | enrollment of a new class | [`Model::enroll`] (host), [`store::Store::enroll`] (device: fit straight to flash) | [`model`], [`store`], [`fit`] |
+//! | enrolled classes kept across power cuts | [`store::Store`] (A/B slots) | [`store`] |
+//! | host <-> device frames | [`protocol::Request`], [`protocol::Response`], [`protocol::ErrorCode`] | [`protocol`] (`PROTOCOL.md`) |
+//! | a board's memory, known before flashing | [`budget::Sizes`] | [`budget`] |
+//!
+//! # From samples to a decision
+//!
+//! Fit two classes on the host, write the model file, read it back in place as a device
+//! does, classify, and enroll a third class:
+//!
+//! ```
+//! # #[cfg(feature = "alloc")] {
+//! use ldl_core::methods::{fit_closed_form, ClosedFormConfig};
+//! use ldl_core::{classify, format, ModelView};
+//!
+//! // Three samples of 4 values per class, row-major.
+//! let a = [1.0, 0.0, 0.0, 0.0, 0.9, 0.1, 0.0, 0.0, 1.1, 0.0, 0.1, 0.0];
+//! let b = [0.0, 0.0, 1.0, 0.0, 0.0, 0.1, 0.9, 0.0, 0.0, 0.0, 1.1, 0.1];
+//! let cfg = ClosedFormConfig { k: 0, ..Default::default() }; // identity target
+//! let mut model = fit_closed_form(&[&a, &b], 4, &["a", "b"], &cfg, 7)?;
+//!
+//! // The file a device flashes, parsed where it lies (4-byte aligned), nothing copied.
+//! let file = format::Aligned::new(&format::encode(&model)?);
+//! let view = ModelView::parse(&file)?;
+//! let mut scratch = vec![0.0; ldl_core::classify::scratch_len(&view)?];
+//! let mut distances = [0.0; 2];
+//! let c = classify(&view, &[0.0, 0.0, 1.0, 0.05], None, &mut scratch, &mut distances)?;
+//! assert_eq!(c.class, Some(1));
+//! assert!(distances[1] < distances[0]);
+//!
+//! // Enrollment: a third class from two samples, the others untouched.
+//! model.capacity = 3;
+//! model.enroll("c", &[0.0, 1.0, 0.0, 0.0, 0.1, 1.0, 0.0, 0.0], 2)?;
+//! assert_eq!(model.class_index("c"), Some(2));
+//! # }
+//! # Ok::<(), ldl_core::Error>(())
+//! ```
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

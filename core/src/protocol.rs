@@ -425,7 +425,9 @@ pub fn encode<T: Serialize>(id: u32, body: &T, buf: &mut [u8]) -> Result<usize, 
 
 /// Frames arbitrary payload bytes (CRC-32, COBS, delimiter) into `buf`; returns the frame's
 /// length. [`encode`] is this after postcard; a host uses it directly to send deliberately
-/// odd frames (another protocol version, a payload that is not a message) in tests.
+/// odd frames (another protocol version, a payload that is not a message) in tests; so it
+/// exists only with the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
 pub fn frame_raw(payload: &[u8], buf: &mut [u8]) -> Result<usize, FrameError> {
     let n = payload.len();
     let ovh = cobs_overhead(n.saturating_add(CRC_LEN));
@@ -489,7 +491,7 @@ fn cobs_encode_in_place(buf: &mut [u8], src: usize, n: usize) -> Result<usize, F
 }
 
 /// Decodes COBS in place (`data` without the delimiter); returns the decoded length.
-pub fn cobs_decode_in_place(data: &mut [u8]) -> Result<usize, FrameError> {
+fn cobs_decode_in_place(data: &mut [u8]) -> Result<usize, FrameError> {
     let n = data.len();
     let (mut r, mut w) = (0usize, 0usize);
     while r < n {
