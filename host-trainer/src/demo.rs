@@ -11,8 +11,8 @@
 
 use crate::device::qemu::{build_firmware, Qemu, QemuConfig};
 use crate::device::{connect, enroll_like_device, AnyClient, Classification};
-use crate::models::human_bytes;
 use crate::models::train::{fit, CalibrateOn, TrainArgs};
+use crate::units::human_bytes;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ldl_core::format;
@@ -216,8 +216,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
 
     // 1. The host trains a model on digits 0-7.
     let train_args = TrainArgs {
-        data: crate::cli::DataArgs {
-            dataset: crate::cli::DatasetKind::Mnist,
+        data: crate::data::DataArgs {
+            dataset: crate::data::DatasetKind::Mnist,
             data: None,
             test: None,
             rotations: false,
@@ -452,7 +452,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
 }
 
 fn progress(n: usize, msg: &str, json: bool) -> indicatif::ProgressBar {
-    let b = crate::cli::bar(n as u64, msg.to_string());
+    let b = crate::progress::bar(n as u64, msg.to_string());
     if json {
         b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     }

@@ -686,6 +686,35 @@ fn t975(df: usize) -> f64 {
     }
 }
 
+/// One (method, shots) cell of a results table (`reproduce`).
+pub struct Cell {
+    /// Method name, as given.
+    pub method: String,
+    /// What it ran ([`MethodSpec::name`] of the setting for these shots).
+    pub settings: String,
+    /// Shots.
+    pub shots: usize,
+    /// Every trial.
+    pub trials: Vec<TrialResult>,
+    /// Wall-clock seconds of the whole cell (its trials may run several at once).
+    pub wall_secs: f64,
+}
+
+impl Cell {
+    /// Every trial's accuracy.
+    pub fn accs(&self) -> Vec<f64> {
+        self.trials.iter().map(|t| t.accuracy).collect()
+    }
+    /// Mean train and eval seconds of a trial.
+    pub fn mean_secs(&self) -> (f64, f64) {
+        let n = self.trials.len().max(1) as f64;
+        (
+            self.trials.iter().map(|t| t.train_secs).sum::<f64>() / n,
+            self.trials.iter().map(|t| t.eval_secs).sum::<f64>() / n,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

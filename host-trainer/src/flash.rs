@@ -9,7 +9,8 @@
 //! attach to the chip, is a clear error and nothing is written.
 
 use crate::models::boards::{self, Board};
-use crate::models::{human_bytes, load_model, read_model_bytes};
+use crate::models::{load_model, read_model_bytes};
+use crate::units::human_bytes;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};

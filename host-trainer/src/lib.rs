@@ -5,12 +5,18 @@ pub mod cli;
 pub mod data;
 pub mod demo;
 pub mod device;
+pub mod errors;
 pub mod experiment;
+pub mod fewshot;
 pub mod flash;
 pub mod models;
+pub mod paper;
 pub mod plot;
+pub mod progress;
 pub mod reproduce;
+pub mod trials;
 pub mod tune;
+pub mod units;
 
 /// The repository root (where `data/` lives), found from the crate's location at build time
 /// or the current directory.

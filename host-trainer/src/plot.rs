@@ -1,7 +1,8 @@
 //! Plots of the experiments (SVG, plotters).
 
 use crate::experiment::mean_ci95;
-use crate::reproduce::{paper, Cell, PAPER_SHOTS};
+use crate::experiment::Cell;
+use crate::paper::{paper, PAPER_SHOTS};
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use std::path::Path;

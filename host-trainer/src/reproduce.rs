@@ -1,8 +1,11 @@
 //! `ldl reproduce`: the paper's MNIST table (10-way, full test set), every method, beside
 //! the published numbers; a markdown report, CSVs and plots.
 
-use crate::cli::{bar, run_cell, DataArgs, DatasetKind, Loaded};
-use crate::experiment::{ci_text, mean_ci95, MethodSpec, NamedMethod, Protocol, TrialResult};
+use crate::data::{DataArgs, DatasetKind, Loaded};
+use crate::experiment::{ci_text, mean_ci95, Cell, MethodSpec, NamedMethod, Protocol};
+use crate::paper::{paper_at, PAPER_SHOTS};
+use crate::progress::bar;
+use crate::trials::run_cell;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::fmt::Write as _;
@@ -42,54 +45,7 @@ pub struct ReproduceArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[command(flatten)]
-    pub jobs: crate::cli::JobsArg,
-}
-
-/// The paper's MNIST table (10-way, accuracy); `None` where it has no number.
-pub const PAPER_SHOTS: [usize; 6] = [1, 5, 10, 50, 100, 200];
-/// Published accuracies per method name, for [`PAPER_SHOTS`].
-pub fn paper(method: &str) -> Option<[Option<f64>; 6]> {
-    let n = None;
-    Some(match method {
-        "naive" => [Some(0.127), n, Some(0.777), Some(0.903), Some(0.898), Some(0.942)],
-        "logreg" => [Some(0.316), Some(0.569), Some(0.679), Some(0.839), Some(0.870), Some(0.892)],
-        "mlp" => [Some(0.448), n, Some(0.749), Some(0.881), Some(0.926), Some(0.929)],
-        m if m.starts_with("o2md") => [Some(0.426), Some(0.708), Some(0.801), Some(0.912), Some(0.934), Some(0.953)],
-        m if m.starts_with("bd") => [Some(0.436), n, Some(0.800), Some(0.917), Some(0.871), Some(0.953)],
-        _ => return None,
-    })
-}
-
-fn paper_at(method: &str, shots: usize) -> Option<f64> {
-    let i = PAPER_SHOTS.iter().position(|&s| s == shots)?;
-    paper(method)?[i]
-}
-
-/// One (method, shots) cell of the table.
-pub struct Cell {
-    /// Method name, as given.
-    pub method: String,
-    /// What it ran ([`MethodSpec::name`] of the setting for these shots).
-    pub settings: String,
-    /// Shots.
-    pub shots: usize,
-    /// Every trial.
-    pub trials: Vec<TrialResult>,
-    /// Wall-clock seconds of the whole cell (its trials may run several at once).
-    pub wall_secs: f64,
-}
-
-impl Cell {
-    fn accs(&self) -> Vec<f64> {
-        self.trials.iter().map(|t| t.accuracy).collect()
-    }
-    fn mean_secs(&self) -> (f64, f64) {
-        let n = self.trials.len().max(1) as f64;
-        (
-            self.trials.iter().map(|t| t.train_secs).sum::<f64>() / n,
-            self.trials.iter().map(|t| t.eval_secs).sum::<f64>() / n,
-        )
-    }
+    pub jobs: crate::trials::JobsArg,
 }
 
 /// Runs it.
@@ -151,7 +107,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
             let res = if per_epoch {
                 let k = a.epoch_trials.min(n);
                 let mut first = run_cell(&loaded, m, &Protocol { trials: k, ..p }, true, jobs, &pb)?;
-                let rest = crate::cli::run_trials(&loaded, m, &p, k..n, false, jobs, &pb)?;
+                let rest = crate::trials::run_trials(&loaded, m, &p, k..n, false, jobs, &pb)?;
                 epochs.push((name.clone(), first.iter().map(|t| t.epoch_accuracy.clone()).collect()));
                 first.extend(rest);
                 first

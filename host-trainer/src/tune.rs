@@ -8,9 +8,9 @@
 //! 1, 5 and 10 shots, `min_weight` 0.1 throughout. A setting's score is its mean accuracy
 //! over the shots; the table is sorted by it and marks the device mode's setting.
 
-use crate::cli::bar;
 use crate::data::{self, Dataset};
 use crate::experiment::{augment_support, ci_text, device_mode, mean_ci95, MethodSpec};
+use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ldl_core::methods::{fit_closed_form, ClosedFormConfig};
@@ -18,8 +18,7 @@ use ldl_core::{FitOptions, Rng};
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// First training image used as a validation query; supports come from the ones before.
-pub const VALIDATION_START: usize = 50_000;
+pub use crate::data::VALIDATION_START;
 /// MNIST's training split.
 pub const TRAIN_LEN: usize = 60_000;
 
@@ -57,7 +56,7 @@ pub struct TuneArgs {
     #[arg(long, value_delimiter = ',')]
     pub affine: Option<Vec<bool>>,
     #[command(flatten)]
-    pub jobs: crate::cli::JobsArg,
+    pub jobs: crate::trials::JobsArg,
 }
 
 /// One point of the grid.
@@ -212,7 +211,7 @@ pub struct Cell {
 
 /// Runs the sweep on `train` (MNIST's training split).
 ///
-/// Plans run `jobs` at a time ([`crate::cli::JobsArg`]); the results do not depend on it.
+/// Plans run `jobs` at a time ([`crate::trials::JobsArg`]); the results do not depend on it.
 pub fn sweep(
     train: &Dataset,
     settings: &[Setting],
@@ -270,7 +269,7 @@ pub fn sweep(
         }
         Ok(out)
     };
-    let per_plan = crate::cli::map_jobs(jobs, 0..plans.len(), one)?;
+    let per_plan = crate::trials::map_jobs(jobs, 0..plans.len(), one)?;
     let mut acc = vec![vec![Vec::new(); shots.len()]; settings.len()];
     for (p, scores) in plans.iter().zip(per_plan) {
         let si = shots.iter().position(|&s| s == p.shots).unwrap_or(0);

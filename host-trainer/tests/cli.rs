@@ -1,7 +1,7 @@
 //! End-to-end tests of the model commands through the built `ldl` binary: train -> file ->
 //! inspect / eval / predict, bad files, the budget check, tune.
 
-use ldl_host::cli::{DataArgs, DatasetKind};
+use ldl_host::data::{DataArgs, DatasetKind};
 use ldl_host::models::train::{fit, TrainArgs};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -623,7 +623,7 @@ fn one_trial_prints_a_dash_for_the_interval() {
 /// file names and PNG bytes, in the loader's order (by file name).
 fn omniglot_drawings(character: &str) -> Vec<(String, Vec<u8>)> {
     use std::io::Read;
-    let zip_path = ldl_host::cli::default_omniglot();
+    let zip_path = ldl_host::data::default_omniglot();
     let mut a = zip::ZipArchive::new(std::fs::File::open(zip_path).unwrap()).unwrap();
     let dir = format!("images_background_small1/{character}/");
     let mut names: Vec<String> = a
@@ -672,7 +672,7 @@ fn predict_prepares_an_original_omniglot_drawing_as_training_did() {
     let png = &drawings[offset].1;
     let drawing = dir.path().join("drawing.png");
     std::fs::write(&drawing, png).unwrap();
-    let loaded = ldl_host::data::load_omniglot(&ldl_host::cli::default_omniglot(), &Default::default()).unwrap();
+    let loaded = ldl_host::data::load_omniglot(&ldl_host::data::default_omniglot(), &Default::default()).unwrap();
     let row = loaded.class_indices()[1][offset];
     let expected = loaded.row(row).to_vec();
     // The input vector: the loader's, value for value.

@@ -16,11 +16,13 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub mod args;
 pub mod csv;
 pub mod image;
 pub mod mnist;
 pub mod omniglot;
 
+pub use self::args::{default_omniglot, DataArgs, DatasetKind, Loaded, VALIDATION_START};
 pub use self::csv::{load_csv, load_csv_split, load_csv_with_classes, CsvOptions};
 pub use self::mnist::{load_mnist, load_mnist_with, Split};
 pub use self::omniglot::{list_alphabets, load_omniglot, OmniglotOptions};

@@ -290,7 +290,7 @@ fn classify(dev: &mut AnyClient, s: &SampleArgs, json: bool) -> Result<()> {
     let (d, crc) = inputs_of(dev)?;
     let inputs = s.load(d, crc)?;
     let labels = dev.list()?;
-    let bar = (!json && inputs.len() > 20).then(|| crate::cli::bar(inputs.len() as u64, "classifying on the device".into()));
+    let bar = (!json && inputs.len() > 20).then(|| crate::progress::bar(inputs.len() as u64, "classifying on the device".into()));
     let mut answers: Vec<(&Input, Classification)> = Vec::with_capacity(inputs.len());
     for inp in &inputs {
         let c = dev.classify(&inp.raw).with_context(|| inp.name.clone())?;
@@ -381,7 +381,7 @@ mod tests {
         };
         let ds = crate::data::load_omniglot(&zip, &opts).unwrap();
         // A model of two Greek characters, from the library as `ldl train` makes it.
-        let kind = crate::cli::DatasetKind::Omniglot;
+        let kind = crate::data::DatasetKind::Omniglot;
         let support: Vec<Vec<f32>> = (0..2).map(|c| crate::models::raw_rows(kind, &ds, ds.indices_of_class(c))).collect();
         let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
         let cfg = ldl_core::methods::ClosedFormConfig::default();

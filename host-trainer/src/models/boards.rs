@@ -99,7 +99,7 @@ struct File {
 
 /// Every board, by key (`qemu`, `stm32f405`, `nrf52840dk`).
 pub fn boards() -> Result<BTreeMap<String, Board>> {
-    let f: File = toml::from_str(BOARDS_TOML).context(crate::cli::Internal("firmware/boards.toml (compiled in) does not parse"))?;
+    let f: File = toml::from_str(BOARDS_TOML).context(crate::errors::Internal("firmware/boards.toml (compiled in) does not parse"))?;
     Ok(f.boards)
 }
 

@@ -3,8 +3,9 @@
 //! classes the model does not know are counted apart, as "unknown expected".
 
 use super::{kind_name, load_model, model_label, preprocessed, raw_rows};
-use crate::cli::{bar, DataArgs, Loaded};
+use crate::data::{DataArgs, Loaded};
 use crate::models::train::argmin;
+use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ldl_core::Model;
@@ -75,7 +76,7 @@ pub struct EvalReport {
 
 /// The test samples of `loaded` (its test split, or its only set) in the model's input
 /// domain, with each sample's model class (`None`: a class the model does not know).
-pub fn test_inputs(model: &Model, kind: crate::cli::DatasetKind, loaded: &Loaded) -> Result<(Vec<f32>, Vec<Option<usize>>)> {
+pub fn test_inputs(model: &Model, kind: crate::data::DatasetKind, loaded: &Loaded) -> Result<(Vec<f32>, Vec<Option<usize>>)> {
     let ds = loaded.test.as_ref().unwrap_or(&loaded.train);
     if ds.dim != model.inputs() {
         bail!(
@@ -286,14 +287,14 @@ fn set_description(data: &DataArgs, loaded: &Loaded) -> String {
         return if data.validation {
             format!(
                 "validation split: training images {}..{}",
-                crate::tune::VALIDATION_START,
+                crate::data::VALIDATION_START,
                 crate::tune::TRAIN_LEN
             )
         } else {
             "test split".into()
         };
     }
-    let default = crate::cli::default_omniglot();
+    let default = crate::data::default_omniglot();
     let path = data.data.clone().unwrap_or_else(|| default.clone());
     let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,

@@ -14,7 +14,8 @@
 //!   and a store slot's room for classes of this model's kind at their largest.
 
 use super::boards::{self, Board};
-use super::{human_bytes, model_error, parse_size, read_model_bytes};
+use super::{model_error, read_model_bytes};
+use crate::units::{human_bytes, parse_size};
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use ldl_core::classify::Classes;

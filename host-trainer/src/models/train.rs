@@ -2,8 +2,9 @@
 //! (`core/FORMAT.md`) with its preprocessing, fit options and capacity for enrollment.
 
 use super::{model_label, parse_classes, preprocess_for, preprocessed, raw_rows};
-use crate::cli::{bar, DataArgs, Loaded};
+use crate::data::{DataArgs, Loaded};
 use crate::experiment::{augment_support, MethodSpec};
+use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ldl_core::methods::{fit_closed_form, GradientTrainer};
@@ -59,7 +60,7 @@ pub struct TrainArgs {
     pub max_rank: Option<u16>,
     /// The most bytes of weights and optimiser state the training may allocate (e.g. 16G);
     /// a method that would take more is refused before training.
-    #[arg(long, value_name = "SIZE", value_parser = super::parse_size, default_value = "4G")]
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, default_value = "4G")]
     pub max_weight_bytes: u64,
     /// Where to write the model file.
     #[arg(long, short = 'o', value_name = "MODEL.ldlm")]
@@ -201,7 +202,7 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
                 if total > MAX_SUPPORT_BYTES {
                     bail!(
                         "the shift-augmented support would take {} in memory: use --shots (e.g. 50)",
-                        super::human_bytes(total as u64)
+                        crate::units::human_bytes(total as u64)
                     );
                 }
                 aug = augment_support(&support, train.image, shift)?;
@@ -298,7 +299,7 @@ pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
     model.threshold = threshold;
     model
         .validate()
-        .context(crate::cli::Internal("the trained model is inconsistent"))?;
+        .context(crate::errors::Internal("the trained model is inconsistent"))?;
     Ok(Trained {
         model,
         method: args.method.trim().to_string(),
@@ -418,7 +419,7 @@ pub fn size_warning(path: &str, bytes: usize, classes: usize, inputs: usize, spe
     if bytes as u64 <= largest {
         return Ok(None);
     }
-    let hb = super::human_bytes;
+    let hb = crate::units::human_bytes;
     let mut msg = format!(
         "{path} is {bytes} bytes ({}), larger than every board's MODEL region (the largest: {key}'s {})",
         hb(bytes as u64),
