@@ -11,7 +11,7 @@
 
 use crate::device::qemu::{build_firmware, Qemu, QemuConfig};
 use crate::device::{connect, enroll_like_device, AnyClient, Classification};
-use crate::models::train::{fit, CalibrateOn, TrainArgs};
+use crate::models::train::{fit, TrainOptions};
 use crate::units::human_bytes;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -215,34 +215,28 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let t_all = Instant::now();
 
     // 1. The host trains a model on digits 0-7.
-    let train_args = TrainArgs {
-        data: crate::data::DataArgs {
-            dataset: crate::data::DatasetKind::Mnist,
-            data: None,
-            test: None,
-            rotations: false,
-            validation: false,
-            max_input_bytes: crate::data::DEFAULT_MAX_INPUT_BYTES,
-        },
+    let options = TrainOptions {
         classes: Some(format!("{}-{}", KNOWN.start, KNOWN.end - 1)),
         shots: Some(a.train_shots),
-        method: "mcu".into(),
         seed: a.seed,
         capacity: Some((KNOWN.len() + NEW.len()) as u16),
-        threshold: None,
-        calibrate_threshold: None,
-        calibrate_on: CalibrateOn::Support,
-        max_rank: None,
-        max_weight_bytes: crate::experiment::DEFAULT_MAX_WEIGHT_BYTES,
-        out: out.join("model.ldlm"),
-        json: false,
+        ..TrainOptions::new(crate::data::DatasetKind::Mnist, "mcu")
     };
-    let loaded = train_args.data.load()?;
+    let data = crate::data::DataArgs {
+        dataset: crate::data::DatasetKind::Mnist,
+        data: None,
+        test: None,
+        rotations: false,
+        validation: false,
+        max_input_bytes: crate::data::DEFAULT_MAX_INPUT_BYTES,
+    };
+    let model_path = out.join("model.ldlm");
+    let loaded = data.load()?;
     let (train, test) = (&loaded.train, loaded.test.as_ref().context("MNIST has a test split")?);
     let t0 = Instant::now();
-    let trained = fit(&train_args, &loaded)?;
+    let trained = fit(&options, &loaded)?;
     let bytes = format::encode(&trained.model).context("encoding the model")?;
-    std::fs::write(&train_args.out, &bytes).with_context(|| format!("{}", train_args.out.display()))?;
+    std::fs::write(&model_path, &bytes).with_context(|| format!("{}", model_path.display()))?;
     let crc = format::checksum(&bytes[..bytes.len() - format::CRC_LEN]);
     let mut host = format::decode(&bytes)?; // exactly what the device reads
     say(
@@ -251,7 +245,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             "1. host: trained the mcu mode (8-bit classes) on MNIST digits 0-7 ({} images each) in {:.1} s: {} ({}, CRC {crc:08x})",
             a.train_shots,
             t0.elapsed().as_secs_f64(),
-            train_args.out.display(),
+            model_path.display(),
             human_bytes(bytes.len() as u64)
         ),
     );
@@ -259,16 +253,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     // 2. The model goes onto the device.
     let mut board = match (&a.chip, &a.port) {
         (Some(chip), Some(port)) => {
-            let fa = crate::flash::FlashArgs {
-                model: train_args.out.clone(),
-                chip: chip.clone(),
-                board: None,
-                probe: None,
-                dry_run: false,
-                no_reset: false,
-                json: false,
-            };
-            let (plan, bytes) = crate::flash::plan(&fa)?;
+            let (plan, bytes) = crate::flash::plan(&model_path, chip, None)?;
             let plan = crate::flash::write(plan, &bytes, None, true, json)?;
             say(
                 json,
@@ -306,7 +291,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 cfg: QemuConfig {
                     board: a.board.clone(),
                     elf,
-                    model: Some(train_args.out.clone()),
+                    model: Some(model_path.clone()),
                     store,
                     log: out.join("qemu.log"),
                     limit: Duration::from_secs(3600),
@@ -421,7 +406,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
 
     let report = Report {
         device: board.name(),
-        model: train_args.out.display().to_string(),
+        model: model_path.display().to_string(),
         model_bytes: bytes.len(),
         model_crc: format!("{crc:08x}"),
         model_labels: trained.model.labels.iter().map(|l| l.to_string()).collect(),

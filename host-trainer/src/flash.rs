@@ -19,7 +19,7 @@ use probe_rs::flashing::{DownloadOptions, FlashProgress, ProgressEvent, Progress
 use probe_rs::probe::{list::Lister, DebugProbeSelector};
 use probe_rs::Permissions;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `ldl flash`.
 #[derive(Debug, Args, Clone)]
@@ -105,27 +105,29 @@ fn board_for(chip: &str, key: Option<&str>) -> Result<(String, Board)> {
     }
 }
 
-/// The offline checks; returns the plan and the bytes to write.
-pub fn plan(args: &FlashArgs) -> Result<(Plan, Vec<u8>)> {
-    let bytes = read_model_bytes(&args.model)?;
-    load_model(&args.model)?; // magic, version, dimensions, CRC, values
+/// The offline checks of writing the model file at `model` to `chip` (into `board`'s MODEL
+/// region; default: the board whose runner uses the chip); returns the plan and the bytes
+/// to write.
+pub fn plan(model: &Path, chip: &str, board: Option<&str>) -> Result<(Plan, Vec<u8>)> {
+    let bytes = read_model_bytes(model)?;
+    load_model(model)?; // magic, version, dimensions, CRC, values
     let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("a valid model ends with its CRC"));
     let registry = Registry::from_builtin_families();
-    let target = registry.get_target_by_name(&args.chip).map_err(|e| {
-        let similar = registry.search_chips(&args.chip);
+    let target = registry.get_target_by_name(chip).map_err(|e| {
+        let similar = registry.search_chips(chip);
         let hint = if similar.is_empty() || similar.len() > 12 {
             String::new()
         } else {
             format!(" (similar: {})", similar.join(", "))
         };
-        anyhow!("chip {:?}: {e}{hint}", args.chip)
+        anyhow!("chip {:?}: {e}{hint}", chip)
     })?;
-    let (board_key, board) = board_for(&target.name, args.board.as_deref())?;
+    let (board_key, board) = board_for(&target.name, board)?;
     let len = bytes.len() as u64;
     if len > board.model.size {
         bail!(
             "{}: {} does not fit the MODEL region of {} ({} at {:#010x}); nothing written",
-            args.model.display(),
+            model.display(),
             human_bytes(len),
             board.name,
             human_bytes(board.model.size),
@@ -134,11 +136,11 @@ pub fn plan(args: &FlashArgs) -> Result<(Plan, Vec<u8>)> {
     }
     // The board's firmware must run it: its inputs, and the workspace for its classes.
     let aligned = ldl_core::format::Aligned::new(&bytes);
-    let view = ldl_core::ModelView::parse(&aligned).map_err(|e| crate::models::model_error(&args.model, e))?;
+    let view = ldl_core::ModelView::parse(&aligned).map_err(|e| crate::models::model_error(model, e))?;
     if let Err(why) = crate::models::inspect::device_runs(&view, &board) {
         bail!(
             "{}: {} would refuse it at boot: {why}; nothing written",
-            args.model.display(),
+            model.display(),
             board.name
         );
     }
@@ -162,7 +164,7 @@ pub fn plan(args: &FlashArgs) -> Result<(Plan, Vec<u8>)> {
         })?;
     Ok((
         Plan {
-            model: args.model.display().to_string(),
+            model: model.display().to_string(),
             bytes: len,
             crc,
             chip: target.name.clone(),
@@ -284,7 +286,7 @@ pub fn reset_chip(chip: &str, probe: Option<&str>) -> Result<()> {
 
 /// Runs `ldl flash`.
 pub fn run(args: FlashArgs) -> Result<()> {
-    let (plan, bytes) = plan(&args)?;
+    let (plan, bytes) = plan(&args.model, &args.chip, args.board.as_deref())?;
     if args.dry_run {
         return print_plan(&plan, args.json);
     }

@@ -2,7 +2,7 @@
 //! inspect / eval / predict, bad files, the budget check, tune.
 
 use ldl_host::data::{DataArgs, DatasetKind};
-use ldl_host::models::train::{fit, TrainArgs};
+use ldl_host::models::train::{fit, TrainOptions};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -45,22 +45,13 @@ fn train_file_inspect_eval_predict_round_trip() {
 
     // The same model in memory, from the library: the file holds exactly it.
     let loaded = mnist().load().unwrap();
-    let args = TrainArgs {
-        data: mnist(),
+    let options = TrainOptions {
         classes: Some("0-2".into()),
         shots: Some(5),
-        method: "device".into(),
         seed: 7,
-        capacity: None,
-        threshold: None,
-        calibrate_threshold: None,
-        calibrate_on: ldl_host::models::train::CalibrateOn::Support,
-        max_rank: None,
-        max_weight_bytes: ldl_host::experiment::DEFAULT_MAX_WEIGHT_BYTES,
-        out: path.clone(),
-        json: false,
+        ..TrainOptions::new(DatasetKind::Mnist, "device")
     };
-    let trained = fit(&args, &loaded).unwrap();
+    let trained = fit(&options, &loaded).unwrap();
     let model = trained.model;
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(ldl_core::format::decode(&bytes).unwrap(), model);

@@ -2,7 +2,7 @@
 //! (`core/FORMAT.md`) with its preprocessing, fit options and capacity for enrollment.
 
 use super::{model_label, parse_classes, preprocess_for, preprocessed, raw_rows};
-use crate::data::{DataArgs, Loaded};
+use crate::data::{DataArgs, DatasetKind, Loaded};
 use crate::experiment::{augment_support, MethodSpec};
 use crate::progress::bar;
 use anyhow::{bail, Context, Result};
@@ -79,6 +79,72 @@ pub enum CalibrateOn {
     Heldout,
 }
 
+/// What [`fit`] needs: the training options of `ldl train`, without where its data comes
+/// from or where its file goes. A library caller (the demo, tests) builds one directly.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The kind of data set (its preprocessing is recorded in the model).
+    pub dataset: DatasetKind,
+    /// `--classes`.
+    pub classes: Option<String>,
+    /// `--shots`.
+    pub shots: Option<usize>,
+    /// `--method`, as typed.
+    pub method: String,
+    /// `--seed`.
+    pub seed: u64,
+    /// `--capacity`.
+    pub capacity: Option<u16>,
+    /// `--threshold`.
+    pub threshold: Option<f32>,
+    /// `--calibrate-threshold`.
+    pub calibrate_threshold: Option<f64>,
+    /// `--calibrate-on`.
+    pub calibrate_on: CalibrateOn,
+    /// `--max-rank`.
+    pub max_rank: Option<u16>,
+    /// `--max-weight-bytes`.
+    pub max_weight_bytes: u64,
+}
+
+impl TrainOptions {
+    /// `ldl train`'s defaults for `method` on a data set of `dataset`'s kind.
+    pub fn new(dataset: DatasetKind, method: &str) -> Self {
+        TrainOptions {
+            dataset,
+            classes: None,
+            shots: None,
+            method: method.into(),
+            seed: 2019,
+            capacity: None,
+            threshold: None,
+            calibrate_threshold: None,
+            calibrate_on: CalibrateOn::Support,
+            max_rank: None,
+            max_weight_bytes: crate::experiment::DEFAULT_MAX_WEIGHT_BYTES,
+        }
+    }
+}
+
+impl TrainArgs {
+    /// The options [`fit`] takes.
+    pub fn options(&self) -> TrainOptions {
+        TrainOptions {
+            dataset: self.data.dataset,
+            classes: self.classes.clone(),
+            shots: self.shots,
+            method: self.method.clone(),
+            seed: self.seed,
+            capacity: self.capacity,
+            threshold: self.threshold,
+            calibrate_threshold: self.calibrate_threshold,
+            calibrate_on: self.calibrate_on,
+            max_rank: self.max_rank,
+            max_weight_bytes: self.max_weight_bytes,
+        }
+    }
+}
+
 /// Held-out samples per class for `--calibrate-on heldout`.
 pub const HELDOUT_PER_CLASS: usize = 100;
 
@@ -108,9 +174,9 @@ const MAX_SUPPORT_BYTES: usize = 2 << 30;
 
 /// Fits the model `args` describe on `loaded` (no file written). Deterministic: the same
 /// arguments give the same model, bit for bit.
-pub fn fit(args: &TrainArgs, loaded: &Loaded) -> Result<Trained> {
+pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
     let train = &loaded.train;
-    let kind = args.data.dataset;
+    let kind = args.dataset;
     let mut spec = MethodSpec::parse(&args.method)?;
     if let (MethodSpec::ClosedForm { .. } | MethodSpec::Compact { .. }, Some(m)) = (&spec, args.shots) {
         // The device mode's ridge validated for this many shots (unchanged up to 10).
@@ -465,7 +531,7 @@ pub fn size_warning(path: &str, bytes: usize, classes: usize, inputs: usize, spe
 /// Runs `ldl train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     let loaded = args.data.load()?;
-    let t = fit(&args, &loaded)?;
+    let t = fit(&args.options(), &loaded)?;
     let bytes = format::encode(&t.model).context("encoding the model file")?;
     std::fs::write(&args.out, &bytes).with_context(|| format!("{}: cannot write the model file", args.out.display()))?;
     let crc = format::checksum(&bytes[..bytes.len() - format::CRC_LEN]);
