@@ -204,7 +204,17 @@ fn say(json: bool, line: impl AsRef<str>) {
     }
 }
 
-/// Runs `ldl demo`.
+/// What step 1 leaves: the model file written, and the host's copy of the model.
+struct HostModel {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    crc: u32,
+    /// Decoded from the file: exactly what the device reads.
+    host: ldl_core::Model,
+    labels: Vec<String>,
+}
+
+/// Runs `ldl demo`: each numbered step of the story is a function below.
 pub fn run(a: DemoArgs) -> Result<()> {
     if a.train_shots == 0 || a.enroll_shots == 0 || a.per_class == 0 {
         bail!("--train-shots, --enroll-shots and --per-class must be at least 1");
@@ -213,15 +223,6 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let out = a.out.canonicalize()?;
     let json = a.json;
     let t_all = Instant::now();
-
-    // 1. The host trains a model on digits 0-7.
-    let options = TrainOptions {
-        classes: Some(format!("{}-{}", KNOWN.start, KNOWN.end - 1)),
-        shots: Some(a.train_shots),
-        seed: a.seed,
-        capacity: Some((KNOWN.len() + NEW.len()) as u16),
-        ..TrainOptions::new(crate::data::DatasetKind::Mnist, "mcu")
-    };
     let data = crate::data::DataArgs {
         dataset: crate::data::DatasetKind::Mnist,
         data: None,
@@ -230,30 +231,102 @@ pub fn run(a: DemoArgs) -> Result<()> {
         validation: false,
         max_input_bytes: crate::data::DEFAULT_MAX_INPUT_BYTES,
     };
-    let model_path = out.join("model.ldlm");
     let loaded = data.load()?;
     let (train, test) = (&loaded.train, loaded.test.as_ref().context("MNIST has a test split")?);
+
+    let mut m = train_on_host(&a, &out, &loaded)?;
+    let mut board = put_on_device(&a, &out, &m)?;
+    let (mut dev, info) = connect_fresh(&mut board, &m, json)?;
+    // The test images: the first `per_class` of each digit.
+    let queries: Vec<(usize, Vec<f32>)> = (0..10)
+        .flat_map(|c| test.indices_of_class(c).into_iter().take(a.per_class).map(move |i| (c, i)))
+        .map(|(c, i)| (c, test.row(i).iter().map(|v| (v * 255.0).round()).collect()))
+        .collect();
+
+    // 3. Classify before enrolling.
+    let (before, _) = pass(&mut dev, &m.host, &queries, "3. device: classifying test images", json)?;
+    say(json, summary_line(&before, "3. device: classified test images: "));
+    let enrolled = enroll_new(&a, &mut dev, &mut m.host, train, info.max_rank as usize)?;
+    // 5. Classify again.
+    let (after, after_answers) = pass(&mut dev, &m.host, &queries, "5. device: classifying the same images again", json)?;
+    say(json, summary_line(&after, "5. device: classified them again: "));
+    drop(dev);
+    let (labels, identical) = after_reset(&mut board, &queries, &after_answers, json)?;
+
+    let report = Report {
+        device: board.name(),
+        model: m.path.display().to_string(),
+        model_bytes: m.bytes.len(),
+        model_crc: format!("{:08x}", m.crc),
+        model_labels: m.labels,
+        before,
+        enrolled,
+        after,
+        after_reset_labels: labels,
+        after_reset_identical: identical,
+    };
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+        println!(
+            "\nreport: {}   ({:.0} s in all)",
+            out.join("report.json").display(),
+            t_all.elapsed().as_secs_f64()
+        );
+    }
+    if report.after_reset_labels.len() != KNOWN.len() + NEW.len() || report.after_reset_identical != queries.len() {
+        bail!("the enrolled classes did not survive the reset unchanged");
+    }
+    if report.before.equal_to_host != queries.len() || report.after.equal_to_host != queries.len() {
+        bail!("the device's answers differ from the host core's (see the report)");
+    }
+    Ok(())
+}
+
+/// Step 1: the host trains a model on digits 0-7 and writes its file.
+fn train_on_host(a: &DemoArgs, out: &std::path::Path, loaded: &crate::data::Loaded) -> Result<HostModel> {
+    let options = TrainOptions {
+        classes: Some(format!("{}-{}", KNOWN.start, KNOWN.end - 1)),
+        shots: Some(a.train_shots),
+        seed: a.seed,
+        capacity: Some((KNOWN.len() + NEW.len()) as u16),
+        ..TrainOptions::new(crate::data::DatasetKind::Mnist, "mcu")
+    };
+    let path = out.join("model.ldlm");
     let t0 = Instant::now();
-    let trained = fit(&options, &loaded)?;
+    let trained = fit(&options, loaded)?;
     let bytes = format::encode(&trained.model).context("encoding the model")?;
-    std::fs::write(&model_path, &bytes).with_context(|| format!("{}", model_path.display()))?;
+    std::fs::write(&path, &bytes).with_context(|| format!("{}", path.display()))?;
     let crc = format::checksum(&bytes[..bytes.len() - format::CRC_LEN]);
-    let mut host = format::decode(&bytes)?; // exactly what the device reads
+    let host = format::decode(&bytes)?;
     say(
-        json,
+        a.json,
         format!(
             "1. host: trained the mcu mode (8-bit classes) on MNIST digits 0-7 ({} images each) in {:.1} s: {} ({}, CRC {crc:08x})",
             a.train_shots,
             t0.elapsed().as_secs_f64(),
-            model_path.display(),
+            path.display(),
             human_bytes(bytes.len() as u64)
         ),
     );
+    let labels = trained.model.labels.iter().map(|l| l.to_string()).collect();
+    Ok(HostModel {
+        path,
+        bytes,
+        crc,
+        host,
+        labels,
+    })
+}
 
-    // 2. The model goes onto the device.
-    let mut board = match (&a.chip, &a.port) {
+/// Step 2: the model goes onto the device: flashed to a real board, or QEMU booted with it.
+fn put_on_device(a: &DemoArgs, out: &std::path::Path, m: &HostModel) -> Result<Board> {
+    let json = a.json;
+    Ok(match (&a.chip, &a.port) {
         (Some(chip), Some(port)) => {
-            let (plan, bytes) = crate::flash::plan(&model_path, chip, None)?;
+            let (plan, bytes) = crate::flash::plan(&m.path, chip, None)?;
             let plan = crate::flash::write(plan, &bytes, None, true, json)?;
             say(
                 json,
@@ -282,7 +355,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                     "2. device: {} booting the firmware with the model loaded at {:#010x} (its MODEL region: {} of {})",
                     b.name,
                     b.model.origin,
-                    human_bytes(bytes.len() as u64),
+                    human_bytes(m.bytes.len() as u64),
                     human_bytes(b.model.size)
                 ),
             );
@@ -291,7 +364,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 cfg: QemuConfig {
                     board: a.board.clone(),
                     elf,
-                    model: Some(model_path.clone()),
+                    model: Some(m.path.clone()),
                     store,
                     log: out.join("qemu.log"),
                     limit: Duration::from_secs(3600),
@@ -300,23 +373,28 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 running: None,
             }
         }
-    };
+    })
+}
+
+/// Connects, checks the device holds the model just written, and forgets classes a real
+/// board kept from an earlier run, so the story starts from the model alone.
+fn connect_fresh(board: &mut Board, m: &HostModel, json: bool) -> Result<(AnyClient, ldl_core::protocol::Info)> {
     let mut dev = board.start(1)?;
     let info = dev.info()?;
-    if !matches!(info.model, ModelStatus::Valid { crc: c } if c == crc) {
+    if !matches!(info.model, ModelStatus::Valid { crc: c } if c == m.crc) {
         bail!("the device does not hold the model just written: {:?}", info.model);
     }
-    // A real board may keep classes enrolled in an earlier run: start from the model alone.
-    for l in dev.list()?.into_iter().skip(host.labels.len()) {
+    for l in dev.list()?.into_iter().skip(m.host.labels.len()) {
         dev.forget(&l)
             .with_context(|| format!("forgetting {l:?} left from an earlier run"))?;
     }
     say(
         json,
         format!(
-            "   {}: protocol v{}, model valid (CRC {crc:08x}), {} inputs, classes {}; enrolls up to {} classes of {} directions from {} images each",
+            "   {}: protocol v{}, model valid (CRC {:08x}), {} inputs, classes {}; enrolls up to {} classes of {} directions from {} images each",
             board.name(),
             info.protocol,
+            m.crc,
             info.inputs,
             dev.list()?.join(" "),
             info.capacity,
@@ -324,18 +402,18 @@ pub fn run(a: DemoArgs) -> Result<()> {
             info.max_samples
         ),
     );
+    Ok((dev, info))
+}
 
-    // The test images: the first `per_class` of each digit.
-    let queries: Vec<(usize, Vec<f32>)> = (0..10)
-        .flat_map(|c| test.indices_of_class(c).into_iter().take(a.per_class).map(move |i| (c, i)))
-        .map(|(c, i)| (c, test.row(i).iter().map(|v| (v * 255.0).round()).collect()))
-        .collect();
-
-    // 3. Classify before enrolling.
-    let (before, _) = pass(&mut dev, &host, &queries, "3. device: classifying test images", json)?;
-    say(json, summary_line(&before, "3. device: classified test images: "));
-
-    // 4. Enroll 8 and 9 on the device from a few training images each.
+/// Step 4: enrolls 8 and 9 on the device from a few training images each, and the same classes
+/// in the host's copy, as the device fits them.
+fn enroll_new(
+    a: &DemoArgs,
+    dev: &mut AnyClient,
+    host: &mut ldl_core::Model,
+    train: &crate::data::Dataset,
+    max_rank: usize,
+) -> Result<Vec<Enrollment>> {
     let mut enrolled = Vec::new();
     let mut rng = ldl_core::Rng::new(a.seed ^ 0x454e_524f_4c4c);
     for &digit in &NEW {
@@ -358,9 +436,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .enroll(&label, &refs)
             .with_context(|| format!("enrolling {label} on the device"))?;
         let secs = t.elapsed().as_secs_f64();
-        enroll_like_device(&mut host, &label, &raws, info.max_rank as usize)?;
+        enroll_like_device(host, &label, &raws, max_rank)?;
         say(
-            json,
+            a.json,
             format!(
                 "4. device: enrolled \"{label}\" from {} training images (fitted on the device: {rank} directions, {secs:.1} s)",
                 raws.len()
@@ -373,18 +451,22 @@ pub fn run(a: DemoArgs) -> Result<()> {
             seconds: secs,
         });
     }
+    Ok(enrolled)
+}
 
-    // 5. Classify again.
-    let (after, after_answers) = pass(&mut dev, &host, &queries, "5. device: classifying the same images again", json)?;
-    say(json, summary_line(&after, "5. device: classified them again: "));
-
-    // 6. Reset: the enrolled classes must still be there, the answers unchanged.
-    drop(dev);
+/// Step 6: resets the device: the enrolled classes must still be there, the answers unchanged.
+/// Returns the labels it lists and how many answers are identical.
+fn after_reset(
+    board: &mut Board,
+    queries: &[(usize, Vec<f32>)],
+    after_answers: &[Classification],
+    json: bool,
+) -> Result<(Vec<String>, usize)> {
     let mut dev = board.reset(2)?;
     let labels = dev.list()?;
     let bar = progress(queries.len(), "6. device after a reset: classifying again", json);
     let mut identical = 0;
-    for ((_, raw), a1) in queries.iter().zip(&after_answers) {
+    for ((_, raw), a1) in queries.iter().zip(after_answers) {
         let a2 = dev.classify(raw)?;
         identical += usize::from(&a2 == a1);
         bar.inc(1);
@@ -403,37 +485,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             queries.len()
         ),
     );
-
-    let report = Report {
-        device: board.name(),
-        model: model_path.display().to_string(),
-        model_bytes: bytes.len(),
-        model_crc: format!("{crc:08x}"),
-        model_labels: trained.model.labels.iter().map(|l| l.to_string()).collect(),
-        before,
-        enrolled,
-        after,
-        after_reset_labels: labels,
-        after_reset_identical: identical,
-    };
-    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-        println!(
-            "\nreport: {}   ({:.0} s in all)",
-            out.join("report.json").display(),
-            t_all.elapsed().as_secs_f64()
-        );
-    }
-    if report.after_reset_labels.len() != KNOWN.len() + NEW.len() || report.after_reset_identical != queries.len() {
-        bail!("the enrolled classes did not survive the reset unchanged");
-    }
-    if report.before.equal_to_host != queries.len() || report.after.equal_to_host != queries.len() {
-        bail!("the device's answers differ from the host core's (see the report)");
-    }
-    Ok(())
+    Ok((labels, identical))
 }
 
 fn progress(n: usize, msg: &str, json: bool) -> indicatif::ProgressBar {
