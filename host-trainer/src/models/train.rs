@@ -2,7 +2,7 @@
 //! (`core/FORMAT.md`) with its preprocessing, fit options and capacity for enrollment.
 
 use super::{model_label, parse_classes, preprocess_for, preprocessed, raw_rows};
-use crate::data::{DataArgs, DatasetKind, Loaded};
+use crate::data::{DataArgs, Dataset, DatasetKind, Loaded};
 use crate::experiment::{augment_support, MethodSpec};
 use crate::progress::bar;
 use anyhow::{bail, Context, Result};
@@ -182,6 +182,79 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
         // The device mode's ridge validated for this many shots (unchanged up to 10).
         spec = crate::experiment::validated(&spec, m);
     }
+    let Chosen {
+        classes,
+        capacity,
+        class_names,
+        labels,
+    } = choose_classes(args, train)?;
+    let (indices, heldout) = draw_support(args, train, &classes)?;
+    let shift = match &spec {
+        MethodSpec::ClosedForm { shift, .. } | MethodSpec::Compact { shift, .. } if *shift > 0 && train.image.is_none() => {
+            eprintln!("note: {} is not an image data set: no shift augmentation", super::kind_name(kind));
+            0
+        }
+        MethodSpec::ClosedForm { shift, .. } | MethodSpec::Compact { shift, .. } => *shift,
+        _ => 0,
+    };
+    let pp = preprocess_for(kind, train, shift);
+    let support: Vec<Vec<f32>> = indices
+        .iter()
+        .map(|idx| preprocessed(&pp, raw_rows(kind, train, idx.iter().copied())))
+        .collect::<Result<_>>()?;
+    let d = train.dim;
+    crate::experiment::check_weight_bytes(&spec, d, classes.len(), args.max_weight_bytes)?;
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+
+    let mut model = fit_method(&spec, args, &support, d, train.image, shift, &label_refs)?;
+    model.capacity = capacity;
+    model.preprocess = pp;
+
+    // Distances of the (unaugmented) training samples: training accuracy and calibration.
+    let n: usize = indices.iter().map(Vec::len).sum();
+    let xs: Vec<f32> = support.concat();
+    let answers: Vec<usize> = indices
+        .iter()
+        .enumerate()
+        .flat_map(|(c, idx)| std::iter::repeat_n(c, idx.len()))
+        .collect();
+    let nc = classes.len();
+    let mut dist = vec![0.0f32; n * nc];
+    ldl_core::batch::distances(&model, &xs, n, &mut dist).context("scoring the training samples")?;
+    let (mut best_d, mut correct) = (Vec::with_capacity(n), 0usize);
+    for (row, &a) in dist.chunks_exact(nc).zip(&answers) {
+        let (b, v) = argmin(row);
+        best_d.push(v);
+        correct += usize::from(b == a);
+    }
+    let (threshold, threshold_source) = threshold_for(args, &model, train, &pp, &mut best_d, n, &heldout, nc)?;
+    model.threshold = threshold;
+    model
+        .validate()
+        .context(crate::errors::Internal("the trained model is inconsistent"))?;
+    Ok(Trained {
+        model,
+        method: args.method.trim().to_string(),
+        settings: spec.name(),
+        spec,
+        class_names,
+        indices,
+        train_accuracy: correct as f64 / n as f64,
+        threshold_source,
+    })
+}
+
+/// The classes `--classes` selects (data-set indices), the model's capacity, their names
+/// and their model labels (distinct, at most 16 bytes).
+struct Chosen {
+    classes: Vec<usize>,
+    capacity: u16,
+    class_names: Vec<String>,
+    labels: Vec<String>,
+}
+
+/// The [`Chosen`] classes of `args` in `train`.
+fn choose_classes(args: &TrainOptions, train: &Dataset) -> Result<Chosen> {
     let classes = parse_classes(args.classes.as_deref(), &train.class_names)?;
     if classes.len() > format::MAX_CLASSES {
         bail!(
@@ -209,12 +282,21 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
             );
         }
     }
+    Ok(Chosen {
+        classes,
+        capacity,
+        class_names,
+        labels,
+    })
+}
 
-    // The support: `shots` random rows per class (or all), in raw form, then preprocessed.
+/// The support: `shots` random rows per class (or all) and, for `--calibrate-on heldout`,
+/// up to [`HELDOUT_PER_CLASS`] other rows per class.
+fn draw_support(args: &TrainOptions, train: &Dataset, classes: &[usize]) -> Result<(Vec<Vec<usize>>, Vec<usize>)> {
     let by_class = train.class_indices();
     let mut indices = Vec::with_capacity(classes.len());
     let mut heldout: Vec<usize> = Vec::new();
-    for &c in &classes {
+    for &c in classes {
         let mut idx = by_class[c].clone();
         if idx.is_empty() {
             bail!("class {:?} has no training samples", train.class_names[c]);
@@ -238,25 +320,22 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
         }
         indices.push(idx);
     }
+    Ok((indices, heldout))
+}
 
-    let shift = match &spec {
-        MethodSpec::ClosedForm { shift, .. } | MethodSpec::Compact { shift, .. } if *shift > 0 && train.image.is_none() => {
-            eprintln!("note: {} is not an image data set: no shift augmentation", super::kind_name(kind));
-            0
-        }
-        MethodSpec::ClosedForm { shift, .. } | MethodSpec::Compact { shift, .. } => *shift,
-        _ => 0,
-    };
-    let pp = preprocess_for(kind, train, shift);
-    let support: Vec<Vec<f32>> = indices
-        .iter()
-        .map(|idx| preprocessed(&pp, raw_rows(kind, train, idx.iter().copied())))
-        .collect::<Result<_>>()?;
-    let d = train.dim;
-    crate::experiment::check_weight_bytes(&spec, d, classes.len(), args.max_weight_bytes)?;
-    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-
-    let mut model = match &spec {
+/// Fits the model of `spec` on the preprocessed support (shift-augmented for the device
+/// mode).
+#[allow(clippy::too_many_arguments)]
+fn fit_method(
+    spec: &MethodSpec,
+    args: &TrainOptions,
+    support: &[Vec<f32>],
+    d: usize,
+    image: Option<(usize, usize)>,
+    shift: u8,
+    label_refs: &[&str],
+) -> Result<Model> {
+    Ok(match spec {
         MethodSpec::ClosedForm { cfg, .. } => {
             let mut cfg = *cfg;
             if let Some(r) = args.max_rank {
@@ -271,12 +350,12 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
                         crate::units::human_bytes(total as u64)
                     );
                 }
-                aug = augment_support(&support, train.image, shift)?;
+                aug = augment_support(support, image, shift)?;
                 aug.iter().map(Vec::as_slice).collect()
             } else {
                 support.iter().map(Vec::as_slice).collect()
             };
-            fit_closed_form(&views, d, &label_refs, &cfg, args.seed).context("closed-form fit")?
+            fit_closed_form(&views, d, label_refs, &cfg, args.seed).context("closed-form fit")?
         }
         MethodSpec::Compact { cfg, .. } => {
             let mut cfg = *cfg;
@@ -284,8 +363,7 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
                 cfg.fit.max_rank = r;
             }
             let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
-            ldl_core::methods::fit_compact(&views, d, &label_refs, &cfg, train.image, shift, args.seed)
-                .context("compact closed-form fit")?
+            ldl_core::methods::fit_compact(&views, d, label_refs, &cfg, image, shift, args.seed).context("compact closed-form fit")?
         }
         MethodSpec::Gradient(cfg) => {
             if args.max_rank.is_some() {
@@ -295,7 +373,7 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
                 );
             }
             let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
-            let mut tr = GradientTrainer::new(&views, d, &label_refs, cfg, args.seed).context("setting up the trainer")?;
+            let mut tr = GradientTrainer::new(&views, d, label_refs, cfg, args.seed).context("setting up the trainer")?;
             let b = bar(cfg.epochs as u64, format!("{} epochs", args.method));
             for e in 0..cfg.epochs {
                 tr.epoch().with_context(|| format!("training epoch {}", e + 1))?;
@@ -309,28 +387,24 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
              (use mcu, device, closed[:K], o2md[:K], bd[:K] or naive)",
             args.method
         ),
-    };
-    model.capacity = capacity;
-    model.preprocess = pp;
+    })
+}
 
-    // Distances of the (unaugmented) training samples: training accuracy and calibration.
-    let n: usize = indices.iter().map(Vec::len).sum();
-    let xs: Vec<f32> = support.concat();
-    let answers: Vec<usize> = indices
-        .iter()
-        .enumerate()
-        .flat_map(|(c, idx)| std::iter::repeat_n(c, idx.len()))
-        .collect();
-    let nc = classes.len();
-    let mut dist = vec![0.0f32; n * nc];
-    ldl_core::batch::distances(&model, &xs, n, &mut dist).context("scoring the training samples")?;
-    let (mut best_d, mut correct) = (Vec::with_capacity(n), 0usize);
-    for (row, &a) in dist.chunks_exact(nc).zip(&answers) {
-        let (b, v) = argmin(row);
-        best_d.push(v);
-        correct += usize::from(b == a);
-    }
-    let (threshold, threshold_source) = match (args.threshold, args.calibrate_threshold) {
+/// The threshold `--threshold` gives or `--calibrate-threshold` calibrates (on the support's
+/// best-class distances `best_d`, or on the held-out rows), with where it came from.
+#[allow(clippy::too_many_arguments)]
+fn threshold_for(
+    args: &TrainOptions,
+    model: &Model,
+    train: &Dataset,
+    pp: &ldl_core::Preprocess,
+    best_d: &mut [f32],
+    n: usize,
+    heldout: &[usize],
+    nc: usize,
+) -> Result<(Option<f32>, String)> {
+    let kind = args.dataset;
+    Ok(match (args.threshold, args.calibrate_threshold) {
         (Some(t), _) => {
             if !t.is_finite() || t < 0.0 {
                 bail!("--threshold must be a finite number >= 0");
@@ -342,16 +416,16 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
                 bail!("--calibrate-threshold takes a quantile in (0, 1], e.g. 0.99");
             }
             if args.calibrate_on == CalibrateOn::Support {
-                let t = quantile(&mut best_d, q);
+                let t = quantile(best_d, q);
                 (Some(t), format!("{q}-quantile of the {n} training samples' best-class distances"))
             } else {
                 if heldout.is_empty() {
                     bail!("--calibrate-on heldout needs training samples left over: give --shots below the class sizes");
                 }
                 let nh = heldout.len();
-                let xh = preprocessed(&pp, raw_rows(kind, train, heldout.iter().copied()))?;
+                let xh = preprocessed(pp, raw_rows(kind, train, heldout.iter().copied()))?;
                 let mut dh = vec![0.0f32; nh * nc];
-                ldl_core::batch::distances(&model, &xh, nh, &mut dh).context("scoring the held-out samples")?;
+                ldl_core::batch::distances(model, &xh, nh, &mut dh).context("scoring the held-out samples")?;
                 let mut bh: Vec<f32> = dh.chunks_exact(nc).map(|r| argmin(r).1).collect();
                 let t = quantile(&mut bh, q);
                 (
@@ -361,20 +435,6 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
             }
         }
         (None, None) => (None, "none".to_string()),
-    };
-    model.threshold = threshold;
-    model
-        .validate()
-        .context(crate::errors::Internal("the trained model is inconsistent"))?;
-    Ok(Trained {
-        model,
-        method: args.method.trim().to_string(),
-        settings: spec.name(),
-        spec,
-        class_names,
-        indices,
-        train_accuracy: correct as f64 / n as f64,
-        threshold_source,
     })
 }
 
