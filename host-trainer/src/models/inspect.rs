@@ -250,6 +250,40 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
     let view = ModelView::parse(&aligned).map_err(|e| model_error(path, e))?;
     let invalid = |why: String| anyhow!("{}: not a valid LDL model file: {why}", path.display());
     check_header_sizes(&view).map_err(invalid)?;
+    let h = view.header();
+    let (d, k) = (view.inputs(), view.outputs());
+    let entries = class_entries(&view, path)?;
+    let target = match h.members[0].kind {
+        TargetKind::Identity => "identity".to_string(),
+        TargetKind::Linear { bias: false } => "linear".to_string(),
+        TargetKind::Linear { bias: true } => "linear+bias".to_string(),
+    };
+
+    let budget = budget(args, &view, bytes.len() as u64, path)?;
+    Ok(Report {
+        file: path.display().to_string(),
+        bytes: bytes.len(),
+        crc32: format!("{:08x}", view.crc()),
+        format_version: u16::from_le_bytes([bytes[4], bytes[5]]),
+        method: view.method(),
+        inputs: d,
+        outputs: k,
+        target,
+        members: h.members.len(),
+        labels: h.labels.iter().map(|l| l.to_string()).collect(),
+        capacity: h.capacity,
+        threshold: view.threshold(),
+        preprocess: view.preprocess(),
+        fit: view.fit(),
+        weights_bytes: view.weights().len() * 4,
+        entries,
+        budget,
+    })
+}
+
+/// One [`ClassInfo`] per class entry: its form, rank and bytes as the format lays them out.
+fn class_entries(view: &ModelView<'_>, path: &std::path::Path) -> Result<Vec<ClassInfo>> {
+    let invalid = |why: String| anyhow!("{}: not a valid LDL model file: {why}", path.display());
     let overflow = || invalid("the sizes its header declares overflow".into());
     let h = view.header();
     let (d, k) = (view.inputs(), view.outputs());
@@ -292,13 +326,15 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
             bytes: floats.checked_mul(4).ok_or_else(overflow)?,
         });
     }
-    let target = match h.members[0].kind {
-        TargetKind::Identity => "identity".to_string(),
-        TargetKind::Linear { bias: false } => "linear".to_string(),
-        TargetKind::Linear { bias: true } => "linear+bias".to_string(),
-    };
+    Ok(entries)
+}
 
-    // Budget.
+/// The model against `args`'s board (or `--flash`/`--ram`): flash, RAM, whether its firmware
+/// runs the model, and what it can enroll.
+fn budget(args: &InspectArgs, view: &ModelView<'_>, file_bytes: u64, path: &std::path::Path) -> Result<Budget> {
+    let invalid = |why: String| anyhow!("{}: not a valid LDL model file: {why}", path.display());
+    let overflow = || invalid("the sizes its header declares overflow".into());
+    let n = view.header().labels.len();
     let board: Board = boards::board(&args.board)?;
     let (flash, flash_source) = match args.flash {
         Some(f) => (f, "--flash".to_string()),
@@ -309,16 +345,14 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
         None => (board.ram.size, format!("RAM of {}", args.board)),
     };
     let sizes = board.sizes.core();
-    let pp = view.preprocess();
-    let fit = view.fit();
-    let scratch = word_bytes(ldl_core::classify::scratch_len(&view).map_err(|e| model_error(path, e))?).ok_or_else(overflow)?;
+    let scratch = word_bytes(ldl_core::classify::scratch_len(view).map_err(|e| model_error(path, e))?).ok_or_else(overflow)?;
     let scratch_room = word_bytes(sizes.model_scratch()).ok_or_else(overflow)?;
-    let runs = device_runs(&view, &board).is_ok();
-    let enroll = enroll_budget(&view, &sizes, board.erase_size as usize, n).ok_or_else(overflow)?;
+    let runs = device_runs(view, &board).is_ok();
+    let enroll = enroll_budget(view, &sizes, board.erase_size as usize, n).ok_or_else(overflow)?;
     let firmware_ram = sizes.ram_bytes() as u64;
-    let flash_fits = bytes.len() as u64 <= flash;
+    let flash_fits = file_bytes <= flash;
     let ram_fits = firmware_ram <= ram;
-    let budget = Budget {
+    Ok(Budget {
         board: args.board.clone(),
         board_name: board.name.clone(),
         flash,
@@ -336,25 +370,6 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
         enroll,
         store_region: board.store.size,
         fits: flash_fits && ram_fits && runs,
-    };
-    Ok(Report {
-        file: path.display().to_string(),
-        bytes: bytes.len(),
-        crc32: format!("{:08x}", view.crc()),
-        format_version: u16::from_le_bytes([bytes[4], bytes[5]]),
-        method: view.method(),
-        inputs: d,
-        outputs: k,
-        target,
-        members: h.members.len(),
-        labels: h.labels.iter().map(|l| l.to_string()).collect(),
-        capacity: h.capacity,
-        threshold: view.threshold(),
-        preprocess: pp,
-        fit,
-        weights_bytes: view.weights().len() * 4,
-        entries,
-        budget,
     })
 }
 
