@@ -192,7 +192,7 @@ fn orthonormalize_cols(w: &mut [f32], k: usize, d: usize) {
 }
 
 /// Modified Gram-Schmidt (two passes) on the columns of a row-major `k x d` matrix.
-/// A `w` shorter than `k x d` only has its first full rows orthonormalised.
+/// With a `w` shorter than `k x d`, only its full rows take part.
 #[cfg(not(feature = "alloc"))]
 fn orthonormalize_cols(w: &mut [f32], k: usize, d: usize) {
     // Entries p and j of every row (both < d, the row's length: always there).

@@ -54,6 +54,7 @@ impl<S: AsRef<[f32]>> Predictor<S> {
         }
     }
     /// Scratch (f32s) that [`Predictor::distance`] needs.
+    #[inline]
     pub fn scratch_len(&self) -> usize {
         match self {
             Predictor::Dense(_) => 0,

@@ -149,6 +149,8 @@ pub struct SubspaceBuf<'a> {
 
 impl<S: AsRef<[f32]>> Subspace<S> {
     /// Assembles a subspace predictor from stored parts, checking every size.
+    // Inline: a device builds a view of each class's stored parts at every classification.
+    #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         inputs: usize,
