@@ -1,10 +1,19 @@
 //! Enrollment augmentation for images: a class's span made to cover small shifts of its
 //! samples. A linear subspace cannot represent a translation, so adding the shifted copies to
 //! the support set lets one or a few images stand for a digit drawn a pixel to the side.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use crate::error::{check_len, Error, Result};
+use crate::linear::{rows, rows_mut};
 
 /// Number of images [`shifts`] writes for a maximal shift `s`: `(2s + 1)^2`.
+#[allow(clippy::arithmetic_side_effects)] // bound: s <= 255, so n <= 511 and n * n <= 261_121
 pub const fn shift_count(s: u8) -> usize {
     let n = 2 * s as usize + 1;
     n * n
@@ -14,45 +23,76 @@ pub const fn shift_count(s: u8) -> usize {
 /// `|dx|, |dy| <= s` into `out` (the unshifted image first), filling uncovered pixels with 0
 /// (the background once ink = 1). Returns the number of images written.
 pub fn shifts(image: &[f32], width: usize, height: usize, s: u8, out: &mut [f32]) -> Result<usize> {
-    let n = width * height;
+    // Absurd sizes saturate, and no slice is that long.
+    let n = width.saturating_mul(height);
     check_len(n, image.len())?;
     let count = shift_count(s);
-    if out.len() < count * n {
+    if out.len() < count.saturating_mul(n) {
         return Err(Error::BufferTooSmall);
     }
-    if s as usize >= width.max(1) || s as usize >= height.max(1) {
+    if usize::from(s) >= width.max(1) || usize::from(s) >= height.max(1) {
         return Err(Error::InvalidParameter);
     }
-    let s = s as isize;
-    let mut idx = 0;
-    // (0, 0) first, then the others in a fixed order.
-    let write = |dx: isize, dy: isize, idx: usize, out: &mut [f32]| {
-        let dst = &mut out[idx * n..(idx + 1) * n];
-        for y in 0..height as isize {
-            for x in 0..width as isize {
-                let (sx, sy) = (x - dx, y - dy);
-                dst[(y as usize) * width + x as usize] = if sx >= 0 && sy >= 0 && (sx as usize) < width && (sy as usize) < height {
-                    image[sy as usize * width + sx as usize]
-                } else {
-                    0.0
-                };
-            }
-        }
-    };
-    write(0, 0, idx, out);
-    idx += 1;
-    for dy in -s..=s {
-        for dx in -s..=s {
-            if dx != 0 || dy != 0 {
-                write(dx, dy, idx, out);
-                idx += 1;
-            }
+    let s = isize::from(s);
+    // (0, 0) first, then the others in a fixed order (dy outer, dx inner, increasing).
+    // s <= 255: the negation never saturates.
+    let around = s.saturating_neg()..=s;
+    let offsets = core::iter::once((0, 0)).chain(
+        around
+            .clone()
+            .flat_map(move |dy| around.clone().map(move |dx| (dx, dy)))
+            .filter(|&(dx, dy)| dx != 0 || dy != 0),
+    );
+    // `out` holds `count` images of `n` (checked above), one per offset.
+    for ((dx, dy), dst) in offsets.zip(rows_mut(out, count, n)) {
+        shift(image, width, height, dx, dy, dst);
+    }
+    Ok(count)
+}
+
+/// Writes `image` (`height x width`) shifted by `(dx, dy)` into `dst` (the same size):
+/// `dst[y][x] = image[y - dy][x - dx]`, 0 where that is outside the image.
+fn shift(image: &[f32], width: usize, height: usize, dx: isize, dy: isize, dst: &mut [f32]) {
+    // Down by `dy` rows (up when negative): `dy` blank rows first, or `-dy` rows skipped.
+    let a = dy.unsigned_abs();
+    let (blank, skip) = if dy >= 0 { (a, 0) } else { (0, a) };
+    let sources = core::iter::repeat_n(None, blank)
+        .chain(rows(image, height, width).skip(skip).map(Some))
+        .chain(core::iter::repeat(None));
+    for (row, src) in rows_mut(dst, height, width).zip(sources) {
+        match src {
+            Some(src) => shift_row(src, dx, row),
+            None => row.iter_mut().for_each(|v| *v = 0.0),
         }
     }
-    Ok(idx)
+}
+
+/// Writes the row `src` shifted right by `dx` (left when negative) into `dst` (as long):
+/// `dst[x] = src[x - dx]`, 0 where that is outside the row.
+fn shift_row(src: &[f32], dx: isize, dst: &mut [f32]) {
+    let a = dx.unsigned_abs();
+    if dx >= 0 {
+        // dst[a..] = src[..width - a], the first `a` pixels blank.
+        let (blank, body) = dst.split_at_mut(a.min(dst.len()));
+        blank.iter_mut().for_each(|v| *v = 0.0);
+        body.iter_mut().zip(src).for_each(|(v, s)| *v = *s);
+    } else {
+        // dst[..width - a] = src[a..], the last `a` pixels blank.
+        let src = src.get(a..).unwrap_or_default();
+        let (body, blank) = dst.split_at_mut(src.len().min(dst.len()));
+        body.iter_mut().zip(src).for_each(|(v, s)| *v = *s);
+        blank.iter_mut().for_each(|v| *v = 0.0);
+    }
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

@@ -1,4 +1,11 @@
 //! Linear maps: the target `Q` and the dense predictors `P_c`, with their initialisations.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use crate::error::{check_len, Error, Result};
 use crate::linalg;
@@ -38,7 +45,8 @@ impl<S: AsRef<[f32]>> Linear<S> {
         if inputs == 0 || outputs == 0 {
             return Err(Error::InvalidParameter);
         }
-        check_len(inputs * outputs, weight.as_ref().len())?;
+        // An absurd size saturates, and no weight slice is that long.
+        check_len(inputs.saturating_mul(outputs), weight.as_ref().len())?;
         if let Some(b) = &bias {
             check_len(outputs, b.as_ref().len())?;
         }
@@ -83,8 +91,8 @@ impl<S: AsRef<[f32]>> Linear<S> {
     /// Applies the map to `n` inputs at once (`xs` row-major `n x inputs`, `out` `n x outputs`)
     /// through the fast matrix-product kernel.
     pub fn forward_batch(&self, xs: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
-        check_len(n * self.inputs, xs.len())?;
-        check_len(n * self.outputs, out.len())?;
+        check_len(n.saturating_mul(self.inputs), xs.len())?;
+        check_len(n.saturating_mul(self.outputs), out.len())?;
         linalg::matmul_nt(xs, n, self.inputs, self.weight(), self.outputs, out)?;
         if let Some(b) = self.bias() {
             for row in out.chunks_exact_mut(self.outputs) {
@@ -129,7 +137,8 @@ impl Linear<alloc::vec::Vec<f32>> {
     /// A new map on the heap, initialised from `rng`.
     pub fn new(inputs: usize, outputs: usize, bias: bool, init: Init, rng: &mut Rng) -> Result<Self> {
         use alloc::vec;
-        let mut l = Linear::from_parts(inputs, outputs, vec![0.0; inputs * outputs], bias.then(|| vec![0.0; outputs]))?;
+        let len = inputs.checked_mul(outputs).ok_or(Error::InvalidParameter)?;
+        let mut l = Linear::from_parts(inputs, outputs, vec![0.0; len], bias.then(|| vec![0.0; outputs]))?;
         l.init(init, rng);
         Ok(l)
     }
@@ -144,7 +153,7 @@ pub fn init_weights(w: &mut [f32], k: usize, d: usize, init: Init, rng: &mut Rng
             w.iter_mut().for_each(|v| *v = rng.uniform(-bound, bound));
         }
         Init::XavierNormal => {
-            let std = libm::sqrtf(2.0 / (d + k) as f32);
+            let std = libm::sqrtf(2.0 / d.saturating_add(k) as f32);
             w.iter_mut().for_each(|v| *v = std * rng.normal());
         }
         Init::Orthogonal => {
@@ -164,41 +173,70 @@ pub fn init_weights(w: &mut [f32], k: usize, d: usize, init: Init, rng: &mut Rng
 /// `d x k` transpose are orthonormalised (contiguous, vectorised) and transposed back;
 /// without, a strided modified Gram-Schmidt runs in place (slow for big matrices, but a
 /// device never draws a large orthogonal target).
+/// A `w` shorter than `k x d` is left as it is.
 #[cfg(feature = "alloc")]
 fn orthonormalize_cols(w: &mut [f32], k: usize, d: usize) {
-    let mut t = alloc::vec![0.0f32; k * d];
-    for i in 0..k {
-        for j in 0..d {
-            t[j * k + i] = w[i * d + j];
-        }
+    let Some(w) = k.checked_mul(d).and_then(|n| w.get_mut(..n)) else {
+        return;
+    };
+    let mut t = alloc::vec![0.0f32; w.len()];
+    // t = w^T (d x k): row j of t is column j of w. (`step_by` is only reached with
+    // j < d and i < k, so its step is never 0.)
+    for (j, trow) in rows_mut(&mut t, d, k).enumerate() {
+        trow.iter_mut().zip(w.iter().skip(j).step_by(d)).for_each(|(x, v)| *x = *v);
     }
     let _ = linalg::orthonormalize_rows(&mut t, d, k, 0.0);
-    for i in 0..k {
-        for j in 0..d {
-            w[i * d + j] = t[j * k + i];
-        }
+    for (i, wrow) in rows_mut(w, k, d).enumerate() {
+        wrow.iter_mut().zip(t.iter().skip(i).step_by(k)).for_each(|(x, v)| *x = *v);
     }
 }
 
 /// Modified Gram-Schmidt (two passes) on the columns of a row-major `k x d` matrix.
+/// With a `w` shorter than `k x d`, only its full rows take part.
 #[cfg(not(feature = "alloc"))]
 fn orthonormalize_cols(w: &mut [f32], k: usize, d: usize) {
+    // Entries p and j of every row (both < d, the row's length: always there).
+    let pairs = |w: &[f32], p: usize, j: usize| -> f32 { rows(w, k, d).filter_map(|row| Some(row.get(p)? * row.get(j)?)).sum() };
     for j in 0..d {
         for _pass in 0..2 {
             for p in 0..j {
-                let c: f32 = (0..k).map(|i| w[i * d + p] * w[i * d + j]).sum();
-                for i in 0..k {
-                    w[i * d + j] -= c * w[i * d + p];
+                let c: f32 = pairs(w, p, j);
+                for row in rows_mut(w, k, d) {
+                    if let Some(&wp) = row.get(p) {
+                        if let Some(wj) = row.get_mut(j) {
+                            *wj -= c * wp;
+                        }
+                    }
                 }
             }
         }
-        let n = libm::sqrtf((0..k).map(|i| w[i * d + j] * w[i * d + j]).sum::<f32>());
+        let n = libm::sqrtf(pairs(w, j, j));
         if n > 0.0 {
-            for i in 0..k {
-                w[i * d + j] /= n;
-            }
+            rows_mut(w, k, d).filter_map(|row| row.get_mut(j)).for_each(|wj| *wj /= n);
         }
     }
+}
+
+/// The first `n` rows of the row-major matrix `a` with `cols` columns (fewer if `a` is
+/// shorter): `a.chunks_exact(cols).take(n)`, but `cols == 0` gives `n` empty rows rather than
+/// a panic. One length check per row, none per element.
+pub(crate) fn rows(a: &[f32], n: usize, cols: usize) -> impl Iterator<Item = &[f32]> {
+    let mut rest = a;
+    (0..n).map_while(move |_| {
+        let (row, tail) = rest.split_at_checked(cols)?;
+        rest = tail;
+        Some(row)
+    })
+}
+
+/// [`rows`], mutable.
+pub(crate) fn rows_mut(a: &mut [f32], n: usize, cols: usize) -> impl Iterator<Item = &mut [f32]> {
+    let mut rest = a;
+    (0..n).map_while(move |_| {
+        let (row, tail) = core::mem::take(&mut rest).split_at_mut_checked(cols)?;
+        rest = tail;
+        Some(row)
+    })
 }
 
 /// The target network `Q`: a linear map, or the identity (the naive autoencoder form).
@@ -244,8 +282,8 @@ impl<S: AsRef<[f32]>> Target<S> {
     pub fn forward_batch(&self, xs: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
         match self {
             Target::Identity { dim } => {
-                check_len(n * dim, xs.len())?;
-                check_len(n * dim, out.len())?;
+                check_len(n.saturating_mul(*dim), xs.len())?;
+                check_len(n.saturating_mul(*dim), out.len())?;
                 out.copy_from_slice(xs);
                 Ok(())
             }
@@ -262,6 +300,13 @@ impl<S: AsRef<[f32]>> Target<S> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 mod tests {
     use super::*;
     extern crate std;

@@ -1,9 +1,16 @@
 //! A class's predictor `P_c`: dense (trained by gradient descent) or compact closed form.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use crate::compact::Compact;
 use crate::error::{check_len, Error, Result};
 use crate::linalg::dot;
-use crate::linear::Linear;
+use crate::linear::{rows, Linear};
 use crate::subspace::{distance_scratch_len, Subspace};
 
 /// The predictor of one class.
@@ -47,6 +54,7 @@ impl<S: AsRef<[f32]>> Predictor<S> {
         }
     }
     /// Scratch (f32s) that [`Predictor::distance`] needs.
+    #[inline]
     pub fn scratch_len(&self) -> usize {
         match self {
             Predictor::Dense(_) => 0,
@@ -61,11 +69,12 @@ impl<S: AsRef<[f32]>> Predictor<S> {
                 let (d, k) = (l.inputs(), l.outputs());
                 check_len(d, x.len())?;
                 check_len(k, qx.len())?;
-                let w = l.weight();
+                let bias = l.bias();
                 let mut s = 0.0f32;
-                for j in 0..k {
-                    let b = l.bias().map_or(0.0, |b| b[j]);
-                    let e = dot(&w[j * d..(j + 1) * d], x) + b - qx[j];
+                for (j, (w, q)) in rows(l.weight(), k, d).zip(qx).enumerate() {
+                    // The bias has k entries when there is one.
+                    let b = bias.and_then(|b| b.get(j)).map_or(0.0, |b| *b);
+                    let e = dot(w, x) + b - q;
                     s += e * e;
                 }
                 Ok(s / k as f32)

@@ -14,10 +14,17 @@
 //! `lambda = 0` is the minimum-norm solution gradient descent reaches from zero (`w = 1`: a
 //! projection), so a converged O2MD model is a randomly projected nearest-subspace
 //! classifier. It is exact, deterministic and needs no epochs: what a device uses to enroll.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use crate::error::{check_len, Error, Result};
 use crate::linalg::{self, axpy, dot};
-use crate::linear::Target;
+use crate::linear::{rows, rows_mut, Target};
 use serde::{Deserialize, Serialize};
 
 /// Options of the closed-form fit.
@@ -61,12 +68,23 @@ fn centre(samples: &mut [f32], m: usize, d: usize, affine: bool, mean: &mut [f32
         return;
     }
     for (j, mu) in mean.iter_mut().enumerate().take(d) {
-        let s: f64 = (0..m).map(|t| samples[t * d + j] as f64).sum();
+        // Column j, row by row (j < d, so the step is not 0).
+        let s: f64 = samples.iter().skip(j).step_by(d).take(m).map(|&v| v as f64).sum();
         *mu = (s / m as f64) as f32;
     }
-    for row in samples.chunks_exact_mut(d) {
+    for row in rows_mut(samples, m, d) {
         row.iter_mut().zip(mean.iter()).for_each(|(v, mu)| *v -= mu);
     }
+}
+
+/// `buf` split after `n` values; `BufferTooSmall` if it is shorter.
+fn split_buf(buf: &mut [f32], n: usize) -> Result<(&mut [f32], &mut [f32])> {
+    buf.split_at_mut_checked(n).ok_or(Error::BufferTooSmall)
+}
+
+/// `buf[start..start + len]`; `BufferTooSmall` if it is shorter.
+fn part(buf: &mut [f32], start: usize, len: usize) -> Result<&mut [f32]> {
+    buf.get_mut(start..).and_then(|b| b.get_mut(..len)).ok_or(Error::BufferTooSmall)
 }
 
 impl Default for FitOptions {
@@ -87,14 +105,17 @@ const COVARIANCE_FROM: usize = 1;
 
 /// Scratch space (in f32s) that [`fit_into`] needs for `m` samples of dimension `d` and a
 /// target of `k` outputs.
+/// Absurd sizes saturate to `usize::MAX`, which no buffer holds.
 pub const fn fit_scratch_len(m: usize, d: usize, k: usize) -> usize {
     let w = if m < d { m } else { d };
-    2 * w * w + 2 * w + k
+    let ww = w.saturating_mul(w).saturating_mul(2);
+    ww.saturating_add(w.saturating_mul(2)).saturating_add(k)
 }
 
-/// Scratch space (in f32s) that [`Subspace::distance`] needs.
+/// Scratch space (in f32s) that [`Subspace::distance`] needs (saturated, as
+/// [`fit_scratch_len`]).
 pub const fn distance_scratch_len(inputs: usize, max_rank: usize) -> usize {
-    inputs + max_rank
+    inputs.saturating_add(max_rank)
 }
 
 /// A class's closed-form predictor in compact form (see the module doc).
@@ -128,6 +149,8 @@ pub struct SubspaceBuf<'a> {
 
 impl<S: AsRef<[f32]>> Subspace<S> {
     /// Assembles a subspace predictor from stored parts, checking every size.
+    // Inline: a device builds a view of each class's stored parts at every classification.
+    #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         inputs: usize,
@@ -145,11 +168,12 @@ impl<S: AsRef<[f32]>> Subspace<S> {
         if let Some(m) = &mean {
             check_len(inputs, m.as_ref().len())?;
         }
-        check_len(rank * inputs, basis.as_ref().len())?;
+        // Absurd sizes saturate, and no slice is that long.
+        check_len(rank.saturating_mul(inputs), basis.as_ref().len())?;
         check_len(rank, shrink.as_ref().len())?;
         match (&proj, &target_mean) {
             (Some(p), Some(t)) => {
-                check_len(outputs * rank, p.as_ref().len())?;
+                check_len(outputs.saturating_mul(rank), p.as_ref().len())?;
                 check_len(outputs, t.as_ref().len())?;
             }
             (None, None) => check_len(inputs, outputs)?,
@@ -220,27 +244,26 @@ impl<S: AsRef<[f32]>> Subspace<S> {
         if scratch.len() < distance_scratch_len(d, r) {
             return Err(Error::BufferTooSmall);
         }
-        let (z, rest) = scratch.split_at_mut(d);
-        let u = &mut rest[..r];
+        let (z, rest) = split_buf(scratch, d)?;
+        let (u, _) = split_buf(rest, r)?;
         z.copy_from_slice(x);
         if let Some(m) = self.mean() {
             z.iter_mut().zip(m).for_each(|(zi, mi)| *zi -= mi);
         }
-        let basis = self.basis();
         let w = self.shrink();
-        for i in 0..r {
-            u[i] = dot(&basis[i * d..(i + 1) * d], z);
+        // The sizes were checked by `from_parts`: r rows of d in the basis, r weights, and
+        // k rows of r in B.
+        for (ui, row) in u.iter_mut().zip(rows(self.basis(), r, d)) {
+            *ui = dot(row, z);
         }
         match (self.proj(), self.target_mean()) {
             (Some(b), Some(tm)) => {
                 check_len(self.outputs, qx.len())?;
                 // p = w . u, then e = (Q(x) - Q(mu)) - B p.
-                for i in 0..r {
-                    u[i] *= w[i];
-                }
+                u.iter_mut().zip(w).for_each(|(ui, wi)| *ui *= wi);
                 let mut s = 0.0f32;
-                for j in 0..self.outputs {
-                    let e = (qx[j] - tm[j]) - dot(&b[j * r..(j + 1) * r], u);
+                for ((q, t), row) in qx.iter().zip(tm).zip(rows(b, self.outputs, r)) {
+                    let e = (q - t) - dot(row, u);
                     s += e * e;
                 }
                 Ok(s / self.outputs as f32)
@@ -248,8 +271,8 @@ impl<S: AsRef<[f32]>> Subspace<S> {
             _ => {
                 // ||z - U^T diag(w) U z||^2 = ||z||^2 - sum (2 w_i - w_i^2) u_i^2 (U orthonormal).
                 let mut s = linalg::norm2(z);
-                for i in 0..r {
-                    s -= (2.0 * w[i] - w[i] * w[i]) * u[i] * u[i];
+                for (wi, ui) in w.iter().zip(u.iter()) {
+                    s -= (2.0 * wi - wi * wi) * ui * ui;
                 }
                 // A huge input overflows ||z||^2 (inf - inf = NaN): that is no distance, and
                 // `max` would turn the NaN into 0, a perfect match.
@@ -279,27 +302,29 @@ pub fn fit_into<T: AsRef<[f32]>>(
     if m == 0 {
         return Err(Error::EmptyClass);
     }
-    check_len(m * d, samples.len())?;
+    // Absurd sizes saturate, and no buffer is that long.
+    check_len(m.saturating_mul(d), samples.len())?;
     crate::error::check_finite(samples)?;
     opts.validate()?;
     check_len(d, out.mean.len())?;
-    if out.basis.len() < cap * d || out.shrink.len() < cap {
+    if out.basis.len() < cap.saturating_mul(d) || out.shrink.len() < cap {
         return Err(Error::BufferTooSmall);
     }
     let linear = matches!(target, Target::Linear(_));
-    if linear && (out.proj.len() < k * cap || out.target_mean.len() < k) {
+    if linear && (out.proj.len() < k.saturating_mul(cap) || out.target_mean.len() < k) {
         return Err(Error::BufferTooSmall);
     }
     if scratch.len() < fit_scratch_len(m, d, k) {
         return Err(Error::BufferTooSmall);
     }
-    // Workspace rank bound: the span of m samples in R^d.
+    // Workspace rank bound: the span of m samples in R^d. The products below fit: the
+    // scratch holds them (checked just above).
     let wr = m.min(d);
-    let (coef, rest) = scratch.split_at_mut(wr);
-    let (gram, rest) = rest.split_at_mut(wr * wr);
-    let (kmat, rest) = rest.split_at_mut(wr * wr);
-    let (offdiag, rest) = rest.split_at_mut(wr);
-    let tmp = &mut rest[..k];
+    let (coef, rest) = split_buf(scratch, wr)?;
+    let (gram, rest) = split_buf(rest, wr.saturating_mul(wr))?;
+    let (kmat, rest) = split_buf(rest, wr.saturating_mul(wr))?;
+    let (offdiag, rest) = split_buf(rest, wr)?;
+    let (tmp, _) = split_buf(rest, k)?;
 
     // 1. Mean and centring.
     centre(samples, m, d, opts.affine, out.mean);
@@ -307,67 +332,76 @@ pub fn fit_into<T: AsRef<[f32]>>(
     // 2. Gram-Schmidt (two passes) with each sample's coordinates accumulated into K = R R^T,
     //    the Gram matrix of the samples in the basis U.
     gram.iter_mut().for_each(|v| *v = 0.0);
+    // The basis so far is the first r rows of `samples` (r <= t < m, so every offset below
+    // is within the m x d checked above).
     let mut r = 0usize;
     for t in 0..m {
         if t != r {
-            let (head, tail) = samples.split_at_mut(t * d);
-            head[r * d..(r + 1) * d].copy_from_slice(&tail[..d]);
+            // Sample t moves down to row r.
+            let (head, tail) = split_buf(samples, t.saturating_mul(d))?;
+            part(head, r.saturating_mul(d), d)?.copy_from_slice(part(tail, 0, d)?);
         }
-        let (basis, rest) = samples.split_at_mut(r * d);
-        let v = &mut rest[..d];
+        let (basis, rest) = split_buf(samples, r.saturating_mul(d))?;
+        let v = part(rest, 0, d)?;
         let orig = libm::sqrtf(linalg::norm2(v));
         if orig == 0.0 {
             continue;
         }
-        coef[..r].iter_mut().for_each(|c| *c = 0.0);
+        part(coef, 0, r)?.iter_mut().for_each(|c| *c = 0.0);
         for _pass in 0..2 {
-            for j in 0..r {
-                let u = &basis[j * d..(j + 1) * d];
+            for (u, cj) in rows(basis, r, d).zip(coef.iter_mut()) {
                 let c = dot(u, v);
-                coef[j] += c;
+                *cj += c;
                 axpy(-c, u, v);
             }
         }
         let nrm = libm::sqrtf(linalg::norm2(v));
         let mut len = r;
-        if nrm > opts.rank_tol * orig && r < wr {
-            let inv = 1.0 / nrm;
-            v.iter_mut().for_each(|x| *x *= inv);
-            coef[r] = nrm;
-            r += 1;
-            len = r;
+        if nrm > opts.rank_tol * orig {
+            // A new direction while there is room: `coef` holds wr, so r < wr.
+            if let Some(c) = coef.get_mut(r) {
+                let inv = 1.0 / nrm;
+                v.iter_mut().for_each(|x| *x *= inv);
+                *c = nrm;
+                #[allow(clippy::arithmetic_side_effects)] // bound: r < wr = coef.len() (coef[r] exists)
+                let grown = r + 1;
+                r = grown;
+                len = grown;
+            }
         }
-        for a in 0..len {
-            for b in 0..len {
-                gram[a * wr + b] += coef[a] * coef[b];
+        let c = coef.get(..len).ok_or(Error::BufferTooSmall)?;
+        for (row, ca) in rows_mut(gram, len, wr).zip(c) {
+            for (g, cb) in row.iter_mut().zip(c) {
+                *g += ca * cb;
             }
         }
     }
     // 3. Principal directions: K = V diag(s^2) V^T; new basis rows V^T U, weights
     //    w = s^2 / (s^2 + lambda); keep the strongest directions that pass the options.
-    let kk = &mut kmat[..r * r];
-    for a in 0..r {
-        for b in 0..r {
-            kk[a * r + b] = gram[a * wr + b];
-        }
+    //    (r <= wr: the r x r products fit in the wr x wr parts.)
+    let rr = r.saturating_mul(r);
+    let kk = part(kmat, 0, rr)?;
+    for (krow, grow) in rows_mut(kk, r, r).zip(rows(gram, r, wr)) {
+        krow.iter_mut().zip(grow).for_each(|(k, g)| *k = *g);
     }
-    let (vals, vecs) = (&mut coef[..r], &mut gram[..r * r]);
+    let (vals, vecs) = (part(coef, 0, r)?, part(gram, 0, rr)?);
     linalg::sym_eigen(kk, r, vals, vecs, offdiag)?;
+    let limit = if opts.max_rank == 0 { cap } else { cap.min(opts.max_rank as usize) };
+    // `out.shrink` holds cap >= limit weights (checked above).
     let mut keep = 0;
-    while keep < r {
-        let w = weight(vals[keep], opts);
-        let limit = if opts.max_rank == 0 { cap } else { cap.min(opts.max_rank as usize) };
-        if w <= 0.0 || w < opts.min_weight || keep >= limit {
+    for ((&lam, s), kept) in vals.iter().zip(out.shrink.iter_mut()).take(limit).zip(1..) {
+        let w = weight(lam, opts);
+        if w <= 0.0 || w < opts.min_weight {
             break;
         }
-        out.shrink[keep] = w;
-        keep += 1;
+        *s = w;
+        keep = kept;
     }
-    for i in 0..keep {
-        let row = &mut out.basis[i * d..(i + 1) * d];
+    // `out.basis` holds cap >= keep rows of d (checked above).
+    for (row, coords) in rows_mut(out.basis, keep, d).zip(rows(vecs, keep, r)) {
         row.iter_mut().for_each(|v| *v = 0.0);
-        for j in 0..r {
-            axpy(vecs[i * r + j], &samples[j * d..(j + 1) * d], row);
+        for (&c, u) in coords.iter().zip(rows(samples, r, d)) {
+            axpy(c, u, row);
         }
     }
     let r = keep;
@@ -417,9 +451,17 @@ fn centred(samples: &[f32], m: usize, d: usize, opts: &FitOptions) -> Result<(al
 /// Eigenvalues (decreasing) and eigenvectors (rows) of a symmetric `n x n` matrix.
 #[cfg(feature = "alloc")]
 fn eigen(mut a: alloc::vec::Vec<f32>, n: usize) -> Result<(alloc::vec::Vec<f32>, alloc::vec::Vec<f32>)> {
-    let (mut vals, mut vecs, mut off) = (alloc::vec![0.0f32; n], alloc::vec![0.0f32; n * n], alloc::vec![0.0f32; n]);
+    // `a` is n x n (else `sym_eigen` refuses it).
+    let (mut vals, mut vecs, mut off) = (alloc::vec![0.0f32; n], alloc::vec![0.0f32; a.len()], alloc::vec![0.0f32; n]);
     linalg::sym_eigen(&mut a, n, &mut vals, &mut vecs, &mut off)?;
     Ok((vals, vecs))
+}
+
+/// The length of an `a x b` matrix on the heap. The sizes come from buffers that exist, so
+/// it fits; `InvalidParameter` if it did not.
+#[cfg(feature = "alloc")]
+fn matrix_len(a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or(Error::InvalidParameter)
 }
 
 /// The shrinkage weight of a direction of squared singular value `lam` (0 = drop it).
@@ -442,13 +484,19 @@ fn target_parts<T: AsRef<[f32]>>(target: &Target<T>, r: usize, out: SubspaceBuf<
     if let Target::Linear(l) = target {
         let (d, k) = (target.inputs(), target.outputs());
         let w = l.weight();
-        for i in 0..r {
-            linalg::gemv(w, k, d, &out.basis[i * d..(i + 1) * d], None, &mut tmp[..k])?;
-            for (j, t) in tmp[..k].iter().enumerate() {
-                out.proj[j * r + i] = *t;
+        let (tmp, _) = split_buf(tmp, k)?;
+        // The callers size `out` for r directions: r rows of d in the basis, k rows of r in B.
+        for (i, u) in rows(out.basis, r, d).enumerate() {
+            linalg::gemv(w, k, d, u, None, tmp)?;
+            // Column i of B.
+            for (row, t) in rows_mut(out.proj, k, r).zip(tmp.iter()) {
+                if let Some(b) = row.get_mut(i) {
+                    *b = *t;
+                }
             }
         }
-        l.forward(out.mean, &mut out.target_mean[..k])?;
+        let (tm, _) = split_buf(out.target_mean, k)?;
+        l.forward(out.mean, tm)?;
     }
     Ok(())
 }
@@ -460,7 +508,7 @@ impl Subspace<alloc::vec::Vec<f32>> {
     /// else Gram-Schmidt ([`Subspace::fit_exact`]).
     pub fn fit<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions) -> Result<Self> {
         let d = target.inputs();
-        check_len(m * d, samples.len())?;
+        check_len(m.saturating_mul(d), samples.len())?;
         let cap = rank_cap(m, d, opts);
         if m >= COVARIANCE_FROM * d {
             return Self::fit_covariance(target, samples, m, opts, cap);
@@ -478,13 +526,13 @@ impl Subspace<alloc::vec::Vec<f32>> {
     pub fn fit_exact<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions) -> Result<Self> {
         use alloc::vec;
         let (d, k) = (target.inputs(), target.outputs());
-        check_len(m * d, samples.len())?;
+        check_len(m.saturating_mul(d), samples.len())?;
         let cap = rank_cap(m, d, opts);
         let linear = matches!(target, Target::Linear(_));
         let kb = if linear { k } else { 0 };
         let mut work = samples.to_vec();
-        let (mut mean, mut basis, mut shrink) = (vec![0.0; d], vec![0.0; cap * d], vec![0.0; cap]);
-        let (mut proj, mut tmean) = (vec![0.0; kb * cap], vec![0.0; kb]);
+        let (mut mean, mut basis, mut shrink) = (vec![0.0; d], vec![0.0; matrix_len(cap, d)?], vec![0.0; cap]);
+        let (mut proj, mut tmean) = (vec![0.0; matrix_len(kb, cap)?], vec![0.0; kb]);
         let mut scratch = vec![0.0; fit_scratch_len(m, d, k)];
         let buf = SubspaceBuf {
             mean: &mut mean,
@@ -494,9 +542,9 @@ impl Subspace<alloc::vec::Vec<f32>> {
             target_mean: &mut tmean,
         };
         let r = fit_into(target, &mut work, m, opts, cap, buf, &mut scratch)?;
-        basis.truncate(r * d);
+        basis.truncate(matrix_len(r, d)?);
         shrink.truncate(r);
-        proj.truncate(kb * r);
+        proj.truncate(matrix_len(kb, r)?);
         Subspace::from_parts(
             d,
             k,
@@ -528,18 +576,19 @@ impl Subspace<alloc::vec::Vec<f32>> {
         let cols = live_columns(&z, m, d);
         let (dl, runs) = (cols.len(), column_runs(&cols));
         if dl < d {
-            let mut zl = alloc::vec::Vec::with_capacity(m * dl);
+            let mut zl = alloc::vec::Vec::with_capacity(matrix_len(m, dl)?);
             gather_columns(&z, d, &runs, &mut zl);
             z = zl;
         }
-        let mut scatter = alloc::vec![0.0f32; dl * dl];
+        let mut scatter = alloc::vec![0.0f32; matrix_len(dl, dl)?];
         linalg::matmul_tn(&z, m, dl, &z, dl, &mut scatter)?;
         drop(z);
         let (vals, vecs) = eigen(scatter, dl)?;
         let shrink = kept_weights(&vals, opts, cap);
         let r = shrink.len();
-        let mut basis = alloc::vec![0.0f32; r * d];
-        scatter_columns(&vecs[..r * dl], &mut basis, d, &runs);
+        let mut basis = alloc::vec![0.0f32; matrix_len(r, d)?];
+        let kept = vecs.get(..matrix_len(r, dl)?).ok_or(Error::BufferTooSmall)?;
+        scatter_columns(kept, &mut basis, d, &runs);
         Self::finish(target, r, opts, mean, basis, shrink)
     }
 
@@ -554,14 +603,15 @@ impl Subspace<alloc::vec::Vec<f32>> {
     fn fit_gram<T: AsRef<[f32]>>(target: &Target<T>, samples: &[f32], m: usize, opts: &FitOptions, cap: usize) -> Result<Self> {
         let d = target.inputs();
         let (mean, z) = centred(samples, m, d, opts)?;
-        let mut gram = alloc::vec![0.0f32; m * m];
+        let mut gram = alloc::vec![0.0f32; matrix_len(m, m)?];
         linalg::matmul_nt(&z, m, d, &z, m, &mut gram)?;
         let (vals, vecs) = eigen(gram, m)?;
         let shrink = kept_weights(&vals, opts, cap);
         let r = shrink.len();
-        let mut basis = alloc::vec![0.0f32; r * d];
-        linalg::matmul_nn(&vecs[..r * m], r, m, &z, d, &mut basis)?;
-        for (row, &lam) in basis.chunks_exact_mut(d).zip(&vals) {
+        let mut basis = alloc::vec![0.0f32; matrix_len(r, d)?];
+        let kept = vecs.get(..matrix_len(r, m)?).ok_or(Error::BufferTooSmall)?;
+        linalg::matmul_nn(kept, r, m, &z, d, &mut basis)?;
+        for (row, &lam) in rows_mut(&mut basis, r, d).zip(&vals) {
             let inv = 1.0 / libm::sqrtf(lam);
             row.iter_mut().for_each(|v| *v *= inv);
         }
@@ -582,7 +632,7 @@ impl Subspace<alloc::vec::Vec<f32>> {
         let (d, k) = (target.inputs(), target.outputs());
         let linear = matches!(target, Target::Linear(_));
         let kb = if linear { k } else { 0 };
-        let (mut proj, mut tmean, mut tmp) = (vec![0.0; kb * r], vec![0.0; kb], vec![0.0; k]);
+        let (mut proj, mut tmean, mut tmp) = (vec![0.0; matrix_len(kb, r)?], vec![0.0; kb], vec![0.0; k]);
         let buf = SubspaceBuf {
             mean: &mut mean,
             basis: &mut vecs,
@@ -610,18 +660,29 @@ impl Subspace<alloc::vec::Vec<f32>> {
         let (d, k, r) = (self.inputs, self.outputs, self.rank);
         check_len(d, target.inputs())?;
         check_len(k, target.outputs())?;
-        // W = B diag(w) U, with B = U^T for an identity target.
-        let mut bm = vec![0.0; k * r];
-        for j in 0..k {
-            for i in 0..r {
-                let bji = match self.proj() {
-                    Some(b) => b[j * r + i],
-                    None => self.basis()[i * d + j],
-                };
-                bm[j * r + i] = bji * self.shrink()[i];
+        // W = B diag(w) U, with B = U^T for an identity target (then k = d). The sizes were
+        // checked by `from_parts`.
+        let mut bm = vec![0.0; matrix_len(k, r)?];
+        match self.proj() {
+            Some(b) => {
+                for (row, brow) in rows_mut(&mut bm, k, r).zip(rows(b, k, r)) {
+                    for ((x, bji), wi) in row.iter_mut().zip(brow).zip(self.shrink()) {
+                        *x = bji * wi;
+                    }
+                }
+            }
+            None => {
+                // Row j of B is column j of U.
+                for (i, (urow, wi)) in rows(self.basis(), r, d).zip(self.shrink()).enumerate() {
+                    for (row, uij) in rows_mut(&mut bm, k, r).zip(urow) {
+                        if let Some(x) = row.get_mut(i) {
+                            *x = uij * wi;
+                        }
+                    }
+                }
             }
         }
-        let mut w = vec![0.0; k * d];
+        let mut w = vec![0.0; matrix_len(k, d)?];
         linalg::matmul_nn(&bm, k, r, self.basis(), d, &mut w)?;
         // b = Q(mean) - W mean.
         let zero = vec![0.0; d];
@@ -636,6 +697,13 @@ impl Subspace<alloc::vec::Vec<f32>> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 mod tests {
     use super::*;
     use crate::linear::{Init, Linear};
