@@ -611,7 +611,27 @@ pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32
         return Ok(());
     }
     let (d, e) = (&mut values[..n], &mut offdiag[..n]);
-    // --- tred2: a becomes the orthogonal Q with A = Q T Q^T; d, e the tridiagonal T.
+    householder_tridiagonal(a, n, d, e);
+    accumulate_q(a, n, d, vectors);
+    // Eigenvectors as rows (z = Q^T), so the QL rotations touch two contiguous rows.
+    let z = &mut vectors[..n * n];
+    for i in 0..n {
+        for j in 0..n {
+            z[i * n + j] = a[j * n + i];
+        }
+    }
+    ql_implicit(d, e, z, n)?;
+    sort_decreasing(d, z, n);
+    if d.iter().any(|v| !v.is_finite()) || z.iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite);
+    }
+    Ok(())
+}
+
+/// EISPACK's tred2, first half: Householder reduction of the symmetric `a` (lower triangle,
+/// row-major) to tridiagonal form: `d` gets the reflectors' `h`, `e` the off-diagonal, and
+/// `a` keeps the reflectors.
+fn householder_tridiagonal(a: &mut [f32], n: usize, d: &mut [f32], e: &mut [f32]) {
     for i in (1..n).rev() {
         let l = i - 1;
         let mut h = 0.0f32;
@@ -671,8 +691,13 @@ pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32
         }
         d[i] = h;
     }
-    d[0] = 0.0;
     e[0] = 0.0;
+}
+
+/// EISPACK's tred2, second half: accumulates the reflectors kept in `a` into the orthogonal
+/// `Q` (in `a`, with `A = Q T Q^T`) and moves `T`'s diagonal into `d`. `vectors` is scratch.
+fn accumulate_q(a: &mut [f32], n: usize, d: &mut [f32], vectors: &mut [f32]) {
+    d[0] = 0.0;
     for i in 0..n {
         if d[i] != 0.0 {
             // The block Q[..i, ..i] -= w g^T with g = Q[..i, ..i]^T u (u = row i, w =
@@ -696,14 +721,12 @@ pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32
             a[i * n + j] = 0.0;
         }
     }
-    // Eigenvectors as rows (z = Q^T), so the QL rotations touch two contiguous rows.
-    let z = &mut vectors[..n * n];
-    for i in 0..n {
-        for j in 0..n {
-            z[i * n + j] = a[j * n + i];
-        }
-    }
-    // --- tql2: implicit QL with Wilkinson shifts on the tridiagonal matrix.
+}
+
+/// EISPACK's tql2: the implicit QL algorithm with Wilkinson shifts on the tridiagonal
+/// matrix (`d`, `e`), rotating the eigenvector rows of `z` along. `NonFinite` when it does
+/// not converge in 100 iterations per eigenvalue.
+fn ql_implicit(d: &mut [f32], e: &mut [f32], z: &mut [f32], n: usize) -> Result<()> {
     for i in 1..n {
         e[i - 1] = e[i];
     }
@@ -772,7 +795,12 @@ pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32
             e[m] = 0.0;
         }
     }
-    // Decreasing order.
+    Ok(())
+}
+
+/// Sorts the eigenvalues `d` in decreasing order, their rows of `z` with them (selection
+/// sort: the same order of swaps as before, so the same result for equal values).
+fn sort_decreasing(d: &mut [f32], z: &mut [f32], n: usize) {
     for i in 0..n {
         let mut best = i;
         for j in i + 1..n {
@@ -787,10 +815,6 @@ pub fn sym_eigen(a: &mut [f32], n: usize, values: &mut [f32], vectors: &mut [f32
             }
         }
     }
-    if d.iter().any(|v| !v.is_finite()) || z.iter().any(|v| !v.is_finite()) {
-        return Err(Error::NonFinite);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
