@@ -8,6 +8,7 @@ pub mod device;
 pub mod experiment;
 pub mod flash;
 pub mod models;
+pub mod openset;
 pub mod plot;
 pub mod reproduce;
 pub mod tune;
