@@ -63,7 +63,8 @@ pub struct OpensetArgs {
     #[arg(long, value_delimiter = ',', default_value = "device")]
     pub methods: Vec<String>,
     /// Novelty scores to compare: best (the closest class's distance, the classifier's own),
-    /// ratio (closest / second-closest), contrast (closest / the mean over the classes), normalized (closest distance over that class's
+    /// ratio (closest / second-closest), contrast (closest / the mean over the classes; the one chosen on the validation split,
+    /// docs/novelty.md), normalized (closest distance over that class's
     /// spread, the mean of its support samples' leave-one-out distances; pooled over classes
     /// with 1 shot), normalized-min (the smallest distance over spread), relative (closest
     /// distance over the input's squared norm), span (distance to the span of every known
@@ -759,14 +760,14 @@ pub fn run(a: OpensetArgs) -> Result<()> {
         results.push(summarize(m, trials));
     }
     let secs = t0.elapsed().as_secs_f64();
-    let dataset = match data.dataset {
-        DatasetKind::Mnist => "mnist",
-        DatasetKind::Omniglot => "omniglot",
-        DatasetKind::Csv => "csv",
+    let (dataset, shown) = match data.dataset {
+        DatasetKind::Mnist => ("mnist", "MNIST"),
+        DatasetKind::Omniglot => ("omniglot", "Omniglot"),
+        DatasetKind::Csv => ("csv", "CSV"),
     };
     if let Some(path) = &a.svg {
         let title = format!(
-            "{dataset} open set: {} known / {} unknown, {} shots, {} trials ({} split)",
+            "{shown} open set: {} known / {} unknown, {} shots, {} trials ({} split)",
             plan.known,
             plan.unknown,
             plan.shots,
@@ -795,7 +796,7 @@ pub fn run(a: OpensetArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "open set: {dataset} ({} split), {} known / {} unknown classes drawn per trial, {} shots, {} trials{}, seed {}, {secs:.0} s",
+        "open set: {shown} ({} split), {} known / {} unknown classes drawn per trial, {} shots, {} trials{}, seed {}, {secs:.0} s",
         if split == Split::Validation { "validation" } else { "test" },
         plan.known,
         plan.unknown,
