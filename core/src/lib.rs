@@ -77,6 +77,7 @@ pub mod linear;
 #[cfg(feature = "alloc")]
 pub mod methods;
 pub mod model;
+pub mod novelty;
 #[cfg(feature = "alloc")]
 mod parallel;
 pub mod predictor;

@@ -20,6 +20,9 @@ enum Command {
     /// Runs the paper's MNIST table (every method, 1..200 shots) beside the published
     /// numbers; writes a markdown report, CSVs and plots.
     Reproduce(crate::reproduce::ReproduceArgs),
+    /// Open-set episodes: fits known classes, holds others out as unknown, and compares
+    /// novelty scores by AUROC and the unknowns caught at 5% false rejection (ROC as SVG).
+    Openset(crate::openset::OpensetArgs),
     /// Fits a model on chosen classes of a data set and writes it as a model file for a
     /// device (preprocessing, fit options and room for enrollment recorded in it).
     Train(crate::models::train::TrainArgs),
@@ -51,6 +54,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Fewshot(a) => crate::fewshot::run(a),
         Command::Reproduce(a) => crate::reproduce::run(a),
+        Command::Openset(a) => crate::openset::run(a),
         Command::Train(a) => crate::models::train::run(a),
         Command::Inspect(a) => {
             if !crate::models::inspect::run(a)? {

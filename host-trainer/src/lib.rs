@@ -10,6 +10,7 @@ pub mod experiment;
 pub mod fewshot;
 pub mod flash;
 pub mod models;
+pub mod openset;
 pub mod paper;
 pub mod plot;
 pub mod progress;
