@@ -30,9 +30,21 @@
 //! | then per direction: `1` | `f32` scale `s_i` |
 //! | `k` | `f32` `A û_i`, the target applied to the direction as stored (only if `linear`) |
 //! | `ceil(live / 4)` | `int8` values over the live inputs, 4 per word (byte `j` is input `j`), zero padded |
+//!
+//! Sizes here come from model files, flash and enrollment requests: no input makes this
+//! module panic or overflow (indexing, integer arithmetic and panics are denied below).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use core::ops::Range;
 
 use crate::error::{check_len, Error, Result};
-use crate::linalg::norm2;
+use crate::linalg::dot;
 
 /// Runs of live inputs separated by fewer dead inputs than this are merged: a run costs a
 /// word and a pass of the gather, a dead input in a direction a byte.
@@ -150,6 +162,19 @@ fn run_word(start: usize, len: usize) -> f32 {
     f32::from_bits(start as u32 | (len as u32) << 16)
 }
 
+/// The runs as pairs of index ranges: where each run lies among the inputs, and where its
+/// values lie among the live inputs (after the runs before it). The ends saturate (only a
+/// slice of absurdly many runs gets there), and a saturated range is refused by the `get`
+/// it is used with.
+pub(crate) fn run_ranges(runs: &[f32]) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+    runs.iter().scan(0usize, |at, &w| {
+        let (s, l) = run(w);
+        let live = *at..at.saturating_add(l);
+        *at = live.end;
+        Some((s..s.saturating_add(l), live))
+    })
+}
+
 /// Checks that the run words are increasing, disjoint, non-empty, inside `inputs` and cover
 /// `live` inputs.
 pub fn check_runs(runs: &[f32], inputs: usize, live: usize) -> Result<()> {
@@ -157,24 +182,22 @@ pub fn check_runs(runs: &[f32], inputs: usize, live: usize) -> Result<()> {
     let mut total = 0usize;
     for (i, &w) in runs.iter().enumerate() {
         let (s, l) = run(w);
-        if l == 0 || (i > 0 && s <= next) || s < next || s + l > inputs {
+        // Both halves of a word: `s + l` does not saturate (and would be refused if it did).
+        if l == 0 || (i > 0 && s <= next) || s < next || s.saturating_add(l) > inputs {
             return Err(Error::Malformed);
         }
-        next = s + l;
-        total += l;
+        next = s.saturating_add(l);
+        // bound: the runs so far are disjoint, in order and end by `next` (checked just
+        // above), so their lengths add up to at most `next`.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            total += l;
+        }
     }
     if total != live {
         return Err(Error::Malformed);
     }
     Ok(())
-}
-
-/// Calls `f(start, len)` for every run of live inputs.
-fn for_runs(runs: &[f32], mut f: impl FnMut(usize, usize)) {
-    for &w in runs {
-        let (s, l) = run(w);
-        f(s, l);
-    }
 }
 
 /// Writes the runs of the inputs marked in `live` (a bitset, bit `j % 32` of word `j / 32`),
@@ -183,26 +206,32 @@ fn for_runs(runs: &[f32], mut f: impl FnMut(usize, usize)) {
 pub fn runs_of(live: &[u32], inputs: usize, out: &mut [f32]) -> Result<(usize, usize)> {
     let bit = |j: usize| live.get(j / 32).is_some_and(|w| w >> (j % 32) & 1 == 1);
     let (mut n, mut covered) = (0usize, 0usize);
+    // A run from its first and last input.
+    let mut emit = |(first, last): (usize, usize)| -> Result<()> {
+        let len = (first..last).len().checked_add(1).ok_or(Error::BufferTooSmall)?;
+        *out.get_mut(n).ok_or(Error::BufferTooSmall)? = run_word(first, len);
+        n = n.checked_add(1).ok_or(Error::BufferTooSmall)?;
+        covered = covered.checked_add(len).ok_or(Error::BufferTooSmall)?;
+        Ok(())
+    };
     let mut cur: Option<(usize, usize)> = None;
     for j in 0..inputs {
         if !bit(j) {
             continue;
         }
         cur = match cur {
-            Some((s, e)) if j - e < MIN_GAP => Some((s, j + 1)),
-            Some((s, e)) => {
-                *out.get_mut(n).ok_or(Error::BufferTooSmall)? = run_word(s, e - s);
-                n += 1;
-                covered += e - s;
-                Some((j, j + 1))
+            // Fewer than MIN_GAP dead inputs between the run's last input and `j` (that is,
+            // `j - last <= MIN_GAP`): the run goes on.
+            Some((first, last)) if (last..j).len() <= MIN_GAP => Some((first, j)),
+            Some(run) => {
+                emit(run)?;
+                Some((j, j))
             }
-            None => Some((j, j + 1)),
+            None => Some((j, j)),
         };
     }
-    if let Some((s, e)) = cur {
-        *out.get_mut(n).ok_or(Error::BufferTooSmall)? = run_word(s, e - s);
-        n += 1;
-        covered += e - s;
+    if let Some(run) = cur {
+        emit(run)?;
     }
     Ok((n, covered))
 }
@@ -229,6 +258,12 @@ pub fn quantize_i8(v: &[f32], out: &mut [u8]) -> Result<f32> {
         *o = round_clamp(x * inv, Q8) as i8 as u8;
     }
     Ok(big / Q8)
+}
+
+/// `||a||^2`, as [`crate::linalg::norm2`], always inlined: [`distance`] takes one per run.
+#[inline(always)]
+fn norm2(a: &[f32]) -> f32 {
+    dot(a, a)
 }
 
 /// Rounds half away from zero and clamps to `[-lim, lim]`; the same operations everywhere.
@@ -265,23 +300,41 @@ fn quantize_i16(z: &[f32], out: &mut [i16]) -> Result<f32> {
     Ok(big / Q16)
 }
 
-/// `sum a[j] * b[j]` of `int8` bytes and `i16` values, exactly (the shorter length). On a
-/// Cortex-M4F whole groups of 8 go through its DSP instructions (2 instructions per
-/// multiply-accumulate); integer sums have one value whatever the order.
+/// `sum a[j] * b[j]` of `int8` bytes and `i16` values, exactly (the shorter length; on a
+/// target wider than 32 bits the sum saturates at the `i64` range, which takes more than 2^41
+/// values to reach). On a Cortex-M4F whole groups of 8 go through its DSP instructions (2
+/// instructions per multiply-accumulate); integer sums have one value whatever the order.
 pub fn dot_i8_i16(a: &[u8], b: &[i16]) -> i64 {
     let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
+    let (a, b) = (a.get(..n).unwrap_or_default(), b.get(..n).unwrap_or_default());
     let (mut total, done) = crate::linalg::dot_i8_i16_fast(a, b).unwrap_or((0, 0));
-    let (a, b) = (&a[done..], &b[done..]);
-    // |a b| <= 128 * 32767, so 256 products fit an i32 (LLVM vectorises this block).
+    let (a, b) = (a.get(done..).unwrap_or_default(), b.get(done..).unwrap_or_default());
     for (ca, cb) in a.chunks(256).zip(b.chunks(256)) {
         let mut s = 0i32;
+        // bound: |x y| <= 128 * 32768 = 2^22 and a chunk holds at most 256 products, so
+        // |s| <= 2^30 fits an i32 (LLVM vectorises this block).
+        #[allow(clippy::arithmetic_side_effects)]
         for (&x, &y) in ca.iter().zip(cb) {
             s += x as i8 as i32 * y as i32;
         }
-        total += s as i64;
+        total = accumulate(total, s);
     }
     total
+}
+
+/// `total + s` for [`dot_i8_i16`], whose running sum of `len` products stays within
+/// `len * 128 * 32768 = len * 2^22` in magnitude.
+#[inline(always)]
+fn accumulate(total: i64, s: i32) -> i64 {
+    // bound: on a 32-bit target (the Cortex-M) a slice has under 2^31 values, so the sum
+    // stays below 2^53.
+    #[cfg(target_pointer_width = "32")]
+    #[allow(clippy::arithmetic_side_effects)]
+    let sum = total + i64::from(s);
+    // A wider target could hold 2^41 values: saturate there.
+    #[cfg(not(target_pointer_width = "32"))]
+    let sum = total.saturating_add(i64::from(s));
+    sum
 }
 
 /// Where a distance gets a class's directions from: in place (a model file, a host model)
@@ -301,7 +354,8 @@ pub struct InPlace<'w> {
 impl Directions for InPlace<'_> {
     fn direction<'s>(&'s mut self, i: usize, _buf: &'s mut [f32]) -> Result<&'s [f32]> {
         let at = i.checked_mul(self.stride).ok_or(Error::Malformed)?;
-        self.words.get(at..at + self.stride).ok_or(Error::Malformed)
+        let end = at.checked_add(self.stride).ok_or(Error::Malformed)?;
+        self.words.get(at..end).ok_or(Error::Malformed)
     }
 }
 
@@ -331,36 +385,44 @@ pub fn distance(shape: &Shape, head: &[f32], dirs: &mut impl Directions, x: &[f3
         return Err(Error::BufferTooSmall);
     }
     let (live, r, kp) = (shape.live, shape.rank, shape.proj_len());
-    let (runs, rest) = head.split_at(shape.runs);
-    let (mean, rest) = rest.split_at(if shape.affine { live } else { 0 });
-    let (tmean, shrink) = rest.split_at(kp);
-    let (z, rest) = scratch.split_at_mut(live);
-    let (zq, rest) = rest.split_at_mut(live.div_ceil(2));
-    let (u, rest) = rest.split_at_mut(r);
-    let (err, buf) = rest.split_at_mut(kp);
+    // The lengths were checked above; a split that does not fit is an error all the same.
+    let (runs, rest) = head.split_at_checked(shape.runs).ok_or(Error::Malformed)?;
+    let (mean, rest) = rest.split_at_checked(if shape.affine { live } else { 0 }).ok_or(Error::Malformed)?;
+    let (tmean, shrink) = rest.split_at_checked(kp).ok_or(Error::Malformed)?;
+    let (z, rest) = scratch.split_at_mut_checked(live).ok_or(Error::BufferTooSmall)?;
+    let (zq, rest) = rest.split_at_mut_checked(live.div_ceil(2)).ok_or(Error::BufferTooSmall)?;
+    let (u, rest) = rest.split_at_mut_checked(r).ok_or(Error::BufferTooSmall)?;
+    let (err, buf) = rest.split_at_mut_checked(kp).ok_or(Error::BufferTooSmall)?;
     let zq: &mut [i16] = bytemuck::cast_slice_mut(zq);
-    let zq = &mut zq[..live];
+    let zq = zq.get_mut(..live).ok_or(Error::BufferTooSmall)?;
 
     // z = x - mean over the live inputs; ||z||^2 over every input (the dead ones are x).
     let mut at = 0usize;
     let mut dead = 0.0f32;
     let mut prev = 0usize;
     let mut bad = false;
-    for_runs(runs, |s, l| {
-        match (x.get(prev..s), x.get(s..s + l), z.get_mut(at..at + l)) {
+    for &w in runs {
+        let (s, l) = run(w);
+        // Both halves of a word: `s + l` does not saturate (and would be refused if it did).
+        let end = s.saturating_add(l);
+        match (x.get(prev..s), x.get(s..end), z.get_mut(at..).and_then(|z| z.get_mut(..l))) {
             (Some(gap), Some(src), Some(dst)) => {
                 dead += norm2(gap);
                 dst.copy_from_slice(src);
+                // bound: z[at..at + l] is there, so at + l <= z.len().
+                #[allow(clippy::arithmetic_side_effects)]
+                {
+                    at += l;
+                }
             }
             _ => bad = true,
         }
-        at += l;
-        prev = s + l;
-    });
+        prev = end;
+    }
     if bad || at != live {
         return Err(Error::Malformed);
     }
-    dead += norm2(&x[prev.min(x.len())..]);
+    dead += norm2(x.get(prev..).unwrap_or_default());
     if shape.affine {
         z.iter_mut().zip(mean).for_each(|(v, m)| *v -= m);
     }
@@ -372,7 +434,7 @@ pub fn distance(shape: &Shape, head: &[f32], dirs: &mut impl Directions, x: &[f3
 
     // u_i = s_i s_z (q_i . zq), exactly summed.
     let mut dirs_ok = true;
-    for (i, ui) in u.iter_mut().enumerate() {
+    for (i, (ui, &wi)) in u.iter_mut().zip(shrink).enumerate() {
         let words = dirs.direction(i, buf)?;
         let Some((&scale, rest)) = words.split_first() else {
             dirs_ok = false;
@@ -389,7 +451,7 @@ pub fn distance(shape: &Shape, head: &[f32], dirs: &mut impl Directions, x: &[f3
                     *e = q - t;
                 }
             }
-            let p = shrink[i] * *ui;
+            let p = wi * *ui;
             for (e, b) in err.iter_mut().zip(proj) {
                 *e -= b * p;
             }
@@ -443,9 +505,9 @@ impl<S: AsRef<[f32]>> Compact<S> {
     /// `f32` parts are finite: [`Compact::check_finite`]).
     pub fn from_parts(shape: Shape, words: S) -> Result<Self> {
         check_len(shape.checked_words()?, words.as_ref().len())?;
-        let c = Compact { shape, words };
-        check_runs(c.runs(), shape.inputs, shape.live)?;
-        Ok(c)
+        let runs = words.as_ref().get(..shape.runs).ok_or(Error::Malformed)?;
+        check_runs(runs, shape.inputs, shape.live)?;
+        Ok(Compact { shape, words })
     }
     /// The sizes.
     pub fn shape(&self) -> &Shape {
@@ -455,17 +517,19 @@ impl<S: AsRef<[f32]>> Compact<S> {
     pub fn words(&self) -> &[f32] {
         self.words.as_ref()
     }
+    // The words' length was checked against the shape in `from_parts`: the parts below are
+    // all there (empty if they were not).
     fn runs(&self) -> &[f32] {
-        &self.words.as_ref()[..self.shape.runs]
+        self.words.as_ref().get(..self.shape.runs).unwrap_or_default()
     }
     /// The words before the first direction.
     pub fn head(&self) -> &[f32] {
-        &self.words.as_ref()[..self.shape.head_words()]
+        self.words.as_ref().get(..self.shape.head_words()).unwrap_or_default()
     }
     /// The shrinkage weights.
     pub fn shrink(&self) -> &[f32] {
         let h = self.head();
-        &h[h.len() - self.shape.rank..]
+        h.len().checked_sub(self.shape.rank).and_then(|at| h.get(at..)).unwrap_or_default()
     }
     /// A borrowed view.
     pub fn view(&self) -> Compact<&[f32]> {
@@ -481,7 +545,7 @@ impl<S: AsRef<[f32]>> Compact<S> {
     /// The directions, in place.
     pub fn directions(&self) -> InPlace<'_> {
         InPlace {
-            words: &self.words.as_ref()[self.shape.head_words()..],
+            words: self.words.as_ref().get(self.shape.head_words()..).unwrap_or_default(),
             stride: self.shape.direction_words(),
         }
     }
@@ -495,15 +559,14 @@ impl<S: AsRef<[f32]>> Compact<S> {
         let mut dirs = self.directions();
         let words = dirs.direction(i, &mut [])?;
         let (scale, rest) = words.split_first().ok_or(Error::Malformed)?;
-        let bytes: &[u8] = bytemuck::cast_slice(&rest[self.shape.proj_len()..]);
+        let bytes: &[u8] = bytemuck::cast_slice(rest.get(self.shape.proj_len()..).ok_or(Error::Malformed)?);
         out.iter_mut().for_each(|v| *v = 0.0);
-        let mut at = 0;
-        for_runs(self.runs(), |s, l| {
-            for (o, &b) in out[s..s + l].iter_mut().zip(&bytes[at..at + l]) {
+        for (inputs, at) in run_ranges(self.runs()) {
+            let dst = out.get_mut(inputs).ok_or(Error::Malformed)?;
+            for (o, &b) in dst.iter_mut().zip(bytes.get(at).ok_or(Error::Malformed)?) {
                 *o = b as i8 as f32 * *scale;
             }
-            at += l;
-        });
+        }
         Ok(())
     }
 }
@@ -514,12 +577,19 @@ pub fn check_finite_parts(shape: &Shape, head: &[f32], dirs: &mut impl Direction
     crate::error::check_finite(head.get(shape.runs..).ok_or(Error::Malformed)?)?;
     for i in 0..shape.rank {
         let w = dirs.direction(i, buf)?;
-        crate::error::check_finite(w.get(..1 + shape.proj_len()).ok_or(Error::Malformed)?)?;
+        crate::error::check_finite(w.get(..shape.proj_len().saturating_add(1)).ok_or(Error::Malformed)?)?;
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 mod tests {
     use super::*;
     extern crate std;

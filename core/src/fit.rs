@@ -22,9 +22,24 @@
 //!
 //! Everything is `f32` code in a fixed order (and the shared `dot`/`axpy` kernels), so the
 //! host's fit of a class has the device's bits.
+//!
+//! The sizes come from enrollment requests and model files: no input makes this module
+//! panic or overflow (indexing, integer arithmetic and panics are denied below). [`fit`]
+//! checks the sizes on entry; past that, an index or a size that would not fit (which those
+//! checks leave no room for) is an error rather than a panic.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use core::ops::RangeInclusive;
+use core::slice::{ChunksExact, ChunksExactMut};
 
 use crate::augment::shift_count;
-use crate::compact::{self, max_runs, quantize_i8, Shape};
+use crate::compact::{self, max_runs, quantize_i8, run_ranges, Shape};
 use crate::eigen::{top_eigenpairs, top_matrix_len, top_scratch_len, vectors_at};
 use crate::error::{check_len, Error, Result};
 use crate::linalg::{axpy, dot};
@@ -57,9 +72,10 @@ impl Samples<'_> {
             0
         }
     }
-    /// Rows after augmentation: `n (2s + 1)^2`.
+    /// Rows after augmentation: `n (2s + 1)^2` (saturating: `usize::MAX` rows, which no
+    /// buffer holds, when that overflows).
     pub fn rows(&self) -> usize {
-        self.n * shifts_per(self.reach())
+        self.n.saturating_mul(shifts_per(self.reach()))
     }
     /// `(width, height)`: the image, or one row of `d`.
     fn geometry(&self) -> (usize, usize) {
@@ -71,16 +87,143 @@ fn shifts_per(s: usize) -> usize {
     shift_count(s as u8)
 }
 
-/// `(dx, dy)` of shift `a` in [`crate::augment::shifts`]' order: `(0, 0)` first, then row by
-/// row from `(-s, -s)`, skipping `(0, 0)`.
-fn shift_at(s: usize, a: usize) -> (isize, isize) {
-    if a == 0 {
-        return (0, 0);
+/// Fails with `InvalidParameter` unless `w x h` images hold the `d <= u16::MAX` inputs and a
+/// shift by up to `s` pixels leaves some of the image.
+fn check_geometry(w: usize, h: usize, s: usize, d: usize) -> Result<()> {
+    if w.checked_mul(h) != Some(d) || (s > 0 && (s >= w || s >= h)) || d > u16::MAX as usize {
+        return Err(Error::InvalidParameter);
     }
-    let side = 2 * s + 1;
-    let centre = (side * side) / 2;
-    let k = if a <= centre { a - 1 } else { a };
-    ((k % side) as isize - s as isize, (k / side) as isize - s as isize)
+    Ok(())
+}
+
+/// `-r..=r`.
+fn offsets(r: usize) -> Result<RangeInclusive<isize>> {
+    let hi = isize::try_from(r).map_err(|_| Error::InvalidParameter)?;
+    Ok(neg(hi)?..=hi)
+}
+
+/// `-v` (`InvalidParameter` for `isize::MIN`, which no offset here is).
+fn neg(v: isize) -> Result<isize> {
+    v.checked_neg().ok_or(Error::InvalidParameter)
+}
+
+/// The shifts by up to `s` pixels, `(dx, dy)` in [`crate::augment::shifts`]' order: `(0, 0)`
+/// first, then row by row from `(-s, -s)`, skipping `(0, 0)`: [`shifts_per`]`(s)` of them.
+fn shifts(s: usize) -> Result<Shifts> {
+    let offs = offsets(s)?;
+    Ok(Shifts {
+        row: offs.clone(),
+        dy: 0,
+        rows: offs.clone(),
+        offs,
+        first: true,
+    })
+}
+
+/// The iterator of [`shifts`].
+#[derive(Clone)]
+struct Shifts {
+    /// `-s..=s`.
+    offs: RangeInclusive<isize>,
+    /// The columns left of row `dy`.
+    row: RangeInclusive<isize>,
+    dy: isize,
+    /// The rows after it.
+    rows: RangeInclusive<isize>,
+    /// `(0, 0)` is still to come.
+    first: bool,
+}
+
+impl Iterator for Shifts {
+    type Item = (isize, isize);
+
+    #[inline]
+    fn next(&mut self) -> Option<(isize, isize)> {
+        if self.first {
+            self.first = false;
+            // Start on the first row, from its first column.
+            self.dy = self.rows.next()?;
+            return Some((0, 0));
+        }
+        loop {
+            if let Some(dx) = self.row.next() {
+                if dx != 0 || self.dy != 0 {
+                    return Some((dx, self.dy));
+                }
+            } else {
+                self.dy = self.rows.next()?;
+                self.row = self.offs.clone();
+            }
+        }
+    }
+}
+
+/// Writes the values of the `(2s + 1)^2` shifts, given in `rows` row by row from `(-s, -s)`
+/// (`centre` that of `(0, 0)`, at row and column `mid = s`), to `out` in [`shifts`]' order:
+/// the centre first, then the others (as many as `out` holds).
+fn put_in_shift_order<'g, R>(out: &mut [f32], centre: f32, rows: impl Iterator<Item = R>, mid: usize)
+where
+    R: Iterator<Item = &'g f32>,
+{
+    let mut dst = out.iter_mut();
+    let Some(o) = dst.next() else { return };
+    *o = centre;
+    for (y, row) in rows.enumerate() {
+        for (x, &v) in row.enumerate() {
+            if y == mid && x == mid {
+                continue;
+            }
+            let Some(o) = dst.next() else { return };
+            *o = v;
+        }
+    }
+}
+
+/// `(r + dy) stride + (r + dx)`: where offset `(dx, dy)` lies in a row-major grid of rows of
+/// `stride` values whose centre is `(r, r)` (`None` before the grid or on overflow).
+fn grid_at(dx: isize, dy: isize, r: usize, stride: usize) -> Option<usize> {
+    let x = usize::try_from(dx.checked_add_unsigned(r)?).ok()?;
+    let y = usize::try_from(dy.checked_add_unsigned(r)?).ok()?;
+    y.checked_mul(stride)?.checked_add(x)
+}
+
+/// `a[at..at + len]` (`BufferTooSmall` past its end).
+fn span(a: &[f32], at: usize, len: usize) -> Result<&[f32]> {
+    a.get(at..).and_then(|a| a.get(..len)).ok_or(Error::BufferTooSmall)
+}
+
+/// `a[at..at + len]` (`BufferTooSmall` past its end).
+fn span_mut(a: &mut [f32], at: usize, len: usize) -> Result<&mut [f32]> {
+    a.get_mut(at..).and_then(|a| a.get_mut(..len)).ok_or(Error::BufferTooSmall)
+}
+
+/// Row `i` of rows of `len` values, `a[i len..(i + 1) len]` (`BufferTooSmall` past its end).
+fn nth_row(a: &[f32], i: usize, len: usize) -> Result<&[f32]> {
+    span(a, i.checked_mul(len).ok_or(Error::BufferTooSmall)?, len)
+}
+
+/// Row `i` of rows of `len` values, `a[i len..(i + 1) len]` (`BufferTooSmall` past its end).
+fn nth_row_mut(a: &mut [f32], i: usize, len: usize) -> Result<&mut [f32]> {
+    span_mut(a, i.checked_mul(len).ok_or(Error::BufferTooSmall)?, len)
+}
+
+/// The whole rows of `len` values of `a`, in order (none when `len` is 0: rows of no values
+/// have nothing to go through).
+fn rows_of(a: &[f32], len: usize) -> ChunksExact<'_, f32> {
+    if len == 0 {
+        <&[f32]>::default().chunks_exact(1)
+    } else {
+        a.chunks_exact(len)
+    }
+}
+
+/// The whole rows of `len` values of `a`, in order (none when `len` is 0).
+fn rows_of_mut(a: &mut [f32], len: usize) -> ChunksExactMut<'_, f32> {
+    if len == 0 {
+        <&mut [f32]>::default().chunks_exact_mut(1)
+    } else {
+        a.chunks_exact_mut(len)
+    }
 }
 
 /// What a fit hands out, in order: the shape, then every word of the class (see
@@ -133,22 +276,23 @@ impl Canvas {
         self.h.saturating_add(r2).saturating_mul(self.stride()).saturating_add(r2)
     }
     /// Writes `img` into `rows`, an image-rows canvas (its border columns left as they are).
-    fn put_rows(&self, img: &[f32], rows: &mut [f32]) {
-        let st = self.stride();
-        for y in 0..self.h {
-            rows[y * st + self.r..y * st + self.r + self.w].copy_from_slice(&img[y * self.w..(y + 1) * self.w]);
+    fn put_rows(&self, img: &[f32], rows: &mut [f32]) -> Result<()> {
+        // `rows` holds the h rows of the canvas, `img` those of the image.
+        for (dst, src) in rows_of_mut(rows, self.stride()).zip(rows_of(img, self.w)) {
+            span_mut(dst, self.r, self.w)?.copy_from_slice(src);
         }
+        Ok(())
     }
     /// Writes `img` into `full`, a whole canvas (its border left as it is).
-    fn put_full(&self, img: &[f32], full: &mut [f32]) {
-        let at = self.window(0, 0);
-        self.put_rows(img, &mut full[at..at + self.rows_len()]);
+    fn put_full(&self, img: &[f32], full: &mut [f32]) -> Result<()> {
+        let at = self.window(0, 0)?;
+        self.put_rows(img, span_mut(full, at, self.rows_len())?)
     }
     /// Where the window of a whole canvas starts whose value at row-canvas position `q` is
-    /// the image's at `q` moved by `(dx, dy)`.
-    fn window(&self, dx: isize, dy: isize) -> usize {
-        let st = self.stride() as isize;
-        (self.r as isize + self.r as isize * st + dy * st + dx) as usize
+    /// the image's at `q` moved by `(dx, dy)` (`|dx|, |dy| <= r`).
+    fn window(&self, dx: isize, dy: isize) -> Result<usize> {
+        // r + r stride + dy stride + dx
+        grid_at(dx, dy, self.r, self.stride()).ok_or(Error::InvalidParameter)
     }
 }
 
@@ -159,46 +303,75 @@ struct Canvases<'a> {
 }
 
 impl Canvases<'_> {
-    /// `c[off(dx, dy, r)] = sum_{y,x} a[y][x] b[y + dy][x + dx]` (terms outside either image
-    /// are 0) for `|dx|, |dy| <= r`: `a` in the rows canvas and `b` in the whole one, zero
-    /// bordered, each offset one dot product over the rows.
-    fn correlate(&mut self, a: &[f32], b: &[f32], w: usize, h: usize, r: usize, c: &mut [f32]) {
+    /// `c[(dy + r)(2r + 1) + dx + r] = sum_{y,x} a[y][x] b[y + dy][x + dx]` (terms outside
+    /// either image are 0) for `|dx|, |dy| <= r`: `a` in the rows canvas and `b` in the whole
+    /// one, zero bordered, each offset one dot product over the rows.
+    fn correlate(&mut self, a: &[f32], b: &[f32], w: usize, h: usize, r: usize, c: &mut [f32]) -> Result<()> {
         let cv = Canvas { w, h, r };
-        let (rows, full) = (&mut self.rows[..cv.rows_len()], &mut self.full[..cv.full_len()]);
+        let rows = self.rows.get_mut(..cv.rows_len()).ok_or(Error::BufferTooSmall)?;
+        let full = self.full.get_mut(..cv.full_len()).ok_or(Error::BufferTooSmall)?;
         rows.iter_mut().for_each(|v| *v = 0.0);
         full.iter_mut().for_each(|v| *v = 0.0);
-        cv.put_rows(a, rows);
-        cv.put_full(b, full);
-        let ri = r as isize;
-        for dy in -ri..=ri {
-            for dx in -ri..=ri {
-                let at = cv.window(dx, dy);
-                c[off(dx, dy, r)] = dot(rows, &full[at..at + rows.len()]);
+        cv.put_rows(a, rows)?;
+        cv.put_full(b, full)?;
+        // The offsets row by row from (-r, -r), c in order. Along a row the windows start
+        // one value apart.
+        let mut out = c.iter_mut();
+        let offs = offsets(r)?;
+        let first = *offs.start();
+        for dy in offs.clone() {
+            let mut rest = full.get(cv.window(first, dy)?..).ok_or(Error::BufferTooSmall)?;
+            for _ in offs.clone() {
+                let win = rest.get(..rows.len()).ok_or(Error::BufferTooSmall)?;
+                *out.next().ok_or(Error::BufferTooSmall)? = dot(rows, win);
+                rest = rest.get(1..).unwrap_or_default();
             }
         }
+        Ok(())
     }
 
     /// `dir += sum_a coef[a] shift_a(img)`, one `axpy` of the whole canvas per shift, the
     /// image rows then gathered.
-    fn combine_shifts(&mut self, img: &[f32], w: usize, h: usize, s: usize, coef: &[f32], dir: &mut [f32]) {
+    fn combine_shifts(&mut self, img: &[f32], w: usize, h: usize, s: usize, coef: &[f32], dir: &mut [f32]) -> Result<()> {
         let cv = Canvas { w, h, r: s };
-        let (rows, full) = (&mut self.rows[..cv.rows_len()], &mut self.full[..cv.full_len()]);
+        let rows = self.rows.get_mut(..cv.rows_len()).ok_or(Error::BufferTooSmall)?;
+        let full = self.full.get_mut(..cv.full_len()).ok_or(Error::BufferTooSmall)?;
         rows.iter_mut().for_each(|v| *v = 0.0);
         full.iter_mut().for_each(|v| *v = 0.0);
-        cv.put_full(img, full);
-        for (a, &k) in coef.iter().enumerate() {
-            let (dx, dy) = shift_at(s, a);
-            // shift_a(img)[q] = img[q - (dx, dy)].
-            let at = cv.window(-dx, -dy);
-            axpy(k, &full[at..at + rows.len()], rows);
+        cv.put_full(img, full)?;
+        let len = rows.len();
+        if len == 0 {
+            // No image rows: nothing to add.
+            return Ok(());
         }
-        let st = cv.stride();
-        for y in 0..h {
-            let src = &rows[y * st + s..y * st + s + w];
-            for (o, v) in dir[y * w..(y + 1) * w].iter_mut().zip(src) {
+        // shift_a(img)[q] = img[q - (dx, dy)]: the window of (-dx, -dy), for the shifts in
+        // order while there are coefficients. Along a row of shifts (dx from -s to s) the
+        // windows start one value apart, backwards.
+        let mut coefs = coef.iter();
+        let offs = offsets(s)?;
+        let last = *offs.end();
+        let reach = len.checked_add(s.saturating_mul(2)).ok_or(Error::InvalidParameter)?;
+        'shifts: {
+            let Some(&k) = coefs.next() else { break 'shifts };
+            axpy(k, span(full, cv.window(0, 0)?, len)?, rows);
+            for dy in offs.clone() {
+                let row = span(full, cv.window(neg(last)?, neg(dy)?)?, reach)?;
+                for (dx, win) in offs.clone().zip(row.windows(len).rev()) {
+                    if dx == 0 && dy == 0 {
+                        continue;
+                    }
+                    let Some(&k) = coefs.next() else { break 'shifts };
+                    axpy(k, win, rows);
+                }
+            }
+        }
+        // The image rows: h of the canvas's and of `dir`'s.
+        for (src, dst) in rows_of(rows, cv.stride()).zip(rows_of_mut(dir, w)) {
+            for (o, v) in dst.iter_mut().zip(span(src, s, w)?) {
                 *o += v;
             }
         }
+        Ok(())
     }
 }
 
@@ -236,10 +409,10 @@ pub const fn fit_scratch_len(m: usize, d: usize, width: usize, s: usize, k: usiz
         k,             // projection
     ];
     let mut total = 0usize;
-    let mut i = 0;
-    while i < parts.len() {
-        total = total.saturating_add(parts[i]);
-        i += 1;
+    let mut rest: &[usize] = &parts;
+    while let [part, tail @ ..] = rest {
+        total = total.saturating_add(*part);
+        rest = tail;
     }
     total
 }
@@ -250,6 +423,11 @@ pub fn linear_outputs<T: AsRef<[f32]>>(target: &Target<T>) -> usize {
         Target::Linear(l) => l.outputs(),
         Target::Identity { .. } => 0,
     }
+}
+
+/// `buf` split after `len` values (`BufferTooSmall` if shorter).
+fn carve(buf: &mut [f32], len: usize) -> Result<(&mut [f32], &mut [f32])> {
+    buf.split_at_mut_checked(len).ok_or(Error::BufferTooSmall)
 }
 
 /// Fits a class from `samples` against `target` into the compact form, at most `cap`
@@ -272,78 +450,91 @@ pub fn fit<T: AsRef<[f32]>>(
         return Err(Error::EmptyClass);
     }
     check_len(d, samples.d)?;
-    check_len(n * d, samples.data.len())?;
+    // Saturated, a product that overflows is longer than any slice: refused as a mismatch.
+    check_len(n.saturating_mul(d), samples.data.len())?;
     crate::error::check_finite(samples.data)?;
     opts.validate()?;
     let (w, h) = samples.geometry();
     let s = samples.reach();
-    if w * h != d || (s > 0 && (s >= w || s >= h)) || d > u16::MAX as usize {
-        return Err(Error::InvalidParameter);
-    }
-    let per = shifts_per(s);
-    let m = n * per;
+    check_geometry(w, h, s, d)?;
+    // m saturates, and so then does the scratch it needs: refused just below.
+    let m = samples.rows();
     let linear = matches!(target, Target::Linear(_));
     let kl = linear_outputs(target);
     if scratch.len() < fit_scratch_len(m, d, w, s, kl, cap) {
         return Err(Error::BufferTooSmall);
     }
+    let per = shifts_per(s);
+    let side = s.saturating_mul(2).saturating_add(1);
     let t = taps_max(s);
-    let canvas = Canvas { w, h, r: 2 * s };
-    let (gram, rest) = scratch.split_at_mut(top_matrix_len(m, cap.min(m)));
-    let (eig, rest) = rest.split_at_mut(top_scratch_len(m));
-    let (vals, rest) = rest.split_at_mut(cap);
-    let (dir, rest) = rest.split_at_mut(d);
-    let (mean, rest) = rest.split_at_mut(d);
-    let (rmean, rest) = rest.split_at_mut(m);
-    let (rows_c, rest) = rest.split_at_mut(canvas.rows_len());
-    let (full_c, rest) = rest.split_at_mut(canvas.full_len());
+    let canvas = Canvas {
+        w,
+        h,
+        r: s.saturating_mul(2),
+    };
+    let (gram, rest) = carve(scratch, top_matrix_len(m, cap.min(m)))?;
+    let (eig, rest) = carve(rest, top_scratch_len(m))?;
+    let (vals, rest) = carve(rest, cap)?;
+    let (dir, rest) = carve(rest, d)?;
+    let (mean, rest) = carve(rest, d)?;
+    let (rmean, rest) = carve(rest, m)?;
+    let (rows_c, rest) = carve(rest, canvas.rows_len())?;
+    let (full_c, rest) = carve(rest, canvas.full_len())?;
     let mut canv = Canvases {
         rows: rows_c,
         full: full_c,
     };
-    let (corr, rest) = rest.split_at_mut(t * t);
-    let (bits, rest) = rest.split_at_mut(d.div_ceil(32));
-    let (runs, rest) = rest.split_at_mut(max_runs(d));
-    let (words, rest) = rest.split_at_mut(1 + kl + d.div_ceil(4));
-    let proj = &mut rest[..kl];
+    let (corr, rest) = carve(rest, t.saturating_mul(t))?;
+    let (bits, rest) = carve(rest, d.div_ceil(32))?;
+    let (runs, rest) = carve(rest, max_runs(d))?;
+    let (words, rest) = carve(rest, kl.saturating_add(d.div_ceil(4)).saturating_add(1))?;
+    let proj = rest.get_mut(..kl).ok_or(Error::BufferTooSmall)?;
     let images = samples.data;
-    let img = |i: usize| &images[i * d..(i + 1) * d];
+    let img = |i: usize| nth_row(images, i, d);
 
     // Live inputs: any row non-zero there (every input some shift of an inked pixel reaches).
     let bits: &mut [u32] = bytemuck::cast_slice_mut(bits);
     bits.iter_mut().for_each(|b| *b = 0);
     for i in 0..n {
-        mark_live(img(i), w, h, s, bits);
+        mark_live(img(i)?, w, h, s, bits)?;
     }
     let (nruns, live) = compact::runs_of(bits, d, runs)?;
+    let runs = runs.get(..nruns).ok_or(Error::BufferTooSmall)?;
 
     // Mean (affine) and every row's product with it.
     mean.iter_mut().for_each(|v| *v = 0.0);
     if opts.affine {
         for i in 0..n {
-            for a in 0..per {
-                add_shifted(img(i), w, h, shift_at(s, a), 1.0, mean);
+            let x = img(i)?;
+            for shift in shifts(s)? {
+                add_shifted(x, w, h, shift, 1.0, mean);
             }
         }
         let mf = m as f32;
         mean.iter_mut().for_each(|v| *v /= mf);
         crate::error::check_finite(mean)?;
-        for i in 0..n {
-            canv.correlate(img(i), mean, w, h, s, corr);
-            for a in 0..per {
-                let (dx, dy) = shift_at(s, a);
-                rmean[i * per + a] = corr[off(dx, dy, s)];
-            }
+        // The products of image i's shifts are rmean[i per..(i + 1) per]; shift (dx, dy)'s
+        // is the correlation's (dx, dy).
+        for (i, rm) in (0..n).zip(rows_of_mut(rmean, per)) {
+            canv.correlate(img(i)?, mean, w, h, s, corr)?;
+            let grid = corr.get(..per).ok_or(Error::BufferTooSmall)?;
+            let centre = *grid.get(per / 2).ok_or(Error::BufferTooSmall)?;
+            put_in_shift_order(rm, centre, grid.chunks(side).map(|r| r.iter()), s);
         }
     }
 
     // 1. The Gram matrix of the rows (lower triangle).
-    gram_matrix(images, n, w, h, s, &mut gram[..m * m], dir, &mut canv, corr);
+    let square = gram
+        .get_mut(..m.checked_mul(m).ok_or(Error::BufferTooSmall)?)
+        .ok_or(Error::BufferTooSmall)?;
+    gram_matrix(images, n, w, h, s, square, dir, &mut canv, corr)?;
     if opts.affine {
         let mm = crate::linalg::norm2(mean);
-        for t1 in 0..m {
-            for t2 in 0..=t1 {
-                gram[t1 * m + t2] = gram[t1 * m + t2] - rmean[t1] - rmean[t2] + mm;
+        for (t1, (row, &r1)) in rows_of_mut(square, m).zip(rmean.iter()).enumerate() {
+            // Columns 0..=t1.
+            let lower = rmean.get(..=t1).ok_or(Error::BufferTooSmall)?;
+            for (g, &r2) in row.iter_mut().zip(lower) {
+                *g = *g - r1 - r2 + mm;
             }
         }
     }
@@ -371,7 +562,8 @@ pub fn fit<T: AsRef<[f32]>>(
         vals,
         eig,
     )?;
-    let vecs = &gram[vectors_at(m)..vectors_at(m) + r * m];
+    let vecs = span(gram, vectors_at(m), r.checked_mul(m).ok_or(Error::BufferTooSmall)?)?;
+    let vals = vals.get(..r).ok_or(Error::BufferTooSmall)?;
 
     let shape = Shape {
         inputs: d,
@@ -383,17 +575,17 @@ pub fn fit<T: AsRef<[f32]>>(
         linear,
     };
     sink.shape(&shape)?;
-    sink.words(&runs[..nruns])?;
+    sink.words(runs)?;
     if opts.affine {
-        gather(mean, &runs[..nruns], dir);
-        sink.words(&dir[..live])?;
+        gather(mean, runs, dir)?;
+        sink.words(dir.get(..live).ok_or(Error::BufferTooSmall)?)?;
     }
     if let Target::Linear(l) = target {
         l.forward(mean, proj)?;
         crate::error::check_finite(proj)?;
         sink.words(proj)?;
     }
-    for &lam in &vals[..r] {
+    for &lam in vals {
         // Every part the store's loader checks is checked here first, so that the store
         // never holds a record it would refuse at boot.
         let wgt = weight(lam, opts);
@@ -404,13 +596,13 @@ pub fn fit<T: AsRef<[f32]>>(
     }
 
     // 3. Each direction: sum over rows of v_t (row_t - mean) / sqrt(lambda).
-    let (kp, rw) = (shape.proj_len(), shape.row_words());
-    let words = &mut words[..1 + kp + rw];
-    for (kk, &lam) in vals[..r].iter().enumerate() {
-        let v = &vecs[kk * m..(kk + 1) * m];
+    let kp = shape.proj_len();
+    let words = words.get_mut(..shape.direction_words()).ok_or(Error::BufferTooSmall)?;
+    for (v, &lam) in rows_of(vecs, m).zip(vals) {
         dir.iter_mut().for_each(|x| *x = 0.0);
-        for i in 0..n {
-            canv.combine_shifts(img(i), w, h, s, &v[i * per..(i + 1) * per], dir);
+        // The coefficients of image i's shifts are v[i per..(i + 1) per].
+        for (i, coef) in (0..n).zip(rows_of(v, per)) {
+            canv.combine_shifts(img(i)?, w, h, s, coef, dir)?;
         }
         let inv = 1.0 / crate::linalg::sqrt(lam);
         if opts.affine {
@@ -421,31 +613,25 @@ pub fn fit<T: AsRef<[f32]>>(
         } else {
             dir.iter_mut().for_each(|x| *x *= inv);
         }
-        gather_in_place(dir, &runs[..nruns]);
-        let (head, row_w) = words.split_at_mut(1 + kp);
+        gather_in_place(dir, runs)?;
+        let (scale_w, rest) = words.split_first_mut().ok_or(Error::BufferTooSmall)?;
+        let (proj_w, row_w) = rest.split_at_mut_checked(kp).ok_or(Error::BufferTooSmall)?;
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(row_w);
         bytes.iter_mut().for_each(|b| *b = 0);
-        let scale = quantize_i8(&dir[..live], &mut bytes[..live])?;
-        head[0] = scale;
+        let live_dir = dir.get_mut(..live).ok_or(Error::BufferTooSmall)?;
+        let scale = quantize_i8(live_dir, bytes.get_mut(..live).ok_or(Error::BufferTooSmall)?)?;
+        *scale_w = scale;
         if let Target::Linear(l) = target {
             // A û over the live inputs, û the direction as stored.
-            for (x, &b) in dir[..live].iter_mut().zip(bytes.iter()) {
+            for (x, &b) in live_dir.iter_mut().zip(bytes.iter()) {
                 *x = b as i8 as f32 * scale;
             }
             let a = l.weight();
-            for (j, p) in head[1..].iter_mut().enumerate() {
-                let row = &a[j * d..(j + 1) * d];
-                let mut acc = 0.0f32;
-                let mut at = 0;
-                for &rw in &runs[..nruns] {
-                    let (st, len) = run_of(rw);
-                    acc += dot(&row[st..st + len], &dir[at..at + len]);
-                    at += len;
-                }
-                *p = acc;
+            for (j, p) in proj_w.iter_mut().enumerate() {
+                *p = dot_runs(nth_row(a, j, d)?, runs, live_dir)?;
             }
         }
-        if head.iter().any(|p| !p.is_finite()) {
+        if !scale_w.is_finite() || proj_w.iter().any(|p| !p.is_finite()) {
             return Err(Error::NonFinite);
         }
         sink.words(words)?;
@@ -460,6 +646,16 @@ pub fn fit<T: AsRef<[f32]>>(
 /// `m x m` Gram matrix and its `O(m^3)` eigen-decomposition would dominate).
 #[cfg(feature = "alloc")]
 pub const GRAM_ROWS: usize = 1024;
+
+/// `len` zeros, or `BufferTooSmall` when they cannot be allocated (a size from absurd
+/// values, saturated at `usize::MAX`).
+#[cfg(feature = "alloc")]
+fn zeros(len: usize) -> Result<alloc::vec::Vec<f32>> {
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::BufferTooSmall)?;
+    v.resize(len, 0.0);
+    Ok(v)
+}
 
 /// A class fitted on the host into a [`compact::Compact`] (see [`fit`]; [`GRAM_ROWS`] says
 /// when the result is a device's bit for bit).
@@ -476,30 +672,22 @@ pub fn fit_owned<T: AsRef<[f32]>>(
     let (w, h) = samples.geometry();
     let s = samples.reach();
     if m <= GRAM_ROWS.max(d) {
-        let mut scratch = vec![0.0; fit_scratch_len(m, d, w, s, linear_outputs(target), cap)];
+        let mut scratch = zeros(fit_scratch_len(m, d, w, s, linear_outputs(target), cap))?;
         let mut words = alloc::vec::Vec::new();
         let shape = fit(target, samples, opts, cap, &mut scratch, &mut words)?;
         return compact::Compact::from_parts(shape, words);
     }
     // The scatter route on the augmented rows.
     check_len(d, samples.d)?;
-    check_len(samples.n * d, samples.data.len())?;
-    if w * h != d || (s > 0 && (s >= w || s >= h)) || d > u16::MAX as usize {
-        return Err(Error::InvalidParameter);
-    }
+    check_len(samples.n.saturating_mul(d), samples.data.len())?;
+    check_geometry(w, h, s, d)?;
     let per = shifts_per(s);
-    let mut rows = vec![0.0f32; m * d];
-    for i in 0..samples.n {
-        for a in 0..per {
-            let t = i * per + a;
-            add_shifted(
-                &samples.data[i * d..(i + 1) * d],
-                w,
-                h,
-                shift_at(s, a),
-                1.0,
-                &mut rows[t * d..(t + 1) * d],
-            );
+    let mut rows = zeros(m.saturating_mul(d))?;
+    // Image i's shifts are rows i per..(i + 1) per.
+    let band = per.checked_mul(d).ok_or(Error::BufferTooSmall)?;
+    for (x, shifted) in rows_of(samples.data, d).zip(rows_of_mut(&mut rows, band)) {
+        for (out, shift) in rows_of_mut(shifted, d).zip(shifts(s)?) {
+            add_shifted(x, w, h, shift, 1.0, out);
         }
     }
     let mut o = *opts;
@@ -508,7 +696,7 @@ pub fn fit_owned<T: AsRef<[f32]>>(
     let sub = crate::subspace::Subspace::fit(target, &rows, m, &o)?;
     let mut bits = vec![0u32; d.div_ceil(32)];
     for i in 0..samples.n {
-        mark_live(&samples.data[i * d..(i + 1) * d], w, h, s, &mut bits);
+        mark_live(nth_row(samples.data, i, d)?, w, h, s, &mut bits)?;
     }
     let mut runs = vec![0.0f32; max_runs(d)];
     let (nruns, live) = compact::runs_of(&bits, d, &mut runs)?;
@@ -521,38 +709,31 @@ pub fn fit_owned<T: AsRef<[f32]>>(
         affine: opts.affine,
         linear: matches!(target, Target::Linear(_)),
     };
-    let runs = &runs[..nruns];
+    let runs = runs.get(..nruns).ok_or(Error::BufferTooSmall)?;
     let mut words = runs.to_vec();
     let mut buf = vec![0.0f32; d];
     if let Some(mu) = sub.mean() {
-        gather(mu, runs, &mut buf);
-        words.extend_from_slice(&buf[..live]);
+        gather(mu, runs, &mut buf)?;
+        words.extend_from_slice(buf.get(..live).ok_or(Error::BufferTooSmall)?);
     }
     if let Some(tm) = sub.target_mean() {
         words.extend_from_slice(tm);
     }
-    words.extend_from_slice(&sub.shrink()[..shape.rank]);
+    words.extend_from_slice(sub.shrink().get(..shape.rank).ok_or(Error::BufferTooSmall)?);
     let mut row_w = vec![0.0f32; shape.row_words()];
     for i in 0..shape.rank {
-        gather(&sub.basis()[i * d..(i + 1) * d], runs, &mut buf);
+        gather(nth_row(sub.basis(), i, d)?, runs, &mut buf)?;
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut row_w);
         bytes.iter_mut().for_each(|b| *b = 0);
-        let scale = quantize_i8(&buf[..live], &mut bytes[..live])?;
+        let live_buf = buf.get_mut(..live).ok_or(Error::BufferTooSmall)?;
+        let scale = quantize_i8(live_buf, bytes.get_mut(..live).ok_or(Error::BufferTooSmall)?)?;
         words.push(scale);
         if let Target::Linear(l) = target {
-            for (x, &b) in buf[..live].iter_mut().zip(bytes.iter()) {
+            for (x, &b) in live_buf.iter_mut().zip(bytes.iter()) {
                 *x = b as i8 as f32 * scale;
             }
             for j in 0..k {
-                let row = &l.weight()[j * d..(j + 1) * d];
-                let mut acc = 0.0f32;
-                let mut at = 0;
-                for &rw in runs {
-                    let (st, len) = run_of(rw);
-                    acc += dot(&row[st..st + len], &buf[at..at + len]);
-                    at += len;
-                }
-                words.push(acc);
+                words.push(dot_runs(nth_row(l.weight(), j, d)?, runs, live_buf)?);
             }
         }
         words.extend_from_slice(&row_w);
@@ -562,68 +743,78 @@ pub fn fit_owned<T: AsRef<[f32]>>(
     Ok(c)
 }
 
-fn run_of(w: f32) -> (usize, usize) {
-    let b = w.to_bits();
-    ((b & 0xFFFF) as usize, (b >> 16) as usize)
+/// `row . v` for `v` given over the live inputs (`live`) and `row` over every input: one dot
+/// product per run, added in order.
+fn dot_runs(row: &[f32], runs: &[f32], live: &[f32]) -> Result<f32> {
+    let mut acc = 0.0f32;
+    for (inputs, at) in run_ranges(runs) {
+        let (a, b) = (row.get(inputs), live.get(at));
+        acc += dot(a.ok_or(Error::BufferTooSmall)?, b.ok_or(Error::BufferTooSmall)?);
+    }
+    Ok(acc)
 }
 
 /// `out[..live] = v` over the runs.
-fn gather(v: &[f32], runs: &[f32], out: &mut [f32]) {
-    let mut at = 0;
-    for &rw in runs {
-        let (s, l) = run_of(rw);
-        out[at..at + l].copy_from_slice(&v[s..s + l]);
-        at += l;
+fn gather(v: &[f32], runs: &[f32], out: &mut [f32]) -> Result<()> {
+    for (inputs, at) in run_ranges(runs) {
+        let src = v.get(inputs).ok_or(Error::BufferTooSmall)?;
+        out.get_mut(at).ok_or(Error::BufferTooSmall)?.copy_from_slice(src);
     }
+    Ok(())
 }
 
 /// Gathers `v`'s live inputs to its front (each run moves down or stays).
-fn gather_in_place(v: &mut [f32], runs: &[f32]) {
-    let mut at = 0;
-    for &rw in runs {
-        let (s, l) = run_of(rw);
-        v.copy_within(s..s + l, at);
-        at += l;
+fn gather_in_place(v: &mut [f32], runs: &[f32]) -> Result<()> {
+    for (inputs, at) in run_ranges(runs) {
+        // Both places inside `v`, where `copy_within` takes them.
+        if v.get(inputs.clone()).is_none() || v.get(at.clone()).is_none() {
+            return Err(Error::BufferTooSmall);
+        }
+        v.copy_within(inputs, at.start);
     }
+    Ok(())
 }
 
 /// Marks in `bits` every input that a shift by up to `s` of a non-zero pixel of `img` reaches.
-fn mark_live(img: &[f32], w: usize, h: usize, s: usize, bits: &mut [u32]) {
-    for y in 0..h {
-        for x in 0..w {
-            if img[y * w + x] == 0.0 {
+fn mark_live(img: &[f32], w: usize, h: usize, s: usize, bits: &mut [u32]) -> Result<()> {
+    for (y, row) in rows_of(img, w).take(h).enumerate() {
+        for (x, &v) in row.iter().enumerate() {
+            if v == 0.0 {
                 continue;
             }
-            for yy in y.saturating_sub(s)..(y + s + 1).min(h) {
-                for xx in x.saturating_sub(s)..(x + s + 1).min(w) {
-                    let j = yy * w + xx;
-                    bits[j / 32] |= 1 << (j % 32);
+            // The pixels within s of (x, y), clipped to the image (the ends saturate, then
+            // the clip takes them back).
+            let ys = y.saturating_sub(s)..y.saturating_add(s).saturating_add(1).min(h);
+            let xs = x.saturating_sub(s)..x.saturating_add(s).saturating_add(1).min(w);
+            for yy in ys {
+                let at = yy.checked_mul(w).ok_or(Error::InvalidParameter)?;
+                let from = at.checked_add(xs.start).ok_or(Error::InvalidParameter)?;
+                let to = at.checked_add(xs.end).ok_or(Error::InvalidParameter)?;
+                for j in from..to {
+                    *bits.get_mut(j / 32).ok_or(Error::BufferTooSmall)? |= 1 << (j % 32);
                 }
             }
         }
     }
+    Ok(())
 }
 
 /// `out += alpha * shift(img)` with `shift(img)[y][x] = img[y - dy][x - dx]` (0 outside).
 fn add_shifted(img: &[f32], w: usize, h: usize, (dx, dy): (isize, isize), alpha: f32, out: &mut [f32]) {
-    for y in 0..h as isize {
-        let sy = y - dy;
-        if sy < 0 || sy >= h as isize {
-            continue;
-        }
-        let (x0, x1) = ((dx.max(0)) as usize, (w as isize + dx.min(0)) as usize);
-        let src = &img[sy as usize * w..(sy as usize + 1) * w];
-        let dst = &mut out[y as usize * w..(y as usize + 1) * w];
-        for x in x0..x1 {
-            dst[x] += alpha * src[(x as isize - dx) as usize];
+    // Output row y takes image row y - dy, and within it output x takes image x - dx: the
+    // rows (values) of the output start |dy| (|dx|) later for a positive shift, the image's
+    // for a negative one. The pairs run out together at the image's edge.
+    let (ux, uy) = (dx.unsigned_abs(), dy.unsigned_abs());
+    let (sy, oy) = if dy >= 0 { (0, uy) } else { (uy, 0) };
+    let (sx, ox) = if dx >= 0 { (0, ux) } else { (ux, 0) };
+    let src_rows = rows_of(img, w).take(h).skip(sy);
+    let dst_rows = rows_of_mut(out, w).take(h).skip(oy);
+    for (src, dst) in src_rows.zip(dst_rows) {
+        let (src, dst) = (src.get(sx..).unwrap_or_default(), dst.get_mut(ox..).unwrap_or_default());
+        for (o, &v) in dst.iter_mut().zip(src) {
+            *o += alpha * v;
         }
     }
-}
-
-/// Index of offset `(dx, dy)` in a correlation of reach `r` (`(2r + 1)` offsets per axis).
-fn off(dx: isize, dy: isize, r: usize) -> usize {
-    let t = 2 * r + 1;
-    (dy + r as isize) as usize * t + (dx + r as isize) as usize
 }
 
 /// Whether `img` is zero within `s` pixels of its border.
@@ -631,20 +822,37 @@ fn blank_border(img: &[f32], w: usize, h: usize, s: usize) -> bool {
     if s == 0 {
         return true;
     }
-    for y in 0..h {
-        let row = &img[y * w..(y + 1) * w];
-        let all = y < s || y + s >= h;
-        if all && row.iter().any(|&v| v != 0.0) {
+    let inked = |v: &[f32]| v.iter().any(|&v| v != 0.0);
+    for (y, row) in rows_of(img, w).take(h).enumerate() {
+        // The first and last s rows whole (y + s >= h), and s values at both ends of every
+        // row (the whole row if it is narrower).
+        let all = y < s || y >= h.saturating_sub(s);
+        if all && inked(row) {
             return false;
         }
-        if row[..s].iter().chain(&row[w - s..]).any(|&v| v != 0.0) {
+        let left = row.get(..s).unwrap_or(row);
+        let right = row.get(row.len().saturating_sub(s)..).unwrap_or(row);
+        if inked(left) || inked(right) {
             return false;
         }
     }
     true
 }
 
-/// The lower triangle of the Gram matrix of the `n (2s + 1)^2` rows (see the module doc).
+/// Row `a`'s entries of a block of the Gram matrix, from column `col` of the matrix's row
+/// `out`: all `per` of them, or only those up to `a` in a block on the diagonal (the lower
+/// triangle).
+fn block(out: &mut [f32], col: usize, per: usize, diagonal: Option<usize>) -> Result<&mut [f32]> {
+    let out = out.get_mut(col..);
+    let out = match diagonal {
+        Some(a) => out.and_then(|o| o.get_mut(..=a)),
+        None => out.and_then(|o| o.get_mut(..per)),
+    };
+    out.ok_or(Error::BufferTooSmall)
+}
+
+/// The lower triangle of the Gram matrix of the `n (2s + 1)^2` rows (see the module doc),
+/// into `gram` (`m x m`); `row` needs `d` f32s.
 #[allow(clippy::too_many_arguments)]
 fn gram_matrix(
     images: &[f32],
@@ -656,73 +864,83 @@ fn gram_matrix(
     row: &mut [f32],
     canv: &mut Canvases<'_>,
     corr: &mut [f32],
-) {
-    let d = w * h;
+) -> Result<()> {
+    let d = w.checked_mul(h).ok_or(Error::InvalidParameter)?;
     let per = shifts_per(s);
-    let m = n * per;
-    let img = |i: usize| &images[i * d..(i + 1) * d];
+    let m = n.checked_mul(per).ok_or(Error::InvalidParameter)?;
+    let s2 = s.checked_mul(2).ok_or(Error::InvalidParameter)?;
+    let side = s2.checked_add(1).ok_or(Error::InvalidParameter)?;
+    let band_len = per.checked_mul(m).ok_or(Error::InvalidParameter)?;
+    let row = row.get_mut(..d).ok_or(Error::BufferTooSmall)?;
+    // A correlation of reach 2s has rows of `taps` offsets; the (2s + 1)^2 of them that one
+    // shift a meets (all b) are a square of it, whose middle value is `middle` after its
+    // first and last `corner` after it.
+    let taps = taps_max(s);
+    let si = isize::try_from(s).map_err(|_| Error::InvalidParameter)?;
+    let middle = grid_at(0, 0, s, taps).ok_or(Error::InvalidParameter)?;
+    let corner = grid_at(si, si, s, taps).ok_or(Error::InvalidParameter)?;
+    let img = |i: usize| nth_row(images, i, d);
     for i in 0..n {
+        // Rows i per..(i + 1) per of the matrix: the shifts a of image i.
+        let band = nth_row_mut(gram, i, band_len)?;
         for j in 0..=i {
-            let (a_i, a_j) = (img(i), img(j));
+            let (a_i, a_j) = (img(i)?, img(j)?);
+            // Entry (a, b) of block (i, j) is row a of the band at column j per + b; only
+            // the lower triangle: b <= a when j = i.
+            let col = j.checked_mul(per).ok_or(Error::InvalidParameter)?;
             // With I's border blank, <shift_a I, shift_b J> = C_IJ(a - b); with J's,
             // <shift_b J, shift_a I> = C_JI(b - a).
             let margin = if blank_border(a_i, w, h, s) {
-                Some((a_i, a_j, 1))
+                Some((a_i, a_j, false))
             } else if blank_border(a_j, w, h, s) {
-                Some((a_j, a_i, -1))
+                Some((a_j, a_i, true))
             } else {
                 None
             };
-            if let Some((first, second, sign)) = margin {
-                canv.correlate(first, second, w, h, 2 * s, corr);
-                for a in 0..per {
-                    let (ax, ay) = shift_at(s, a);
-                    for b in 0..per {
-                        let (t1, t2) = (i * per + a, j * per + b);
-                        if t2 > t1 {
-                            continue;
-                        }
-                        let (bx, by) = shift_at(s, b);
-                        gram[t1 * m + t2] = corr[off(sign * (ax - bx), sign * (ay - by), 2 * s)];
+            if let Some((first, second, flip)) = margin {
+                canv.correlate(first, second, w, h, s2, corr)?;
+                for (a, ((ax, ay), out)) in shifts(s)?.zip(rows_of_mut(band, m)).enumerate() {
+                    // Entry b is the correlation's (a - b), or (b - a) flipped: over b row by
+                    // row, the square around (a) or (-a) backwards, or forwards.
+                    let (cx, cy) = if flip { (neg(ax)?, neg(ay)?) } else { (ax, ay) };
+                    let at = grid_at(cx, cy, s, taps).ok_or(Error::InvalidParameter)?;
+                    let square = corr.get(at..).and_then(|c| c.get(..=corner)).ok_or(Error::BufferTooSmall)?;
+                    let centre = *square.get(middle).ok_or(Error::BufferTooSmall)?;
+                    // The square's rows: `side` values every `taps` (taps > side).
+                    let rows = square.chunks(taps).map(|r| r.get(..side).unwrap_or_default());
+                    let out = block(out, col, per, (j == i).then_some(a))?;
+                    if flip {
+                        put_in_shift_order(out, centre, rows.map(|r| r.iter()), s);
+                    } else {
+                        put_in_shift_order(out, centre, rows.rev().map(|r| r.iter().rev()), s);
                     }
                 }
             } else {
-                // Each shift of I made once: <R, shift_b J> = sum_p R[p] J[p - b].
-                for a in 0..per {
-                    row[..d].iter_mut().for_each(|v| *v = 0.0);
-                    add_shifted(a_i, w, h, shift_at(s, a), 1.0, row);
-                    canv.correlate(&row[..d], a_j, w, h, s, corr);
-                    for b in 0..per {
-                        let (t1, t2) = (i * per + a, j * per + b);
-                        if t2 > t1 {
-                            continue;
-                        }
-                        let (bx, by) = shift_at(s, b);
-                        gram[t1 * m + t2] = corr[off(-bx, -by, s)];
-                    }
+                // Each shift of I made once: <R, shift_b J> = sum_p R[p] J[p - b], the
+                // correlation's -b: over b row by row, the correlation backwards.
+                for (a, (shift, out)) in shifts(s)?.zip(rows_of_mut(band, m)).enumerate() {
+                    row.iter_mut().for_each(|v| *v = 0.0);
+                    add_shifted(a_i, w, h, shift, 1.0, row);
+                    canv.correlate(row, a_j, w, h, s, corr)?;
+                    let grid = corr.get(..per).ok_or(Error::BufferTooSmall)?;
+                    let centre = *grid.get(per / 2).ok_or(Error::BufferTooSmall)?;
+                    let out = block(out, col, per, (j == i).then_some(a))?;
+                    put_in_shift_order(out, centre, grid.chunks(side).rev().map(|r| r.iter().rev()), s);
                 }
             }
         }
     }
-}
-
-/// Index of shift `(dx, dy)` in [`shift_at`]'s order.
-#[cfg(test)]
-fn index_of(s: usize, dx: isize, dy: isize) -> usize {
-    if dx == 0 && dy == 0 {
-        return 0;
-    }
-    let side = 2 * s + 1;
-    let k = (dy + s as isize) as usize * side + (dx + s as isize) as usize;
-    let centre = side * side / 2;
-    if k < centre {
-        k + 1
-    } else {
-        k
-    }
+    Ok(())
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 mod tests {
     use super::*;
     use crate::augment;
@@ -733,6 +951,21 @@ mod tests {
     extern crate std;
     use std::vec;
     use std::vec::Vec;
+
+    /// Index of shift `(dx, dy)` in [`shifts`]' order.
+    fn index_of(s: usize, dx: isize, dy: isize) -> usize {
+        if dx == 0 && dy == 0 {
+            return 0;
+        }
+        let side = 2 * s + 1;
+        let k = (dy + s as isize) as usize * side + (dx + s as isize) as usize;
+        let centre = side * side / 2;
+        if k < centre {
+            k + 1
+        } else {
+            k
+        }
+    }
 
     /// Sizes computed from untrusted values (a model file's shift of 128, a host's sample
     /// count) saturate at `usize::MAX`, which no buffer holds, instead of overflowing (a
@@ -768,9 +1001,9 @@ mod tests {
             let per = shifts_per(s);
             let mut want = vec![0.0; per * w * h];
             augment::shifts(&img, w, h, s as u8, &mut want).unwrap();
-            for a in 0..per {
+            assert_eq!(shifts(s).unwrap().count(), per);
+            for (a, (dx, dy)) in shifts(s).unwrap().enumerate() {
                 let mut got = vec![0.0; w * h];
-                let (dx, dy) = shift_at(s, a);
                 add_shifted(&img, w, h, (dx, dy), 1.0, &mut got);
                 assert_eq!(got, want[a * w * h..(a + 1) * w * h], "s={s} a={a}");
                 assert_eq!(index_of(s, dx, dy), a);
@@ -830,7 +1063,7 @@ mod tests {
                 rows: &mut crows,
                 full: &mut full,
             };
-            gram_matrix(&xs, n, w, h, s, &mut gram, &mut row, &mut canv, &mut corr);
+            gram_matrix(&xs, n, w, h, s, &mut gram, &mut row, &mut canv, &mut corr).unwrap();
             for t1 in 0..m {
                 for t2 in 0..=t1 {
                     let want: f32 = rows[t1 * d..(t1 + 1) * d]
