@@ -1,14 +1,6 @@
 //! Enrollment augmentation for images: a class's span made to cover small shifts of its
 //! samples. A linear subspace cannot represent a translation, so adding the shifted copies to
 //! the support set lets one or a few images stand for a digit drawn a pixel to the side.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::error::{check_len, Error, Result};
 use crate::linear::{rows, rows_mut};
 
@@ -86,13 +78,6 @@ fn shift_row(src: &[f32], dx: isize, dst: &mut [f32]) {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

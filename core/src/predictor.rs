@@ -1,12 +1,4 @@
 //! A class's predictor `P_c`: dense (trained by gradient descent) or compact closed form.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::compact::Compact;
 use crate::error::{check_len, Error, Result};
 use crate::linalg::dot;

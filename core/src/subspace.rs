@@ -14,14 +14,6 @@
 //! `lambda = 0` is the minimum-norm solution gradient descent reaches from zero (`w = 1`: a
 //! projection), so a converged O2MD model is a randomly projected nearest-subspace
 //! classifier. It is exact, deterministic and needs no epochs: what a device uses to enroll.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::error::{check_len, Error, Result};
 use crate::linalg::{self, axpy, dot};
 use crate::linear::{rows, rows_mut, Target};
@@ -697,13 +689,6 @@ impl Subspace<alloc::vec::Vec<f32>> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::linear::{Init, Linear};
