@@ -120,6 +120,10 @@ pub fn tridiagonal_eigenvalues(diag: &[f32], off: &[f32], values: &mut [f32], wo
     e[n - 1] = 0.0;
     // Negligible against the largest row of the whole matrix (see `sym_eigen`).
     let tst1 = (0..n).map(|l| d[l].abs() + e[l].abs()).fold(0.0f32, f32::max);
+    // An infinite entry makes every other one "negligible" (inf <= inf): refuse it.
+    if !tst1.is_finite() {
+        return Err(Error::NonFinite);
+    }
     for l in 0..n {
         let mut iter = 0;
         loop {
