@@ -433,6 +433,7 @@ pub struct Protocol {
 }
 
 /// One episode: support per class, queries with their class index within the episode.
+#[derive(Debug)]
 pub struct Episode {
     /// Data-set class of each episode class.
     pub classes: Vec<usize>,
@@ -523,6 +524,121 @@ pub fn episode_after(train: &Dataset, test: Option<&Dataset>, p: &Protocol, tria
     })
 }
 
+/// Lake's one-shot Omniglot episode `trial` (Lake, Salakhutdinov, Tenenbaum 2015): one
+/// alphabet drawn among those with at least `ways` characters (a class's alphabet is its name
+/// up to the `/`), `ways` of its characters, and for each character `shots` drawings as
+/// support and `queries_per_class` (default 1) drawings by drawers none of the support
+/// drawings is by as queries. `drawers` holds the drawer of each row of `train`
+/// ([`crate::data::load_omniglot_drawers`]). Reproducible from `p.seed`, one episode per trial.
+pub fn within_alphabet_episode(train: &Dataset, drawers: &[String], p: &Protocol, trial: usize) -> Result<Episode> {
+    let mut rng = Rng::derive(p.seed ^ 0x4C41_4B45, trial as u64);
+    let mut alphabets: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+    for (c, name) in train.class_names.iter().enumerate() {
+        let alphabet = name.split_once('/').map_or(name.as_str(), |(a, _)| a);
+        alphabets.entry(alphabet).or_default().push(c);
+    }
+    let (largest, size) = alphabets
+        .iter()
+        .map(|(a, cs)| (*a, cs.len()))
+        .max_by_key(|&(_, n)| n)
+        .unwrap_or(("none", 0));
+    let eligible: Vec<&Vec<usize>> = alphabets.values().filter(|cs| cs.len() >= p.ways).collect();
+    if p.ways == 0 || eligible.is_empty() {
+        bail!(
+            "--within-alphabet: no alphabet has {} characters (the largest, {largest}, has {size}); ask for --ways {size} or fewer",
+            p.ways
+        );
+    }
+    let mut classes = eligible[rng.below(eligible.len() as u32) as usize].clone();
+    rng.shuffle(&mut classes);
+    classes.truncate(p.ways);
+    let by_class = train.class_indices();
+    let nq = p.queries_per_class.unwrap_or(1);
+    let mut support = Vec::with_capacity(p.ways);
+    let (mut queries, mut answers) = (Vec::new(), Vec::new());
+    for (e, &c) in classes.iter().enumerate() {
+        let mut idx = by_class[c].clone();
+        rng.shuffle(&mut idx);
+        if idx.len() < p.shots {
+            bail!(
+                "class {} has {} drawings, the episode needs {} as support",
+                train.class_names[c],
+                idx.len(),
+                p.shots
+            );
+        }
+        let (s, rest) = idx.split_at(p.shots);
+        let support_drawers: Vec<&str> = s.iter().map(|&i| drawers[i].as_str()).collect();
+        let q: Vec<usize> = rest
+            .iter()
+            .copied()
+            .filter(|&i| !support_drawers.contains(&drawers[i].as_str()))
+            .take(nq)
+            .collect();
+        if q.len() < nq {
+            bail!(
+                "class {} has {} drawings by other drawers than its {} support drawing(s), the episode needs {nq}",
+                train.class_names[c],
+                q.len(),
+                p.shots
+            );
+        }
+        support.push(s.iter().flat_map(|&i| train.row(i).iter().copied()).collect());
+        for i in q {
+            queries.extend_from_slice(train.row(i));
+            answers.push(e);
+        }
+    }
+    Ok(Episode {
+        classes,
+        support,
+        queries: queries.into(),
+        answers: answers.into(),
+    })
+}
+
+/// The one episode of a fixed split: every sample of `support` as the support of its class
+/// (every class of `support`, in order), every sample of `queries` as a query of the class of
+/// the same name. A query class the support lacks is an error naming it.
+pub fn fixed_episode(support: &Dataset, queries: &Dataset) -> Result<Episode> {
+    if support.dim != queries.dim {
+        bail!("the support has {} values per sample, the queries {}", support.dim, queries.dim);
+    }
+    let by_class = support.class_indices();
+    let empty: Vec<&str> = support
+        .class_names
+        .iter()
+        .zip(&by_class)
+        .filter(|(_, rows)| rows.is_empty())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if let Some(c) = empty.first() {
+        bail!("class {c} has no support sample");
+    }
+    let support_rows = by_class
+        .iter()
+        .map(|rows| rows.iter().flat_map(|&i| support.row(i).iter().copied()).collect())
+        .collect();
+    let index: std::collections::HashMap<&str, usize> = support.class_names.iter().enumerate().map(|(c, n)| (n.as_str(), c)).collect();
+    let mut answers = Vec::with_capacity(queries.len());
+    for &l in &queries.labels {
+        let name = &queries.class_names[l as usize];
+        let Some(&c) = index.get(name.as_str()) else {
+            bail!("query class {name} is not in the support (classes are matched by their alphabet/character path)")
+        };
+        answers.push(c);
+    }
+    if answers.is_empty() {
+        bail!("the query set has no samples");
+    }
+    Ok(Episode {
+        classes: (0..support.num_classes()).collect(),
+        support: support_rows,
+        queries: queries.features.clone().into(),
+        answers: answers.into(),
+    })
+}
+
 /// What one trial of one method gave.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrialResult {
@@ -564,6 +680,36 @@ pub fn augment_support(support: &[Vec<f32>], image: Option<(usize, usize)>, shif
             Ok(out)
         })
         .collect()
+}
+
+/// The methods as they run on a data set whose samples are images (`image`) or not: without
+/// images, the device and mcu modes' shift augmentation is dropped (their settings then say
+/// so), as `ldl train` does. Returns the note to print once per command run, naming the
+/// methods that lost it, or `None` when nothing changed.
+pub fn drop_shifts_without_images(methods: &mut [NamedMethod], image: Option<(usize, usize)>, data: &str) -> Option<String> {
+    if image.is_some() {
+        return None;
+    }
+    let mut dropped = Vec::new();
+    for m in methods.iter_mut() {
+        if let MethodSpec::ClosedForm { shift, .. } | MethodSpec::Compact { shift, .. } = &mut m.spec {
+            if *shift > 0 {
+                *shift = 0;
+                dropped.push(m.name.clone());
+            }
+        }
+    }
+    let verb = if dropped.len() == 1 {
+        "runs without its"
+    } else {
+        "run without their"
+    };
+    (!dropped.is_empty()).then(|| {
+        format!(
+            "note: {data} is not an image data set: {} {verb} shift augmentation",
+            dropped.join(", ")
+        )
+    })
 }
 
 /// Runs one method on one episode. With `per_epoch`, gradient methods also score the
@@ -958,5 +1104,153 @@ mod tests {
         let b = episode_after(&train, Some(&test), &some, 1, Some(&a)).unwrap();
         assert!(!Arc::ptr_eq(&b.queries, &a.queries));
         assert_eq!(b.queries, episode(&train, Some(&test), &some, 1).unwrap().queries);
+    }
+
+    /// A grey `4 x 4` PNG whose pixels are all `value`.
+    fn grey_png(value: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, 4, 4);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.write_header().unwrap().write_image_data(&[value; 16]).unwrap();
+        out
+    }
+
+    /// An Omniglot-like folder: alphabet `A` of 3 characters, `B` of 5, 4 drawings each
+    /// (`NNNN_DD.png`, drawer DD = 01..04), whose ink is the drawer's number / 10.
+    fn drawers_folder(dir: &std::path::Path) -> Dataset {
+        for (alphabet, n) in [("A", 3), ("B", 5)] {
+            for c in 1..=n {
+                let d = dir.join("set").join(alphabet).join(format!("character{c:02}"));
+                std::fs::create_dir_all(&d).unwrap();
+                for k in 1..=4u8 {
+                    std::fs::write(d.join(format!("07{c:02}_{k:02}.png")), grey_png(255 - 25 * k)).unwrap();
+                }
+            }
+        }
+        crate::data::load_omniglot(
+            &dir.join("set"),
+            &crate::data::OmniglotOptions {
+                size: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// Lake's episodes: every character of one alphabet, each query by another drawer than
+    /// its character's support, the same episode for the same seed and trial, others for
+    /// other trials; too many ways name the largest alphabet.
+    #[test]
+    fn within_alphabet_episodes_pair_drawers_of_one_alphabet() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = drawers_folder(dir.path());
+        let opts = crate::data::OmniglotOptions {
+            size: 4,
+            ..Default::default()
+        };
+        let (ds, drawers) = crate::data::load_omniglot_drawers(&dir.path().join("set"), &opts).unwrap();
+        assert_eq!(ds, plain);
+        let drawer_of = |row: &[f32]| (row[0] * 10.0).round() as usize;
+        for (i, d) in drawers.iter().enumerate() {
+            assert_eq!(format!("{:02}", drawer_of(ds.row(i))), *d);
+        }
+        for ways in [3, 5] {
+            let p = Protocol {
+                ways,
+                shots: 1,
+                trials: 20,
+                queries_per_class: None,
+                seed: 7,
+            };
+            let mut seen = std::collections::BTreeSet::new();
+            for t in 0..20 {
+                let ep = within_alphabet_episode(&ds, &drawers, &p, t).unwrap();
+                let again = within_alphabet_episode(&ds, &drawers, &p, t).unwrap();
+                assert_eq!(
+                    (&ep.classes, &ep.support, &ep.queries, &ep.answers),
+                    (&again.classes, &again.support, &again.queries, &again.answers)
+                );
+                assert_eq!(ep.classes.len(), ways);
+                let alphabets: std::collections::BTreeSet<&str> = ep.classes.iter().map(|&c| &ds.class_names[c][..1]).collect();
+                assert_eq!(alphabets.len(), 1, "{:?}", ep.classes);
+                assert_eq!(&*ep.answers, (0..ways).collect::<Vec<_>>());
+                for (e, q) in ep.queries.chunks(16).enumerate() {
+                    assert_eq!(ep.support[e].len(), 16);
+                    assert_ne!(drawer_of(&ep.support[e]), drawer_of(q), "trial {t} class {e}");
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                seen.insert((
+                    ep.classes.clone(),
+                    ep.support.iter().map(|r| bits(r)).collect::<Vec<_>>(),
+                    bits(&ep.queries),
+                ));
+            }
+            assert!(seen.len() > 10, "{ways}-way: {} distinct episodes of 20", seen.len());
+            if ways == 5 {
+                // Only B has 5 characters.
+                assert!(seen
+                    .iter()
+                    .all(|(cs, _, _)| cs.iter().all(|&c| ds.class_names[c].starts_with("B/"))));
+            }
+        }
+        let p = Protocol {
+            ways: 6,
+            shots: 1,
+            trials: 1,
+            queries_per_class: None,
+            seed: 7,
+        };
+        let e = within_alphabet_episode(&ds, &drawers, &p, 0).unwrap_err().to_string();
+        assert!(
+            e.contains("no alphabet has 6 characters") && e.contains("the largest, B, has 5"),
+            "{e}"
+        );
+        // Four drawers: 2 support drawings leave 2 other drawers, not 3.
+        let p = Protocol {
+            ways: 3,
+            shots: 2,
+            queries_per_class: Some(3),
+            ..p
+        };
+        let e = within_alphabet_episode(&ds, &drawers, &p, 0).unwrap_err().to_string();
+        assert!(e.contains("by other drawers"), "{e}");
+    }
+
+    /// A fixed split: every support sample, one per class here, and queries matched by class
+    /// name; a query class the support lacks is named.
+    #[test]
+    fn a_fixed_split_takes_one_sample_per_class_and_names_unknown_query_classes() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let support = Dataset::new(vec![0.0, 1.0, 2.0], vec![0, 1, 2], names(&["a", "b", "c"]), 1, None);
+        let queries = Dataset::new(vec![2.0, 0.5, 2.5], vec![0, 1, 0], names(&["c", "a"]), 1, None);
+        let ep = fixed_episode(&support, &queries).unwrap();
+        assert_eq!(ep.classes, [0, 1, 2]);
+        assert_eq!(ep.support, [vec![0.0], vec![1.0], vec![2.0]]);
+        assert_eq!(&*ep.answers, [2, 0, 2]);
+        assert_eq!(&*ep.queries, [2.0, 0.5, 2.5]);
+        let stranger = Dataset::new(vec![0.0], vec![0], names(&["z"]), 1, None);
+        let e = fixed_episode(&support, &stranger).unwrap_err().to_string();
+        assert!(e.contains("query class z is not in the support"), "{e}");
+    }
+
+    /// Without images, the device and mcu modes lose their shifts, with one note naming them;
+    /// with images, or without shifts, nothing changes.
+    #[test]
+    fn shifts_are_dropped_without_images_with_one_note() {
+        let mut ms: Vec<NamedMethod> = ["device", "mcu", "device::0", "ncm"]
+            .iter()
+            .map(|m| NamedMethod::parse(m).unwrap())
+            .collect();
+        assert_eq!(drop_shifts_without_images(&mut ms, Some((28, 28)), "mnist"), None);
+        assert_eq!(ms[0].settings(), "closed-id-shift2");
+        let note = drop_shifts_without_images(&mut ms, None, "csv").unwrap();
+        assert_eq!(
+            note,
+            "note: csv is not an image data set: device, mcu run without their shift augmentation"
+        );
+        assert_eq!(ms[0].settings(), ms[2].settings());
+        assert!(matches!(ms[1].spec, MethodSpec::Compact { shift: 0, .. }));
+        assert_eq!(drop_shifts_without_images(&mut ms, None, "csv"), None);
     }
 }

@@ -1,10 +1,10 @@
 //! `ldl fewshot`: episodic few-shot evaluation of one or more methods (mean accuracy, 95%
 //! interval), printed as a table and optionally written as JSON.
 
-use crate::data::DataArgs;
+use crate::data::{default_omniglot, load_omniglot, load_omniglot_drawers, DataArgs, DatasetKind, Loaded, OmniglotOptions};
 use crate::experiment::{self, NamedMethod, Protocol};
 use crate::progress::bar;
-use crate::trials::{run_cell, JobsArg};
+use crate::trials::{run_cell, run_drawn, JobsArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -20,18 +20,30 @@ pub struct FewshotArgs {
     /// resolves to beside it (`device`: closed-id-shift2).
     #[arg(long, value_delimiter = ',', default_value = "device")]
     methods: Vec<String>,
-    /// Shots per class (comma-separated list).
-    #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
+    /// Shots per class (comma-separated list; default 1,5,10). Not with --query: the support
+    /// is then every drawing of --data.
+    #[arg(long, value_delimiter = ',')]
     shots: Vec<usize>,
-    /// Classes per episode (default: every class of the data set).
+    /// Classes per episode (default: every class of the data set; --within-alphabet: 20).
     #[arg(long)]
     ways: Option<usize>,
-    /// Episodes per (method, shots).
-    #[arg(long, default_value_t = 100)]
-    trials: usize,
-    /// Queries per class (default: the whole test split; Omniglot: 1).
+    /// Episodes per (method, shots) (default 100; with --query 1: its one episode is fixed,
+    /// so its trials differ only where a method draws at random: o2md, bd, naive, closed:K,
+    /// logreg and mlp; device, mcu, 1nn and ncm give the same answer every trial).
+    #[arg(long)]
+    trials: Option<usize>,
+    /// Queries per class (default: the whole test split; Omniglot: 1). Not with --query.
     #[arg(long)]
     queries: Option<usize>,
+    /// Omniglot: Lake's one-shot episodes: each draws one alphabet with at least --ways
+    /// characters, --ways of its characters, and per character --shots drawings as support and
+    /// --queries drawings by other drawers (the DD of NNNN_DD.png) as queries.
+    #[arg(long)]
+    within_alphabet: bool,
+    /// Omniglot: a fixed split: --data holds the support (every drawing of it), this folder
+    /// or zip the queries; classes are matched by their alphabet/character path.
+    #[arg(long, value_name = "PATH")]
+    query: Option<PathBuf>,
     /// Seed of everything (the authors used 2019).
     #[arg(long, default_value_t = 2019)]
     seed: u64,
@@ -49,18 +61,96 @@ pub struct FewshotArgs {
     jobs: JobsArg,
 }
 
+/// How a run's episodes come about.
+enum Draw {
+    /// [`experiment::episode_after`]: classes, support and queries drawn per trial.
+    Drawn,
+    /// [`experiment::within_alphabet_episode`], with the drawer of each training row.
+    WithinAlphabet(Vec<String>),
+    /// [`experiment::fixed_episode`]: the same episode every trial.
+    Fixed(experiment::Episode),
+}
+
+/// Loads the data and says how its episodes are drawn.
+fn load(a: &FewshotArgs) -> Result<(Loaded, Draw)> {
+    let omniglot = || {
+        if a.data.dataset != DatasetKind::Omniglot {
+            bail!(
+                "{} is for --dataset omniglot (its alphabet/character folders), not {}",
+                if a.within_alphabet { "--within-alphabet" } else { "--query" },
+                a.data.dataset.name()
+            );
+        }
+        Ok((
+            a.data.data.clone().unwrap_or_else(default_omniglot),
+            OmniglotOptions {
+                rotations: a.data.rotations,
+                ..Default::default()
+            },
+        ))
+    };
+    if a.within_alphabet {
+        let (path, opts) = omniglot()?;
+        if a.query.is_some() {
+            bail!("--within-alphabet draws its episodes, --query gives a fixed one: choose one");
+        }
+        if a.data.rotations {
+            bail!("--within-alphabet takes the characters as drawn: leave out --rotations");
+        }
+        let (train, drawers) = load_omniglot_drawers(&path, &opts)?;
+        return Ok((Loaded { train, test: None }, Draw::WithinAlphabet(drawers)));
+    }
+    if let Some(q) = &a.query {
+        let (path, opts) = omniglot()?;
+        if !a.shots.is_empty() {
+            bail!("--query gives a fixed split: the support is every drawing of --data; leave out --shots");
+        }
+        if a.queries.is_some() {
+            bail!("--query gives a fixed split: every drawing of it is a query; leave out --queries");
+        }
+        let train = load_omniglot(&path, &opts)?;
+        let queries = load_omniglot(q, &opts)?;
+        let ep =
+            experiment::fixed_episode(&train, &queries).with_context(|| format!("support {}, queries {}", path.display(), q.display()))?;
+        if let Some(w) = a.ways.filter(|&w| w != train.num_classes()) {
+            bail!("--query gives a fixed split of {} classes, not --ways {w}", train.num_classes());
+        }
+        return Ok((Loaded { train, test: None }, Draw::Fixed(ep)));
+    }
+    Ok((a.data.load()?, Draw::Drawn))
+}
+
 /// Runs `ldl fewshot`.
 pub fn run(a: FewshotArgs) -> Result<()> {
-    if a.trials == 0 {
+    let trials = a.trials.unwrap_or(if a.query.is_some() { 1 } else { 100 });
+    if trials == 0 {
         bail!("--trials must be at least 1");
     }
-    let loaded = a.data.load()?;
-    let methods: Vec<NamedMethod> = a.methods.iter().map(|m| NamedMethod::parse(m)).collect::<Result<_>>()?;
-    let ways = a.ways.unwrap_or(loaded.train.num_classes());
+    let (loaded, draw) = load(&a)?;
+    let mut methods: Vec<NamedMethod> = a.methods.iter().map(|m| NamedMethod::parse(m)).collect::<Result<_>>()?;
+    if let Some(note) = experiment::drop_shifts_without_images(&mut methods, loaded.train.image, a.data.dataset.name()) {
+        eprintln!("{note}");
+    }
+    let default_ways = if a.within_alphabet { 20 } else { loaded.train.num_classes() };
+    let ways = a.ways.unwrap_or(default_ways);
     for m in &methods {
         experiment::check_weight_bytes(&m.spec, loaded.train.dim, ways, a.max_weight_bytes)?;
     }
     let queries = a.queries.or(if loaded.test.is_none() { Some(1) } else { None });
+    let shots = match &draw {
+        // The fixed support's shots: its fewest drawings of a class.
+        Draw::Fixed(ep) => vec![ep.support.iter().map(|s| s.len() / loaded.train.dim.max(1)).min().unwrap_or(0)],
+        _ if a.shots.is_empty() => vec![1, 5, 10],
+        _ => a.shots.clone(),
+    };
+    if let Draw::Fixed(ep) = &draw {
+        println!(
+            "fixed split: {} classes, {} support drawings, {} queries; {trials} trial(s)",
+            ep.classes.len(),
+            loaded.train.len(),
+            ep.answers.len()
+        );
+    }
     let mut all = Vec::new();
     if a.jobs.jobs != 1 {
         println!("(several trials at once: train and eval seconds are per trial on a shared machine; --jobs 1 gives one trial's latency)");
@@ -70,16 +160,23 @@ pub fn run(a: FewshotArgs) -> Result<()> {
         "method", "shots", "accuracy", "±95%", "train s", "eval s"
     );
     for m in &methods {
-        for &shots in &a.shots {
+        for &shots in &shots {
             let p = Protocol {
                 ways,
                 shots,
-                trials: a.trials,
+                trials,
                 queries_per_class: queries,
                 seed: a.seed,
             };
-            let bar = bar(a.trials as u64, format!("{} {shots}-shot", m.name));
-            let res = run_cell(&loaded, &m.spec, &p, a.per_epoch, a.jobs.jobs, &bar)?;
+            let bar = bar(trials as u64, format!("{} {shots}-shot", m.name));
+            let (d, image) = (loaded.train.dim, loaded.train.image);
+            let res = match &draw {
+                Draw::Drawn => run_cell(&loaded, &m.spec, &p, a.per_epoch, a.jobs.jobs, &bar)?,
+                Draw::WithinAlphabet(drawers) => run_drawn(&m.spec, d, image, &p, a.per_epoch, a.jobs.jobs, &bar, |t| {
+                    experiment::within_alphabet_episode(&loaded.train, drawers, &p, t)
+                })?,
+                Draw::Fixed(ep) => run_drawn(&m.spec, d, image, &p, a.per_epoch, a.jobs.jobs, &bar, |_| Ok(ep))?,
+            };
             bar.finish_and_clear();
             let accs: Vec<f64> = res.iter().map(|r| r.accuracy).collect();
             let (mean, ci) = experiment::mean_ci95(&accs);

@@ -2,7 +2,7 @@
 //! way.
 
 use crate::data::Loaded;
-use crate::experiment::{self, MethodSpec, Protocol, TrialResult};
+use crate::experiment::{self, Episode, MethodSpec, Protocol, TrialResult};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::ProgressBar;
@@ -75,6 +75,33 @@ pub fn run_trials(
         Ok(r)
     };
     map_jobs(jobs, range, one)
+}
+
+/// Trials `range` of one method on the episodes `draw` makes (`draw(t)`: trial `t`'s, or
+/// the same one for every trial), `jobs` at a time, in trial order; `d` inputs per sample,
+/// `image` their shape.
+#[allow(clippy::too_many_arguments)]
+pub fn run_drawn<E, F>(
+    method: &MethodSpec,
+    d: usize,
+    image: Option<(usize, usize)>,
+    protocol: &Protocol,
+    per_epoch: bool,
+    jobs: usize,
+    bar: &ProgressBar,
+    draw: F,
+) -> Result<Vec<TrialResult>>
+where
+    E: std::borrow::Borrow<Episode>,
+    F: Fn(usize) -> Result<E> + Sync + Send,
+{
+    map_jobs(jobs, 0..protocol.trials, |t| {
+        let ep = draw(t)?;
+        let r = experiment::run_trial(method, ep.borrow(), d, image, protocol.seed, t, per_epoch)
+            .with_context(|| format!("{} trial {t}", method.name()))?;
+        bar.inc(1);
+        Ok(r)
+    })
 }
 
 /// `f` over `range`, `jobs` at a time ([`JobsArg`]: 0 = one per core, 1 = in turn), the

@@ -892,3 +892,161 @@ fn train_warns_of_a_model_no_board_holds_and_prints_the_options_that_apply() {
     let (text, _) = train("device", false);
     assert!(text.contains("  fit        ridge 100"), "{text}");
 }
+
+/// A CSV data set (the IMU set) with the device and mcu modes: they run without their shift
+/// augmentation, as `ldl train` does, with one note for the whole run; `device` then gives
+/// `device::0`'s figures.
+#[test]
+fn fewshot_on_a_csv_runs_the_device_mode_without_shifts_and_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("imu.json");
+    let imu = ldl_host::repo_root().join("data/sensors/BasicMotions");
+    let (train, test) = (imu.join("train.csv"), imu.join("test.csv"));
+    let out = ldl(&[
+        "fewshot",
+        "--dataset",
+        "csv",
+        "--data",
+        s(&train),
+        "--test",
+        s(&test),
+        "--methods",
+        "device,device::0,mcu",
+        "--shots",
+        "1,2",
+        "--trials",
+        "3",
+        "--json",
+        s(&json),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("note:").count(), 1, "{err}");
+    assert!(
+        err.contains("note: csv is not an image data set: device, mcu run without their shift augmentation"),
+        "{err}"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let cells = v.as_array().unwrap();
+    assert_eq!(cells.len(), 6);
+    assert_eq!(cells[0]["settings"], "closed-id");
+    for (dev, zero) in cells[..2].iter().zip(&cells[2..4]) {
+        assert_eq!((&dev["shots"], &dev["mean"]), (&zero["shots"], &zero["mean"]));
+    }
+}
+
+/// Lake's episodes are Omniglot's, of alphabets with enough characters.
+#[test]
+fn within_alphabet_episodes_are_refused_where_they_cannot_be_drawn() {
+    let imu = ldl_host::repo_root().join("data/sensors/BasicMotions");
+    let (train, test) = (imu.join("train.csv"), imu.join("test.csv"));
+    fails_with(
+        &[
+            "fewshot",
+            "--dataset",
+            "csv",
+            "--data",
+            s(&train),
+            "--test",
+            s(&test),
+            "--within-alphabet",
+        ],
+        &["--within-alphabet is for --dataset omniglot", "not csv"],
+    );
+    fails_with(
+        &[
+            "fewshot",
+            "--dataset",
+            "omniglot",
+            "--within-alphabet",
+            "--ways",
+            "60",
+            "--shots",
+            "1",
+            "--methods",
+            "ncm",
+        ],
+        &["no alphabet has 60 characters (the largest, Korean, has 40)"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("lake.json");
+    let out = ldl(&[
+        "fewshot",
+        "--dataset",
+        "omniglot",
+        "--within-alphabet",
+        "--shots",
+        "1",
+        "--methods",
+        "ncm",
+        "--trials",
+        "2",
+        "--json",
+        s(&json),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v[0]["ways"], 20);
+}
+
+/// A fixed split as two folders: one drawing per class as support, the queries matched by
+/// their alphabet/character path; one trial unless asked; a query class the support lacks
+/// is named.
+#[test]
+fn fewshot_takes_a_fixed_split_of_one_drawing_per_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let (support, queries) = (dir.path().join("support"), dir.path().join("queries"));
+    for c in 1..=5 {
+        let character = format!("Greek/character{c:02}");
+        let drawings = omniglot_drawings(&character);
+        for (root, range) in [(&support, 0..1), (&queries, 1..3)] {
+            let d = root.join(&character);
+            std::fs::create_dir_all(&d).unwrap();
+            for (name, bytes) in &drawings[range] {
+                std::fs::write(d.join(name), bytes).unwrap();
+            }
+        }
+    }
+    let json = dir.path().join("fixed.json");
+    let out = ldl(&[
+        "fewshot",
+        "--dataset",
+        "omniglot",
+        "--data",
+        s(&support),
+        "--query",
+        s(&queries),
+        "--methods",
+        "device,ncm",
+        "--json",
+        s(&json),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for cell in v.as_array().unwrap() {
+        assert_eq!((&cell["ways"], &cell["shots"]), (&Value::from(5), &Value::from(1)), "{cell}");
+        assert_eq!(cell["trials"].as_array().unwrap().len(), 1);
+    }
+    fails_with(
+        &[
+            "fewshot",
+            "--dataset",
+            "omniglot",
+            "--data",
+            s(&support),
+            "--query",
+            s(&queries),
+            "--shots",
+            "1",
+        ],
+        &["--query gives a fixed split", "leave out --shots"],
+    );
+    let stranger = queries.join("Latin/character01");
+    std::fs::create_dir_all(&stranger).unwrap();
+    let (name, bytes) = &omniglot_drawings("Greek/character06")[0];
+    std::fs::write(stranger.join(name), bytes).unwrap();
+    fails_with(
+        &["fewshot", "--dataset", "omniglot", "--data", s(&support), "--query", s(&queries)],
+        &["query class Latin/character01 is not in the support"],
+    );
+}

@@ -193,7 +193,8 @@ fn the_summary_is_the_mean_of_the_trials() {
     let cols: Vec<&str> = row.split_whitespace().collect();
     let want = v["results"][1]["scores"][1]["auroc"]["mean"].as_f64().unwrap();
     assert_eq!(cols[2], format!("{want:.4}"), "{row}");
-    assert!(row.ends_with("  mcu"), "{row}");
+    // A CSV: the mcu mode without its shifts, which its settings say.
+    assert!(row.ends_with("  mcu:40:0"), "{row}");
     // One trial: no interval, a dash.
     let mut one = csv_args(&train, &test);
     one.extend([
@@ -243,7 +244,19 @@ fn bad_input_gets_clear_errors() {
     run(&["--known", "3", "--scores", "disagreement"], &["--members 2"]);
     run(&["--known", "3", "--members", "0"], &["--members must be 1 to 16"]);
     run(&["--known", "3", "--methods", "ncm"], &["ncm", "baseline"]);
-    run(&["--known", "3", "--methods", "device"], &["no images", "device::0"]);
+    // Image augmentation asked of a CSV: the device mode runs without its shifts, and says so
+    // once (as `ldl train` and `ldl fewshot` do).
+    let mut a = csv_args(&train, &test);
+    a.extend(["--trials", "2", "--known", "3", "--methods", "device"]);
+    let out = ldl(&a);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        err.matches("note: csv is not an image data set: device runs without its shift augmentation")
+            .count(),
+        1,
+        "{err}"
+    );
     run(&["--known", "3", "--split", "validation"], &["MNIST"]);
     // Non-finite values in the data are refused by name; values so large their distances
     // overflow are refused as non-finite, naming the trial, not scored as NaN.

@@ -21,6 +21,17 @@ pub enum DatasetKind {
     Csv,
 }
 
+impl DatasetKind {
+    /// Its name on the command line (`mnist`, `omniglot`, `csv`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::Omniglot => "omniglot",
+            DatasetKind::Csv => "csv",
+        }
+    }
+}
+
 /// Where the data comes from.
 #[derive(Debug, Args, Clone)]
 pub struct DataArgs {

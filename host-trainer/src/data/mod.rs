@@ -25,7 +25,7 @@ pub mod omniglot;
 pub use self::args::{default_omniglot, DataArgs, DatasetKind, Loaded, VALIDATION_START};
 pub use self::csv::{load_csv, load_csv_split, load_csv_with_classes, CsvOptions};
 pub use self::mnist::{load_mnist, load_mnist_with, Split};
-pub use self::omniglot::{list_alphabets, load_omniglot, OmniglotOptions};
+pub use self::omniglot::{list_alphabets, load_omniglot, load_omniglot_drawers, OmniglotOptions};
 
 /// Default of [`Limits::input_bytes`] (`--max-input-bytes`): 1 GiB, some 20 times MNIST's
 /// training images (47 MB); the features then take 4 GiB as `f32`.

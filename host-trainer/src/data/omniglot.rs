@@ -76,6 +76,34 @@ pub fn list_alphabets(path: &Path) -> Result<Vec<String>, DataError> {
 /// that order, followed by the blocks `@90`, `@180` and `@270` in the same order (so class `c`
 /// means the same character with or without rotations).
 pub fn load_omniglot(path: &Path, opts: &OmniglotOptions) -> Result<Dataset, DataError> {
+    load(path, opts).map(|(ds, _)| ds)
+}
+
+/// [`load_omniglot`], with the drawer of each row: the `DD` of its file name `NNNN_DD.png`
+/// (what follows the stem's last `_`), rows of rotated classes keeping their original's. A
+/// file not named so is refused: Lake's one-shot episodes need the drawers.
+pub fn load_omniglot_drawers(path: &Path, opts: &OmniglotOptions) -> Result<(Dataset, Vec<String>), DataError> {
+    let (ds, files) = load(path, opts)?;
+    let n = files.len();
+    let drawers = files
+        .iter()
+        .map(|(name, file)| {
+            let stem = &file[..file.len() - ".png".len()];
+            match stem.rsplit_once('_') {
+                Some((_, d)) if !d.is_empty() => Ok(d.to_string()),
+                _ => Err(DataError::invalid(
+                    path,
+                    format!("{name}: not named NNNN_DD.png, so its drawer (DD) is unknown"),
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let drawers = (0..ds.len()).map(|i| drawers[i % n].clone()).collect();
+    Ok((ds, drawers))
+}
+
+/// [`load_omniglot`], with the (entry name, file name) of each original row.
+fn load(path: &Path, opts: &OmniglotOptions) -> Result<(Dataset, Vec<(String, String)>), DataError> {
     if opts.size == 0 {
         return Err(DataError::invalid(path, "Omniglot image size must be at least 1"));
     }
@@ -109,6 +137,7 @@ pub fn load_omniglot(path: &Path, opts: &OmniglotOptions) -> Result<Dataset, Dat
     let mut labels = Vec::with_capacity(n_images * copies);
     let mut class_names = Vec::with_capacity(classes.len() * copies);
     let mut resizer = Resizer::default();
+    let mut files = Vec::with_capacity(n_images);
     for (class, ((alphabet, character), mut drawings)) in classes.into_iter().enumerate() {
         drawings.sort_by(|a, b| a.file.cmp(&b.file));
         for d in &drawings {
@@ -120,6 +149,7 @@ pub fn load_omniglot(path: &Path, opts: &OmniglotOptions) -> Result<Dataset, Dat
             })?;
             features.extend(img);
             labels.push(class as u32);
+            files.push((d.name.clone(), d.file.clone()));
         }
         class_names.push(format!("{alphabet}/{character}"));
     }
@@ -142,7 +172,7 @@ pub fn load_omniglot(path: &Path, opts: &OmniglotOptions) -> Result<Dataset, Dat
             }
         }
     }
-    Ok(Dataset::new(features, labels, class_names, dim, Some((size, size))))
+    Ok((Dataset::new(features, labels, class_names, dim, Some((size, size))), files))
 }
 
 /// One drawing (PNG bytes) as the loader prepares it: ink = 1 - grey/255, shrunk to

@@ -177,11 +177,7 @@ pub fn load_model(path: &Path) -> Result<ldl_core::Model> {
 
 /// The data set kind's name.
 pub fn kind_name(kind: DatasetKind) -> &'static str {
-    match kind {
-        DatasetKind::Mnist => "mnist",
-        DatasetKind::Omniglot => "omniglot",
-        DatasetKind::Csv => "csv",
-    }
+    kind.name()
 }
 
 #[cfg(test)]

@@ -732,7 +732,7 @@ pub fn run(a: OpensetArgs) -> Result<()> {
         fpr: a.fpr,
         seed: a.seed,
     };
-    let methods: Vec<NamedMethod> = a.methods.iter().map(|m| NamedMethod::parse(m)).collect::<Result<_>>()?;
+    let mut methods: Vec<NamedMethod> = a.methods.iter().map(|m| NamedMethod::parse(m)).collect::<Result<_>>()?;
     if methods.is_empty() {
         bail!("--methods: give at least one method");
     }
@@ -741,6 +741,9 @@ pub fn run(a: OpensetArgs) -> Result<()> {
     let loaded = data.load()?;
     let train = &loaded.train;
     plan.check(train.num_classes())?;
+    if let Some(note) = crate::experiment::drop_shifts_without_images(&mut methods, train.image, data.dataset.name()) {
+        eprintln!("{note}");
+    }
     for m in &methods {
         check_method(m, train.image)?;
         crate::experiment::check_weight_bytes(&m.spec, train.dim, plan.known, a.max_weight_bytes)?;
