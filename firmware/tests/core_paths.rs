@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(
             check_model(&region.bytes, 784).err(),
             Some(ModelStatus::Invalid {
-                code: ErrorCode::DIMENSION_MISMATCH
+                code: ErrorCode::DimensionMismatch
             })
         );
         region.bytes.fill(0xFF);
