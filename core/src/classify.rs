@@ -127,8 +127,9 @@ pub(crate) fn decide(distances: &[f32], member_best: &[u16], threshold: Option<f
     })
 }
 
-/// The index of the smallest finite distance (the first of equals), if any.
-pub(crate) fn closest(distances: &[f32]) -> Option<usize> {
+/// The index of the smallest finite distance (the first of equals), if any: the class
+/// [`classify()`] decides for.
+pub fn closest(distances: &[f32]) -> Option<usize> {
     let mut best: Option<(usize, f32)> = None;
     for (c, &d) in distances.iter().enumerate() {
         if d.is_finite() && best.is_none_or(|(_, b)| d < b) {

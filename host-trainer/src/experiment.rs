@@ -660,7 +660,7 @@ fn accuracy(pred: &[usize], answers: &[usize]) -> f64 {
 }
 
 /// Support with each image's shifts added (closed form with `shift` > 0).
-pub fn augment_support(support: &[Vec<f32>], image: Option<(usize, usize)>, shift: u8) -> Result<Vec<Vec<f32>>> {
+pub fn augment_support<S: AsRef<[f32]>>(support: &[S], image: Option<(usize, usize)>, shift: u8) -> Result<Vec<Vec<f32>>> {
     let Some((w, h)) = image else {
         bail!("shift augmentation needs images")
     };
@@ -672,6 +672,7 @@ pub fn augment_support(support: &[Vec<f32>], image: Option<(usize, usize)>, shif
     support
         .iter()
         .map(|s| {
+            let s = s.as_ref();
             let m = s.len() / n;
             let mut out = vec![0.0; m * per * n];
             for (i, img) in s.chunks_exact(n).enumerate() {
@@ -712,6 +713,27 @@ pub fn drop_shifts_without_images(methods: &mut [NamedMethod], image: Option<(us
     })
 }
 
+/// Fits an LDL method on one support per class (labels `0`, `1`, ...), as a trial does: a
+/// gradient method for all its epochs, the closed form on the support with its shifts, the
+/// mcu mode with shifts only on images. The baselines make no model: an error.
+pub fn fit_model(method: &MethodSpec, views: &[&[f32]], d: usize, image: Option<(usize, usize)>, seed: u64) -> Result<ldl_core::Model> {
+    let labels: Vec<String> = (0..views.len()).map(|c| c.to_string()).collect();
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    Ok(match method {
+        MethodSpec::Gradient(cfg) => GradientTrainer::new(views, d, &labels, cfg, seed)?.run()?,
+        MethodSpec::ClosedForm { cfg, shift } if *shift > 0 => {
+            let aug = augment_support(views, image, *shift)?;
+            let aug: Vec<&[f32]> = aug.iter().map(Vec::as_slice).collect();
+            fit_closed_form(&aug, d, &labels, cfg, seed)?
+        }
+        MethodSpec::ClosedForm { cfg, .. } => fit_closed_form(views, d, &labels, cfg, seed)?,
+        MethodSpec::Compact { cfg, shift } => {
+            ldl_core::methods::fit_compact(views, d, &labels, cfg, image, if image.is_some() { *shift } else { 0 }, seed)?
+        }
+        _ => bail!("{} is a baseline: it makes no LDL model", method.name()),
+    })
+}
+
 /// Runs one method on one episode. With `per_epoch`, gradient methods also score the
 /// queries after every epoch (the paper's accuracy-against-epoch figure).
 pub fn run_trial(
@@ -748,21 +770,8 @@ pub fn run_trial(
             let model = tr.into_model();
             (ldl_core::batch::predict(&model, &ep.queries, n)?, train_secs, t1)
         }
-        MethodSpec::ClosedForm { cfg, shift } => {
-            let aug;
-            let views = if *shift > 0 {
-                aug = augment_support(&ep.support, image, *shift)?;
-                aug.iter().map(|v| v.as_slice()).collect()
-            } else {
-                views
-            };
-            let model = fit_closed_form(&views, d, &labels, cfg, mseed)?;
-            let train_secs = t0.elapsed().as_secs_f64();
-            let t1 = Instant::now();
-            (ldl_core::batch::predict(&model, &ep.queries, n)?, train_secs, t1)
-        }
-        MethodSpec::Compact { cfg, shift } => {
-            let model = ldl_core::methods::fit_compact(&views, d, &labels, cfg, image, if image.is_some() { *shift } else { 0 }, mseed)?;
+        MethodSpec::ClosedForm { .. } | MethodSpec::Compact { .. } => {
+            let model = fit_model(method, &views, d, image, mseed)?;
             let train_secs = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
             (ldl_core::batch::predict(&model, &ep.queries, n)?, train_secs, t1)

@@ -7,7 +7,8 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use std::path::Path;
 
-const COLOURS: [RGBColor; 9] = [
+/// The line colours of every plot (matplotlib's tab10 without cyan).
+pub(crate) const COLOURS: [RGBColor; 9] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -19,7 +20,8 @@ const COLOURS: [RGBColor; 9] = [
     RGBColor(188, 189, 34),
 ];
 
-fn e<E: std::fmt::Debug>(err: E) -> anyhow::Error {
+/// A plotters error as an anyhow one.
+pub(crate) fn e<E: std::fmt::Debug>(err: E) -> anyhow::Error {
     anyhow!("plot: {err:?}")
 }
 

@@ -13,12 +13,12 @@ mod svg;
 
 use crate::data::Dataset;
 use crate::data::{DataArgs, DatasetKind, Loaded};
-use crate::experiment::{augment_support, ci_text, mean_ci95, MethodSpec, NamedMethod};
+use crate::experiment::{ci_text, mean_ci95, MethodSpec, NamedMethod};
 use crate::progress::bar;
 use crate::trials::{map_jobs, JobsArg};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
-use ldl_core::methods::{ensemble, fit_closed_form, fit_compact, GradientTrainer};
+use ldl_core::methods::ensemble;
 use ldl_core::novelty::{self, Score};
 use ldl_core::{Classes, Model, Rng};
 use serde::Serialize;
@@ -370,30 +370,6 @@ pub fn check_method(m: &NamedMethod, image: Option<(usize, usize)>) -> Result<()
     }
 }
 
-/// Fits `spec` on one support per class, as `ldl fewshot` does (`experiment::run_trial`).
-fn fit_plain(spec: &MethodSpec, views: &[&[f32]], d: usize, image: Option<(usize, usize)>, seed: u64) -> Result<Model> {
-    let labels: Vec<String> = (0..views.len()).map(|c| c.to_string()).collect();
-    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-    let e = |e: ldl_core::Error| anyhow!("{e}");
-    match spec {
-        MethodSpec::Gradient(cfg) => GradientTrainer::new(views, d, &labels, cfg, seed).map_err(e)?.run().map_err(e),
-        MethodSpec::ClosedForm { cfg, shift } => {
-            if *shift > 0 {
-                let owned: Vec<Vec<f32>> = views.iter().map(|v| v.to_vec()).collect();
-                let aug = augment_support(&owned, image, *shift)?;
-                let v: Vec<&[f32]> = aug.iter().map(Vec::as_slice).collect();
-                fit_closed_form(&v, d, &labels, cfg, seed).map_err(e)
-            } else {
-                fit_closed_form(views, d, &labels, cfg, seed).map_err(e)
-            }
-        }
-        MethodSpec::Compact { cfg, shift } => {
-            fit_compact(views, d, &labels, cfg, image, if image.is_some() { *shift } else { 0 }, seed).map_err(e)
-        }
-        _ => bail!("{}: no class distances", spec.name()),
-    }
-}
-
 /// A method and how to fit it: plain, or an ensemble of bootstrap members.
 struct Fitter<'a> {
     spec: &'a MethodSpec,
@@ -406,11 +382,11 @@ struct Fitter<'a> {
 impl Fitter<'_> {
     fn fit(&self, views: &[&[f32]]) -> Result<Model> {
         if self.members == 1 {
-            return fit_plain(self.spec, views, self.d, self.image, self.seed);
+            return crate::experiment::fit_model(self.spec, views, self.d, self.image, self.seed);
         }
         let mut err = None;
         let r = ensemble(views, self.d, self.members, self.seed, |v, s| {
-            fit_plain(self.spec, v, self.d, self.image, s).map_err(|e| {
+            crate::experiment::fit_model(self.spec, v, self.d, self.image, s).map_err(|e| {
                 err = Some(e);
                 ldl_core::Error::InvalidParameter
             })
@@ -531,7 +507,7 @@ pub fn run_trial(pools: &Pools<'_>, plan: &Plan, spec: &MethodSpec, trial: usize
     for &u in &ep.unknown {
         role[u] = Some(None);
     }
-    let closest: Vec<usize> = dist.chunks_exact(c).map(argmin).collect();
+    let closest: Vec<usize> = dist.chunks_exact(c).map(closest_class).collect();
     let (mut correct, mut nk) = (0usize, 0usize);
     for (q, &l) in ep.labels.iter().enumerate() {
         if let Some(Some(k)) = role[l as usize] {
@@ -561,7 +537,7 @@ pub fn run_trial(pools: &Pools<'_>, plan: &Plan, spec: &MethodSpec, trial: usize
         for m in 0..mm {
             ldl_core::batch::distances(&OneMember(&model, m), &ep.queries, n, &mut md).map_err(e("a member's distances"))?;
             for (q, row) in md.chunks_exact(c).enumerate() {
-                best[q * mm + m] = argmin(row) as u16;
+                best[q * mm + m] = closest_class(row) as u16;
             }
         }
         best
@@ -614,17 +590,6 @@ pub fn run_trial(pools: &Pools<'_>, plan: &Plan, spec: &MethodSpec, trial: usize
         eval_secs: t1.elapsed().as_secs_f64(),
         scores: out,
     })
-}
-
-/// The index of the smallest finite value (the first of equals), as the core decides.
-fn argmin(row: &[f32]) -> usize {
-    let mut best: Option<usize> = None;
-    for (i, &v) in row.iter().enumerate() {
-        if v.is_finite() && best.is_none_or(|b| v < row[b]) {
-            best = Some(i);
-        }
-    }
-    best.unwrap_or(0)
 }
 
 /// A mean with its 95% half-width (null in JSON for a single trial).
@@ -852,6 +817,12 @@ pub fn run(a: OpensetArgs) -> Result<()> {
         println!("ROC curves: {}", p.display());
     }
     Ok(())
+}
+
+/// The class a row of distances decides for: the core's own rule (the first of the smallest
+/// finite distances), 0 when none is finite.
+fn closest_class(row: &[f32]) -> usize {
+    ldl_core::classify::closest(row).unwrap_or(0)
 }
 
 #[cfg(test)]

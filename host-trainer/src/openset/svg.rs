@@ -1,25 +1,10 @@
 //! The ROC curves of `ldl openset` as SVG (plotters).
 
 use super::{metrics, MethodResult};
-use anyhow::{anyhow, Result};
+use crate::plot::{e, COLOURS};
+use anyhow::Result;
 use plotters::prelude::*;
 use std::path::Path;
-
-const COLOURS: [RGBColor; 9] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-];
-
-fn e<E: std::fmt::Debug>(err: E) -> anyhow::Error {
-    anyhow!("plot: {err:?}")
-}
 
 /// The mean ROC curve (TPR over trials at each FPR of [`metrics::fpr_grid`]) of every method
 /// and score, one line each with its mean AUROC in the legend, the chance diagonal, and a
