@@ -184,7 +184,13 @@ mod tests {
         let mut sorted = xs;
         sorted.sort();
         assert_eq!(sorted, core::array::from_fn(|i| i as u32), "a permutation");
+        // k past the length shuffles the whole slice: still a permutation, and it draws.
+        let before = xs;
         a.sample_front(&mut xs, 99);
+        let mut sorted = xs;
+        sorted.sort();
+        assert_eq!(sorted, core::array::from_fn(|i| i as u32));
+        assert_ne!(xs, before, "ten draws leave the order changed for this seed");
     }
 
     #[test]
