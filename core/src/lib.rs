@@ -84,13 +84,13 @@ pub mod eigen;
 pub mod error;
 pub mod fit;
 pub mod format;
+mod kernels;
 pub mod linalg;
 pub mod linear;
 #[cfg(feature = "alloc")]
 pub mod methods;
 pub mod model;
 pub mod novelty;
-#[cfg(feature = "alloc")]
 mod parallel;
 pub mod predictor;
 pub mod protocol;

@@ -18,6 +18,8 @@
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use crate::error::{Error, Result};
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+use crate::kernels::arm;
 
 /// `sqrt(x^2 + y^2)` without overflow or underflow, for the QL rotations. On a host, in f64
 /// with the compiler's own square root: libm's `hypotf` ends in a hand-written legacy-SSE
@@ -90,196 +92,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         tail += x * y;
     }
     head + tail
-}
-
-/// Hand-written kernels for the inner loops on hard-float Arm (written for the Cortex-M4F's
-/// FPv4-SP; VFPv2 instructions only, Arm or Thumb), behind safe wrappers.
-///
-/// LLVM loads the operands of the unrolled loops one `vldr` at a time into scattered
-/// registers; these load 8 floats per `vldmia` into consecutive registers. Each kernel is a
-/// naked function with the AAPCS-VFP calling convention (pointers and counts in r0-r3,
-/// floats in s0, result in s0): the compiler treats s0-s15 as clobbered by any call, and the
-/// kernels save and restore the callee-saved s16-s23 they use, so no register of the caller
-/// is touched behind its back (no `sreg` operands are needed, which `asm!` would only accept
-/// with the `vfp2` target feature). Each does exactly the floating-point operations of the
-/// portable code, in the same order, so the results have the same bits.
-#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
-mod arm {
-    /// `((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))` where `s_i` sums `a[j][i] * b[j][i]`
-    /// over the blocks `j` in order, from +0.0, each step a rounded multiply then a rounded
-    /// add. Blocks beyond the shorter slice are ignored.
-    #[inline(always)]
-    pub(super) fn dot_blocks(a: &[[f32; 8]], b: &[[f32; 8]]) -> f32 {
-        let n = a.len().min(b.len());
-        // SAFETY: the kernel reads `n` blocks of 8 f32s from each pointer, and both slices
-        // hold at least `n` blocks; `[f32; 8]` is 4-aligned, as `vldmia` requires. It writes
-        // no memory and follows the C ABI (see the module doc).
-        #[allow(unsafe_code)]
-        unsafe {
-            dot_blocks_kernel(a.as_ptr().cast(), b.as_ptr().cast(), n)
-        }
-    }
-
-    /// `y[j] += alpha * x[j]` (a rounded multiply then a rounded add) over `n` blocks of 8.
-    #[inline(always)]
-    pub(super) fn axpy_blocks(alpha: f32, x: &[[f32; 8]], y: &mut [[f32; 8]]) {
-        let n = x.len().min(y.len());
-        // SAFETY: the kernel reads `n` blocks of 8 f32s at `x` and reads then writes `n`
-        // blocks at `y`; both slices hold at least `n` blocks, are 4-aligned and cannot
-        // overlap (`y` is a unique borrow). It follows the C ABI (see the module doc).
-        #[allow(unsafe_code)]
-        unsafe {
-            axpy_blocks_kernel(alpha, x.as_ptr().cast(), y.as_mut_ptr().cast(), n)
-        }
-    }
-
-    /// r0 = a, r1 = b, r2 = blocks; returns in s0. Accumulators s0-s7, a in s8-s15, b in
-    /// s16-s23 (saved).
-    // SAFETY (of the definition): a naked function is only its assembly; the callers above
-    // uphold what it reads.
-    #[allow(unsafe_code)]
-    #[unsafe(naked)]
-    unsafe extern "C" fn dot_blocks_kernel(a: *const f32, b: *const f32, blocks: usize) -> f32 {
-        core::arch::naked_asm!(
-            // Module-level assembly does not see the target's FPU: name it (Cortex-M4F).
-            ".fpu fpv4-sp-d16",
-            "vpush {{d8-d11}}",
-            "movs r3, #0",
-            "vmov s0, s1, r3, r3",
-            "vmov s2, s3, r3, r3",
-            "vmov s4, s5, r3, r3",
-            "vmov s6, s7, r3, r3",
-            "cmp r2, #0",
-            "beq 3f",
-            "2:",
-            "vldmia r0!, {{s8-s15}}",
-            "vldmia r1!, {{s16-s23}}",
-            "vmla.f32 s0, s8, s16",
-            "vmla.f32 s1, s9, s17",
-            "vmla.f32 s2, s10, s18",
-            "vmla.f32 s3, s11, s19",
-            "vmla.f32 s4, s12, s20",
-            "vmla.f32 s5, s13, s21",
-            "vmla.f32 s6, s14, s22",
-            "vmla.f32 s7, s15, s23",
-            "subs r2, r2, #1",
-            "bne 2b",
-            "3:",
-            "vadd.f32 s0, s0, s4",
-            "vadd.f32 s1, s1, s5",
-            "vadd.f32 s2, s2, s6",
-            "vadd.f32 s3, s3, s7",
-            "vadd.f32 s0, s0, s1",
-            "vadd.f32 s2, s2, s3",
-            "vadd.f32 s0, s0, s2",
-            "vpop {{d8-d11}}",
-            "bx lr",
-        )
-    }
-
-    /// s0 = alpha, r0 = x, r1 = y, r2 = blocks. x in s8-s15, y in s16-s23 (saved).
-    // SAFETY (of the definition): a naked function is only its assembly; the callers above
-    // uphold what it reads and writes.
-    #[allow(unsafe_code)]
-    #[unsafe(naked)]
-    unsafe extern "C" fn axpy_blocks_kernel(alpha: f32, x: *const f32, y: *mut f32, blocks: usize) {
-        core::arch::naked_asm!(
-            ".fpu fpv4-sp-d16",
-            "cmp r2, #0",
-            "beq 3f",
-            "vpush {{d8-d11}}",
-            "2:",
-            "vldmia r0!, {{s8-s15}}",
-            "vldmia r1, {{s16-s23}}",
-            "vmla.f32 s16, s0, s8",
-            "vmla.f32 s17, s0, s9",
-            "vmla.f32 s18, s0, s10",
-            "vmla.f32 s19, s0, s11",
-            "vmla.f32 s20, s0, s12",
-            "vmla.f32 s21, s0, s13",
-            "vmla.f32 s22, s0, s14",
-            "vmla.f32 s23, s0, s15",
-            "vstmia r1!, {{s16-s23}}",
-            "subs r2, r2, #1",
-            "bne 2b",
-            "vpop {{d8-d11}}",
-            "3:",
-            "bx lr",
-        )
-    }
-
-    /// The correctly rounded square root, in hardware (`vsqrt.f32`; IEEE 754 requires the
-    /// same bits as libm's software `sqrtf`).
-    #[inline(always)]
-    pub(super) fn sqrt(x: f32) -> f32 {
-        // SAFETY: the kernel reads and writes s0 only and follows the C ABI.
-        #[allow(unsafe_code)]
-        unsafe {
-            sqrt_kernel(x)
-        }
-    }
-
-    /// s0 = x; returns sqrt(x) in s0.
-    // SAFETY (of the definition): a naked function is only its assembly.
-    #[allow(unsafe_code)]
-    #[unsafe(naked)]
-    unsafe extern "C" fn sqrt_kernel(x: f32) -> f32 {
-        core::arch::naked_asm!(".fpu fpv4-sp-d16", "vsqrt.f32 s0, s0", "bx lr",)
-    }
-
-    /// `sum a[j] * b[j]` over `groups` groups of 8 (`a` int8 bytes, `b` i16), exactly, in
-    /// an i64: the Cortex-M4's DSP instructions, two multiply-accumulates per `smlald`.
-    #[inline(always)]
-    pub(super) fn dot_i8_i16_groups(a: &[[u8; 8]], b: &[[i16; 8]]) -> i64 {
-        let n = a.len().min(b.len());
-        // SAFETY: the kernel reads `n` groups of 8 bytes at `a` and of 8 i16 at `b`; both
-        // slices hold `n` groups and the wrapper in `compact` passes 4-aligned pointers
-        // (`ldrd`/`ldm` need word alignment). It writes no memory and follows the C ABI.
-        #[allow(unsafe_code)]
-        unsafe {
-            dot_i8_i16_kernel(a.as_ptr().cast(), b.as_ptr().cast(), n)
-        }
-    }
-
-    /// r0 = a (int8), r1 = b (i16), r2 = groups of 8; returns the i64 sum in r0:r1.
-    /// Accumulator r3 (low) : r12 (high); r4-r11 saved. Per group: the two words of 8 bytes
-    /// sign-extended in pairs (`sxtb16`: bytes 0 and 2, then 1 and 3), the i16 pairs
-    /// repacked to match (`pkhbt`/`pkhtb`), four `smlald`.
-    // SAFETY (of the definition): a naked function is only its assembly; the caller above
-    // upholds what it reads.
-    #[allow(unsafe_code)]
-    #[unsafe(naked)]
-    unsafe extern "C" fn dot_i8_i16_kernel(a: *const u8, b: *const i16, groups: usize) -> i64 {
-        core::arch::naked_asm!(
-            "push {{r4-r11}}",
-            "movs r3, #0",
-            "mov.w r12, #0",
-            "cmp r2, #0",
-            "beq 3f",
-            "2:",
-            "ldrd r4, r5, [r0], #8",
-            "ldm r1!, {{r6-r9}}",
-            "sxtb16 r10, r4",
-            "sxtb16 r11, r4, ror #8",
-            "pkhbt r4, r6, r7, lsl #16",
-            "pkhtb r6, r7, r6, asr #16",
-            "smlald r3, r12, r10, r4",
-            "smlald r3, r12, r11, r6",
-            "sxtb16 r10, r5",
-            "sxtb16 r11, r5, ror #8",
-            "pkhbt r5, r8, r9, lsl #16",
-            "pkhtb r8, r9, r8, asr #16",
-            "smlald r3, r12, r10, r5",
-            "smlald r3, r12, r11, r8",
-            "subs r2, r2, #1",
-            "bne 2b",
-            "3:",
-            "mov r0, r3",
-            "mov r1, r12",
-            "pop {{r4-r11}}",
-            "bx lr",
-        )
-    }
 }
 
 /// The correctly rounded square root: the hardware instruction on a Cortex-M4F (libm's
@@ -433,26 +245,20 @@ fn gemm(a: &[f32], m: usize, p: usize, sa: (usize, usize), b: &[f32], n: usize, 
         return Ok(());
     }
     #[cfg(feature = "alloc")]
-    // SAFETY: every element the kernel touches lies inside the slices: the spans of A and B
-    // under their strides were checked above, and C is exactly m x n with strides (n, 1).
-    #[allow(unsafe_code)]
-    unsafe {
-        matrixmultiply::sgemm(
+    {
+        use crate::kernels::gemm::Strided;
+        let (a, b) = (Strided { data: a, strides: sa }, Strided { data: b, strides: sb });
+        crate::kernels::sgemm(
             m,
             p,
             n,
-            1.0,
-            a.as_ptr(),
-            sa.0 as isize,
-            sa.1 as isize,
-            b.as_ptr(),
-            sb.0 as isize,
-            sb.1 as isize,
-            0.0,
-            out.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+            a,
+            b,
+            Strided {
+                data: out,
+                strides: (n, 1),
+            },
+        )?;
     }
     // Without alloc (a device), matrixmultiply's packing buffers are not available: plain
     // loops, which only small products reach there.
@@ -476,6 +282,7 @@ fn gemm(a: &[f32], m: usize, p: usize, sa: (usize, usize), b: &[f32], n: usize, 
 /// symmetric result (`batch`'s `x^T G x`).
 #[cfg(feature = "alloc")]
 pub fn gram_lower_panels(dm: &[f32], rows: usize, cols: usize, panel: usize, out: &mut [f32]) -> Result<()> {
+    use crate::kernels::gemm::Strided;
     if dm.len() != rows * cols || out.len() != cols * cols || panel == 0 {
         return Err(Error::DimensionMismatch {
             expected: (cols * cols) as u32,
@@ -488,29 +295,21 @@ pub fn gram_lower_panels(dm: &[f32], rows: usize, cols: usize, panel: usize, out
     }
     for i0 in (0..cols).step_by(panel) {
         let (m, n) = (cols - i0, (i0 + panel).min(cols) - i0);
-        // SAFETY: A^T (m x rows) reads dm[t * cols + i0 + i] for i < m = cols - i0, t < rows:
-        // at most rows * cols - 1. B (rows x n) reads dm[t * cols + i0 + j], j < n <= m: also
-        // inside. C (m x n) writes out[(i0 + i) * cols + i0 + j]: at most cols * cols - 1.
-        // The three regions are disjoint from each other's writes (only C is written).
-        #[allow(unsafe_code)]
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                rows,
-                n,
-                1.0,
-                dm.as_ptr().add(i0),
-                1,
-                cols as isize,
-                dm.as_ptr().add(i0),
-                cols as isize,
-                1,
-                0.0,
-                out.as_mut_ptr().add(i0 * cols + i0),
-                cols as isize,
-                1,
-            );
-        }
+        // A^T (m x rows) from column i0 on, B (rows x n) the same columns, C the panel's
+        // rows i0.. of columns i0..i0 + n.
+        let a = Strided {
+            data: &dm[i0..],
+            strides: (1, cols),
+        };
+        let b = Strided {
+            data: &dm[i0..],
+            strides: (cols, 1),
+        };
+        let c = Strided {
+            data: &mut out[i0 * cols + i0..],
+            strides: (cols, 1),
+        };
+        crate::kernels::sgemm(m, rows, n, a, b, c)?;
     }
     Ok(())
 }

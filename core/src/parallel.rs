@@ -1,8 +1,24 @@
 //! One map over a slice, on every core with the `parallel` feature and in turn without it:
-//! the classes of a fit, the predictors of a batch evaluation.
+//! the classes of a fit, the predictors of a batch evaluation, the row blocks of a training
+//! epoch.
 
+#[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 
+/// `items.map(f).sum()`, the items on rayon's pool with the `parallel` feature. The results
+/// are added in the items' order either way, so the sum does not depend on the threads.
+pub(crate) fn sum<T: Send>(items: impl Iterator<Item = T>, f: impl Fn(T) -> f64 + Sync + Send) -> f64 {
+    #[cfg(feature = "parallel")]
+    {
+        map_owned(items.collect(), f).into_iter().sum()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        items.map(f).sum()
+    }
+}
+
+#[cfg(feature = "alloc")]
 /// `items.iter().map(f).collect()`, on rayon's pool with the `parallel` feature. The order of
 /// the results is the order of `items` either way.
 pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
@@ -17,6 +33,7 @@ pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Se
     }
 }
 
+#[cfg(feature = "alloc")]
 /// `items.iter_mut().map(f).collect()`, on rayon's pool with the `parallel` feature.
 pub(crate) fn map_mut<T: Send, R: Send>(items: &mut [T], f: impl Fn(&mut T) -> R + Sync + Send) -> Vec<R> {
     #[cfg(feature = "parallel")]
@@ -30,6 +47,7 @@ pub(crate) fn map_mut<T: Send, R: Send>(items: &mut [T], f: impl Fn(&mut T) -> R
     }
 }
 
+#[cfg(feature = "alloc")]
 /// `items.into_iter().map(f).collect()`, on rayon's pool with the `parallel` feature.
 pub(crate) fn map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
     #[cfg(feature = "parallel")]
@@ -43,6 +61,7 @@ pub(crate) fn map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sy
     }
 }
 
+#[cfg(feature = "alloc")]
 /// [`map`] with a state made by `init` and reused across items (scratch buffers): one per
 /// rayon worker with the `parallel` feature, one in all without it. `f` must not let the
 /// state change its results.

@@ -13,6 +13,7 @@
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use crate::error::{check_len, Error, Result};
+use crate::kernels::Avx512;
 use crate::linalg::dot;
 use crate::linear::Linear;
 use serde::{Deserialize, Serialize};
@@ -188,6 +189,8 @@ where
     // while its weights and moments sit in L1. The arithmetic, and so the result, is the same
     // as step-major order, bit for bit.
     const CHUNK: usize = 64;
+    /// Rows per block of work.
+    const ROWS: usize = 32;
     let bs = opts.batch_size;
     let nsteps = order.len().div_ceil(bs);
     let wd = opts.weight_decay;
@@ -215,34 +218,21 @@ where
             )
         });
         let ups = &ups[..chunk_len];
-        #[cfg(feature = "parallel")]
-        {
-            use rayon::prelude::*;
-            // Rows are independent: blocks of rows go to different cores.
-            const ROWS: usize = 32;
-            let bias_chunks: alloc::vec::Vec<BiasRows<'_>> = match bias_bufs.as_mut() {
-                Some((b, mb, vb)) => b
-                    .chunks_mut(ROWS)
-                    .zip(mb.chunks_mut(ROWS))
-                    .zip(vb.chunks_mut(ROWS))
-                    .map(|((b, m), v)| Some((b, m, v)))
-                    .collect(),
-                None => (0..k.div_ceil(ROWS)).map(|_| None).collect(),
-            };
-            total += w
-                .par_chunks_mut(ROWS * d)
-                .zip(m_w.par_chunks_mut(ROWS * d))
-                .zip(v_w.par_chunks_mut(ROWS * d))
-                .zip(bias_chunks.into_par_iter())
-                .enumerate()
-                .map(|(ci, (((w, mw), vw), bias))| run_rows(&data, ups, chunk_start, ci * ROWS, w, mw, vw, bias))
-                .sum::<f64>();
-        }
-        #[cfg(not(feature = "parallel"))]
-        {
-            let bias = bias_bufs.as_mut().map(|(b, mb, vb)| (&mut **b, &mut **mb, &mut **vb));
-            total += run_rows(&data, ups, chunk_start, 0, w, m_w, v_w, bias);
-        }
+        // Rows are independent: blocks of rows go to different cores with the `parallel`
+        // feature (the block totals are added in order either way).
+        let mut bias_blocks = bias_bufs
+            .as_mut()
+            .map(|(b, mb, vb)| b.chunks_mut(ROWS).zip(mb.chunks_mut(ROWS)).zip(vb.chunks_mut(ROWS)));
+        let bias_rows = core::iter::from_fn(|| Some(bias_blocks.as_mut().and_then(|it| it.next()).map(|((b, m), v)| (b, m, v))));
+        let blocks = w
+            .chunks_mut(ROWS * d)
+            .zip(m_w.chunks_mut(ROWS * d))
+            .zip(v_w.chunks_mut(ROWS * d))
+            .zip(bias_rows)
+            .enumerate();
+        total += crate::parallel::sum(blocks, |(ci, (((w, mw), vw), bias))| {
+            run_rows(&data, ups, chunk_start, ci * ROWS, w, mw, vw, bias)
+        });
         chunk_start += chunk_len;
     }
     state.step = state.step.saturating_add(nsteps as u32);
@@ -282,26 +272,10 @@ fn run_rows(
     vw: &mut [f32],
     bias: BiasRows<'_>,
 ) -> f64 {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if avx512_detected() {
-        // SAFETY: the CPU supports every feature `run_rows_avx512` enables (AVX-512F,
-        // AVX-512VL, AVX2 and FMA, each checked just above), the only requirement of a
-        // target_feature function; it runs the same source, so the same arithmetic.
-        #[allow(unsafe_code)]
-        return unsafe { run_rows_avx512(data, ups, chunk_start, row0, w, mw, vw, bias) };
+    if let Some(avx) = Avx512::detect() {
+        return avx.run(|| run_rows_impl(data, ups, chunk_start, row0, w, mw, vw, bias, Some(avx)));
     }
-    run_rows_impl::<false>(data, ups, chunk_start, row0, w, mw, vw, bias)
-}
-
-/// Whether this CPU has every feature [`run_rows_avx512`] and [`adam_row_dot_avx512`] are
-/// compiled with (`#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]`): calling them
-/// is sound only then. The detection is cached by `std`, so this is a few loads.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-fn avx512_detected() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
+    run_rows_impl(data, ups, chunk_start, row0, w, mw, vw, bias, None)
 }
 
 /// Optimiser moments smaller in magnitude than this are set to zero after each update.
@@ -323,38 +297,25 @@ const MOMENT_FLOOR: f32 = 1e-30;
 /// `x`, or 0 when `|x| <` [`MOMENT_FLOOR`] (NaN is kept, so divergence is still seen).
 #[inline(always)]
 fn floor_moment(x: f32) -> f32 {
-    if x.abs() < MOMENT_FLOOR {
+    floor_at(x, MOMENT_FLOOR)
+}
+
+/// `x`, or 0 when `|x| < floor` (never for `floor = 0`; NaN is kept).
+#[inline(always)]
+fn floor_at(x: f32, floor: f32) -> f32 {
+    if x.abs() < floor {
         0.0
     } else {
         x
     }
 }
 
-/// [`run_rows`] compiled for AVX-512 (16 floats per instruction); callers check
-/// [`avx512_detected`] first. Rust never contracts `a * b + c` into a fused multiply-add and
-/// `sqrt`/division are exact in IEEE arithmetic, so the result is the same, bit for bit, as
-/// the portable build.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn run_rows_avx512(
-    data: &Data<'_>,
-    ups: &[Update],
-    chunk_start: usize,
-    row0: usize,
-    w: &mut [f32],
-    mw: &mut [f32],
-    vw: &mut [f32],
-    bias: BiasRows<'_>,
-) -> f64 {
-    run_rows_impl::<true>(data, ups, chunk_start, row0, w, mw, vw, bias)
-}
-
-/// The rows' training loop. `AVX512` (only set by [`run_rows_avx512`]) lets a batch-1 Adam
-/// step go through [`adam_row_dot_avx512`], which also sums the next step's `w . x`.
+/// The rows' training loop. With `avx` (only when [`run_rows`] runs it compiled for
+/// AVX-512) a batch-1 Adam step goes through [`Avx512::adam_row_dot`], which also sums the
+/// next step's `w . x`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn run_rows_impl<const AVX512: bool>(
+fn run_rows_impl(
     data: &Data<'_>,
     ups: &[Update],
     chunk_start: usize,
@@ -363,6 +324,7 @@ fn run_rows_impl<const AVX512: bool>(
     mw: &mut [f32],
     vw: &mut [f32],
     mut bias: BiasRows<'_>,
+    avx: Option<Avx512>,
 ) -> f64 {
     let Data {
         xs,
@@ -406,15 +368,11 @@ fn run_rows_impl<const AVX512: bool>(
                 let x = &xs[i * d..(i + 1) * d];
                 // Fused with the next step's dot product when that step is in this chunk
                 // (with batch 1 its sample is `order[st + 1]`).
-                let fused = AVX512 && upd.kind == Rule::Adam && bs == 1 && ci + 1 < ups.len();
-                match order.get(st + 1).filter(|_| fused) {
-                    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-                    // SAFETY: `AVX512` is true only in `run_rows_avx512`, which runs only
-                    // after `avx512_detected` found every feature this function enables.
-                    #[allow(unsafe_code)]
-                    Some(&j) => {
+                let fused = avx.filter(|_| bs == 1 && ci + 1 < ups.len());
+                match (fused, upd, order.get(st + 1)) {
+                    (Some(avx), Update::Adam(s), Some(&j)) => {
                         let xn = &xs[j as usize * d..(j as usize + 1) * d];
-                        next_dot = Some(unsafe { adam_row_dot_avx512(upd, wr, mwr, vwr, x, gscale * r[0], wd, xn) })
+                        next_dot = Some(avx.adam_row_dot(s, wr, mwr, vwr, x, gscale * r[0], wd, xn));
                     }
                     _ => upd.apply_row(wr, mwr, vwr, x, gscale * r[0], wd),
                 }
@@ -437,131 +395,101 @@ fn run_rows_impl<const AVX512: bool>(
     total
 }
 
-/// [`Update::apply_row`] for Adam, then `dot(w, xn)` of the updated row, in one pass with
-/// AVX-512. Each block of 16 weights takes the optimiser's update in exactly the portable
-/// code's operations (separate multiplies and adds, IEEE `sqrt` and division), then its
-/// products with `xn` are added into 8 accumulators, low half then high half, so that
-/// accumulator `i` sums elements `i, i + 8, ...` in order, as [`dot`] does; the tail and the
-/// final pairwise sum are `dot`'s too. So both results have the same bits as the two-pass
-/// portable code (tested). Callers check [`avx512_detected`] first.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn adam_row_dot_avx512(u: &Update, w: &mut [f32], m: &mut [f32], v: &mut [f32], x: &[f32], c: f32, wd: f32, xn: &[f32]) -> f32 {
-    use core::arch::x86_64::*;
-    let n = w.len().min(m.len()).min(v.len()).min(x.len()).min(xn.len());
-    let blocks = n / 16;
-    let (vc, vwd) = (_mm512_set1_ps(c), _mm512_set1_ps(wd));
-    let (va1, va2, vb1, vb2) = (
-        _mm512_set1_ps(u.a1),
-        _mm512_set1_ps(u.a2),
-        _mm512_set1_ps(u.b1),
-        _mm512_set1_ps(u.b2),
-    );
-    let (vss, visb, veps) = (_mm512_set1_ps(u.step_size), _mm512_set1_ps(u.inv_sqrt_bc2), _mm512_set1_ps(u.eps));
-    let vfloor = _mm512_set1_ps(MOMENT_FLOOR);
-    // `floor_moment` on 16 lanes: keep the lanes not below the floor (NaN is unordered,
-    // so kept), zero the others.
-    let floor = |v: __m512| _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLT_UQ>(_mm512_abs_ps(v), vfloor), v);
-    let mut acc = _mm256_setzero_ps();
-    for b in 0..blocks {
-        let o = b * 16;
-        // SAFETY: o + 16 <= n, and n is at most each slice's length.
-        let (wp, mp, vp) = unsafe { (w.as_mut_ptr().add(o), m.as_mut_ptr().add(o), v.as_mut_ptr().add(o)) };
-        let (xp, np) = unsafe { (x.as_ptr().add(o), xn.as_ptr().add(o)) };
-        let (wv, mv, vv, xv, nv) = unsafe {
-            (
-                _mm512_loadu_ps(wp),
-                _mm512_loadu_ps(mp),
-                _mm512_loadu_ps(vp),
-                _mm512_loadu_ps(xp),
-                _mm512_loadu_ps(np),
-            )
-        };
-        let g = _mm512_add_ps(_mm512_mul_ps(vc, xv), _mm512_mul_ps(vwd, wv));
-        let mv = floor(_mm512_add_ps(_mm512_mul_ps(va1, mv), _mm512_mul_ps(vb1, g)));
-        let vv = floor(_mm512_add_ps(_mm512_mul_ps(va2, vv), _mm512_mul_ps(_mm512_mul_ps(vb2, g), g)));
-        let denom = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vv), visb), veps);
-        let wv = _mm512_sub_ps(wv, _mm512_div_ps(_mm512_mul_ps(vss, mv), denom));
-        unsafe {
-            _mm512_storeu_ps(mp, mv);
-            _mm512_storeu_ps(vp, vv);
-            _mm512_storeu_ps(wp, wv);
-        }
-        let prod = _mm512_mul_ps(wv, nv);
-        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(prod));
-        acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(prod))));
-    }
-    let mut lanes = [0.0f32; 8];
-    // SAFETY: `lanes` holds 8 f32s.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-    let mut tail = 0.0f32;
-    let full = n / 8 * 8;
-    for j in blocks * 16..n {
-        let g = c * x[j] + wd * w[j];
-        u.apply(&mut w[j], &mut m[j], &mut v[j], g);
-        if j < full {
-            lanes[j % 8] += w[j] * xn[j];
-        } else {
-            tail += w[j] * xn[j];
-        }
-    }
-    crate::linalg::dot_finish(&lanes, tail)
+/// One step of Adam (`torch.optim.Adam`'s arithmetic), its step-dependent constants
+/// hoisted: the single implementation of the update, used by the core's trainers
+/// ([`Optimizer::Adam`]) and by the host's softmax baselines.
+///
+/// Per element, with `g` the gradient: `m = beta1 m + (1 - beta1) g`,
+/// `v = beta2 v + (1 - beta2) g^2`, `w -= step_size m / (sqrt(v) inv_sqrt_bc2 + eps)`, each
+/// a rounded multiply then a rounded add; moments below `floor` in magnitude become 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep {
+    pub(crate) beta1: f32,
+    pub(crate) beta2: f32,
+    pub(crate) one_minus_beta1: f32,
+    pub(crate) one_minus_beta2: f32,
+    pub(crate) step_size: f32,
+    pub(crate) inv_sqrt_bc2: f32,
+    pub(crate) eps: f32,
+    pub(crate) floor: f32,
 }
 
-/// Which update rule an [`Update`] applies.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Rule {
+impl AdamStep {
+    /// Step `t` (from 1) as the core's trainers take it: bias corrections `1 - beta^t` in
+    /// `f32`, moments below 1e-30 in magnitude set to 0 (where they no longer move a weight
+    /// but would reach the subnormal range, slow on x86).
+    pub fn new(lr: f32, beta1: f32, beta2: f32, eps: f32, t: i32) -> Self {
+        let bc1 = 1.0 - libm::powf(beta1, t as f32);
+        let bc2 = 1.0 - libm::powf(beta2, t as f32);
+        AdamStep {
+            step_size: lr / bc1,
+            inv_sqrt_bc2: 1.0 / libm::sqrtf(bc2),
+            floor: MOMENT_FLOOR,
+            ..Self::moments(beta1, beta2, eps)
+        }
+    }
+
+    /// A step with the bias corrections `bc1 = 1 - beta1^t`, `bc2 = 1 - beta2^t` given in
+    /// `f64` and divided in `f64`, as PyTorch does in Python floats, and no moment floor:
+    /// PyTorch's bits (the host's logistic-regression and MLP baselines).
+    pub fn with_corrections(lr: f32, beta1: f32, beta2: f32, eps: f32, bc1: f64, bc2: f64) -> Self {
+        AdamStep {
+            step_size: (lr as f64 / bc1) as f32,
+            inv_sqrt_bc2: (1.0 / libm::sqrt(bc2)) as f32,
+            floor: 0.0,
+            ..Self::moments(beta1, beta2, eps)
+        }
+    }
+
+    const fn moments(beta1: f32, beta2: f32, eps: f32) -> Self {
+        AdamStep {
+            beta1,
+            beta2,
+            one_minus_beta1: 1.0 - beta1,
+            one_minus_beta2: 1.0 - beta2,
+            step_size: 0.0,
+            inv_sqrt_bc2: 1.0,
+            eps,
+            floor: 0.0,
+        }
+    }
+
+    /// `w -= update(g)` element-wise over `w`, its gradient `g` and moments `m`, `v` (the
+    /// shortest length).
+    pub fn apply(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let s = *self;
+        for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            s.apply_one(w, m, v, g);
+        }
+    }
+
+    /// The update of one weight.
+    #[inline(always)]
+    pub(crate) fn apply_one(self, w: &mut f32, m: &mut f32, v: &mut f32, g: f32) {
+        *m = floor_at(self.beta1 * *m + self.one_minus_beta1 * g, self.floor);
+        *v = floor_at(self.beta2 * *v + self.one_minus_beta2 * g * g, self.floor);
+        let denom = sqrtf_fast(*v) * self.inv_sqrt_bc2 + self.eps;
+        *w -= self.step_size * *m / denom;
+    }
+}
+
+/// The per-parameter update rule of one step, its step-dependent constants hoisted.
+#[derive(Clone, Copy)]
+enum Update {
     /// Plain SGD.
-    Sgd,
-    /// SGD with momentum.
-    Momentum,
+    Sgd { lr: f32 },
+    /// SGD with momentum (PyTorch: `buf = momentum buf + g`, dampening 0; `w -= lr buf`).
+    Momentum { lr: f32, momentum: f32 },
     /// Adam.
-    Adam,
-}
-
-/// The per-parameter update rule with its step-dependent constants hoisted.
-struct Update {
-    kind: Rule,
-    lr: f32,
-    a1: f32,
-    a2: f32,
-    b1: f32,
-    b2: f32,
-    step_size: f32,
-    inv_sqrt_bc2: f32,
-    eps: f32,
+    Adam(AdamStep),
 }
 
 impl Update {
     fn new(opt: &Optimizer, t: i32) -> Self {
         match *opt {
-            Optimizer::Sgd { lr, momentum } => Update {
-                kind: if momentum == 0.0 { Rule::Sgd } else { Rule::Momentum },
-                lr,
-                a1: momentum,
-                a2: 0.0,
-                b1: 0.0,
-                b2: 0.0,
-                step_size: lr,
-                inv_sqrt_bc2: 1.0,
-                eps: 0.0,
-            },
-            Optimizer::Adam { lr, beta1, beta2, eps } => {
-                let bc1 = 1.0 - libm::powf(beta1, t as f32);
-                let bc2 = 1.0 - libm::powf(beta2, t as f32);
-                Update {
-                    kind: Rule::Adam,
-                    lr,
-                    a1: beta1,
-                    a2: beta2,
-                    b1: 1.0 - beta1,
-                    b2: 1.0 - beta2,
-                    step_size: lr / bc1,
-                    inv_sqrt_bc2: 1.0 / libm::sqrtf(bc2),
-                    eps,
-                }
-            }
+            Optimizer::Sgd { lr, momentum: 0.0 } => Update::Sgd { lr },
+            Optimizer::Sgd { lr, momentum } => Update::Momentum { lr, momentum },
+            Optimizer::Adam { lr, beta1, beta2, eps } => Update::Adam(AdamStep::new(lr, beta1, beta2, eps, t)),
         }
     }
 
@@ -571,30 +499,24 @@ impl Update {
     fn apply_row(&self, w: &mut [f32], m: &mut [f32], v: &mut [f32], x: &[f32], c: f32, wd: f32) {
         let n = w.len().min(m.len()).min(v.len()).min(x.len());
         let (w, m, v, x) = (&mut w[..n], &mut m[..n], &mut v[..n], &x[..n]);
-        match self.kind {
-            Rule::Sgd => {
-                let lr = self.lr;
+        match *self {
+            Update::Sgd { lr } => {
                 for (w, x) in w.iter_mut().zip(x) {
                     let g = c * x + wd * *w;
                     *w -= lr * g;
                 }
             }
-            Rule::Momentum => {
-                let (lr, mu) = (self.lr, self.a1);
+            Update::Momentum { lr, momentum } => {
                 for ((w, m), x) in w.iter_mut().zip(m.iter_mut()).zip(x) {
                     let g = c * x + wd * *w;
-                    *m = floor_moment(mu * *m + g);
+                    *m = floor_moment(momentum * *m + g);
                     *w -= lr * *m;
                 }
             }
-            Rule::Adam => {
-                let (a1, a2, b1, b2, ss, isb, eps) = (self.a1, self.a2, self.b1, self.b2, self.step_size, self.inv_sqrt_bc2, self.eps);
+            Update::Adam(s) => {
                 for (((w, m), v), x) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(x) {
                     let g = c * x + wd * *w;
-                    *m = floor_moment(a1 * *m + b1 * g);
-                    *v = floor_moment(a2 * *v + b2 * g * g);
-                    let denom = sqrtf_fast(*v) * isb + eps;
-                    *w -= ss * *m / denom;
+                    s.apply_one(w, m, v, g);
                 }
             }
         }
@@ -602,19 +524,13 @@ impl Update {
 
     #[inline(always)]
     fn apply(&self, w: &mut f32, m: &mut f32, v: &mut f32, g: f32) {
-        match self.kind {
-            Rule::Sgd => *w -= self.lr * g,
-            Rule::Momentum => {
-                // PyTorch: buf = momentum * buf + g (dampening 0); w -= lr * buf.
-                *m = floor_moment(self.a1 * *m + g);
-                *w -= self.lr * *m;
+        match *self {
+            Update::Sgd { lr } => *w -= lr * g,
+            Update::Momentum { lr, momentum } => {
+                *m = floor_moment(momentum * *m + g);
+                *w -= lr * *m;
             }
-            Rule::Adam => {
-                *m = floor_moment(self.a1 * *m + self.b1 * g);
-                *v = floor_moment(self.a2 * *v + self.b2 * g * g);
-                let denom = sqrtf_fast(*v) * self.inv_sqrt_bc2 + self.eps;
-                *w -= self.step_size * *m / denom;
-            }
+            Update::Adam(s) => s.apply_one(w, m, v, g),
         }
     }
 }
@@ -682,13 +598,14 @@ mod tests {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     #[test]
     fn fused_avx512_adam_row_has_the_portable_bits() {
-        if !avx512_detected() {
+        let Some(avx) = Avx512::detect() else {
             return;
-        }
+        };
         let mut rng = Rng::new(17);
         for n in [0usize, 1, 5, 8, 13, 16, 23, 24, 31, 32, 47, 784] {
             for (t, tiny) in [(1, false), (2, false), (50, false), (50, true)] {
-                let upd = Update::new(&Optimizer::adam(1e-3), t);
+                let step = AdamStep::new(1e-3, 0.9, 0.999, 1e-8, t);
+                let upd = Update::Adam(step);
                 let mut vec = |scale: f32| -> Vec<f32> { (0..n).map(|_| scale * rng.normal()).collect() };
                 // Moments near the floor, or subnormal, on every third lane, with a zero
                 // input there half the time (no gradient: the moment only decays).
@@ -709,9 +626,7 @@ mod tests {
                 upd.apply_row(&mut w1, &mut m1, &mut v1, &x, c, wd);
                 let d1 = dot(&w1, &xn);
                 let (mut w2, mut m2, mut v2) = (w0.clone(), m0.clone(), v0.clone());
-                // SAFETY: every feature the function enables was detected above.
-                #[allow(unsafe_code)]
-                let d2 = unsafe { adam_row_dot_avx512(&upd, &mut w2, &mut m2, &mut v2, &x, c, wd, &xn) };
+                let d2 = avx.adam_row_dot(&step, &mut w2, &mut m2, &mut v2, &x, c, wd, &xn);
                 let bits = |a: &[f32]| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&w1), bits(&w2), "w, n = {n}");
                 assert_eq!(bits(&m1), bits(&m2), "m, n = {n}");
@@ -735,16 +650,46 @@ mod tests {
             for j in 0..4 {
                 upd.apply(&mut w1[j], &mut m1[j], &mut v1[j], 0.0);
             }
-            let beta = upd.a1;
+            let beta = match upd {
+                Update::Adam(s) => s.beta1,
+                Update::Momentum { momentum, .. } => momentum,
+                Update::Sgd { .. } => unreachable!(),
+            };
             assert_eq!(m[..3], [0.0, 0.0, beta * 2e-30], "{opt:?}");
             assert!(m[3].is_nan());
             assert_eq!(w[..3], [0.25; 3], "{opt:?}");
-            if upd.kind == Rule::Adam {
-                assert_eq!(v[..3], [0.0, upd.a2 * 1e-20, 0.0]);
+            if let Update::Adam(s) = upd {
+                assert_eq!(v[..3], [0.0, s.beta2 * 1e-20, 0.0]);
             }
             let bits = |a: &[f32]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!((bits(&w), bits(&m), bits(&v)), (bits(&w1), bits(&m1), bits(&v1)), "{opt:?}");
         }
+    }
+
+    /// PyTorch's step (bias corrections in f64, no floor) keeps a moment the core's floor
+    /// flushes, and otherwise does the same arithmetic: PyTorch's formula, written out.
+    #[test]
+    fn the_pytorch_step_has_pytorch_bits_and_no_floor() {
+        let t = 3;
+        let (bc1, bc2) = (1.0 - 0.9f64.powi(t), 1.0 - 0.999f64.powi(t));
+        let torch = AdamStep::with_corrections(1e-3, 0.9, 0.999, 1e-8, bc1, bc2);
+        let (step_size, inv) = ((1e-3f64 / bc1) as f32, (1.0 / bc2.sqrt()) as f32);
+        let (mut w, mut m, mut v) = ([0.5f32, -0.25], [1e-31f32, 0.02], [1e-33f32, 4e-4]);
+        let g = [0.0f32, 0.3];
+        let mut want = (w, m, v);
+        for j in 0..2 {
+            let (w, m, v) = (&mut want.0[j], &mut want.1[j], &mut want.2[j]);
+            *m = 0.9 * *m + (1.0 - 0.9) * g[j];
+            *v = 0.999 * *v + (1.0 - 0.999) * g[j] * g[j];
+            *w -= step_size * *m / (v.sqrt() * inv + 1e-8);
+        }
+        torch.apply(&mut w, &g, &mut m, &mut v);
+        assert_eq!((w, m, v), want);
+        assert!(m[0] > 0.0 && v[0] > 0.0, "no floor: {m:?} {v:?}");
+        // The core's own step flushes the same tiny moments.
+        let (mut m2, mut v2) = ([1e-31f32, 0.02], [1e-33f32, 4e-4]);
+        AdamStep::new(1e-3, 0.9, 0.999, 1e-8, t).apply(&mut [0.5, -0.25], &g, &mut m2, &mut v2);
+        assert_eq!((m2[0], v2[0]), (0.0, 0.0));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 use ldl_core::columns::{column_runs, gather_columns, live_columns, run_width, scatter_columns};
 use ldl_core::linalg::{matmul_nn, matmul_nt, matmul_tn};
+use ldl_core::train::AdamStep;
 use ldl_core::Rng;
 
 /// Queries are classified in blocks of this many rows (bounds the activation memory).
@@ -387,28 +388,20 @@ fn argmax(v: &[f32]) -> usize {
     best
 }
 
-/// `torch.optim.Adam` (no weight decay) on one parameter vector.
-fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step_size: f32, inv_sqrt_bc2: f32) {
+/// `torch.optim.Adam` (no weight decay) on one parameter vector: the core's [`AdamStep`].
+fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: &AdamStep) {
     use rayon::prelude::*;
     // Element-wise, so pieces on different cores give the same bits; a hidden layer's
     // 800 k weights per step are bound by the divider, one core's worth is too slow.
     const PIECE: usize = 1 << 15;
-    #[allow(clippy::type_complexity)]
-    let run = |(((p, g), m), v): (((&mut [f32], &[f32]), &mut [f32]), &mut [f32])| {
-        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            *m = BETA1 * *m + (1.0 - BETA1) * g;
-            *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-            *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + EPS);
-        }
-    };
     if p.len() <= PIECE {
-        run((((p, g), m), v));
+        step.apply(p, g, m, v);
     } else {
         p.par_chunks_mut(PIECE)
             .zip(g.par_chunks(PIECE))
             .zip(m.par_chunks_mut(PIECE))
             .zip(v.par_chunks_mut(PIECE))
-            .for_each(run);
+            .for_each(|(((p, g), m), v)| step.apply(p, g, m, v));
     }
 }
 
@@ -489,11 +482,10 @@ fn train_network_on(support: &[&[f32]], d: usize, hidden: &[usize], cfg: &SgdCon
             t += 1;
             let bc1 = 1.0 - (BETA1 as f64).powi(t);
             let bc2 = 1.0 - (BETA2 as f64).powi(t);
-            let step_size = (cfg.lr as f64 / bc1) as f32;
-            let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
+            let step = AdamStep::with_corrections(cfg.lr, BETA1, BETA2, EPS, bc1, bc2);
             for ((layer, (gw, gb)), ((mw, mb), (vw, vb))) in net.layers.iter_mut().zip(&grads).zip(moments.iter_mut()) {
-                adam_update(&mut layer.wt, gw, mw, vw, step_size, inv_sqrt_bc2);
-                adam_update(&mut layer.b, gb, mb, vb, step_size, inv_sqrt_bc2);
+                adam_update(&mut layer.wt, gw, mw, vw, &step);
+                adam_update(&mut layer.b, gb, mb, vb, &step);
             }
         }
         losses.push((epoch_loss / total as f64) as f32);
