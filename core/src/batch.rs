@@ -43,26 +43,81 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
     check_len(n * c, out.len())?;
     out.iter_mut().for_each(|v| *v = 0.0);
     let members = classes.members();
-    // The live columns and their runs, found once for the members' input size `live_d`.
-    let (mut live_d, mut cols, mut runs) = (None, Vec::new(), Vec::new());
+    // The live columns' runs, found once for the members' input size `live.0`.
+    let mut live: Option<(usize, Live)> = None;
     for m in 0..members {
         let target = classes.target(m)?;
-        let (d, k) = (target.inputs(), target.outputs());
+        let d = target.inputs();
         check_len(n * d, xs.len())?;
-        let preds: Vec<Predictor<&[f32]>> = (0..c).map(|j| classes.predictor(m, j)).collect::<Result<_>>()?;
-        if live_d != Some(d) {
-            cols = live_columns(xs, n, d);
-            runs = column_runs(&cols);
-            live_d = Some(d);
+        if live.as_ref().map(|l| l.0) != Some(d) {
+            live = Some((d, Live::of(xs, n, d)));
         }
-        let dc = cols.len();
-        let mut prepared: Vec<Prepared> = crate::parallel::map(&preds, |p| prepare(&target, p, n, dc, &runs))
+        let Some((_, live)) = live.as_ref() else {
+            return Err(Error::EmptyClass);
+        };
+        let stacked = Stacked::new(classes, m, target, n, live)?;
+        // Blocks are independent: with `parallel` they go to different cores. A sample's
+        // distances do not depend on the block it is in, so neither do the results.
+        let starts: Vec<usize> = (0..n).step_by(BLOCK).collect();
+        let blocks = crate::parallel::map_init(&starts, || (Vec::new(), Vec::new()), |bufs, &s| stacked.block(xs, n, s, bufs));
+        for (&start, block) in starts.iter().zip(blocks) {
+            let block = block?;
+            out[start * c..start * c + block.len()]
+                .iter_mut()
+                .zip(&block)
+                .for_each(|(o, v)| *o += v / members as f32);
+        }
+    }
+    if out.iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite);
+    }
+    Ok(())
+}
+
+/// The inputs that are non-zero in some sample, as runs of consecutive columns.
+struct Live {
+    runs: Vec<(usize, usize)>,
+    /// How many (`dc`).
+    count: usize,
+}
+
+impl Live {
+    fn of(xs: &[f32], n: usize, d: usize) -> Live {
+        let cols = live_columns(xs, n, d);
+        Live {
+            runs: column_runs(&cols),
+            count: cols.len(),
+        }
+    }
+}
+
+/// One member's classes, prepared for blocks of samples: the Gram matrices' lower panels
+/// side by side, the closed-form bases one under another.
+struct Stacked<'a> {
+    target: Target<&'a [f32]>,
+    preds: Vec<Predictor<&'a [f32]>>,
+    prepared: Vec<Prepared>,
+    live: &'a Live,
+    panels: Vec<Panel>,
+    /// Gram classes (slots of `panels`).
+    ng: usize,
+    /// The bases over the live columns, stacked (`rt x dc`); class `j`'s starts at row
+    /// `uoff[j]`.
+    ustack: Vec<f32>,
+    uoff: Vec<usize>,
+    rt: usize,
+    /// Whether some class needs `Q(x)` of the block.
+    need_q: bool,
+}
+
+impl<'a> Stacked<'a> {
+    fn new(classes: &'a impl Classes, m: usize, target: Target<&'a [f32]>, n: usize, live: &'a Live) -> Result<Self> {
+        let (c, d, dc) = (classes.len(), target.inputs(), live.count);
+        let preds: Vec<Predictor<&[f32]>> = (0..c).map(|j| classes.predictor(m, j)).collect::<Result<_>>()?;
+        let mut prepared: Vec<Prepared> = crate::parallel::map(&preds, |p| prepare(&target, p, n, dc, &live.runs))
             .into_iter()
             .collect::<Result<_>>()?;
-        // Stacked operands: the Gram matrices' lower panels side by side, bases one under
-        // another.
         let gram_classes: Vec<usize> = (0..c).filter(|&j| matches!(prepared[j], Prepared::Gram { .. })).collect();
-        let ng = gram_classes.len();
         let panels = {
             let grams: Vec<&[f32]> = gram_classes
                 .iter()
@@ -84,85 +139,84 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
         for (j, p) in preds.iter().enumerate() {
             if let Predictor::Subspace(s) = p {
                 uoff[j] = ustack.len() / dc.max(1);
-                gather_columns(s.basis(), d, &runs, &mut ustack);
+                gather_columns(s.basis(), d, &live.runs, &mut ustack);
             }
         }
-        let rt = ustack.len() / dc.max(1);
         let need_q = preds.iter().any(|p| match p {
             Predictor::Dense(_) => true,
             Predictor::Subspace(s) => s.proj().is_some(),
             // A compact class computes its Q(x) sample by sample, as `classify` does.
             Predictor::Compact(_) => false,
-        }) && !gram_classes.len().eq(&c);
-        // A block's distances (row-major `nb x c`), with reused buffers for its live
-        // columns and its X U^T (fresh ones per block cost page faults and zeroing as large
-        // as the product's output).
-        let run_block = |start: usize, bufs: &mut (Vec<f32>, Vec<f32>)| -> Result<Vec<f32>> {
-            let (xc_buf, xu_buf) = bufs;
-            let nb = BLOCK.min(n - start);
-            let xb = &xs[start * d..(start + nb) * d];
-            let xcb = if dc < d {
-                xc_buf.clear();
-                gather_columns(xb, d, &runs, xc_buf);
-                &xc_buf[..]
-            } else {
-                xb
-            };
-            let mut qx = Vec::new();
-            if need_q {
-                qx = vec![0.0; nb * k];
-                target.forward_batch(xb, nb, &mut qx)?;
-            }
-            let quad = quadratic_forms(&panels, ng, xcb, nb, dc)?;
-            xu_buf.resize(nb * rt, 0.0);
-            let xu = &mut xu_buf[..nb * rt];
-            if rt > 0 {
-                matmul_nt(xcb, nb, dc, &ustack, rt, xu)?;
-            }
-            let norms: Vec<f32> = xb.chunks_exact(d).map(linalg::norm2).collect();
-            let ctx = Block {
-                target: &target,
-                xb,
-                xcb,
-                dc,
-                qx: &qx,
-                quad: &quad,
-                xu,
-                rt,
-                norms: &norms,
-                nb,
-                d,
-                k,
-            };
-            let mut block = vec![0.0f32; nb * c];
-            let mut slot = 0;
-            for (j, (p, prep)) in preds.iter().zip(&prepared).enumerate() {
-                let dist = class_distances(p, prep, &ctx, slot, uoff[j])?;
-                if matches!(prep, Prepared::Gram { .. }) {
-                    slot += 1;
-                }
-                for (i, v) in dist.iter().enumerate() {
-                    block[i * c + j] = v / members as f32;
-                }
-            }
-            Ok(block)
+        }) && gram_classes.len() != c;
+        Ok(Stacked {
+            rt: ustack.len() / dc.max(1),
+            target,
+            preds,
+            prepared,
+            live,
+            panels,
+            ng: gram_classes.len(),
+            ustack,
+            uoff,
+            need_q,
+        })
+    }
+
+    /// The distances (row-major `nb x c`) of the block of samples from `start`, with reused
+    /// buffers for its live columns and its `X U^T` (fresh ones per block cost page faults
+    /// and zeroing as large as the product's output).
+    fn block(&self, xs: &[f32], n: usize, start: usize, bufs: &mut (Vec<f32>, Vec<f32>)) -> Result<Vec<f32>> {
+        let (xc_buf, xu_buf) = bufs;
+        let (d, k, dc, rt) = (self.target.inputs(), self.target.outputs(), self.live.count, self.rt);
+        let nb = BLOCK.min(n - start);
+        let xb = &xs[start * d..(start + nb) * d];
+        let xcb = if dc < d {
+            xc_buf.clear();
+            gather_columns(xb, d, &self.live.runs, xc_buf);
+            &xc_buf[..]
+        } else {
+            xb
         };
-        let starts: Vec<usize> = (0..n).step_by(BLOCK).collect();
-        // Blocks are independent: with `parallel` they go to different cores. A sample's
-        // distances do not depend on the block it is in, so neither do the results.
-        let blocks = crate::parallel::map_init(&starts, || (Vec::new(), Vec::new()), |bufs, &s| run_block(s, bufs));
-        for (&start, block) in starts.iter().zip(blocks) {
-            let block = block?;
-            out[start * c..start * c + block.len()]
-                .iter_mut()
-                .zip(&block)
-                .for_each(|(o, v)| *o += v);
+        let mut qx = Vec::new();
+        if self.need_q {
+            qx = vec![0.0; nb * k];
+            self.target.forward_batch(xb, nb, &mut qx)?;
         }
+        let quad = quadratic_forms(&self.panels, self.ng, xcb, nb, dc)?;
+        xu_buf.resize(nb * rt, 0.0);
+        let xu = &mut xu_buf[..nb * rt];
+        if rt > 0 {
+            matmul_nt(xcb, nb, dc, &self.ustack, rt, xu)?;
+        }
+        let norms: Vec<f32> = xb.chunks_exact(d).map(linalg::norm2).collect();
+        let ctx = Block {
+            target: &self.target,
+            xb,
+            xcb,
+            dc,
+            qx: &qx,
+            quad: &quad,
+            xu,
+            rt,
+            norms: &norms,
+            nb,
+            d,
+            k,
+        };
+        let c = self.preds.len();
+        let mut block = vec![0.0f32; nb * c];
+        let mut slot = 0;
+        for (j, (p, prep)) in self.preds.iter().zip(&self.prepared).enumerate() {
+            let dist = class_distances(p, prep, &ctx, slot, self.uoff[j])?;
+            if matches!(prep, Prepared::Gram { .. }) {
+                slot += 1;
+            }
+            for (i, v) in dist.iter().enumerate() {
+                block[i * c + j] = *v;
+            }
+        }
+        Ok(block)
     }
-    if out.iter().any(|v| !v.is_finite()) {
-        return Err(Error::NonFinite);
-    }
-    Ok(())
 }
 
 /// One block of samples and the products shared by its classes.
