@@ -677,10 +677,10 @@ mod tests {
         let (mut w, mut m, mut v) = ([0.5f32, -0.25], [1e-31f32, 0.02], [1e-33f32, 4e-4]);
         let g = [0.0f32, 0.3];
         let mut want = (w, m, v);
-        for j in 0..2 {
+        for (j, &g) in g.iter().enumerate() {
             let (w, m, v) = (&mut want.0[j], &mut want.1[j], &mut want.2[j]);
-            *m = 0.9 * *m + (1.0 - 0.9) * g[j];
-            *v = 0.999 * *v + (1.0 - 0.999) * g[j] * g[j];
+            *m = 0.9 * *m + (1.0 - 0.9) * g;
+            *v = 0.999 * *v + (1.0 - 0.999) * g * g;
             *w -= step_size * *m / (v.sqrt() * inv + 1e-8);
         }
         torch.apply(&mut w, &g, &mut m, &mut v);
