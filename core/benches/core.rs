@@ -76,7 +76,7 @@ fn closed_form_fit(c: &mut Criterion) {
         let (mut mean, mut basis, mut shrink) = (vec![0.0; D], vec![0.0; cap * D], vec![0.0; cap]);
         let (mut proj, mut tmean) = (vec![0.0; K * cap], vec![0.0; K]);
         let mut scratch = vec![0.0; fit_scratch_len(m, D, K)];
-        let opts = ldl_core::FitOptions {
+        let opts = ldl_core::subspace::FitOptions {
             ridge: 1.0,
             ..Default::default()
         };
@@ -105,9 +105,9 @@ fn o2md_epoch(c: &mut Criterion) {
     let mut ts = vec![0.0; 10 * k];
     target.forward_batch(&xs, 10, &mut ts).unwrap();
     let mut p = ldl_core::Linear::new(D, k, true, ldl_core::Init::Uniform, &mut Rng::new(2)).unwrap();
-    let mut st = ldl_core::OptState::for_layer(&p);
-    let opts = ldl_core::StepOptions {
-        optimizer: ldl_core::Optimizer::adam(1e-3),
+    let mut st = ldl_core::train::OptState::for_layer(&p);
+    let opts = ldl_core::train::StepOptions {
+        optimizer: ldl_core::train::Optimizer::adam(1e-3),
         weight_decay: 0.0,
         batch_size: 1,
     };

@@ -7,19 +7,25 @@
 //!
 //! # Map: the paper's objects and where they live
 //!
-//! | object | type | module |
+//! | object | type | where |
 //! |---|---|---|
-//! | target `Q` (random linear map, or identity) | [`Target`], [`Linear`] | [`linear`] |
-//! | predictor `P_c` of a class | [`Predictor`]: dense [`Linear`], closed-form [`Subspace`], 8-bit [`compact::Compact`] | [`predictor`], [`subspace`], [`compact`] |
-//! | training by gradient (O2MD, BD, naive) | [`methods::GradientTrainer`], [`Optimizer`] | [`methods`] (host), [`train`] |
-//! | closed-form fit (the device and mcu modes) | [`fit::fit`], [`FitOptions`] | [`fit`], [`eigen`], [`augment`] (shifts) |
-//! | classification `argmin_c` distance, "unknown" | [`classify()`], [`Classification`] | [`classify`](mod@classify) |
-//! | the model file (versioned, CRC-checked, read in place) | [`ModelView`], [`Header`], [`format::encode`] | [`format`](mod@format) (`FORMAT.md`) |
-//! | a model on the host (owned weights) | [`Model`] | [`model`] |
-//! | enrollment of a new class | [`Model::enroll`] (host), [`store::Store::enroll`] (device: fit straight to flash) | [`model`], [`store`], [`fit`] |
+//! | target `Q` (random linear map, or identity) | [`Target`], [`Linear`], [`Init`] | root |
+//! | predictor `P_c` of a class | [`Predictor`]: dense [`Linear`], closed-form [`subspace::Subspace`], 8-bit [`compact::Compact`] | root, [`subspace`], [`compact`] |
+//! | training by gradient (O2MD, BD, naive) | [`methods::GradientTrainer`], [`train::Optimizer`], [`train::fit_epoch`] | [`methods`] (host), [`train`] |
+//! | closed-form fit (the device and mcu modes) | [`fit::fit`], [`subspace::FitOptions`] | [`fit`], [`eigen`], [`augment`] (shifts) |
+//! | classification `argmin_c` distance, "unknown" | [`classify()`], [`classify::Classification`], [`classify::Classes`] | [`classify`](mod@classify), [`novelty`] (scores) |
+//! | the model file (versioned, CRC-checked, read in place) | [`format::ModelView`], [`format::Header`], [`format::encode`] | [`format`](mod@format) (`FORMAT.md`) |
+//! | a model on the host (owned weights), its labels and preprocessing | [`Model`], [`Label`], [`Method`], [`Preprocess`] | root |
+//! | enrollment of a new class | [`Model::enroll`] (host), [`store::Store::enroll`] (device: fit straight to flash) | root, [`store`], [`fit`] |
 //! | enrolled classes kept across power cuts | [`store::Store`] (A/B slots) | [`store`] |
 //! | host <-> device frames | [`protocol::Request`], [`protocol::Response`], [`protocol::ErrorCode`] | [`protocol`] (`PROTOCOL.md`) |
 //! | a board's memory, known before flashing | [`budget::Sizes`] | [`budget`] |
+//! | many samples at once on the host | [`batch::distances`] | [`batch`] |
+//!
+//! Each item has one path: the value types every part uses ([`Error`], [`Rng`], the target,
+//! predictor and model types) at the root, the rest in the module that owns it. `linalg`,
+//! `eigen`, `columns` and `augment` are the shared numerical building blocks (the trainer's
+//! baselines and the tests call them too); the unsafe kernels behind them are private.
 //!
 //! # From samples to a decision
 //!
@@ -29,7 +35,8 @@
 //! ```
 //! # #[cfg(feature = "alloc")] {
 //! use ldl_core::methods::{fit_closed_form, ClosedFormConfig};
-//! use ldl_core::{classify, format, ModelView};
+//! use ldl_core::format::{self, ModelView};
+//! use ldl_core::classify;
 //!
 //! // Three samples of 4 values per class, row-major.
 //! let a = [1.0, 0.0, 0.0, 0.0, 0.9, 0.1, 0.0, 0.0, 1.1, 0.0, 0.1, 0.0];
@@ -81,37 +88,37 @@ pub mod classify;
 pub mod columns;
 pub mod compact;
 pub mod eigen;
-pub mod error;
+mod error;
 pub mod fit;
 pub mod format;
 mod kernels;
 pub mod linalg;
-pub mod linear;
+mod linear;
 #[cfg(feature = "alloc")]
 pub mod methods;
-pub mod model;
+mod model;
 pub mod novelty;
 mod parallel;
-pub mod predictor;
+mod predictor;
 pub mod protocol;
-pub mod rng;
+mod rng;
 pub mod store;
 pub mod subspace;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod train;
 
-pub use classify::{classify, Classes, Classification};
+// The value types every part uses live at the root (their modules are private); the
+// modules named above own the rest, so each item has one path. `classify()` is also at the
+// root: it is the entry point.
+pub use classify::classify;
 pub use error::{Error, Result};
-pub use format::{Header, ModelView};
-pub use linear::{Init, Linear, Target};
+pub use linear::{init_weights, Init, Linear, Target};
 pub use model::{label, ImageSpec, Label, Method, Preprocess};
 #[cfg(feature = "alloc")]
 pub use model::{Member, Model};
 pub use predictor::Predictor;
 pub use rng::Rng;
-pub use subspace::{FitOptions, Subspace};
-pub use train::{OptState, Optimizer, StepOptions};
 
 /// Longest class label, in bytes.
 pub const LABEL_LEN: usize = 16;

@@ -203,7 +203,7 @@ pub fn relative(distances: &[f32], norm2: f32) -> Result<f32> {
 
 /// Ensemble disagreement: the fraction of members whose own closest class (`member_best`)
 /// is not `best`, the closest class by the members' mean distance; 0 when they all agree
-/// (1 - [`crate::Classification::agreement`]).
+/// (1 - [`crate::classify::Classification::agreement`]).
 pub fn disagreement(member_best: &[u16], best: usize) -> Result<f32> {
     if member_best.is_empty() {
         return Err(Error::EmptyClass);

@@ -5,9 +5,11 @@
 #![cfg(feature = "alloc")]
 
 use ldl_core::classify::scratch_len;
+use ldl_core::classify::Classes;
 use ldl_core::format::{self, ModelView, HEADER_OFFSET};
 use ldl_core::methods::{self, ClosedFormConfig, GradientConfig, GradientTrainer};
-use ldl_core::{classify, Classes, FitOptions, Model, Preprocess, Rng};
+use ldl_core::subspace::FitOptions;
+use ldl_core::{classify, Model, Preprocess, Rng};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::sync::OnceLock;

@@ -1,7 +1,9 @@
 //! Every method on problems whose answer is known: well-separated synthetic classes.
 
 use ldl_core::methods::{ensemble, fit_closed_form, ClosedFormConfig, GradientConfig, GradientTrainer};
-use ldl_core::{classify, classify::scratch_len, FitOptions, Method, Model, Optimizer, Rng};
+use ldl_core::subspace::FitOptions;
+use ldl_core::train::Optimizer;
+use ldl_core::{classify, classify::scratch_len, Method, Model, Rng};
 
 const D: usize = 24;
 

@@ -15,10 +15,10 @@ use ldl_core::budget::Sizes;
 use ldl_core::classify::{scratch_len, Classes};
 use ldl_core::fit::{fit_scratch_len, Samples};
 use ldl_core::format::{ModelView, MAX_CLASSES};
-use ldl_core::model::Label;
 use ldl_core::protocol::{self, Classified, ErrorCode, FrameReader, Info, ModelStatus, Push, Request, Response};
 use ldl_core::store::{classify_joined, Loaded, ModelKey, Store};
 use ldl_core::Error;
+use ldl_core::Label;
 
 use crate::app::{model_state, ModelState};
 
@@ -571,9 +571,9 @@ fn write_frame<S: Write>(serial: &mut S, tx: &[u8], n: usize) -> Result<(), S::E
 mod tests {
     use super::*;
     use ldl_core::methods::{fit_compact, ClosedFormConfig};
-    use ldl_core::model::{label, Model};
     use ldl_core::protocol::{decode, encode, MAX_FRAME_LEN};
     use ldl_core::subspace::FitOptions;
+    use ldl_core::{label, Model};
 
     const W: usize = 4;
     const D: usize = W * W;

@@ -16,7 +16,8 @@
 use ldl_firmware as _; // board: defmt logger, panic handler
 
 use ldl_core::format::{checksum, ClassEntry, ClassForm, Header, TargetEntry, TargetKind, CRC_LEN, HEADER_OFFSET, MAGIC, VERSION};
-use ldl_core::{FitOptions, Method, Preprocess};
+use ldl_core::subspace::FitOptions;
+use ldl_core::{Method, Preprocess};
 
 /// Input dimension of the test model.
 pub const D: usize = 16;
@@ -182,7 +183,8 @@ mod tests {
     use ldl_core::linalg::{axpy, dot};
     use ldl_core::protocol::{ErrorCode, ModelStatus};
     use ldl_core::store::{classify_joined, joined_scratch_len, Loaded, ModelKey, Store};
-    use ldl_core::{Error, FitOptions, Rng, Target};
+    use ldl_core::subspace::FitOptions;
+    use ldl_core::{Error, Rng, Target};
     use ldl_firmware::device::check_model;
 
     #[init]

@@ -6,7 +6,8 @@ use crate::baselines;
 use crate::data::Dataset;
 use anyhow::{bail, Context, Result};
 use ldl_core::methods::{fit_closed_form, ClosedFormConfig, GradientConfig, GradientTrainer};
-use ldl_core::{augment, FitOptions, Rng};
+use ldl_core::subspace::FitOptions;
+use ldl_core::{augment, Rng};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,7 +59,8 @@ impl MethodSpec {
                     _ => GradientConfig::naive_paper(),
                 };
                 let mut name = base;
-                if let (ldl_core::Optimizer::Adam { lr, .. }, true) = (c.predictor_step.optimizer, c.predictor_step != paper.predictor_step)
+                if let (ldl_core::train::Optimizer::Adam { lr, .. }, true) =
+                    (c.predictor_step.optimizer, c.predictor_step != paper.predictor_step)
                 {
                     name += &format!("-lr{lr:e}");
                 }
@@ -66,8 +68,10 @@ impl MethodSpec {
                     name += &format!("-e{}", c.epochs);
                 }
                 // BD's target at a rate of its own (a target that does not train has none).
-                if let (ldl_core::methods::GradientMethod::Bd, ldl_core::Optimizer::Adam { lr, .. }) = (c.method, c.target_step.optimizer) {
-                    if !matches!(c.predictor_step.optimizer, ldl_core::Optimizer::Adam { lr: p, .. } if p == lr) {
+                if let (ldl_core::methods::GradientMethod::Bd, ldl_core::train::Optimizer::Adam { lr, .. }) =
+                    (c.method, c.target_step.optimizer)
+                {
+                    if !matches!(c.predictor_step.optimizer, ldl_core::train::Optimizer::Adam { lr: p, .. } if p == lr) {
                         name += &format!("-tlr{lr:e}");
                     }
                 }
@@ -170,10 +174,10 @@ impl MethodSpec {
         }
         let grad = |mut c: GradientConfig| {
             if let Some(lr) = lr {
-                c.predictor_step.optimizer = ldl_core::Optimizer::adam(lr);
+                c.predictor_step.optimizer = ldl_core::train::Optimizer::adam(lr);
             }
             if let Some(lr) = target_lr.or(lr) {
-                c.target_step.optimizer = ldl_core::Optimizer::adam(lr);
+                c.target_step.optimizer = ldl_core::train::Optimizer::adam(lr);
             }
             if let Some(e) = epochs {
                 c.epochs = e;
@@ -266,8 +270,8 @@ pub fn validated(spec: &MethodSpec, shots: usize) -> MethodSpec {
     let MethodSpec::Gradient(c) = spec else { return spec.clone() };
     let mut c = *c;
     let rates = |c: &mut GradientConfig, predictor: f32, target: f32| {
-        c.predictor_step.optimizer = ldl_core::Optimizer::adam(predictor);
-        c.target_step.optimizer = ldl_core::Optimizer::adam(target);
+        c.predictor_step.optimizer = ldl_core::train::Optimizer::adam(predictor);
+        c.target_step.optimizer = ldl_core::train::Optimizer::adam(target);
     };
     let lr_1e4 = |c: &mut GradientConfig| rates(c, 1e-4, 1e-4);
     match c.method {
@@ -966,8 +970,8 @@ mod tests {
             unreachable!()
         };
         assert_eq!((c.k, c.epochs), (784, 10));
-        assert_eq!(c.predictor_step.optimizer, ldl_core::Optimizer::adam(1e-4));
-        assert_eq!(c.target_step.optimizer, ldl_core::Optimizer::adam(5e-5));
+        assert_eq!(c.predictor_step.optimizer, ldl_core::train::Optimizer::adam(1e-4));
+        assert_eq!(c.target_step.optimizer, ldl_core::train::Optimizer::adam(5e-5));
         assert_eq!(
             MethodSpec::parse("bd:784:1e-4:10:5e-5").unwrap().name(),
             "bd-k784-lr1e-4-e10-tlr5e-5"
@@ -995,8 +999,8 @@ mod tests {
             _ => unreachable!(),
         };
         let (o2md, bd) = (MethodSpec::parse("o2md").unwrap(), MethodSpec::parse("bd").unwrap());
-        let a3 = ldl_core::Optimizer::adam(1e-3);
-        let a4 = ldl_core::Optimizer::adam(1e-4);
+        let a3 = ldl_core::train::Optimizer::adam(1e-3);
+        let a4 = ldl_core::train::Optimizer::adam(1e-4);
         assert_eq!(lr(&validated(&o2md, 1)), (3, a3, a3));
         assert_eq!(lr(&validated(&o2md, 5)), (10, a3, a3));
         assert_eq!(lr(&validated(&o2md, 10)), (10, a4, a4));
@@ -1005,7 +1009,7 @@ mod tests {
         assert_eq!(lr(&validated(&bd, 1)), (10, a4, a3));
         assert_eq!(lr(&validated(&bd, 5)), (10, a4, a4));
         assert_eq!(lr(&validated(&bd, 3)), (10, a4, a4));
-        assert_eq!(lr(&validated(&bd, 10)), (10, ldl_core::Optimizer::adam(5e-5), a4));
+        assert_eq!(lr(&validated(&bd, 10)), (10, ldl_core::train::Optimizer::adam(5e-5), a4));
         assert_eq!(lr(&validated(&bd, 100)), (5, a4, a4));
         // Not the paper's defaults: untouched.
         let custom = MethodSpec::parse("o2md:2000:1e-3:7").unwrap();

@@ -136,7 +136,7 @@ pub fn plan(model: &Path, chip: &str, board: Option<&str>) -> Result<(Plan, Vec<
     }
     // The board's firmware must run it: its inputs, and the workspace for its classes.
     let aligned = ldl_core::format::Aligned::new(&bytes);
-    let view = ldl_core::ModelView::parse(&aligned).map_err(|e| crate::models::model_error(model, e))?;
+    let view = ldl_core::format::ModelView::parse(&aligned).map_err(|e| crate::models::model_error(model, e))?;
     if let Err(why) = crate::models::inspect::device_runs(&view, &board) {
         bail!(
             "{}: {} would refuse it at boot: {why}; nothing written",

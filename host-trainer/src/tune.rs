@@ -14,7 +14,8 @@ use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ldl_core::methods::{fit_closed_form, ClosedFormConfig};
-use ldl_core::{FitOptions, Rng};
+use ldl_core::subspace::FitOptions;
+use ldl_core::Rng;
 use serde::Serialize;
 use std::path::PathBuf;
 

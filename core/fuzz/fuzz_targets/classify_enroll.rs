@@ -8,11 +8,12 @@
 #![no_main]
 
 use ldl_core::classify::scratch_len;
+use ldl_core::classify::Classes;
 use ldl_core::fit::{fit_scratch_len, linear_outputs, Samples};
 use ldl_core::format::{self, ModelView, CRC_LEN, MIN_FILE_LEN};
 use ldl_core::store::{classify_joined, ModelKey, Store};
 use ldl_core::testing::RamFlash;
-use ldl_core::{Classes, Error};
+use ldl_core::Error;
 use libfuzzer_sys::fuzz_target;
 
 const C: usize = 4;

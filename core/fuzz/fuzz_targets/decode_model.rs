@@ -6,8 +6,8 @@
 #![no_main]
 
 use ldl_core::classify::scratch_len;
+use ldl_core::classify::{classify, Classes};
 use ldl_core::format::{self, ModelView, CRC_LEN, MIN_FILE_LEN};
-use ldl_core::{classify, Classes};
 use libfuzzer_sys::fuzz_target;
 
 fn exercise(view: &ModelView<'_>) {

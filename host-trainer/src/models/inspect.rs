@@ -20,7 +20,8 @@ use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use ldl_core::classify::Classes;
 use ldl_core::format::{ClassForm, ModelView, TargetKind};
-use ldl_core::{FitOptions, Method, Preprocess};
+use ldl_core::subspace::FitOptions;
+use ldl_core::{Method, Preprocess};
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -82,7 +82,7 @@ pub struct Answer {
 }
 
 /// Classifies one raw input with `model` (preprocessing, then `classify`).
-pub fn classify_raw(model: &Model, raw: Vec<f32>) -> Result<(ldl_core::Classification, Vec<f32>)> {
+pub fn classify_raw(model: &Model, raw: Vec<f32>) -> Result<(ldl_core::classify::Classification, Vec<f32>)> {
     if raw.len() != model.inputs() {
         bail!("{} values, the model takes {}", raw.len(), model.inputs());
     }

@@ -474,7 +474,7 @@ struct Summary<'a> {
     threshold_source: &'a str,
     preprocess: ldl_core::Preprocess,
     /// Closed-form methods: the fit (also how a device fits classes it enrolls).
-    fit: Option<ldl_core::FitOptions>,
+    fit: Option<ldl_core::subspace::FitOptions>,
     /// Gradient methods: how the classes were trained.
     training: Option<GradientSummary>,
     train_accuracy: f64,
@@ -522,14 +522,14 @@ impl GradientSummary {
     }
 }
 
-fn optimizer(o: &ldl_core::Optimizer) -> (&'static str, f32) {
+fn optimizer(o: &ldl_core::train::Optimizer) -> (&'static str, f32) {
     match *o {
-        ldl_core::Optimizer::Adam { lr, .. } => ("Adam", lr),
-        ldl_core::Optimizer::Sgd { lr, .. } => ("SGD", lr),
+        ldl_core::train::Optimizer::Adam { lr, .. } => ("Adam", lr),
+        ldl_core::train::Optimizer::Sgd { lr, .. } => ("SGD", lr),
     }
 }
 
-fn optimizer_lr(o: &ldl_core::Optimizer) -> f32 {
+fn optimizer_lr(o: &ldl_core::train::Optimizer) -> f32 {
     optimizer(o).1
 }
 
