@@ -459,6 +459,12 @@ fn finish_frame(buf: &mut [u8], ovh: usize, n: usize) -> Result<usize, FrameErro
 /// COBS-encodes `buf[src..src + n]` into `buf[0..]`, in place (`src >= cobs_overhead(n)`);
 /// returns the encoded length. The writer never overtakes the reader: before input byte
 /// `i` at most `1 + i / 254` code bytes have been written.
+///
+/// Written here rather than taken from postcard's `Cobs` flavour and `CobsAccumulator`:
+/// those encode into a second buffer and decode from their own, and the CRC-32 goes inside
+/// the COBS block after postcard's bytes; in place, one frame buffer per direction is all the
+/// firmware holds (`budget::TX_BYTES`). The frames are plain COBS either way (a test checks
+/// them against a reference encoder).
 fn cobs_encode_in_place(buf: &mut [u8], src: usize, n: usize) -> Result<usize, FrameError> {
     if src < cobs_overhead(n) || src.saturating_add(n) > buf.len() {
         return Err(FrameError::BufferTooSmall);
