@@ -41,12 +41,22 @@ pub enum MethodSpec {
     NearestNeighbour,
     /// Nearest class mean (baseline).
     NearestMean,
+    /// An ensemble of an LDL method ("randomized prior functions", the paper's uncertainty
+    /// device): `members` models, each fitted with its own seed on a bootstrap resample of
+    /// every class's support ([`ldl_core::methods::ensemble`]), their distances averaged.
+    Ensemble {
+        /// The method of every member (an LDL method, not an ensemble).
+        of: Box<MethodSpec>,
+        /// Members, 2..=[`ldl_core::classify::MAX_MEMBERS`].
+        members: usize,
+    },
 }
 
 impl MethodSpec {
     /// Short name used on the command line and in reports.
     pub fn name(&self) -> String {
         match self {
+            MethodSpec::Ensemble { of, members } => format!("{}-m{members}", of.name()),
             MethodSpec::Gradient(c) => {
                 let base = match c.method {
                     ldl_core::methods::GradientMethod::O2md => format!("o2md-k{}", c.k),
@@ -210,6 +220,24 @@ impl MethodSpec {
             _ => 0,
         }
     }
+
+    /// This method as an ensemble of `members` bootstrap members (`members = 1`: itself).
+    /// Any LDL method can be one, the closed forms too (each member fits its own resample);
+    /// the baselines make no LDL model and cannot.
+    pub fn ensemble(self, members: usize) -> Result<MethodSpec> {
+        let max = ldl_core::classify::MAX_MEMBERS;
+        match (members, &self) {
+            (0, _) => bail!("--members must be at least 1"),
+            (1, _) => Ok(self),
+            (m, _) if m > max => bail!("--members {m}: a model holds at most {max} ensemble members"),
+            (_, MethodSpec::Ensemble { .. }) => bail!("{} is already an ensemble", self.name()),
+            (_, MethodSpec::Gradient(_) | MethodSpec::ClosedForm { .. } | MethodSpec::Compact { .. }) => Ok(MethodSpec::Ensemble {
+                of: Box::new(self),
+                members,
+            }),
+            _ => bail!("{} is a baseline, not an LDL method: it has no ensemble members", self.name()),
+        }
+    }
 }
 
 /// A method as the user named it (`device`, `mcu:32`, `o2md:784:1e-4:10`), with what it
@@ -245,6 +273,12 @@ impl NamedMethod {
 /// rerun them. Other shot counts, and specs that are not the paper's defaults or the device
 /// mode, are returned unchanged: they were not validated.
 pub fn validated(spec: &MethodSpec, shots: usize) -> MethodSpec {
+    if let MethodSpec::Ensemble { of, members } = spec {
+        return MethodSpec::Ensemble {
+            of: Box::new(validated(of, shots)),
+            members: *members,
+        };
+    }
     // The mcu mode fits as the device mode does: the same ridge rule.
     if let MethodSpec::Compact { cfg, shift } = spec {
         let mut c = *cfg;
@@ -395,6 +429,8 @@ pub fn weight_bytes(method: &MethodSpec, d: usize, classes: usize) -> Option<u64
             .and_then(|(last, total)| total.checked_add(last.checked_mul(n)?))?
             .checked_mul(3)?,
         MethodSpec::ClosedForm { cfg, .. } => layer(cfg.k as u64)?,
+        // Every member's model is kept (one member trains at a time: a bound).
+        MethodSpec::Ensemble { of, members } => return weight_bytes(of, d as usize, classes)?.checked_mul(*members as u64),
         _ => 0,
     };
     floats.checked_mul(4)
@@ -734,8 +770,32 @@ pub fn fit_model(method: &MethodSpec, views: &[&[f32]], d: usize, image: Option<
         MethodSpec::Compact { cfg, shift } => {
             ldl_core::methods::fit_compact(views, d, &labels, cfg, image, if image.is_some() { *shift } else { 0 }, seed)?
         }
+        MethodSpec::Ensemble { of, members } => ensemble_of(views, d, *members, seed, |v, s| fit_model(of, v, d, image, s))?,
         _ => bail!("{} is a baseline: it makes no LDL model", method.name()),
     })
+}
+
+/// [`ldl_core::methods::ensemble`] with a `build` that fails with a host error (kept whole,
+/// not flattened into the core's error type).
+pub fn ensemble_of(
+    views: &[&[f32]],
+    d: usize,
+    members: usize,
+    seed: u64,
+    mut build: impl FnMut(&[&[f32]], u64) -> Result<ldl_core::Model>,
+) -> Result<ldl_core::Model> {
+    let mut err = None;
+    let r = ldl_core::methods::ensemble(views, d, members, seed, |v, s| {
+        build(v, s).map_err(|e| {
+            err = Some(e);
+            ldl_core::Error::InvalidParameter
+        })
+    });
+    match (r, err) {
+        (Ok(m), _) => Ok(m),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(anyhow::anyhow!(e)).context("ensemble"),
+    }
 }
 
 /// Runs one method on one episode. With `per_epoch`, gradient methods also score the
@@ -774,7 +834,7 @@ pub fn run_trial(
             let model = tr.into_model();
             (ldl_core::batch::predict(&model, &ep.queries, n)?, train_secs, t1)
         }
-        MethodSpec::ClosedForm { .. } | MethodSpec::Compact { .. } => {
+        MethodSpec::ClosedForm { .. } | MethodSpec::Compact { .. } | MethodSpec::Ensemble { .. } => {
             let model = fit_model(method, &views, d, image, mseed)?;
             let train_secs = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
@@ -962,6 +1022,55 @@ mod tests {
             unreachable!()
         };
         assert_eq!(cfg.fit.ridge, 4000.0);
+    }
+
+    #[test]
+    fn ensembles_are_of_ldl_methods_and_fit_one_member_per_bootstrap() {
+        let dev = MethodSpec::parse("device").unwrap();
+        // 1 member is the method itself; 0, more than a model holds, a baseline, an
+        // ensemble of an ensemble are refused.
+        assert_eq!(dev.clone().ensemble(1).unwrap().name(), dev.name());
+        for (spec, m, why) in [
+            (dev.clone(), 0, "at least 1"),
+            (dev.clone(), 17, "at most 16"),
+            (MethodSpec::parse("logreg").unwrap(), 3, "baseline"),
+            (dev.clone().ensemble(2).unwrap(), 2, "already an ensemble"),
+        ] {
+            let e = spec.ensemble(m).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        // Every LDL method can be one: the model holds one member per bootstrap, the same
+        // members the core's ensemble makes from the same seed.
+        let mut rng = Rng::new(3);
+        let classes: Vec<Vec<f32>> = (0..3).map(|_| (0..4 * 12).map(|_| rng.normal()).collect()).collect();
+        let views: Vec<&[f32]> = classes.iter().map(Vec::as_slice).collect();
+        for name in ["closed:8", "mcu:4:0", "o2md:8:1e-3:2"] {
+            let spec = MethodSpec::parse(name).unwrap();
+            let ens = spec.clone().ensemble(3).unwrap();
+            assert_eq!(ens.name(), format!("{}-m3", spec.name()));
+            let model = fit_model(&ens, &views, 12, None, 9).unwrap();
+            assert_eq!(model.members.len(), 3, "{name}");
+            let direct = ldl_core::methods::ensemble(&views, 12, 3, 9, |v, s| {
+                fit_model(&spec, v, 12, None, s).map_err(|_| ldl_core::Error::InvalidParameter)
+            })
+            .unwrap();
+            assert_eq!(
+                ldl_core::format::encode(&model).unwrap(),
+                ldl_core::format::encode(&direct).unwrap(),
+                "{name}"
+            );
+            // The members differ (their own resamples and seeds).
+            let bytes = |i: usize| {
+                let mut one = model.clone();
+                one.members = vec![model.members[i].clone()];
+                ldl_core::format::encode(&one).unwrap()
+            };
+            assert_ne!(bytes(0), bytes(1), "{name}");
+        }
+        // A member's own error reaches the caller whole.
+        let bad = MethodSpec::parse("device").unwrap().ensemble(2).unwrap();
+        let e = fit_model(&bad, &views, 12, Some((5, 5)), 1).unwrap_err();
+        assert!(!format!("{e:#}").contains("InvalidParameter"), "{e:#}");
     }
 
     #[test]

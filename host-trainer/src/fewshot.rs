@@ -47,7 +47,12 @@ pub struct FewshotArgs {
     /// Seed of everything (the authors used 2019).
     #[arg(long, default_value_t = 2019)]
     seed: u64,
-    /// Also score the queries after every epoch (gradient methods).
+    /// Ensemble members per LDL method (bootstrap resamples of each class's support, each
+    /// member its own seed; `ldl_core::methods::ensemble`), their distances averaged; the
+    /// settings column shows `-mN`. 1 = plain models. Not with the baselines.
+    #[arg(long, default_value_t = 1)]
+    members: usize,
+    /// Also score the queries after every epoch (gradient methods; not with --members).
     #[arg(long)]
     per_epoch: bool,
     /// Write every trial's result as JSON here.
@@ -130,6 +135,13 @@ pub fn run(a: FewshotArgs) -> Result<()> {
     let mut methods: Vec<NamedMethod> = a.methods.iter().map(|m| NamedMethod::parse(m)).collect::<Result<_>>()?;
     if let Some(note) = experiment::drop_shifts_without_images(&mut methods, loaded.train.image, a.data.dataset.name()) {
         eprintln!("{note}");
+    }
+    if a.members > 1 && a.per_epoch {
+        bail!("--per-epoch scores one model epoch by epoch: not with --members");
+    }
+    for m in &mut methods {
+        let spec = std::mem::replace(&mut m.spec, experiment::MethodSpec::NearestMean);
+        m.spec = spec.ensemble(a.members).with_context(|| format!("--methods {}", m.name))?;
     }
     let default_ways = if a.within_alphabet { 20 } else { loaded.train.num_classes() };
     let ways = a.ways.unwrap_or(default_ways);

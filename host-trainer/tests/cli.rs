@@ -1050,3 +1050,80 @@ fn fewshot_takes_a_fixed_split_of_one_drawing_per_class() {
         &["query class Latin/character01 is not in the support"],
     );
 }
+
+#[test]
+fn ensembles_train_every_member_into_the_file_and_predict_reports_agreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ens.ldlm");
+    let t = ok_json(&[
+        "train",
+        "--classes",
+        "0-2",
+        "--shots",
+        "5",
+        "--method",
+        "mcu",
+        "--members",
+        "3",
+        "--seed",
+        "7",
+        "--out",
+        s(&path),
+        "--json",
+    ]);
+    assert_eq!(t["settings"], "mcu-m3");
+    // The file is the library's fit with the same options: three members, each its own
+    // bootstrap fit.
+    let loaded = mnist().load().unwrap();
+    let options = TrainOptions {
+        classes: Some("0-2".into()),
+        shots: Some(5),
+        seed: 7,
+        members: 3,
+        ..TrainOptions::new(DatasetKind::Mnist, "mcu")
+    };
+    let model = fit(&options, &loaded).unwrap().model;
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(ldl_core::format::decode(&bytes).unwrap(), model);
+    assert_eq!(model.members.len(), 3);
+    assert_ne!(model.members[0], model.members[1]);
+    // predict: every answer carries the members' agreement, a share of the 3 members.
+    let p = ok_json(&["predict", s(&path), "--mnist-test", "0", "1", "2", "3", "--json"]);
+    for a in p.as_array().unwrap() {
+        let agreement = a["agreement"].as_f64().unwrap();
+        assert!([1.0 / 3.0, 2.0 / 3.0, 1.0].iter().any(|v| (v - agreement).abs() < 1e-6), "{a}");
+    }
+    // Baselines have no members; neither does a count outside 1..=16.
+    fails_with(
+        &[
+            "train",
+            "--method",
+            "logreg",
+            "--members",
+            "3",
+            "--out",
+            s(&dir.path().join("x.ldlm")),
+        ],
+        &["baseline"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--method",
+            "device",
+            "--members",
+            "17",
+            "--shots",
+            "2",
+            "--classes",
+            "0-1",
+            "--out",
+            s(&dir.path().join("y.ldlm")),
+        ],
+        &["at most 16"],
+    );
+    fails_with(
+        &["fewshot", "--methods", "device,1nn", "--members", "2", "--trials", "1"],
+        &["1nn", "baseline"],
+    );
+}

@@ -58,6 +58,13 @@ pub struct TrainArgs {
     /// the model and of classes a device enrolls; 0 = no limit).
     #[arg(long)]
     pub max_rank: Option<u16>,
+    /// Ensemble members (bootstrap resamples of each class's support, each member its own
+    /// seed; the paper's randomized prior functions): classification averages the members'
+    /// distances and reports their agreement. Any LDL method; the model holds every member
+    /// (members x the classes' weights). A device classifies with such a model but enrolls
+    /// only into single-member ones.
+    #[arg(long, default_value_t = 1)]
+    pub members: usize,
     /// The most bytes of weights and optimiser state the training may allocate (e.g. 16G);
     /// a method that would take more is refused before training.
     #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, default_value = "4G")]
@@ -103,6 +110,8 @@ pub struct TrainOptions {
     pub calibrate_on: CalibrateOn,
     /// `--max-rank`.
     pub max_rank: Option<u16>,
+    /// `--members`.
+    pub members: usize,
     /// `--max-weight-bytes`.
     pub max_weight_bytes: u64,
 }
@@ -121,6 +130,7 @@ impl TrainOptions {
             calibrate_threshold: None,
             calibrate_on: CalibrateOn::Support,
             max_rank: None,
+            members: 1,
             max_weight_bytes: crate::experiment::DEFAULT_MAX_WEIGHT_BYTES,
         }
     }
@@ -140,6 +150,7 @@ impl TrainArgs {
             calibrate_threshold: self.calibrate_threshold,
             calibrate_on: self.calibrate_on,
             max_rank: self.max_rank,
+            members: self.members,
             max_weight_bytes: self.max_weight_bytes,
         }
     }
@@ -203,10 +214,22 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
         .map(|idx| preprocessed(&pp, raw_rows(kind, train, idx.iter().copied())))
         .collect::<Result<_>>()?;
     let d = train.dim;
-    crate::experiment::check_weight_bytes(&spec, d, classes.len(), args.max_weight_bytes)?;
+    let resolved = spec.clone().ensemble(args.members).context("--members")?;
+    crate::experiment::check_weight_bytes(&resolved, d, classes.len(), args.max_weight_bytes)?;
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
 
-    let mut model = fit_method(&spec, args, &support, d, train.image, shift, &label_refs)?;
+    let mut model = if args.members > 1 {
+        // Each member: the method on its bootstrap resample, with its own seed.
+        let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
+        crate::experiment::ensemble_of(&views, d, args.members, args.seed, |v, seed| {
+            let resample: Vec<Vec<f32>> = v.iter().map(|c| c.to_vec()).collect();
+            let member = TrainOptions { seed, ..args.clone() };
+            fit_method(&spec, &member, &resample, d, train.image, shift, &label_refs)
+        })?
+    } else {
+        fit_method(&spec, args, &support, d, train.image, shift, &label_refs)?
+    };
+    let spec = resolved;
     model.capacity = capacity;
     model.preprocess = pp;
 

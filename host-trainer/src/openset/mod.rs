@@ -19,7 +19,6 @@ use crate::trials::{map_jobs, JobsArg};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use ldl_core::classify::Classes;
-use ldl_core::methods::ensemble;
 use ldl_core::novelty::{self, Score};
 use ldl_core::{Model, Rng};
 use serde::Serialize;
@@ -371,32 +370,17 @@ pub fn check_method(m: &NamedMethod, image: Option<(usize, usize)>) -> Result<()
     }
 }
 
-/// A method and how to fit it: plain, or an ensemble of bootstrap members.
-struct Fitter<'a> {
-    spec: &'a MethodSpec,
+/// A method (plain, or an ensemble of bootstrap members) and how to fit it.
+struct Fitter {
+    spec: MethodSpec,
     d: usize,
     image: Option<(usize, usize)>,
-    members: usize,
     seed: u64,
 }
 
-impl Fitter<'_> {
+impl Fitter {
     fn fit(&self, views: &[&[f32]]) -> Result<Model> {
-        if self.members == 1 {
-            return crate::experiment::fit_model(self.spec, views, self.d, self.image, self.seed);
-        }
-        let mut err = None;
-        let r = ensemble(views, self.d, self.members, self.seed, |v, s| {
-            crate::experiment::fit_model(self.spec, v, self.d, self.image, s).map_err(|e| {
-                err = Some(e);
-                ldl_core::Error::InvalidParameter
-            })
-        });
-        match (r, err) {
-            (Ok(m), _) => Ok(m),
-            (Err(_), Some(e)) => Err(e),
-            (Err(e), None) => Err(anyhow!("ensemble: {e}")),
-        }
+        crate::experiment::fit_model(&self.spec, views, self.d, self.image, self.seed)
     }
 
     /// Each class's spread: the mean distance of each support sample to the class fitted
@@ -485,10 +469,9 @@ pub fn run_trial(pools: &Pools<'_>, plan: &Plan, spec: &MethodSpec, trial: usize
     let train = pools.train;
     let d = train.dim;
     let fitter = Fitter {
-        spec,
+        spec: spec.clone().ensemble(plan.members)?,
         d,
         image: train.image,
-        members: plan.members,
         seed: Rng::derive(plan.seed ^ 0x4D45_5448, trial as u64).next_u64(),
     };
     let views: Vec<&[f32]> = ep.support.iter().map(Vec::as_slice).collect();
