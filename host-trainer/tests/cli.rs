@@ -608,6 +608,58 @@ fn one_trial_prints_a_dash_for_the_interval() {
         report.contains("| device |") && !report.contains("| closed-id-shift2 |"),
         "{report}"
     );
+    // The open-set section: its ROC curves beside the report, and the figures `ldl openset`
+    // gives for the same plan and seed.
+    assert!(report.contains("## Saying \"unknown\": open set"), "{report}");
+    assert!(
+        report.contains("![ROC curves of the open-set section](roc_openset.svg)"),
+        "{report}"
+    );
+    let svg = std::fs::read_to_string(rep.join("roc_openset.svg")).unwrap();
+    assert!(svg.contains("contrast (AUROC") && svg.contains("best (AUROC"), "{svg}");
+    let open = ok_json(&[
+        "openset",
+        "--methods",
+        "device",
+        "--known",
+        "8",
+        "--unknown",
+        "2",
+        "--shots",
+        "5",
+        "--trials",
+        "1",
+        "--scores",
+        "best,contrast",
+        "--seed",
+        "2019",
+        "--json",
+    ]);
+    for sc in open["results"][0]["scores"].as_array().unwrap() {
+        let row = format!(
+            "| device | {} | {:.3} ± - |",
+            sc["score"].as_str().unwrap(),
+            sc["auroc"]["mean"].as_f64().unwrap()
+        );
+        assert!(report.contains(&row), "{row} not in {report}");
+    }
+    let none = dir.path().join("rep0");
+    let out = ldl(&[
+        "reproduce",
+        "--methods",
+        "ncm",
+        "--shots",
+        "1",
+        "--trials",
+        "1",
+        "--openset-trials",
+        "0",
+        "--out",
+        s(&none),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!std::fs::read_to_string(none.join("report.md")).unwrap().contains("open set"));
+    assert!(!none.join("roc_openset.svg").exists());
 }
 
 /// The drawings of an Omniglot character of the default set (`Alphabet/characterNN`) as

@@ -9,7 +9,7 @@
 //! own functions ([`ldl_core::novelty`]), so a device can compute the same ones.
 
 pub mod metrics;
-mod svg;
+pub mod svg;
 
 use crate::data::Dataset;
 use crate::data::{DataArgs, DatasetKind, Loaded};
@@ -651,6 +651,24 @@ pub fn summarize(method: &NamedMethod, trials: Vec<TrialOut>) -> MethodResult {
     }
 }
 
+/// Every method's trials of `plan` on `loaded` (checked with [`Plan::check`] and
+/// [`check_method`] first), `jobs` trials at a time, summed up.
+pub fn evaluate(loaded: &Loaded, plan: &Plan, methods: &[NamedMethod], jobs: usize) -> Result<Vec<MethodResult>> {
+    let pools = Pools::new(loaded, plan);
+    let mut results = Vec::new();
+    for m in methods {
+        let b = bar(plan.trials as u64, format!("{} open set", m.name));
+        let trials = map_jobs(jobs, 0..plan.trials, |t| {
+            let r = run_trial(&pools, plan, &m.spec, t).with_context(|| format!("{} trial {t}", m.name));
+            b.inc(1);
+            r
+        })?;
+        b.finish_and_clear();
+        results.push(summarize(m, trials));
+    }
+    Ok(results)
+}
+
 /// Runs `ldl openset`.
 pub fn run(a: OpensetArgs) -> Result<()> {
     let mut data = a.data.clone();
@@ -700,19 +718,8 @@ pub fn run(a: OpensetArgs) -> Result<()> {
     if let Some(dir) = a.svg.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let pools = Pools::new(&loaded, &plan);
     let t0 = Instant::now();
-    let mut results = Vec::new();
-    for m in &methods {
-        let b = bar(plan.trials as u64, format!("{} open set", m.name));
-        let trials = map_jobs(a.jobs.jobs, 0..plan.trials, |t| {
-            let r = run_trial(&pools, &plan, &m.spec, t).with_context(|| format!("{} trial {t}", m.name));
-            b.inc(1);
-            r
-        })?;
-        b.finish_and_clear();
-        results.push(summarize(m, trials));
-    }
+    let results = evaluate(&loaded, &plan, &methods, a.jobs.jobs)?;
     let secs = t0.elapsed().as_secs_f64();
     let (dataset, shown) = match data.dataset {
         DatasetKind::Mnist => ("mnist", "MNIST"),
