@@ -208,6 +208,16 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         }
     }
 
+    /// How many images an enrollment of `n` fits: `n` and, when the model adds warped copies
+    /// of enrolled images (`Preprocess::fill`), those copies (`ldl_core::augment::fill`).
+    fn filled(v: &ModelView<'_>, n: usize) -> usize {
+        let p = v.preprocess();
+        match p.image {
+            Some(_) if p.fill > 0 => n.saturating_mul(1 + ldl_core::augment::warps_per_image(n, p.fill)),
+            _ => n,
+        }
+    }
+
     #[inline(never)]
     fn list(&self) -> Response {
         let mut r = Response::Listed {
@@ -358,7 +368,9 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         if samples == 0 {
             return Err(ErrorCode::EmptyClass);
         }
-        if samples as usize > self.sizes.images {
+        // The enrolled images and their warped copies share the board's image slots.
+        let images = Self::filled(view, samples as usize);
+        if images > self.sizes.images {
             return Err(ErrorCode::BufferTooSmall);
         }
         let store = self.store.as_deref().ok_or(ErrorCode::Storage)?;
@@ -383,7 +395,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         if s > self.sizes.shift {
             return Err(ErrorCode::BufferTooSmall);
         }
-        let rows = samples as usize * ldl_core::augment::shift_count(s as u8);
+        let rows = images * ldl_core::augment::shift_count(s as u8);
         let kl = ldl_core::fit::linear_outputs(&view.target(0)?);
         if kl > self.sizes.outputs {
             return Err(ErrorCode::BufferTooSmall);
@@ -440,6 +452,11 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         let p = view.preprocess();
         let (images, scratch) = self.work.split_at_mut(at);
         let n = en.of as usize;
+        // The warped copies, into the image slots after the enrolled images.
+        let n = match p.image {
+            Some(im) if p.fill > 0 => ldl_core::augment::fill(images, n, im.width as usize, im.height as usize, p.fill)?,
+            _ => n,
+        };
         let samples = Samples {
             data: images.get(..n * d).ok_or(ErrorCode::BufferTooSmall)?,
             n,

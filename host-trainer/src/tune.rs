@@ -352,7 +352,8 @@ pub fn sweep(
                     let views: Vec<&[f32]> = aug.iter().map(Vec::as_slice).collect();
                     for (j, s) in settings.iter().enumerate().filter(|(_, s)| here(s)) {
                         b.set_message(format!("{}-shot shift {} ridge {} k {}", p.shots, s.shift, s.ridge, s.k));
-                        let model = fit_closed_form(&views, d, &label_refs, &s.config(), mseed).with_context(|| format!("fitting {s:?}"))?;
+                        let model =
+                            fit_closed_form(&views, d, &label_refs, &s.config(), mseed).with_context(|| format!("fitting {s:?}"))?;
                         let pred = ldl_core::batch::predict(&model, queries, answers.len())?;
                         let ok = pred.iter().zip(&answers).filter(|(a, b)| a == b).count();
                         out[j] = ok as f64 / answers.len() as f64;
@@ -438,7 +439,10 @@ pub fn run(args: TuneArgs) -> Result<()> {
         "validation sweep: MNIST train images 0..{VALIDATION_START} as supports, {VALIDATION_START}..{TRAIN_LEN} as queries, 10-way, {trials} trials, {} settings, {secs:.0} s",
         settings.len()
     );
-    print!("  {:>5} {:>6} {:>6} {:>5} {:>4} {:>16}", "shift", "ridge", "affine", "k", "blur", "variants");
+    print!(
+        "  {:>5} {:>6} {:>6} {:>5} {:>4} {:>16}",
+        "shift", "ridge", "affine", "k", "blur", "variants"
+    );
     for m in &args.shots {
         print!(" {:>15}", format!("{m}-shot"));
     }

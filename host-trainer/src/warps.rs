@@ -1,7 +1,8 @@
 //! Enrollment variants of an image beyond shifts, for the validation sweep of issue 14
-//! (`ldl tune --warps`): small rotations, scalings, shears and stroke thickness. Host only:
-//! they were screened on validation and did not win (see docs/invariances.md), so no device
-//! runs them.
+//! (`ldl tune --warps`): small rotations, scalings, shears and stroke thickness, screened on
+//! validation (docs/invariances.md). The winner, set 9 (rotations by 15 degrees and shears
+//! by 0.25), is what devices run, from the core ([`ldl_core::augment::WARPS`], whose bits
+//! are the device's); this module's copies are for the sweep only.
 
 /// The variant sets the sweep knows, by index: what each adds to every support image (the
 /// image itself is always kept). Each variant is then shifted as the image is.
@@ -23,7 +24,11 @@ pub const UNSHIFTED: u8 = 10;
 
 /// A set's name, `unshifted ` before the names of sets from [`UNSHIFTED`] on.
 pub fn name(set: u8) -> String {
-    let (pre, i) = if set >= UNSHIFTED { ("unshifted ", set - UNSHIFTED) } else { ("", set) };
+    let (pre, i) = if set >= UNSHIFTED {
+        ("unshifted ", set - UNSHIFTED)
+    } else {
+        ("", set)
+    };
     match SETS.get(i as usize) {
         Some(n) => format!("{pre}{n}"),
         None => "?".into(),
@@ -33,7 +38,7 @@ pub fn name(set: u8) -> String {
 /// How many variants set `set` adds per image (`None`: no such set).
 pub fn count(set: u8) -> Option<usize> {
     if set >= UNSHIFTED {
-        return count(set - UNSHIFTED);
+        return count(set - UNSHIFTED).filter(|_| set - UNSHIFTED < UNSHIFTED);
     }
     Some(match set {
         0 => 0,
@@ -57,8 +62,18 @@ pub fn variants(img: &[f32], w: usize, h: usize, set: u8) -> Vec<Vec<f32>> {
         4 => vec![affine(img, w, h, [1.0, 0.25, 0.0, 1.0]), affine(img, w, h, [1.0, -0.25, 0.0, 1.0])],
         5 => vec![rot(10.0), rot(-10.0), scale(0.9), scale(1.1)],
         7 => vec![rot(10.0), rot(-10.0), rot(20.0), rot(-20.0)],
-        8 => vec![rot(10.0), rot(-10.0), affine(img, w, h, [1.0, 0.25, 0.0, 1.0]), affine(img, w, h, [1.0, -0.25, 0.0, 1.0])],
-        9 => vec![rot(15.0), rot(-15.0), affine(img, w, h, [1.0, 0.25, 0.0, 1.0]), affine(img, w, h, [1.0, -0.25, 0.0, 1.0])],
+        8 => vec![
+            rot(10.0),
+            rot(-10.0),
+            affine(img, w, h, [1.0, 0.25, 0.0, 1.0]),
+            affine(img, w, h, [1.0, -0.25, 0.0, 1.0]),
+        ],
+        9 => vec![
+            rot(15.0),
+            rot(-15.0),
+            affine(img, w, h, [1.0, 0.25, 0.0, 1.0]),
+            affine(img, w, h, [1.0, -0.25, 0.0, 1.0]),
+        ],
         6 => vec![rot(15.0), rot(-15.0)],
         _ => Vec::new(),
     }
@@ -86,8 +101,8 @@ fn affine(img: &[f32], w: usize, h: usize, m: [f32; 4]) -> Vec<f32> {
             let (x0, y0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - x0, sy - y0);
             let (x0, y0) = (x0 as isize, y0 as isize);
-            out[y * w + x] = (1.0 - fy) * ((1.0 - fx) * at(x0, y0) + fx * at(x0 + 1, y0))
-                + fy * ((1.0 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1));
+            out[y * w + x] =
+                (1.0 - fy) * ((1.0 - fx) * at(x0, y0) + fx * at(x0 + 1, y0)) + fy * ((1.0 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1));
         }
     }
     out
@@ -129,7 +144,8 @@ mod tests {
             assert_eq!(v.len(), count(set).unwrap());
             assert!(v.iter().all(|x| x.len() == 36));
         }
-        assert!(count(SETS.len() as u8).is_none());
+        assert!(count(2 * UNSHIFTED).is_none());
+        assert_eq!(count(UNSHIFTED + 9), Some(4));
         // A 90-degree rotation of a lit pixel right of centre moves it below or above.
         let mut dot = vec![0.0; 25];
         dot[2 * 5 + 4] = 1.0;

@@ -197,7 +197,15 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
         MethodSpec::ClosedForm { shift, .. } | MethodSpec::Compact { shift, .. } => *shift,
         _ => 0,
     };
-    let pp = preprocess_for(kind, train, shift);
+    let mut pp = preprocess_for(kind, train, shift);
+    // Warped copies of enrolled images (device-warp, mcu-warp): images only.
+    if let MethodSpec::ClosedForm { cfg, .. } | MethodSpec::Compact { cfg, .. } = &mut spec {
+        if cfg.fill > 0 && train.image.is_none() {
+            eprintln!("note: {} is not an image data set: no warped copies", super::kind_name(kind));
+            cfg.fill = 0;
+        }
+        pp.fill = cfg.fill;
+    }
     let support: Vec<Vec<f32>> = indices
         .iter()
         .map(|idx| preprocessed(&pp, raw_rows(kind, train, idx.iter().copied())))
@@ -341,6 +349,14 @@ fn fit_method(
             if let Some(r) = args.max_rank {
                 cfg.fit.max_rank = r;
             }
+            let filled;
+            let support = if cfg.fill > 0 && image.is_some() {
+                filled = crate::experiment::fill_support(support, image, cfg.fill)?;
+                cfg.fill = 0;
+                &filled[..]
+            } else {
+                support
+            };
             let aug;
             let views: Vec<&[f32]> = if shift > 0 {
                 let total: usize = support.iter().map(|s| s.len()).sum::<usize>() * ldl_core::augment::shift_count(shift) * 4;
