@@ -626,6 +626,12 @@ mod tests {
     /// A model of two classes: identity target (k = 0) or linear, shift 0 or 1, raw values
     /// scaled by 0.5 on the device.
     fn model(k: usize, shift: u8) -> (Model, Vec<u32>) {
+        model_filled(k, shift, 0)
+    }
+
+    /// [`model`] whose enrollments add warped copies of their images while they stay within
+    /// `fill` images (`Preprocess::fill`, model format version 3).
+    fn model_filled(k: usize, shift: u8, fill: u8) -> (Model, Vec<u32>) {
         let pre = |x: Vec<f32>| x.iter().map(|v| v * 0.5).collect::<Vec<f32>>();
         let (a, b) = (pre(class(1, 3)), pre(class(2, 3)));
         let cfg = ClosedFormConfig {
@@ -643,6 +649,7 @@ mod tests {
         m.capacity = 5;
         m.threshold = Some(50.0);
         m.preprocess.scale = 0.5;
+        m.preprocess.fill = fill;
         let bytes = ldl_core::format::encode(&m).unwrap();
         // Aligned, as in flash, and followed by erased bytes as in the region.
         let mut words = vec![0xFFFF_FFFFu32; bytes.len() / 4 + 64];
@@ -748,8 +755,9 @@ mod tests {
     /// then the refusals, a reboot on the same flash, forget, and the button.
     #[test]
     fn classify_enroll_list_forget_and_persist() {
-        for (k, shift) in [(0usize, 1u8), (0, 0), (4, 1)] {
-            let (mut m, words) = model(k, shift);
+        // The last: each of the 2 enrolled images adds a warped copy (4 image slots).
+        for (k, shift, fill) in [(0usize, 1u8, 0u8), (0, 0, 0), (4, 1, 0), (0, 1, SIZES.images as u8)] {
+            let (mut m, words) = model_filled(k, shift, fill);
             let mut work = workspace();
             let mut st2 = Store::empty();
             let (dev, boot) = Device::<_, C>::new(region(&words), &mut work, &mut st2, SIZES, MemFlash::new(0), SLOT);

@@ -26,8 +26,10 @@ pub struct TrainArgs {
     /// the ridge grows with them (40 x shots, chosen on a validation split).
     #[arg(long)]
     pub shots: Option<usize>,
-    /// Method: `mcu[:RANK[:SHIFT]]` (the mode the microcontroller boards keep: 8-bit
-    /// directions), `device[:K[:SHIFT]]` (the same fit in f32), `closed[:K]`, `o2md[:K]`,
+    /// Method: `mcu[:RANK[:SHIFT[:FILL]]]` (the mode the microcontroller boards keep: 8-bit
+    /// directions), `device[:K[:SHIFT[:FILL]]]` (the same fit in f32), `mcu-warp` and
+    /// `device-warp` (FILL 5: a class enrolled from fewer than 3 images adds rotated and
+    /// sheared copies of them, format version 3), `closed[:K]`, `o2md[:K]`,
     /// `bd[:K]`, `naive`. The baselines (logreg, mlp, 1nn, ncm) are not LDL models and
     /// cannot be exported.
     #[arg(long, default_value = "device")]
