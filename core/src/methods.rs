@@ -447,6 +447,9 @@ pub fn fit_compact(
         return Err(Error::InvalidParameter);
     }
     let fill = if image.is_some() { cfg.fill } else { 0 };
+    if fill > 0 && image.is_some_and(|(w, h)| w.checked_mul(h) != Some(d)) {
+        return Err(Error::InvalidParameter);
+    }
     let predictors: Result<Vec<_>> = crate::parallel::map(classes, |xs| {
         let n = xs.len() / d;
         // The warped copies a device adds in its free image slots.

@@ -213,6 +213,9 @@ mod owned {
             let mut filled = Vec::new();
             let (samples, n) = match (image, self.preprocess.fill) {
                 (Some((w, h)), fill) if fill > 0 => {
+                    if w.checked_mul(h) != Some(d) {
+                        return Err(Error::InvalidParameter);
+                    }
                     let v = crate::augment::warps_per_image(n, fill);
                     filled.resize(n.saturating_mul(v.saturating_add(1)).saturating_mul(d), 0.0);
                     filled

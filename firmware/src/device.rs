@@ -368,7 +368,15 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         if samples == 0 {
             return Err(ErrorCode::EmptyClass);
         }
-        // The enrolled images and their warped copies share the board's image slots.
+        // The enrolled images and their warped copies share the board's image slots; the
+        // copies are of images of the model's inputs.
+        let p = view.preprocess();
+        if p.fill > 0
+            && p.image
+                .is_some_and(|im| im.width as usize * im.height as usize != self.sizes.inputs)
+        {
+            return Err(ErrorCode::InvalidParameter);
+        }
         let images = Self::filled(view, samples as usize);
         if images > self.sizes.images {
             return Err(ErrorCode::BufferTooSmall);
