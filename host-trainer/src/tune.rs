@@ -7,6 +7,9 @@
 //! shift {0, 1, 2} x ridge {0, 10, 100, 300} x affine {yes, no} x k {0 = identity, 256}, at
 //! 1, 5 and 10 shots, `min_weight` 0.1 throughout. A setting's score is its mean accuracy
 //! over the shots; the table is sorted by it and marks the device mode's setting.
+//! `--blurs` and `--warps` add the axes of issue 14's sweep (docs/invariances.md): passes of
+//! the core's blur on supports and queries, and warped copies of the support images
+//! ([`crate::warps`]); both are 0 in the grid.
 
 use crate::data::{self, Dataset};
 use crate::experiment::{augment_support, ci_text, device_mode, mean_ci95, MethodSpec};
