@@ -34,6 +34,10 @@ if [ -z "${LDL:-}" ]; then
 fi
 "$LDL" train --classes 0-9 --shots 5 --method mcu --capacity 20 --out "$TMP/mcu.ldlm" >/dev/null 2>&1
 "$LDL" train --classes 0-9 --shots 5 --method mcu:24 --capacity 20 --out "$TMP/mcu24.ldlm" >/dev/null 2>&1
+# mcu-warp: the same classes (5 images: no warped copies), enrolling one image that fills
+# the free slots with its 4 rotated and sheared copies (`mcu-warp1`; `mcu1` the same one
+# image without copies).
+"$LDL" train --classes 0-9 --shots 5 --method mcu-warp --capacity 20 --out "$TMP/mcu-warp.ldlm" >/dev/null 2>&1
 "$LDL" train --classes 0-9 --shots 5 --method device --max-rank 24 --capacity 20 --out "$TMP/device.ldlm" >/dev/null 2>&1
 "$LDL" train --classes 0-9 --shots 5 --method device:64 --max-rank 24 --capacity 20 --out "$TMP/device64.ldlm" >/dev/null 2>&1
 
@@ -59,11 +63,11 @@ for board in qemu stm32f405; do
     if [ "$board" = qemu ]; then
         cargo build --release -q
         dir=target/thumbv7em-none-eabihf/release
-        models="mcu mcu24 device device64"
+        models="mcu mcu24 device device64 mcu1 mcu-warp1"
     else
         cargo build-stm32 -q
         dir=target/stm32f405/thumbv7em-none-eabihf/release
-        models="mcu mcu24"
+        models="mcu mcu24 mcu1 mcu-warp1"
     fi
     BENCH=$dir/bench
     FW=$dir/ldl-firmware
@@ -90,14 +94,17 @@ for board in qemu stm32f405; do
     peak=0
     for m in $models; do
         rm -f "$TMP/store.bin"
-        QEMU_MACHINE=$machine QEMU_EXTRA="-device loader,file=$TMP/$m.ldlm,addr=$origin -semihosting-config enable=on,target=native,arg=bench,arg=store=$TMP/store.bin" \
+        # NAME1: the model NAME, enrolling one image.
+        file="$m" one=""
+        case "$m" in *1) file="${m%1}" one=",arg=one" ;; esac
+        QEMU_MACHINE=$machine QEMU_EXTRA="-device loader,file=$TMP/$file.ldlm,addr=$origin -semihosting-config enable=on,target=native,arg=bench,arg=store=$TMP/store.bin$one" \
             timeout 600 "$COUNT" "$BENCH" 2>"$TMP/log" | defmt-print -e "$BENCH" >"$TMP/defmt" 2>&1 || true
         log="$(grep -a insn_count "$TMP/log" || true)"
-        echo "--- $m model ($(stat -c %s "$TMP/$m.ldlm") B)"
+        echo "--- $m model ($(stat -c %s "$TMP/$file.ldlm") B)"
         read -r n last sum < <(region "$log") || true
         if [ "${n:-}" = 2 ]; then
             echo "instructions per classification (10 classes): $((sum - last))"
-            echo "instructions per enrollment of $images images: $last"
+            echo "instructions per enrollment of $([ -n "$one" ] && echo 1 || echo "$images") images: $last"
         else
             echo "regions: $log"
         fi

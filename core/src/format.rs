@@ -29,11 +29,23 @@ use serde::{Deserialize, Serialize};
 
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"LDLM";
-/// The format version this build writes. Version 2 added the [`ClassForm::Compact`] class
-/// (8-bit directions); this build also reads version 1 files (see [`READS`]).
-pub const VERSION: u16 = 2;
+/// The newest format version this build writes. Version 2 added the [`ClassForm::Compact`]
+/// class (8-bit directions), version 3 [`Preprocess::fill`] (the warped copies of enrolled
+/// images). A model whose `fill` is 0 is written as version 2, which it is: older readers
+/// keep reading it. This build reads versions 1 to 3 (see [`READS`]).
+pub const VERSION: u16 = 3;
 /// Every version this build reads.
-pub const READS: [u16; 2] = [1, 2];
+pub const READS: [u16; 3] = [1, 2, 3];
+
+/// The version a file with this preprocessing is written as: 3 with warped copies, else 2.
+#[cfg(feature = "alloc")]
+fn version_for(p: &Preprocess) -> u16 {
+    if p.fill > 0 {
+        VERSION
+    } else {
+        2
+    }
+}
 /// Byte offset of the postcard-encoded header (the end of the fixed prefix).
 pub const HEADER_OFFSET: usize = 16;
 /// The weights start at the first multiple of this many bytes (from the file start) after
@@ -426,7 +438,7 @@ impl<'a> ModelView<'a> {
     /// Decodes a postcard-encoded [`Header`] in place (FORMAT.md section 6, rule 10: it
     /// decodes and uses exactly its bytes), keeping its scalars and where its lists start;
     /// no weights yet. `Malformed` when it does not decode.
-    fn scan(header: &'a [u8]) -> Result<Self> {
+    fn scan(header: &'a [u8], version: u16) -> Result<Self> {
         let mut rest = header;
         let at = |rest: &[u8]| {
             header
@@ -440,7 +452,15 @@ impl<'a> ModelView<'a> {
         let outputs = take(&mut rest)?;
         let capacity = take(&mut rest)?;
         let threshold = take(&mut rest)?;
-        let preprocess = take(&mut rest)?;
+        // Version 3 added `fill` after `shift`; before, it is 0.
+        let mut preprocess: Preprocess = take::<crate::model::PreprocessV2>(&mut rest)?.into();
+        if version >= 3 {
+            preprocess.fill = take(&mut rest)?;
+            if preprocess.fill == 0 {
+                // Version 3 holds only models with warped copies (`version_for`).
+                return Err(Error::Malformed);
+            }
+        }
         let fit = take(&mut rest)?;
         let n_labels = take_len(&mut rest, MAX_CLASSES)?;
         let labels_at = at(rest)?;
@@ -483,7 +503,7 @@ impl<'a> ModelView<'a> {
             weights: &[],
             file_len: 0,
             crc: 0,
-            version: VERSION,
+            version,
         })
     }
 
@@ -619,7 +639,7 @@ impl<'a> ModelView<'a> {
         if padding.iter().any(|&b| b != 0) {
             return Err(Error::Malformed);
         }
-        let mut view = ModelView::scan(header_bytes)?;
+        let mut view = ModelView::scan(header_bytes, version)?;
         let weight_bytes = bytes.get(start..crc_at).ok_or(Error::Truncated)?;
         view.weights = bytemuck::try_cast_slice(weight_bytes).map_err(|_| Error::Misaligned)?;
         view.version = version;
@@ -910,14 +930,14 @@ mod owned {
 
     /// Assembles a file from an encoded header and the weights (no validation of their
     /// content): prefix, header, zero padding, weights, CRC.
-    pub(super) fn write_file(header: &[u8], weights: &[f32]) -> Result<Vec<u8>> {
+    pub(super) fn write_file(header: &[u8], weights: &[f32], version: u16) -> Result<Vec<u8>> {
         let weights_len = weights.len().checked_mul(4).ok_or(Error::CapacityFull)?;
         let (start, total) = layout(header.len(), weights_len).ok_or(Error::CapacityFull)?;
         let header_len32 = u32::try_from(header.len()).map_err(|_| Error::CapacityFull)?;
         let weights_len32 = u32::try_from(weights_len).map_err(|_| Error::CapacityFull)?;
         let mut out = vec![0u8; total];
         put_bytes(&mut out, 0, &MAGIC)?;
-        put_bytes(&mut out, 4, &VERSION.to_le_bytes())?;
+        put_bytes(&mut out, 4, &version.to_le_bytes())?;
         put_bytes(&mut out, 8, &header_len32.to_le_bytes())?;
         put_bytes(&mut out, 12, &weights_len32.to_le_bytes())?;
         put_bytes(&mut out, HEADER_OFFSET, header)?;
@@ -964,14 +984,15 @@ mod owned {
             },
         )?;
         let bytes = header_bytes(&header)?;
+        let version = version_for(&header.preprocess);
         // The checks `parse` makes, on the header as it will be read back.
         let check = || {
-            let mut view = ModelView::scan(&bytes)?;
+            let mut view = ModelView::scan(&bytes, version)?;
             view.weights = &weights;
             view.validate()
         };
         check().map_err(|e| if e == Error::Malformed { Error::InvalidParameter } else { e })?;
-        write_file(&bytes, &weights)
+        write_file(&bytes, &weights, version)
     }
 
     /// The length in bytes of the file [`encode`] would write for `model` (without copying
@@ -1103,10 +1124,15 @@ mod tests {
                 source_height: 4,
             }),
             shift: 1,
+            fill: 0,
         };
         let mut enrolled = rich.clone();
         let extra = support(9);
         enrolled.enroll("extra", &extra[0], 5).unwrap();
+        // Warped copies of enrolled images (format version 3): one sample fills four slots.
+        let mut filled = rich.clone();
+        filled.preprocess.fill = 4;
+        filled.enroll("warped", &extra[0][..D], 1).unwrap();
         let mut empty = closed(6, true, true, 0.0, 2);
         for l in LABELS {
             empty.forget(l).unwrap();
@@ -1128,6 +1154,7 @@ mod tests {
             ("naive", gradient(GradientConfig::naive_paper(), 9)),
             ("ensemble", ensemble),
             ("enrolled", enrolled),
+            ("filled", filled),
             ("no classes", empty),
         ]
     }
@@ -1161,7 +1188,7 @@ mod tests {
 
     /// A file from a (possibly invalid) header and weights.
     fn file(header: &Header, weights: &[f32]) -> Vec<u8> {
-        write_file(&header_bytes(header).unwrap(), weights).unwrap()
+        write_file(&header_bytes(header).unwrap(), weights, version_for(&header.preprocess)).unwrap()
     }
 
     fn valid() -> (Model, Vec<u8>) {
@@ -1191,12 +1218,12 @@ mod tests {
                 .ok()
                 .filter(|(_, rest)| rest.is_empty())
                 .map(|(h, _)| h);
-            let piecewise = ModelView::scan(hb).ok().map(|v| v.header());
+            let piecewise = ModelView::scan(hb, 2).ok().map(|v| v.header());
             // Compared re-encoded: bit for bit, NaNs included.
             let bytes = |h: &Option<Header>| h.as_ref().map(|h| header_bytes(h).unwrap());
             assert_eq!(bytes(&piecewise), bytes(&whole), "{hb:?}");
             if let Some(h) = whole {
-                let v = ModelView::scan(hb).unwrap();
+                let v = ModelView::scan(hb, 2).unwrap();
                 assert_eq!(v.labels().collect::<Vec<_>>(), h.labels.to_vec());
                 assert_eq!((v.members(), v.len()), (h.members.len(), h.labels.len()));
                 for (i, e) in h.classes.iter().enumerate() {
@@ -1286,6 +1313,7 @@ mod tests {
                     source_height: 0,
                 }),
                 shift: 2,
+                fill: 0,
             },
             fit: FitOptions {
                 ridge: 0.0,
@@ -1431,6 +1459,38 @@ mod tests {
         assert_eq!(ModelView::parse(&Aligned::new(&v1)).unwrap().version(), 1);
     }
 
+    /// Version 3 is written only for a model with warped copies (`fill` > 0), one byte after
+    /// `shift`; without them the file is the version 2 one. A version 3 file whose `fill` is 0,
+    /// or a version 2 reader's view of the extra byte, is refused.
+    #[test]
+    fn fill_is_version_3_and_only_then() {
+        let mut m = tiny();
+        let v2 = encode(&m).unwrap();
+        assert_eq!(ModelView::parse(&Aligned::new(&v2)).unwrap().version(), 2);
+        m.preprocess.fill = 5;
+        let v3 = encode(&m).unwrap();
+        assert_eq!(v3.len(), v2.len(), "the byte fits in the padding");
+        let buf = Aligned::new(&v3);
+        let view = ModelView::parse(&buf).unwrap();
+        assert_eq!((view.version(), view.preprocess().fill), (3, 5));
+        assert_eq!(decode(&v3).unwrap(), m);
+        // header_len grew by one; the byte after shift (offset 16 + 5 + 8 + 2) is fill.
+        assert_eq!(v3[8], v2[8] + 1);
+        assert_eq!(v3[HEADER_OFFSET + 15], 5);
+        let mut zero = v3.clone();
+        zero[HEADER_OFFSET + 15] = 0;
+        let n = zero.len() - 4;
+        let crc = checksum(&zero[..n]);
+        zero[n..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(error_of(&zero), Error::Malformed);
+        // The same bytes called version 2: the header no longer decodes to its length.
+        let mut as2 = v3.clone();
+        as2[4] = 2;
+        let crc = checksum(&as2[..n]);
+        as2[n..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(error_of(&as2), Error::Malformed);
+    }
+
     #[test]
     fn round_trip_preserves_models_and_their_decisions() {
         for (name, m) in models() {
@@ -1442,7 +1502,8 @@ mod tests {
             let hl = header_len_of(&bytes);
             let wl = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
             assert_eq!(&bytes[..4], b"LDLM");
-            assert_eq!(&bytes[4..8], &[2, 0, 0, 0]);
+            let version = if m.preprocess.fill > 0 { 3 } else { 2 };
+            assert_eq!(&bytes[4..8], &[version, 0, 0, 0], "{name}");
             let start = (HEADER_OFFSET + hl).div_ceil(16) * 16;
             assert_eq!(bytes.len(), start + wl + 4, "{name}");
             assert!(bytes[HEADER_OFFSET + hl..start].iter().all(|&b| b == 0));
@@ -1569,7 +1630,7 @@ mod tests {
 
         // Prefix.
         assert_eq!(with(&|b| b[0] = b'X'), Error::BadMagic);
-        assert_eq!(with(&|b| b[4] = 3), Error::UnsupportedVersion(3));
+        assert_eq!(with(&|b| b[4] = 4), Error::UnsupportedVersion(4));
         assert_eq!(
             with(&|b| b[4..6].copy_from_slice(&0u16.to_le_bytes())),
             Error::UnsupportedVersion(0)
@@ -1633,15 +1694,19 @@ mod tests {
         let hb = header_bytes(&h).unwrap();
         let mut extra = hb.clone();
         extra.push(0);
-        assert_eq!(error_of(&write_file(&extra, &w).unwrap()), Error::Malformed, "leftover header byte");
         assert_eq!(
-            error_of(&write_file(&hb[..hb.len() - 1], &w).unwrap()),
+            error_of(&write_file(&extra, &w, 2).unwrap()),
+            Error::Malformed,
+            "leftover header byte"
+        );
+        assert_eq!(
+            error_of(&write_file(&hb[..hb.len() - 1], &w, 2).unwrap()),
             Error::Malformed,
             "header cut short"
         );
         // Non-zero padding.
         let pad_file = |hbytes: &[u8]| {
-            let mut f = write_file(hbytes, &w).unwrap();
+            let mut f = write_file(hbytes, &w, 2).unwrap();
             let end = HEADER_OFFSET + hbytes.len();
             f[end] = 1;
             reseal(&mut f);

@@ -370,6 +370,10 @@ pub struct ClosedFormConfig {
     pub target_init: Init,
     /// The fit.
     pub fit: FitOptions,
+    /// [`fit_compact`] on images: each class's samples also add warped copies of themselves
+    /// while they stay within this many images ([`crate::augment::fill`], the model's
+    /// [`Preprocess::fill`]); 0 = none.
+    pub fill: u8,
 }
 
 impl Default for ClosedFormConfig {
@@ -379,6 +383,7 @@ impl Default for ClosedFormConfig {
             target_bias: true,
             target_init: Init::XavierNormal,
             fit: FitOptions::default(),
+            fill: 0,
         }
     }
 }
@@ -438,10 +443,30 @@ pub fn fit_compact(
         0 => d,
         r => (r as usize).min(d),
     };
+    if cfg.fill > crate::augment::MAX_FILL {
+        return Err(Error::InvalidParameter);
+    }
+    let fill = if image.is_some() { cfg.fill } else { 0 };
+    if fill > 0 && image.is_some_and(|(w, h)| w.checked_mul(h) != Some(d)) {
+        return Err(Error::InvalidParameter);
+    }
     let predictors: Result<Vec<_>> = crate::parallel::map(classes, |xs| {
+        let n = xs.len() / d;
+        // The warped copies a device adds in its free image slots.
+        let filled;
+        let (xs, n) = match image {
+            Some((w, h)) if fill > 0 => {
+                let mut buf = vec![0.0; n * (1 + crate::augment::warps_per_image(n, fill)) * d];
+                buf[..xs.len()].copy_from_slice(xs);
+                let n = crate::augment::fill(&mut buf, n, w, h, fill)?;
+                filled = buf;
+                (filled.as_slice(), n)
+            }
+            _ => (*xs, n),
+        };
         let smp = crate::fit::Samples {
             data: xs,
-            n: xs.len() / d,
+            n,
             d,
             image,
             shift,
@@ -462,6 +487,7 @@ pub fn fit_compact(
     let preprocess = Preprocess {
         image,
         shift: if image.is_some() { shift } else { 0 },
+        fill,
         ..Preprocess::default()
     };
     Ok(closed_model(target, predictors?, labels, preprocess, cfg.fit))

@@ -29,7 +29,12 @@ pub enum Method {
 
 /// Input preprocessing the device must apply exactly as the host did, recorded in the model.
 /// Raw input `v` becomes `v * scale + offset` (after an optional resize of an image).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+///
+/// Serialized as its fields in order, `fill` only when it is not 0: a model without warped
+/// copies is the version 2 file it always was (`core/FORMAT.md`, section 8). Deserialized
+/// in the version 2 shape (`fill` 0); the model file reads version 3's `fill` itself.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(from = "PreprocessV2")]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Preprocess {
     /// Multiplier on raw values (e.g. 1/255 for 8-bit pixels).
@@ -42,6 +47,48 @@ pub struct Preprocess {
     /// Enrollment augmentation: every enrolled image also adds its shifts by up to this
     /// many pixels in each direction (0 = none). See [`crate::augment`].
     pub shift: u8,
+    /// Enrollment augmentation beyond shifts (images only): an enrollment of `n` images also
+    /// adds warped copies of each ([`crate::augment::fill`]) while it stays within this many
+    /// images (0 = none). Format version 3 on.
+    pub fill: u8,
+}
+
+impl Serialize for Preprocess {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Preprocess", if self.fill > 0 { 5 } else { 4 })?;
+        st.serialize_field("scale", &self.scale)?;
+        st.serialize_field("offset", &self.offset)?;
+        st.serialize_field("image", &self.image)?;
+        st.serialize_field("shift", &self.shift)?;
+        if self.fill > 0 {
+            st.serialize_field("fill", &self.fill)?;
+        } else {
+            st.skip_field("fill")?;
+        }
+        st.end()
+    }
+}
+
+/// [`Preprocess`] as format versions 1 and 2 hold it: without `fill`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub(crate) struct PreprocessV2 {
+    scale: f32,
+    offset: f32,
+    image: Option<ImageSpec>,
+    shift: u8,
+}
+
+impl From<PreprocessV2> for Preprocess {
+    fn from(p: PreprocessV2) -> Self {
+        Preprocess {
+            scale: p.scale,
+            offset: p.offset,
+            image: p.image,
+            shift: p.shift,
+            fill: 0,
+        }
+    }
 }
 
 impl Default for Preprocess {
@@ -51,6 +98,7 @@ impl Default for Preprocess {
             offset: 0.0,
             image: None,
             shift: 0,
+            fill: 0,
         }
     }
 }
@@ -160,11 +208,30 @@ mod owned {
             }
             let d = self.inputs();
             check_len(n.saturating_mul(d), samples.len())?;
+            let image = self.preprocess.image.map(|im| (im.width as usize, im.height as usize));
+            // The warped copies, as a device makes them in its free image slots.
+            let mut filled = Vec::new();
+            let (samples, n) = match (image, self.preprocess.fill) {
+                (Some((w, h)), fill) if fill > 0 => {
+                    if w.checked_mul(h) != Some(d) {
+                        return Err(Error::InvalidParameter);
+                    }
+                    let v = crate::augment::warps_per_image(n, fill);
+                    filled.resize(n.saturating_mul(v.saturating_add(1)).saturating_mul(d), 0.0);
+                    filled
+                        .get_mut(..samples.len())
+                        .ok_or(Error::BufferTooSmall)?
+                        .copy_from_slice(samples);
+                    let n = crate::augment::fill(&mut filled, n, w, h, fill)?;
+                    (filled.as_slice(), n)
+                }
+                _ => (samples, n),
+            };
             let smp = crate::fit::Samples {
                 data: samples,
                 n,
                 d,
-                image: self.preprocess.image.map(|im| (im.width as usize, im.height as usize)),
+                image,
                 shift: self.preprocess.shift,
             };
             let cap = cap.min(smp.rows()).min(d);

@@ -51,6 +51,7 @@ fn models() -> Vec<(&'static str, Model)> {
         offset: 0.25,
         image: None,
         shift: 0,
+        fill: 0,
     };
     let identity_cfg = ClosedFormConfig {
         k: 0,

@@ -378,3 +378,39 @@ fn huge_and_blank_inputs_are_never_a_confident_class() {
         }
     }
 }
+
+/// Warped copies (`ClosedFormConfig::fill`, `Preprocess::fill`): a 1-shot class fitted with
+/// them is the class enrolled with them (the same bits), differs from the class without
+/// them, and images whose size is not the inputs' are refused rather than warped.
+#[test]
+fn warped_copies_fit_as_they_enroll() {
+    let (support, _) = data(4);
+    let one: Vec<&[f32]> = support.iter().map(|v| &v[..D]).collect();
+    let cfg = ClosedFormConfig {
+        k: 0,
+        fill: 5,
+        fit: FitOptions {
+            ridge: 1.0,
+            affine: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let image = Some((6, 4));
+    let filled = ldl_core::methods::fit_compact(&one, D, &LABELS, &cfg, image, 1, 5).unwrap();
+    assert_eq!(filled.preprocess.fill, 5);
+    let plain = ldl_core::methods::fit_compact(&one, D, &LABELS, &ClosedFormConfig { fill: 0, ..cfg }, image, 1, 5).unwrap();
+    assert_ne!(filled.members[0].predictors[0], plain.members[0].predictors[0]);
+    let mut enrolled = filled.clone();
+    enrolled.forget(LABELS[0]).unwrap();
+    enrolled.enroll(LABELS[0], one[0], 1).unwrap();
+    assert_eq!(enrolled.members[0].predictors.last(), filled.members[0].predictors.first());
+    assert_eq!(
+        ldl_core::methods::fit_compact(&one, D, &LABELS, &cfg, Some((5, 4)), 1, 5).err(),
+        Some(ldl_core::Error::InvalidParameter)
+    );
+    let mut wrong = filled.clone();
+    wrong.preprocess.image.as_mut().unwrap().width = 5;
+    wrong.capacity = 10;
+    assert_eq!(wrong.enroll("new", one[0], 1), Err(ldl_core::Error::InvalidParameter));
+}

@@ -208,6 +208,16 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         }
     }
 
+    /// How many images an enrollment of `n` fits: `n` and, when the model adds warped copies
+    /// of enrolled images (`Preprocess::fill`), those copies (`ldl_core::augment::fill`).
+    fn filled(v: &ModelView<'_>, n: usize) -> usize {
+        let p = v.preprocess();
+        match p.image {
+            Some(_) if p.fill > 0 => n.saturating_mul(1 + ldl_core::augment::warps_per_image(n, p.fill)),
+            _ => n,
+        }
+    }
+
     #[inline(never)]
     fn list(&self) -> Response {
         let mut r = Response::Listed {
@@ -358,7 +368,17 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         if samples == 0 {
             return Err(ErrorCode::EmptyClass);
         }
-        if samples as usize > self.sizes.images {
+        // The enrolled images and their warped copies share the board's image slots; the
+        // copies are of images of the model's inputs.
+        let p = view.preprocess();
+        if p.fill > 0
+            && p.image
+                .is_some_and(|im| im.width as usize * im.height as usize != self.sizes.inputs)
+        {
+            return Err(ErrorCode::InvalidParameter);
+        }
+        let images = Self::filled(view, samples as usize);
+        if images > self.sizes.images {
             return Err(ErrorCode::BufferTooSmall);
         }
         let store = self.store.as_deref().ok_or(ErrorCode::Storage)?;
@@ -383,7 +403,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         if s > self.sizes.shift {
             return Err(ErrorCode::BufferTooSmall);
         }
-        let rows = samples as usize * ldl_core::augment::shift_count(s as u8);
+        let rows = images * ldl_core::augment::shift_count(s as u8);
         let kl = ldl_core::fit::linear_outputs(&view.target(0)?);
         if kl > self.sizes.outputs {
             return Err(ErrorCode::BufferTooSmall);
@@ -440,6 +460,11 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         let p = view.preprocess();
         let (images, scratch) = self.work.split_at_mut(at);
         let n = en.of as usize;
+        // The warped copies, into the image slots after the enrolled images.
+        let n = match p.image {
+            Some(im) if p.fill > 0 => ldl_core::augment::fill(images, n, im.width as usize, im.height as usize, p.fill)?,
+            _ => n,
+        };
         let samples = Samples {
             data: images.get(..n * d).ok_or(ErrorCode::BufferTooSmall)?,
             n,
@@ -609,6 +634,12 @@ mod tests {
     /// A model of two classes: identity target (k = 0) or linear, shift 0 or 1, raw values
     /// scaled by 0.5 on the device.
     fn model(k: usize, shift: u8) -> (Model, Vec<u32>) {
+        model_filled(k, shift, 0)
+    }
+
+    /// [`model`] whose enrollments add warped copies of their images while they stay within
+    /// `fill` images (`Preprocess::fill`, model format version 3).
+    fn model_filled(k: usize, shift: u8, fill: u8) -> (Model, Vec<u32>) {
         let pre = |x: Vec<f32>| x.iter().map(|v| v * 0.5).collect::<Vec<f32>>();
         let (a, b) = (pre(class(1, 3)), pre(class(2, 3)));
         let cfg = ClosedFormConfig {
@@ -626,6 +657,7 @@ mod tests {
         m.capacity = 5;
         m.threshold = Some(50.0);
         m.preprocess.scale = 0.5;
+        m.preprocess.fill = fill;
         let bytes = ldl_core::format::encode(&m).unwrap();
         // Aligned, as in flash, and followed by erased bytes as in the region.
         let mut words = vec![0xFFFF_FFFFu32; bytes.len() / 4 + 64];
@@ -731,8 +763,9 @@ mod tests {
     /// then the refusals, a reboot on the same flash, forget, and the button.
     #[test]
     fn classify_enroll_list_forget_and_persist() {
-        for (k, shift) in [(0usize, 1u8), (0, 0), (4, 1)] {
-            let (mut m, words) = model(k, shift);
+        // The last: each of the 2 enrolled images adds a warped copy (4 image slots).
+        for (k, shift, fill) in [(0usize, 1u8, 0u8), (0, 0, 0), (4, 1, 0), (0, 1, SIZES.images as u8)] {
+            let (mut m, words) = model_filled(k, shift, fill);
             let mut work = workspace();
             let mut st2 = Store::empty();
             let (dev, boot) = Device::<_, C>::new(region(&words), &mut work, &mut st2, SIZES, MemFlash::new(0), SLOT);

@@ -15,7 +15,7 @@
 
 use ldl_firmware as _; // board: defmt logger, panic handler
 
-use ldl_core::format::{checksum, ClassEntry, ClassForm, Header, TargetEntry, TargetKind, CRC_LEN, HEADER_OFFSET, MAGIC, VERSION};
+use ldl_core::format::{checksum, ClassEntry, ClassForm, Header, TargetEntry, TargetKind, CRC_LEN, HEADER_OFFSET, MAGIC};
 use ldl_core::subspace::FitOptions;
 use ldl_core::{Method, Preprocess};
 
@@ -49,7 +49,7 @@ pub fn vec_of(terms: &[(usize, f32)]) -> [f32; D] {
     v
 }
 
-/// Writes the test model file (format VERSION) into `f`, with `threshold`.
+/// Writes the test model file (format version 2: no warped copies) into `f`, with `threshold`.
 pub fn build(f: &mut File, threshold: Option<f32>) {
     let mut weights = [0.0f32; WEIGHTS];
     // Class "a": basis e0, e1; class "b": basis e2, e3; shrink 1, 1.
@@ -105,7 +105,8 @@ pub fn build(f: &mut File, threshold: Option<f32>) {
     }
     let crc_at = start + 4 * WEIGHTS;
     b[..4].copy_from_slice(&MAGIC);
-    b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    // A model without warped copies (`Preprocess::fill` 0) is a version 2 file.
+    b[4..6].copy_from_slice(&2u16.to_le_bytes());
     b[8..12].copy_from_slice(&(header_len as u32).to_le_bytes());
     b[12..16].copy_from_slice(&((4 * WEIGHTS) as u32).to_le_bytes());
     let crc = checksum(&b[..crc_at]);
@@ -323,9 +324,12 @@ mod tests {
     #[test]
     fn wrong_version_or_magic_is_refused(f: &mut File) {
         let len = f.len;
-        f.bytes[4..6].copy_from_slice(&3u16.to_le_bytes());
-        assert_eq!(ModelView::parse(&f.bytes[..len]).err(), Some(Error::UnsupportedVersion(3)));
-        f.bytes[4..6].copy_from_slice(&ldl_core::format::VERSION.to_le_bytes());
+        f.bytes[4..6].copy_from_slice(&(ldl_core::format::VERSION + 1).to_le_bytes());
+        assert_eq!(
+            ModelView::parse(&f.bytes[..len]).err(),
+            Some(Error::UnsupportedVersion(ldl_core::format::VERSION + 1))
+        );
+        f.bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
         f.bytes[0] = b'X';
         assert_eq!(ModelView::parse(&f.bytes[..len]).err(), Some(Error::BadMagic));
         f.bytes[0] = ldl_core::format::MAGIC[0];

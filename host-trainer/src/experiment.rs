@@ -89,20 +89,27 @@ impl MethodSpec {
             }
             MethodSpec::ClosedForm { cfg, shift } => {
                 let t = if cfg.k == 0 { "id".to_string() } else { format!("k{}", cfg.k) };
-                if *shift > 0 {
-                    format!("closed-{t}-shift{shift}")
+                let fill = if cfg.fill > 0 {
+                    format!("-fill{}", cfg.fill)
                 } else {
-                    format!("closed-{t}")
+                    String::new()
+                };
+                if *shift > 0 {
+                    format!("closed-{t}-shift{shift}{fill}")
+                } else {
+                    format!("closed-{t}{fill}")
                 }
             }
             MethodSpec::Compact { cfg, shift } => {
                 let MethodSpec::Compact { cfg: def, shift: dshift } = mcu_mode(None, None) else {
                     unreachable!("mcu_mode is compact")
                 };
-                if cfg.fit.max_rank == def.fit.max_rank && *shift == dshift {
-                    "mcu".into()
-                } else {
-                    format!("mcu:{}:{shift}", cfg.fit.max_rank)
+                let default = cfg.fit.max_rank == def.fit.max_rank && *shift == dshift;
+                match cfg.fill {
+                    0 if default => "mcu".into(),
+                    0 => format!("mcu:{}:{shift}", cfg.fit.max_rank),
+                    WARP_FILL if default => "mcu-warp".into(),
+                    f => format!("mcu:{}:{shift}:{f}", cfg.fit.max_rank),
                 }
             }
             MethodSpec::LogReg => "logreg".into(),
@@ -116,8 +123,32 @@ impl MethodSpec {
     /// devices), `mcu` (the 8-bit form the microcontroller boards keep), `logreg`, `mlp`,
     /// `1nn`, `ncm`; `o2md`, `bd`, `closed` and `device` take `:K` (e.g. `o2md:784`);
     /// `device` also `:SHIFT` (e.g. `device::1`: shifts by up to 1 pixel, 9 copies of each
-    /// image instead of 25); `mcu` takes `:RANK[:SHIFT]`.
+    /// image instead of 25); `mcu` takes `:RANK[:SHIFT]`. Both also take a last `:FILL`:
+    /// enrolled images add warped copies of themselves while a class stays within FILL
+    /// images (`ldl_core::augment::fill`, 0 = none, at most
+    /// `ldl_core::augment::MAX_FILL`); `device-warp` and `mcu-warp` are `device:::5` and
+    /// `mcu:::5` ([`WARP_FILL`]: the free slots of a 5-image board).
     pub fn parse(s: &str) -> Result<Self> {
+        let warp = s
+            .strip_prefix("device-warp")
+            .map(|r| ("device", r))
+            .or_else(|| s.strip_prefix("mcu-warp").map(|r| ("mcu", r)));
+        if let Some((base, rest)) = warp {
+            if !rest.is_empty() && !rest.starts_with(':') {
+                bail!("unknown method {s:?}");
+            }
+            // NAME-warp[:A[:SHIFT]]: NAME:A:SHIFT:5.
+            let fields: Vec<&str> = rest.split(':').skip(1).collect();
+            if fields.len() > 2 {
+                bail!(
+                    "method {s:?}: {base}-warp takes :{} and :SHIFT only",
+                    if base == "mcu" { "RANK" } else { "K" }
+                );
+            }
+            let a = fields.first().copied().unwrap_or("");
+            let sh = fields.get(1).copied().unwrap_or("");
+            return Self::parse(&format!("{base}:{a}:{sh}:{WARP_FILL}"));
+        }
         let mut parts = s.split(':');
         let name = parts.next().unwrap_or_default();
         fn field(p: Option<&str>) -> Option<&str> {
@@ -136,9 +167,18 @@ impl MethodSpec {
                         .with_context(|| format!("bad shift in method {s:?} (0 to {MAX_SHIFT})"))
                 })
                 .transpose()?;
+            let fill = field(parts.next())
+                .map(|v| {
+                    v.parse::<u8>()
+                        .ok()
+                        .filter(|&f| f <= ldl_core::augment::MAX_FILL)
+                        .with_context(|| format!("bad fill in method {s:?} (0 to {})", ldl_core::augment::MAX_FILL))
+                })
+                .transpose()?
+                .unwrap_or(0);
             if parts.next().is_some() {
                 bail!(
-                    "method {s:?}: {name} takes :{} and :SHIFT only",
+                    "method {s:?}: {name} takes :{}, :SHIFT and :FILL only",
                     if name == "mcu" { "RANK" } else { "K" }
                 );
             }
@@ -152,11 +192,18 @@ impl MethodSpec {
                             .with_context(|| format!("bad rank in method {s:?} (1 to 65535)"))
                     })
                     .transpose()?;
-                return Ok(mcu_mode(rank, shift));
+                let mut m = mcu_mode(rank, shift);
+                if let MethodSpec::Compact { cfg, .. } = &mut m {
+                    cfg.fill = fill;
+                }
+                return Ok(m);
             }
             let mut m = device_mode(k);
-            if let (MethodSpec::ClosedForm { shift: sh, .. }, Some(v)) = (&mut m, shift) {
-                *sh = v;
+            if let MethodSpec::ClosedForm { shift: sh, cfg } = &mut m {
+                if let Some(v) = shift {
+                    *sh = v;
+                }
+                cfg.fill = fill;
             }
             return Ok(m);
         }
@@ -296,7 +343,8 @@ pub fn validated(spec: &MethodSpec, shots: usize) -> MethodSpec {
     ) = (spec, device_mode(None))
     {
         let mut cfg = *cfg;
-        if cfg == dev && *shift == dev_shift && (50..=200).contains(&shots) {
+        let plain = ClosedFormConfig { fill: 0, ..cfg };
+        if plain == dev && *shift == dev_shift && (50..=200).contains(&shots) {
             cfg.fit.ridge = 40.0 * shots as f32;
         }
         return MethodSpec::ClosedForm { cfg, shift: *shift };
@@ -360,6 +408,12 @@ pub fn device_mode(k: Option<usize>) -> MethodSpec {
         shift: 2,
     }
 }
+
+/// The images a class of `device-warp` and `mcu-warp` fills with warped copies of its
+/// enrolled images: the STM32F405 board's 5 (`firmware/boards.toml`), so that the largest
+/// enrollment buffers do not grow. Chosen with the warps on the validation split by the rule
+/// of `docs/invariances.md`.
+pub const WARP_FILL: u8 = 5;
 
 /// Directions per class of the mcu mode. Chosen on the validation split before any test
 /// run, by the rule: the smallest rank of {24, 32, 40, 48} within half a point of the f32
@@ -723,6 +777,26 @@ pub fn augment_support<S: AsRef<[f32]>>(support: &[S], image: Option<(usize, usi
         .collect()
 }
 
+/// Each class's samples followed by their warped copies while the class stays within `fill`
+/// images, as a device enrolls them (`ldl_core::augment::fill`): the f32 device mode's
+/// enrollment before its shifts.
+pub fn fill_support<S: AsRef<[f32]>>(support: &[S], image: Option<(usize, usize)>, fill: u8) -> Result<Vec<Vec<f32>>> {
+    let Some((w, h)) = image else { bail!("warped copies need images") };
+    let n = w * h;
+    support
+        .iter()
+        .map(|s| {
+            let s = s.as_ref();
+            let m = s.len().checked_div(n).unwrap_or(0);
+            let mut out = vec![0.0; m * (1 + augment::warps_per_image(m, fill)) * n];
+            out[..s.len()].copy_from_slice(s);
+            let k = augment::fill(&mut out, m, w, h, fill).map_err(|e| anyhow::anyhow!("warped copies: {e}"))?;
+            out.truncate(k * n);
+            Ok(out)
+        })
+        .collect()
+}
+
 /// The methods as they run on a data set whose samples are images (`image`) or not: without
 /// images, the device and mcu modes' shift augmentation is dropped (their settings then say
 /// so), as `ldl train` does. Returns the note to print once per command run, naming the
@@ -732,10 +806,13 @@ pub fn drop_shifts_without_images(methods: &mut [NamedMethod], image: Option<(us
         return None;
     }
     let mut dropped = Vec::new();
+    let mut warps = false;
     for m in methods.iter_mut() {
-        if let MethodSpec::ClosedForm { shift, .. } | MethodSpec::Compact { shift, .. } = &mut m.spec {
-            if *shift > 0 {
+        if let MethodSpec::ClosedForm { shift, cfg } | MethodSpec::Compact { shift, cfg } = &mut m.spec {
+            if *shift > 0 || cfg.fill > 0 {
+                warps |= cfg.fill > 0;
                 *shift = 0;
+                cfg.fill = 0;
                 dropped.push(m.name.clone());
             }
         }
@@ -747,8 +824,9 @@ pub fn drop_shifts_without_images(methods: &mut [NamedMethod], image: Option<(us
     };
     (!dropped.is_empty()).then(|| {
         format!(
-            "note: {data} is not an image data set: {} {verb} shift augmentation",
-            dropped.join(", ")
+            "note: {data} is not an image data set: {} {verb} shift augmentation{}",
+            dropped.join(", "),
+            if warps { " and warped copies" } else { "" }
         )
     })
 }
@@ -761,6 +839,15 @@ pub fn fit_model(method: &MethodSpec, views: &[&[f32]], d: usize, image: Option<
     let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
     Ok(match method {
         MethodSpec::Gradient(cfg) => GradientTrainer::new(views, d, &labels, cfg, seed)?.run()?,
+        MethodSpec::ClosedForm { cfg, shift } if cfg.fill > 0 && image.is_some() => {
+            let filled = fill_support(views, image, cfg.fill)?;
+            let filled: Vec<&[f32]> = filled.iter().map(Vec::as_slice).collect();
+            let spec = MethodSpec::ClosedForm {
+                cfg: ClosedFormConfig { fill: 0, ..*cfg },
+                shift: *shift,
+            };
+            fit_model(&spec, &filled, d, image, seed)?
+        }
         MethodSpec::ClosedForm { cfg, shift } if *shift > 0 => {
             let aug = augment_support(views, image, *shift)?;
             let aug: Vec<&[f32]> = aug.iter().map(Vec::as_slice).collect();
@@ -997,7 +1084,7 @@ mod tests {
         let m = NamedMethod::parse(" device::1").unwrap();
         assert_eq!((m.name.as_str(), m.settings().as_str()), ("device::1", "closed-id-shift1"));
         assert!(NamedMethod::parse("device:x").is_err());
-        for bad in ["device::4", "device::x", "device::-1", "device:0:1:2"] {
+        for bad in ["device::4", "device::x", "device::-1", "device:0:1:2:3"] {
             assert!(MethodSpec::parse(bad).is_err(), "{bad}");
         }
     }
@@ -1014,7 +1101,7 @@ mod tests {
         assert_eq!(rank_shift("mcu::1"), (0, MCU_RANK, 1, 100.0, false));
         assert_eq!(MethodSpec::parse("mcu").unwrap().name(), "mcu");
         assert_eq!(MethodSpec::parse("mcu:24:1").unwrap().name(), "mcu:24:1");
-        for bad in ["mcu:0", "mcu::4", "mcu:x", "mcu:8:1:2", "mcu:70000"] {
+        for bad in ["mcu:0", "mcu::4", "mcu:x", "mcu:8:1:2:3", "mcu:70000"] {
             assert!(MethodSpec::parse(bad).is_err(), "{bad}");
         }
         // The device mode's ridge rule at many shots.
@@ -1374,5 +1461,61 @@ mod tests {
         assert_eq!(ms[0].settings(), ms[2].settings());
         assert!(matches!(ms[1].spec, MethodSpec::Compact { shift: 0, .. }));
         assert_eq!(drop_shifts_without_images(&mut ms, None, "csv"), None);
+        // Warped copies go with the shifts, and the note says so.
+        let mut ms: Vec<NamedMethod> = ["device-warp", "ncm"].iter().map(|s| NamedMethod::parse(s).unwrap()).collect();
+        let note = drop_shifts_without_images(&mut ms, None, "csv").unwrap();
+        assert_eq!(
+            note,
+            "note: csv is not an image data set: device-warp runs without its shift augmentation and warped copies"
+        );
+        assert!(matches!(ms[0].spec, MethodSpec::ClosedForm { shift: 0, cfg } if cfg.fill == 0));
+    }
+
+    /// `device-warp` and `mcu-warp` are the device and mcu modes with warped copies filling
+    /// 5 images; `:FILL` sets it on either, out-of-range fills are refused.
+    #[test]
+    fn warp_method_names_take_a_fill() {
+        let fill = |s: &str| match MethodSpec::parse(s).unwrap() {
+            MethodSpec::ClosedForm { cfg, shift } => (cfg.k, cfg.fit.max_rank, shift, cfg.fill),
+            MethodSpec::Compact { cfg, shift } => (cfg.k, cfg.fit.max_rank, shift, cfg.fill),
+            _ => unreachable!(),
+        };
+        assert_eq!(fill("device-warp"), (0, 0, 2, WARP_FILL));
+        assert_eq!(fill("device-warp:256:1"), (256, 0, 1, WARP_FILL));
+        assert_eq!(fill("device:::3"), (0, 0, 2, 3));
+        assert_eq!(fill("device"), (0, 0, 2, 0));
+        assert_eq!(fill("mcu-warp"), (0, MCU_RANK, 2, WARP_FILL));
+        assert_eq!(fill("mcu-warp:24"), (0, 24, 2, WARP_FILL));
+        assert_eq!(fill("mcu:32:1:7"), (0, 32, 1, 7));
+        assert_eq!(MethodSpec::parse("mcu-warp").unwrap().name(), "mcu-warp");
+        assert_eq!(MethodSpec::parse("mcu-warp:24").unwrap().name(), "mcu:24:2:5");
+        assert_eq!(MethodSpec::parse("device-warp").unwrap().name(), "closed-id-shift2-fill5");
+        for bad in [
+            "mcu:::65",
+            "mcu:::x",
+            "device:::-1",
+            "device-warp:1:2:3",
+            "mcu-warpx",
+            "mcu:1:1:1:1",
+        ] {
+            assert!(MethodSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The f32 device mode with warped copies fits each class on its samples, their copies
+    /// (while within the fill) and all their shifts: one image and four copies at fill 5,
+    /// nothing more at 5 shots.
+    #[test]
+    fn warped_copies_fill_free_slots_only() {
+        let (w, h) = (6, 6);
+        let img: Vec<f32> = (0..36)
+            .map(|i| if (i % 6 == 2 || i / 6 == 3) && i % 7 != 0 { 1.0 } else { 0.0 })
+            .collect();
+        let one = fill_support(std::slice::from_ref(&img), Some((w, h)), 5).unwrap();
+        assert_eq!(one[0].len(), 5 * 36);
+        assert_eq!(&one[0][..36], &img[..]);
+        let five: Vec<f32> = img.iter().cycle().take(5 * 36).copied().collect();
+        assert_eq!(fill_support(std::slice::from_ref(&five), Some((w, h)), 5).unwrap()[0], five);
+        assert!(fill_support(&[img], None, 5).is_err());
     }
 }

@@ -18,6 +18,7 @@ pub mod reproduce;
 pub mod trials;
 pub mod tune;
 pub mod units;
+pub mod warps;
 
 /// The repository root (where `data/` lives), found from the crate's location at build time
 /// or the current directory.

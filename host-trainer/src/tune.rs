@@ -7,6 +7,9 @@
 //! shift {0, 1, 2} x ridge {0, 10, 100, 300} x affine {yes, no} x k {0 = identity, 256}, at
 //! 1, 5 and 10 shots, `min_weight` 0.1 throughout. A setting's score is its mean accuracy
 //! over the shots; the table is sorted by it and marks the device mode's setting.
+//! `--blurs` and `--warps` add the axes of issue 14's sweep (docs/invariances.md): passes of
+//! the core's blur on supports and queries, and warped copies of the support images
+//! ([`crate::warps`]); both are 0 in the grid.
 
 use crate::data::{self, Dataset};
 use crate::experiment::{augment_support, ci_text, device_mode, mean_ci95, MethodSpec};
@@ -56,6 +59,15 @@ pub struct TuneArgs {
     /// These affine choices (true, false) instead of the grid's.
     #[arg(long, value_delimiter = ',')]
     pub affine: Option<Vec<bool>>,
+    /// These blur passes (`ldl_core::augment::blur`, applied to supports and queries)
+    /// instead of the grid's (0).
+    #[arg(long, value_delimiter = ',')]
+    pub blurs: Option<Vec<u8>>,
+    /// These enrollment variant sets (`crate::warps::SETS`: 0 none, 1 rotations by 10
+    /// degrees, 2 scalings, 3 stroke thickness, 4 shears, 5 rotations and scalings, 6
+    /// rotations by 15 degrees) instead of the grid's (0).
+    #[arg(long, value_delimiter = ',')]
+    pub warps: Option<Vec<u8>>,
     #[command(flatten)]
     pub jobs: crate::trials::JobsArg,
 }
@@ -71,6 +83,10 @@ pub struct Setting {
     pub affine: bool,
     /// Target outputs (0 = identity).
     pub k: usize,
+    /// Blur passes on supports and queries.
+    pub blur: u8,
+    /// Enrollment variant set ([`crate::warps::SETS`]).
+    pub warp: u8,
 }
 
 impl Setting {
@@ -96,6 +112,8 @@ pub fn chosen() -> Setting {
             ridge: cfg.fit.ridge,
             affine: cfg.fit.affine,
             k: cfg.k,
+            blur: 0,
+            warp: 0,
         },
         _ => unreachable!("the device mode is a closed form"),
     }
@@ -111,14 +129,30 @@ fn axes(quick: bool) -> (&'static [u8], &'static [f32], &'static [bool], &'stati
     }
 }
 
-/// Every combination of the given axes.
+/// Every combination of the given axes, at blur 0 and no variants.
 fn product(shifts: &[u8], ridges: &[f32], affines: &[bool], ks: &[usize]) -> Vec<Setting> {
+    product_all(shifts, ridges, affines, ks, &[0], &[0])
+}
+
+/// Every combination of the given axes.
+fn product_all(shifts: &[u8], ridges: &[f32], affines: &[bool], ks: &[usize], blurs: &[u8], warps: &[u8]) -> Vec<Setting> {
     let mut out = Vec::new();
-    for &shift in shifts {
-        for &ridge in ridges {
-            for &affine in affines {
-                for &k in ks {
-                    out.push(Setting { shift, ridge, affine, k });
+    for &blur in blurs {
+        for &warp in warps {
+            for &shift in shifts {
+                for &ridge in ridges {
+                    for &affine in affines {
+                        for &k in ks {
+                            out.push(Setting {
+                                shift,
+                                ridge,
+                                affine,
+                                k,
+                                blur,
+                                warp,
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -232,6 +266,31 @@ pub fn sweep(
     for &i in q {
         queries.extend_from_slice(train.row(i));
     }
+    let mut blurs: Vec<u8> = settings.iter().map(|s| s.blur).collect();
+    blurs.sort_unstable();
+    blurs.dedup();
+    let mut warps: Vec<u8> = settings.iter().map(|s| s.warp).collect();
+    warps.sort_unstable();
+    warps.dedup();
+    if warps.iter().any(|&w| crate::warps::count(w).is_none()) {
+        bail!("variant sets are 0..{}", crate::warps::SETS.len());
+    }
+    if (blurs.iter().any(|&b| b > 0) || warps.iter().any(|&w| w > 0)) && train.image.is_none() {
+        bail!("blur and variants need images");
+    }
+    // The queries after each blur.
+    let blurred: Vec<(u8, Vec<f32>)> = blurs
+        .iter()
+        .map(|&bl| {
+            let mut q = queries.clone();
+            if let Some((w, h)) = train.image {
+                for img in q.chunks_exact_mut(d) {
+                    ldl_core::augment::blur(img, w, h, bl).map_err(|e| anyhow::anyhow!("blur: {e}"))?;
+                }
+            }
+            Ok((bl, q))
+        })
+        .collect::<Result<_>>()?;
     let answers: Vec<usize> = q.iter().map(|&i| train.labels[i] as usize).collect();
     let labels: Vec<String> = train.class_names.clone();
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
@@ -252,20 +311,59 @@ pub fn sweep(
             .collect();
         let mseed = Rng::derive(seed ^ 0x4D45_5448, p.trial as u64).next_u64();
         let mut out = vec![0.0; settings.len()];
-        for &shift in &shifts {
-            let aug = if shift > 0 {
-                augment_support(&support, train.image, shift)?
-            } else {
-                support.clone()
-            };
-            let views: Vec<&[f32]> = aug.iter().map(Vec::as_slice).collect();
-            for (j, s) in settings.iter().enumerate().filter(|(_, s)| s.shift == shift) {
-                b.set_message(format!("{}-shot shift {} ridge {} k {}", p.shots, s.shift, s.ridge, s.k));
-                let model = fit_closed_form(&views, d, &label_refs, &s.config(), mseed).with_context(|| format!("fitting {s:?}"))?;
-                let pred = ldl_core::batch::predict(&model, &queries, answers.len())?;
-                let ok = pred.iter().zip(&answers).filter(|(a, b)| a == b).count();
-                out[j] = ok as f64 / answers.len() as f64;
-                b.inc(1);
+        for (bl, queries) in &blurred {
+            for &warp in &warps {
+                // Blurred as a device preprocesses, then the variants, then the shifts.
+                let support: Vec<Vec<f32>> = support
+                    .iter()
+                    .map(|rows| {
+                        let mut rows = rows.clone();
+                        let Some((w, h)) = train.image else { return Ok(rows) };
+                        for img in rows.chunks_exact_mut(d) {
+                            ldl_core::augment::blur(img, w, h, *bl).map_err(|e| anyhow::anyhow!("blur: {e}"))?;
+                        }
+                        let mut all = rows.clone();
+                        if warp < crate::warps::UNSHIFTED {
+                            for img in rows.chunks_exact(d) {
+                                for v in crate::warps::variants(img, w, h, warp) {
+                                    all.extend_from_slice(&v);
+                                }
+                            }
+                        }
+                        Ok(all)
+                    })
+                    .collect::<Result<_>>()?;
+                for &shift in &shifts {
+                    let here = |s: &&Setting| s.shift == shift && s.blur == *bl && s.warp == warp;
+                    if !settings.iter().any(|s| here(&s)) {
+                        continue;
+                    }
+                    let mut aug = if shift > 0 {
+                        augment_support(&support, train.image, shift)?
+                    } else {
+                        support.clone()
+                    };
+                    // Unshifted variants: after the shifts, of the (blurred) images only.
+                    if let (Some((w, h)), true) = (train.image, warp >= crate::warps::UNSHIFTED) {
+                        for (a, rows) in aug.iter_mut().zip(&support) {
+                            for img in rows.chunks_exact(d) {
+                                for v in crate::warps::variants(img, w, h, warp - crate::warps::UNSHIFTED) {
+                                    a.extend_from_slice(&v);
+                                }
+                            }
+                        }
+                    }
+                    let views: Vec<&[f32]> = aug.iter().map(Vec::as_slice).collect();
+                    for (j, s) in settings.iter().enumerate().filter(|(_, s)| here(s)) {
+                        b.set_message(format!("{}-shot shift {} ridge {} k {}", p.shots, s.shift, s.ridge, s.k));
+                        let model =
+                            fit_closed_form(&views, d, &label_refs, &s.config(), mseed).with_context(|| format!("fitting {s:?}"))?;
+                        let pred = ldl_core::batch::predict(&model, queries, answers.len())?;
+                        let ok = pred.iter().zip(&answers).filter(|(a, b)| a == b).count();
+                        out[j] = ok as f64 / answers.len() as f64;
+                        b.inc(1);
+                    }
+                }
             }
         }
         Ok(out)
@@ -320,11 +418,13 @@ pub fn run(args: TuneArgs) -> Result<()> {
     }
     let settings = {
         let (shifts, ridges, affines, ks) = axes(args.quick);
-        product(
+        product_all(
             args.shifts.as_deref().unwrap_or(shifts),
             args.ridges.as_deref().unwrap_or(ridges),
             args.affine.as_deref().unwrap_or(affines),
             args.ks.as_deref().unwrap_or(ks),
+            args.blurs.as_deref().unwrap_or(&[0]),
+            args.warps.as_deref().unwrap_or(&[0]),
         )
     };
     let t0 = std::time::Instant::now();
@@ -343,7 +443,10 @@ pub fn run(args: TuneArgs) -> Result<()> {
         "validation sweep: MNIST train images 0..{VALIDATION_START} as supports, {VALIDATION_START}..{TRAIN_LEN} as queries, 10-way, {trials} trials, {} settings, {secs:.0} s",
         settings.len()
     );
-    print!("  {:>5} {:>6} {:>6} {:>5}", "shift", "ridge", "affine", "k");
+    print!(
+        "  {:>5} {:>6} {:>6} {:>5} {:>4} {:>16}",
+        "shift", "ridge", "affine", "k", "blur", "variants"
+    );
     for m in &args.shots {
         print!(" {:>15}", format!("{m}-shot"));
     }
@@ -358,6 +461,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
             if s.affine { "yes" } else { "no" },
             if s.k == 0 { "id".to_string() } else { s.k.to_string() }
         );
+        print!(" {:>4} {:>16}", s.blur, crate::warps::name(s.warp));
         for c in &r.cells {
             print!(" {:>15}", format!("{:.4} ±{}", c.mean, ci_text(c.ci95, 4)));
         }

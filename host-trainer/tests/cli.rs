@@ -274,6 +274,37 @@ fn budget_check_fails_for_a_too_large_model_on_the_nrf52840dk() {
 
 /// The goal: ten MNIST classes of five images in the mcu mode fit both boards with
 /// a real part's memory, with room to enroll ten more classes of five images on the device.
+/// `mcu-warp` writes format version 3 with its fill; a board with fewer image slots than the
+/// fill refuses its enrollments, before anything is flashed.
+#[test]
+fn an_mcu_warp_model_records_its_fill_and_boards_check_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.ldlm");
+    for (method, fill) in [("mcu-warp", 5), ("mcu:::7", 7)] {
+        ok_json(&[
+            "train",
+            "--classes",
+            "0-9",
+            "--shots",
+            "1",
+            "--method",
+            method,
+            "--out",
+            s(&path),
+            "--json",
+        ]);
+        let r = ok_json(&["inspect", s(&path), "--board", "stm32f405", "--json"]);
+        assert_eq!(r["format_version"], 3, "{r}");
+        assert_eq!(r["preprocess"]["fill"], fill, "{r}");
+        let refused = &r["budget"]["enroll"]["refused"];
+        if fill <= 5 {
+            assert!(refused.is_null(), "{r}");
+        } else {
+            assert!(refused.as_str().unwrap().contains("warped copies fill up to 7 images"), "{r}");
+        }
+    }
+}
+
 #[test]
 fn an_mcu_model_of_ten_digits_fits_both_small_boards() {
     let dir = tempfile::tempdir().unwrap();

@@ -78,6 +78,7 @@ fn preprocess(shift: u8) -> Preprocess {
             source_height: 0,
         }),
         shift,
+        fill: 0,
     }
 }
 

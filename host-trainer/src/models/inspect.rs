@@ -184,6 +184,12 @@ pub fn describe_preprocess(p: &Preprocess) -> String {
     } else {
         s.push_str("; no enrollment shift");
     }
+    if p.fill > 0 {
+        s.push_str(&format!(
+            "; warped copies of enrolled images while a class stays within {} images",
+            p.fill
+        ));
+    }
     s
 }
 
@@ -460,6 +466,11 @@ fn enroll_budget(view: &ModelView<'_>, sizes: &ldl_core::budget::Sizes, erase: u
             human_bytes(word_bytes(have)?),
             sizes.shift,
             sizes.outputs
+        ))
+    } else if pp.fill as usize > sizes.images {
+        Some(format!(
+            "the model's warped copies fill up to {} images, the device holds {}",
+            pp.fill, sizes.images
         ))
     } else if room == 0 {
         Some("the model's capacity leaves no room".to_string())

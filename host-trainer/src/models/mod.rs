@@ -61,6 +61,7 @@ pub fn preprocess_for(kind: DatasetKind, ds: &Dataset, shift: u8) -> Preprocess 
         offset: 0.0,
         image,
         shift: if image.is_some() { shift } else { 0 },
+        fill: 0,
     }
 }
 

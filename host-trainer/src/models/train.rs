@@ -26,8 +26,10 @@ pub struct TrainArgs {
     /// the ridge grows with them (40 x shots, chosen on a validation split).
     #[arg(long)]
     pub shots: Option<usize>,
-    /// Method: `mcu[:RANK[:SHIFT]]` (the mode the microcontroller boards keep: 8-bit
-    /// directions), `device[:K[:SHIFT]]` (the same fit in f32), `closed[:K]`, `o2md[:K]`,
+    /// Method: `mcu[:RANK[:SHIFT[:FILL]]]` (the mode the microcontroller boards keep: 8-bit
+    /// directions), `device[:K[:SHIFT[:FILL]]]` (the same fit in f32), `mcu-warp` and
+    /// `device-warp` (FILL 5: a class enrolled from fewer than 3 images adds rotated and
+    /// sheared copies of them, format version 3), `closed[:K]`, `o2md[:K]`,
     /// `bd[:K]`, `naive`. The baselines (logreg, mlp, 1nn, ncm) are not LDL models and
     /// cannot be exported.
     #[arg(long, default_value = "device")]
@@ -208,7 +210,15 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
         MethodSpec::ClosedForm { shift, .. } | MethodSpec::Compact { shift, .. } => *shift,
         _ => 0,
     };
-    let pp = preprocess_for(kind, train, shift);
+    let mut pp = preprocess_for(kind, train, shift);
+    // Warped copies of enrolled images (device-warp, mcu-warp): images only.
+    if let MethodSpec::ClosedForm { cfg, .. } | MethodSpec::Compact { cfg, .. } = &mut spec {
+        if cfg.fill > 0 && train.image.is_none() {
+            eprintln!("note: {} is not an image data set: no warped copies", super::kind_name(kind));
+            cfg.fill = 0;
+        }
+        pp.fill = cfg.fill;
+    }
     let support: Vec<Vec<f32>> = indices
         .iter()
         .map(|idx| preprocessed(&pp, raw_rows(kind, train, idx.iter().copied())))
@@ -364,6 +374,14 @@ fn fit_method(
             if let Some(r) = args.max_rank {
                 cfg.fit.max_rank = r;
             }
+            let filled;
+            let support = if cfg.fill > 0 && image.is_some() {
+                filled = crate::experiment::fill_support(support, image, cfg.fill)?;
+                cfg.fill = 0;
+                &filled[..]
+            } else {
+                support
+            };
             let aug;
             let views: Vec<&[f32]> = if shift > 0 {
                 let total: usize = support.iter().map(|s| s.len()).sum::<usize>() * ldl_core::augment::shift_count(shift) * 4;
