@@ -770,7 +770,7 @@ pub fn augment_support<S: AsRef<[f32]>>(support: &[S], image: Option<(usize, usi
             let m = s.len() / n;
             let mut out = vec![0.0; m * per * n];
             for (i, img) in s.chunks_exact(n).enumerate() {
-                augment::shifts(img, w, h, shift, &mut out[i * per * n..(i + 1) * per * n]).map_err(|e| anyhow::anyhow!("augment: {e}"))?;
+                augment::shifts(img, w, h, shift, &mut out[i * per * n..(i + 1) * per * n]).context("augment")?;
             }
             Ok(out)
         })
@@ -908,7 +908,7 @@ pub fn run_trial(
             let mut tr = GradientTrainer::new(&views, d, &labels, cfg, mseed)?;
             let mut eval_time = 0.0;
             for _ in 0..cfg.epochs {
-                tr.epoch().map_err(|e| anyhow::anyhow!("training: {e}"))?;
+                tr.epoch().context("training")?;
                 if per_epoch {
                     let te = Instant::now();
                     let p = ldl_core::batch::predict(tr.model(), &ep.queries, n)?;

@@ -207,13 +207,13 @@ fn print_plan(p: &Plan, json: bool) -> Result<()> {
 fn open_probe(selector: Option<&str>) -> Result<probe_rs::probe::Probe> {
     let lister = Lister::new();
     if let Some(sel) = selector {
-        let parsed: DebugProbeSelector = sel.parse().map_err(|e| anyhow!("--probe {sel:?}: {e}"))?;
-        return lister.open(parsed).map_err(|e| anyhow!("cannot open probe {sel}: {e}"));
+        let parsed: DebugProbeSelector = sel.parse().with_context(|| format!("--probe {sel:?}"))?;
+        return lister.open(parsed).with_context(|| format!("cannot open probe {sel}"));
     }
     let probes = lister.list_all();
     match probes.as_slice() {
         [] => bail!("no debug probe found (is the board plugged in, and may this user open it?)"),
-        [one] => one.open().map_err(|e| anyhow!("cannot open probe {}: {e}", one.identifier)),
+        [one] => one.open().with_context(|| format!("cannot open probe {}", one.identifier)),
         many => bail!(
             "{} probes found, choose one with --probe VID:PID[:SERIAL]: {}",
             many.len(),
@@ -236,7 +236,7 @@ pub fn write(mut plan: Plan, bytes: &[u8], probe: Option<&str>, reset: bool, qui
     let probe = open_probe(probe).map_err(|e| e.context("nothing written"))?;
     let mut session = probe
         .attach(plan.chip.as_str(), Permissions::default())
-        .map_err(|e| anyhow!("cannot attach to {}: {e}; nothing written", plan.chip))?;
+        .with_context(|| format!("cannot attach to {}; nothing written", plan.chip))?;
     let mut loader = session.target().flash_loader();
     loader
         .add_data(plan.address, bytes)
@@ -264,7 +264,7 @@ pub fn write(mut plan: Plan, bytes: &[u8], probe: Option<&str>, reset: bool, qui
         ProgressEvent::Progress { size, .. } => bar.inc(size),
         _ => {}
     });
-    loader.commit(&mut session, opts).map_err(|e| anyhow!("flashing failed: {e}"))?;
+    loader.commit(&mut session, opts).context("flashing failed")?;
     bar.finish_and_clear();
     plan.written = true;
     plan.verified = true;
@@ -279,7 +279,7 @@ pub fn write(mut plan: Plan, bytes: &[u8], probe: Option<&str>, reset: bool, qui
 pub fn reset_chip(chip: &str, probe: Option<&str>) -> Result<()> {
     let mut session = open_probe(probe)?
         .attach(chip, Permissions::default())
-        .map_err(|e| anyhow!("cannot attach to {chip}: {e}"))?;
+        .with_context(|| format!("cannot attach to {chip}"))?;
     session.core(0)?.reset().with_context(|| format!("resetting {chip}"))?;
     Ok(())
 }

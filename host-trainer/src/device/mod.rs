@@ -406,11 +406,12 @@ impl<T: Read + Write> DeviceClient<T> {
 /// device keeps (`device_rank`, its `Info::max_rank`, and the model's `fit.max_rank`). Used
 /// to check a device's answers after it enrolled classes itself: the same bits.
 pub fn enroll_like_device(model: &mut ldl_core::Model, label: &str, raws: &[Vec<f32>], device_rank: usize) -> anyhow::Result<()> {
+    use anyhow::Context as _;
     let pp = model.preprocess;
     let mut pre = Vec::with_capacity(raws.iter().map(Vec::len).sum());
     for s in raws {
         let mut x = s.clone();
-        pp.apply(&mut x).map_err(|e| anyhow::anyhow!("preprocessing: {e}"))?;
+        pp.apply(&mut x).context("preprocessing")?;
         pre.extend_from_slice(&x);
     }
     let cap = match model.fit.max_rank {
@@ -419,7 +420,7 @@ pub fn enroll_like_device(model: &mut ldl_core::Model, label: &str, raws: &[Vec<
     };
     model
         .enroll_capped(label, &pre, raws.len(), cap)
-        .map_err(|e| anyhow::anyhow!("enrolling {label:?} on the host: {e}"))
+        .with_context(|| format!("enrolling {label:?} on the host"))
 }
 
 fn sample_bytes(sample: &[f32]) -> Result<Vec<u8>, DeviceError> {
