@@ -790,7 +790,7 @@ pub fn fill_support<S: AsRef<[f32]>>(support: &[S], image: Option<(usize, usize)
             let m = s.len().checked_div(n).unwrap_or(0);
             let mut out = vec![0.0; m * (1 + augment::warps_per_image(m, fill)) * n];
             out[..s.len()].copy_from_slice(s);
-            let k = augment::fill(&mut out, m, w, h, fill).map_err(|e| anyhow::anyhow!("warped copies: {e}"))?;
+            let k = augment::fill(&mut out, m, w, h, fill).context("warped copies")?;
             out.truncate(k * n);
             Ok(out)
         })

@@ -285,7 +285,7 @@ pub fn sweep(
             let mut q = queries.clone();
             if let Some((w, h)) = train.image {
                 for img in q.chunks_exact_mut(d) {
-                    ldl_core::augment::blur(img, w, h, bl).map_err(|e| anyhow::anyhow!("blur: {e}"))?;
+                    ldl_core::augment::blur(img, w, h, bl).context("blur")?;
                 }
             }
             Ok((bl, q))
@@ -320,7 +320,7 @@ pub fn sweep(
                         let mut rows = rows.clone();
                         let Some((w, h)) = train.image else { return Ok(rows) };
                         for img in rows.chunks_exact_mut(d) {
-                            ldl_core::augment::blur(img, w, h, *bl).map_err(|e| anyhow::anyhow!("blur: {e}"))?;
+                            ldl_core::augment::blur(img, w, h, *bl).context("blur")?;
                         }
                         let mut all = rows.clone();
                         if warp < crate::warps::UNSHIFTED {
