@@ -22,7 +22,9 @@ pub fn shifts(image: &[f32], width: usize, height: usize, s: u8, out: &mut [f32]
     if out.len() < count.saturating_mul(n) {
         return Err(Error::BufferTooSmall);
     }
-    if usize::from(s) >= width.max(1) || usize::from(s) >= height.max(1) {
+    // A sideways shift must leave some of the image; vertical shifts past a low image (a
+    // time series is one row) are empty, as `crate::fit` fits them.
+    if usize::from(s) >= width.max(1) || height == 0 {
         return Err(Error::InvalidParameter);
     }
     let s = isize::from(s);

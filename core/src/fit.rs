@@ -80,9 +80,11 @@ fn shifts_per(s: usize) -> usize {
 }
 
 /// Fails with `InvalidParameter` unless `w x h` images hold the `d <= u16::MAX` inputs and a
-/// shift by up to `s` pixels leaves some of the image.
+/// sideways shift by up to `s` pixels leaves some of the image. An image fewer than `s + 1`
+/// rows high is allowed: its vertical shifts past the top or bottom are empty (a time series
+/// is a one-row image whose sideways shifts are shifts in time).
 fn check_geometry(w: usize, h: usize, s: usize, d: usize) -> Result<()> {
-    if w.checked_mul(h) != Some(d) || (s > 0 && (s >= w || s >= h)) || d > u16::MAX as usize {
+    if w.checked_mul(h) != Some(d) || (s > 0 && s >= w) || d > u16::MAX as usize {
         return Err(Error::InvalidParameter);
     }
     Ok(())
@@ -1030,40 +1032,69 @@ mod tests {
     #[test]
     fn gram_matrix_equals_the_materialised_rows() {
         let (w, h) = (12, 11);
-        let d = w * h;
         for (s, border) in [(0usize, false), (1, false), (2, false), (2, true), (3, true)] {
             let n = 3;
             let xs = images(n, w, h, 5 + s as u64, border);
             let rows = materialised(&xs, n, w, h, s as u8);
-            let m = n * shifts_per(s);
-            let mut gram = vec![f32::NAN; m * m];
-            let cv = Canvas { w, h, r: 2 * s };
-            let (mut row, mut crows, mut full, mut corr) = (
-                vec![0.0; d],
-                vec![0.0; cv.rows_len()],
-                vec![0.0; cv.full_len()],
-                vec![0.0; taps_max(s).pow(2)],
-            );
-            let mut canv = Canvases {
-                rows: &mut crows,
-                full: &mut full,
-            };
-            gram_matrix(&xs, n, w, h, s, &mut gram, &mut row, &mut canv, &mut corr).unwrap();
-            for t1 in 0..m {
-                for t2 in 0..=t1 {
-                    let want: f32 = rows[t1 * d..(t1 + 1) * d]
-                        .iter()
-                        .zip(&rows[t2 * d..(t2 + 1) * d])
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    let got = gram[t1 * m + t2];
-                    assert!(
-                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                        "s={s} border={border} ({t1},{t2}): {got} vs {want}"
-                    );
-                }
+            assert_streamed_gram(&xs, &rows, n, w, h, s);
+        }
+    }
+
+    /// The Gram matrix [`gram_matrix`] streams from `n` images `xs` (`w x h`, shifts by up
+    /// to `s`) equals the products of the materialised `rows`, entry by entry.
+    fn assert_streamed_gram(xs: &[f32], rows: &[f32], n: usize, w: usize, h: usize, s: usize) {
+        let (d, m) = (w * h, n * shifts_per(s));
+        let mut gram = vec![f32::NAN; m * m];
+        let cv = Canvas { w, h, r: 2 * s };
+        let (mut row, mut crows, mut full, mut corr) = (
+            vec![0.0; d],
+            vec![0.0; cv.rows_len()],
+            vec![0.0; cv.full_len()],
+            vec![0.0; taps_max(s).pow(2)],
+        );
+        let mut canv = Canvases {
+            rows: &mut crows,
+            full: &mut full,
+        };
+        gram_matrix(xs, n, w, h, s, &mut gram, &mut row, &mut canv, &mut corr).unwrap();
+        for t1 in 0..m {
+            for t2 in 0..=t1 {
+                let want: f32 = rows[t1 * d..(t1 + 1) * d]
+                    .iter()
+                    .zip(&rows[t2 * d..(t2 + 1) * d])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                let got = gram[t1 * m + t2];
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "w={w} h={h} s={s} ({t1},{t2}): {got} vs {want}"
+                );
             }
         }
+    }
+
+    /// Images lower than the shift (a time series is one row): the vertical shifts past the
+    /// top or bottom are empty rows, and the streamed Gram matrix is still the materialised
+    /// rows' products (ink everywhere, so the route that shifts each image).
+    #[test]
+    fn low_images_and_series_shift_sideways_only() {
+        for (w, h) in [(40usize, 1usize), (30, 2)] {
+            for s in 1..=3usize {
+                let (n, d) = (2, w * h);
+                let mut rng = Rng::new(w as u64 + s as u64);
+                let xs: Vec<f32> = (0..n * d).map(|_| rng.normal()).collect();
+                let rows = materialised(&xs, n, w, h, s as u8);
+                // A shift by dy >= h leaves nothing of the image.
+                let per = shifts_per(s);
+                let empty = (0..n * per).filter(|t| rows[t * d..(t + 1) * d].iter().all(|&v| v == 0.0)).count();
+                let low = (2 * s + 1).saturating_sub(2 * h.min(s + 1) - 1).min(2 * s + 1);
+                assert_eq!(empty, n * low * (2 * s + 1), "w={w} h={h} s={s}");
+                check_geometry(w, h, s, d).unwrap();
+                assert_streamed_gram(&xs, &rows, n, w, h, s);
+            }
+        }
+        // A sideways shift as wide as the image is still refused.
+        assert_eq!(check_geometry(3, 1, 3, 3), Err(Error::InvalidParameter));
     }
 
     fn fit_vec(target: &Target<Vec<f32>>, smp: &Samples<'_>, opts: &FitOptions, cap: usize) -> Result<Compact<Vec<f32>>> {

@@ -230,6 +230,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         rotations: false,
         validation: false,
         max_input_bytes: crate::data::DEFAULT_MAX_INPUT_BYTES,
+        series: None,
     };
     let loaded = data.load()?;
     let (train, test) = (&loaded.train, loaded.test.as_ref().context("MNIST has a test split")?);

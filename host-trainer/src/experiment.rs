@@ -802,16 +802,21 @@ pub fn fill_support<S: AsRef<[f32]>>(support: &[S], image: Option<(usize, usize)
 /// so), as `ldl train` does. Returns the note to print once per command run, naming the
 /// methods that lost it, or `None` when nothing changed.
 pub fn drop_shifts_without_images(methods: &mut [NamedMethod], image: Option<(usize, usize)>, data: &str) -> Option<String> {
-    if image.is_some() {
+    // A time series (`--series`) is a one-pixel-high image: its shifts move it in time, but
+    // warped copies (rotations and shears of a picture) mean nothing there.
+    let series = matches!(image, Some((_, 1)));
+    if image.is_some() && !series {
         return None;
     }
     let mut dropped = Vec::new();
     let mut warps = false;
     for m in methods.iter_mut() {
         if let MethodSpec::ClosedForm { shift, cfg } | MethodSpec::Compact { shift, cfg } = &mut m.spec {
-            if *shift > 0 || cfg.fill > 0 {
+            if cfg.fill > 0 || (*shift > 0 && !series) {
                 warps |= cfg.fill > 0;
-                *shift = 0;
+                if !series {
+                    *shift = 0;
+                }
                 cfg.fill = 0;
                 dropped.push(m.name.clone());
             }
@@ -823,11 +828,18 @@ pub fn drop_shifts_without_images(methods: &mut [NamedMethod], image: Option<(us
         "run without their"
     };
     (!dropped.is_empty()).then(|| {
-        format!(
-            "note: {data} is not an image data set: {} {verb} shift augmentation{}",
-            dropped.join(", "),
-            if warps { " and warped copies" } else { "" }
-        )
+        if series {
+            format!(
+                "note: {data} holds time series: {} {verb} warped copies (rotations and shears of images); shifts move the series in time",
+                dropped.join(", ")
+            )
+        } else {
+            format!(
+                "note: {data} is not an image data set: {} {verb} shift augmentation{}",
+                dropped.join(", "),
+                if warps { " and warped copies" } else { "" }
+            )
+        }
     })
 }
 

@@ -77,6 +77,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         rotations: false,
         validation: false,
         max_input_bytes: crate::data::DEFAULT_MAX_INPUT_BYTES,
+        series: None,
     };
     eprintln!("loading MNIST ...");
     let loaded: Loaded = data.load()?;

@@ -17,6 +17,7 @@ fn mnist() -> DataArgs {
         rotations: false,
         validation: false,
         max_input_bytes: ldl_host::data::DEFAULT_MAX_INPUT_BYTES,
+        series: None,
     }
 }
 
@@ -1209,4 +1210,71 @@ fn ensembles_train_every_member_into_the_file_and_predict_reports_agreement() {
         &["fewshot", "--methods", "device,1nn", "--members", "2", "--trials", "1"],
         &["1nn", "baseline"],
     );
+}
+
+/// `--series`: the rows are time series, the device and mcu modes shift them in time (as a
+/// one-pixel-high image), warped copies are dropped with a note, bad declarations refused.
+#[test]
+fn series_rows_are_shifted_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("imu.json");
+    let imu = ldl_host::repo_root().join("data/sensors/BasicMotions");
+    let (train, test) = (imu.join("train.csv"), imu.join("test.csv"));
+    let csv = ["--dataset", "csv", "--data", s(&train), "--test", s(&test)];
+    let args: Vec<&str> = ["fewshot"]
+        .into_iter()
+        .chain(csv)
+        .chain([
+            "--series",
+            "6",
+            "--methods",
+            "device,device::0,mcu-warp",
+            "--shots",
+            "1",
+            "--trials",
+            "3",
+            "--json",
+            s(&json),
+        ])
+        .collect();
+    let out = ldl(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("note: csv holds time series: mcu-warp runs without its warped copies"),
+        "{err}"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let cells = v.as_array().unwrap();
+    assert_eq!(
+        (&cells[0]["settings"], &cells[1]["settings"]),
+        (&"closed-id-shift2".into(), &"closed-id".into())
+    );
+    // Shifts in time change the answers (on this set, for the better).
+    assert!(cells[0]["mean"].as_f64().unwrap() > cells[1]["mean"].as_f64().unwrap(), "{v}");
+    // The model records the series as a 600 x 1 image; the enrollment shift is 2.
+    let model = dir.path().join("imu.ldlm");
+    let t: Vec<&str> = ["train"]
+        .into_iter()
+        .chain(csv)
+        .chain(["--series", "6", "--method", "mcu", "--shots", "2", "--out", s(&model), "--json"])
+        .collect();
+    ok_json(&t);
+    let m = ldl_core::format::decode(&std::fs::read(&model).unwrap()).unwrap();
+    let im = m.preprocess.image.unwrap();
+    assert_eq!((im.width, im.height, m.preprocess.shift), (600, 1, 2));
+    // inspect reads it; no board's firmware takes 600 inputs (they are built for 784), which
+    // it says with its "does not fit" status.
+    let out = ldl(&["inspect", s(&model), "--json"]);
+    let i: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(i["preprocess"]["shift"], 2);
+    assert_eq!(out.status.code(), Some(2), "{i}");
+    // A channel count that does not divide the rows, or --series on images: refused.
+    let bad: Vec<&str> = ["fewshot"]
+        .into_iter()
+        .chain(csv)
+        .chain(["--series", "7", "--trials", "1"])
+        .collect();
+    fails_with(&bad, &["--series 7", "600 values"]);
+    fails_with(&["fewshot", "--series", "6", "--trials", "1"], &["--series", "csv"]);
 }

@@ -55,6 +55,12 @@ pub struct DataArgs {
     /// whose header declares more is refused before it is read or inflated.
     #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, default_value = "1G")]
     pub max_input_bytes: u64,
+    /// CSV: every row is a time series of CHANNELS equal-length channels, one after another
+    /// (the UEA layout): the device and mcu modes' shifts then move a series in time (a row
+    /// is fitted as a one-pixel-high image, so a shift by `s` also carries the last `s`
+    /// values of a channel into the next one), and image augmentations do not apply.
+    #[arg(long, value_name = "CHANNELS")]
+    pub series: Option<usize>,
 }
 
 /// The Omniglot set used without --data.
@@ -77,6 +83,9 @@ impl DataArgs {
         let limits = super::Limits {
             input_bytes: self.max_input_bytes,
         };
+        if self.series.is_some() && self.dataset != DatasetKind::Csv {
+            bail!("--series describes the rows of a CSV (--dataset csv), not {}", self.dataset.name());
+        }
         Ok(match self.dataset {
             DatasetKind::Mnist if self.validation => {
                 let dir = self.data.clone().unwrap_or_else(|| root.join("data/mnist"));
@@ -109,7 +118,18 @@ impl DataArgs {
                 let (Some(train), Some(test)) = (&self.data, &self.test) else {
                     bail!("--dataset csv needs --data TRAIN.csv and --test TEST.csv")
                 };
-                let (a, b) = super::load_csv_split(train, test, &Default::default())?;
+                let (mut a, mut b) = super::load_csv_split(train, test, &Default::default())?;
+                if let Some(channels) = self.series {
+                    if channels == 0 || !a.dim.is_multiple_of(channels) {
+                        bail!(
+                            "--series {channels}: the rows have {} values, not a whole number per channel",
+                            a.dim
+                        );
+                    }
+                    // One row of pixels: shifts along it are shifts in time.
+                    a.image = Some((a.dim, 1));
+                    b.image = Some((b.dim, 1));
+                }
                 Loaded { train: a, test: Some(b) }
             }
         })

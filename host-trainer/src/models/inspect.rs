@@ -237,9 +237,9 @@ pub fn check_header_sizes(view: &ModelView<'_>) -> std::result::Result<(), Strin
                 im.width, im.height
             ));
         }
-        if pp.shift > 0 && (u16::from(pp.shift) >= im.width || u16::from(pp.shift) >= im.height) {
+        if pp.shift > 0 && u16::from(pp.shift) >= im.width {
             return Err(format!(
-                "its header declares an enrollment shift of {} pixels on {}x{} images (a shift must be less than the image's sides)",
+                "its header declares an enrollment shift of {} pixels on {}x{} images (a shift must be less than the image's width)",
                 pp.shift, im.width, im.height
             ));
         }

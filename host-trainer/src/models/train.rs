@@ -217,6 +217,10 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
             eprintln!("note: {} is not an image data set: no warped copies", super::kind_name(kind));
             cfg.fill = 0;
         }
+        if cfg.fill > 0 && matches!(train.image, Some((_, 1))) {
+            eprintln!("note: --series rows are time series: no warped copies (rotations and shears of images); shifts move them in time");
+            cfg.fill = 0;
+        }
         pp.fill = cfg.fill;
     }
     let support: Vec<Vec<f32>> = indices
