@@ -42,7 +42,7 @@
 //! let view = ModelView::parse(&file)?;
 //! let mut scratch = vec![0.0; ldl_core::classify::scratch_len(&view)?];
 //! let mut distances = [0.0; 2];
-//! let c = classify(&view, &[0.0, 0.0, 1.0, 0.05], None, &mut scratch, &mut distances)?;
+//! let c = classify(&view, &[0.0, 0.0, 1.0, 0.05], ldl_core::Rule::default(), &mut scratch, &mut distances)?;
 //! assert_eq!(c.class, Some(1));
 //! assert!(distances[1] < distances[0]);
 //!
@@ -108,6 +108,7 @@ pub use linear::{Init, Linear, Target};
 pub use model::{label, ImageSpec, Label, Method, Preprocess};
 #[cfg(feature = "alloc")]
 pub use model::{Member, Model};
+pub use novelty::{Rule, Score};
 pub use predictor::Predictor;
 pub use rng::Rng;
 pub use subspace::{FitOptions, Subspace};

@@ -120,7 +120,7 @@ fn exercise(view: &ModelView<'_>) {
                 let x = vec![0.5f32; view.inputs()];
                 let mut scratch = vec![0.0; n];
                 let mut dist = vec![0.0; view.len()];
-                let _ = classify(view, &x, view.threshold(), &mut scratch, &mut dist);
+                let _ = classify(view, &x, view.rule(), &mut scratch, &mut dist);
             }
         }
     }

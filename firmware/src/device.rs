@@ -317,8 +317,8 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         let n = view.len() + stored;
         distances.resize(n, 0.0).map_err(|_| ErrorCode::CapacityFull)?;
         let c = match self.store.as_deref() {
-            Some(s) => classify_joined(view, s, &mut self.flash, x, view.threshold(), rest, distances)?,
-            None => ldl_core::classify(view, x, view.threshold(), rest, distances)?,
+            Some(s) => classify_joined(view, s, &mut self.flash, x, view.rule(), rest, distances)?,
+            None => ldl_core::classify(view, x, view.rule(), rest, distances)?,
         };
         let nb = view.len();
         let label = if c.best < nb {
@@ -841,7 +841,7 @@ mod tests {
                     let x: Vec<f32> = q.iter().map(|v| v * 0.5).collect();
                     let mut s = vec![0.0; scratch_len(m).unwrap()];
                     let mut d = vec![0.0; m.labels.len()];
-                    let c = ldl_core::classify(m, &x, m.threshold, &mut s, &mut d).unwrap();
+                    let c = ldl_core::classify(m, &x, m.rule(), &mut s, &mut d).unwrap();
                     let Response::Classified(got) = &out[i].1 else {
                         panic!("{:?}", out[i])
                     };

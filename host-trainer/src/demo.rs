@@ -532,7 +532,7 @@ fn pass(
         // The host core on the same model.
         let mut x = raw.clone();
         host.preprocess.apply(&mut x)?;
-        let h = ldl_core::classify(host, &x, host.threshold, &mut scratch, &mut dist)?;
+        let h = ldl_core::classify(host, &x, host.rule(), &mut scratch, &mut dist)?;
         let same = h.best == c.index
             && h.class.is_none() == c.unknown
             && dist.len() == c.distances.len()

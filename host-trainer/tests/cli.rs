@@ -83,7 +83,7 @@ fn train_file_inspect_eval_predict_round_trip() {
     assert_eq!(i["inputs"], 784);
     assert_eq!(i["outputs"], 784);
     assert_eq!(i["target"], "identity");
-    assert_eq!(i["format_version"], 2);
+    assert_eq!(i["format_version"], 3);
     assert_eq!(i["bytes"], bytes.len());
     let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap());
     assert_eq!(i["crc32"], format!("{crc:08x}"));
@@ -125,7 +125,7 @@ fn train_file_inspect_eval_predict_round_trip() {
     let mut bd = vec![0.0; 3];
     for j in (0..truth.len()).step_by(97) {
         let x = &xs[j * d..(j + 1) * d];
-        let c = ldl_core::classify(&model, x, None, &mut scratch, &mut dist).unwrap();
+        let c = ldl_core::classify(&model, x, ldl_core::Rule::default(), &mut scratch, &mut dist).unwrap();
         assert_eq!(c.best, pred[j], "sample {j}");
         ldl_core::batch::distances(&model, x, 1, &mut bd).unwrap();
         for (a, b) in dist.iter().zip(&bd) {
@@ -145,7 +145,7 @@ fn train_file_inspect_eval_predict_round_trip() {
         .iter()
         .map(|v| (v * 255.0).round() * (1.0f32 / 255.0))
         .collect::<Vec<_>>();
-    let c = ldl_core::classify(&model, &first, None, &mut scratch, &mut dist).unwrap();
+    let c = ldl_core::classify(&model, &first, ldl_core::Rule::default(), &mut scratch, &mut dist).unwrap();
     assert_eq!(p[0]["best"], model.labels[c.best].as_str());
     assert_eq!(p[0]["novelty"].as_f64().unwrap() as f32, c.novelty);
 }

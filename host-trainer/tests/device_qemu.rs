@@ -142,7 +142,7 @@ fn device_command_enrolls_and_classifies_like_the_host_core() {
     for (i, a) in answers.iter().enumerate() {
         let mut x = raw(&test, i);
         host.preprocess.apply(&mut x).unwrap();
-        let h = ldl_core::classify(&host, &x, host.threshold, &mut scratch, &mut dist).unwrap();
+        let h = ldl_core::classify(&host, &x, host.rule(), &mut scratch, &mut dist).unwrap();
         assert_eq!(a["class"], h.best, "image {i}: {a}");
         assert_eq!(a["best"], host.labels[h.best].as_str(), "image {i}");
         assert_eq!(a["expected"], test.labels[i].to_string());

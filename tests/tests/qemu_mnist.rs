@@ -156,7 +156,7 @@ fn host_classify(m: &Model, raw: &[f32]) -> Classification {
     m.preprocess.apply(&mut x).unwrap();
     let mut scratch = vec![0.0f32; ldl_core::classify::scratch_len(m).unwrap()];
     let mut dist = vec![0.0f32; m.labels.len()];
-    let c = ldl_core::classify(m, &x, m.threshold, &mut scratch, &mut dist).unwrap();
+    let c = ldl_core::classify(m, &x, m.rule(), &mut scratch, &mut dist).unwrap();
     Classification {
         index: c.best,
         label: m.labels[c.best].to_string(),

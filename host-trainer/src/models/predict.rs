@@ -89,7 +89,7 @@ pub fn classify_raw(model: &Model, raw: Vec<f32>) -> Result<(ldl_core::Classific
     let x = preprocessed(&model.preprocess, raw)?;
     let mut scratch = vec![0.0; ldl_core::classify::scratch_len(model)?];
     let mut dist = vec![0.0; model.labels.len()];
-    let c = ldl_core::classify(model, &x, model.threshold, &mut scratch, &mut dist)?;
+    let c = ldl_core::classify(model, &x, model.rule(), &mut scratch, &mut dist)?;
     Ok((c, dist))
 }
 
