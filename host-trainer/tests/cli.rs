@@ -145,9 +145,11 @@ fn train_file_inspect_eval_predict_round_trip() {
         .iter()
         .map(|v| (v * 255.0).round() * (1.0f32 / 255.0))
         .collect::<Vec<_>>();
-    let c = ldl_core::classify(&model, &first, ldl_core::Rule::default(), &mut scratch, &mut dist).unwrap();
+    let c = ldl_core::classify(&model, &first, model.rule(), &mut scratch, &mut dist).unwrap();
     assert_eq!(p[0]["best"], model.labels[c.best].as_str());
     assert_eq!(p[0]["novelty"].as_f64().unwrap() as f32, c.novelty);
+    assert_eq!(p[0]["score"], model.score.name());
+    assert_eq!(model.score, ldl_core::Score::Contrast, "the device method's default");
 }
 
 /// A small valid model file, made in process: two classes of three samples, the boards'
