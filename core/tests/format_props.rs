@@ -349,6 +349,7 @@ fn write_fuzz_corpus() {
             distances: [0.5, 0.25].into_iter().collect(),
             novelty: 0.25,
             unknown: false,
+            score: ldl_core::Score::Ratio,
         }),
         Response::EnrollProgress { token: 1, got: 1, of: 2 },
         Response::Enrolled { label: l("c"), rank: 3 },

@@ -288,24 +288,25 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
     fn classify(&mut self, sample: &[u8]) -> Response {
         let mut distances = heapless::Vec::new();
         match self.classify_into(sample, &mut distances) {
-            Ok((class, label, novelty, unknown)) => Response::Classified(Classified {
+            Ok((class, label, c)) => Response::Classified(Classified {
                 class,
                 label,
                 distances,
-                novelty,
-                unknown,
+                novelty: c.novelty,
+                unknown: c.class.is_none(),
+                score: c.score,
             }),
             Err(code) => Response::Error { code },
         }
     }
 
-    /// Classifies `sample`: the distances into `distances`, and the class, its label, the
-    /// novelty score and whether the sample is unknown.
+    /// Classifies `sample` with the model's novelty rule: the distances into `distances`,
+    /// and the class, its label and the core's decision (novelty score, unknown).
     fn classify_into(
         &mut self,
         sample: &[u8],
         distances: &mut heapless::Vec<f32, MAX_CLASSES>,
-    ) -> Result<(u16, Label, f32, bool), ErrorCode> {
+    ) -> Result<(u16, Label, ldl_core::Classification), ErrorCode> {
         let at = self.images_len();
         let d = self.sizes.inputs;
         let view = self.model.as_ref().map_err(|_| ErrorCode::NoModel)?;
@@ -330,7 +331,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
                 .map(|e| e.label.clone())
         }
         .ok_or(ErrorCode::UnknownClass)?;
-        Ok((c.best as u16, label, c.novelty, c.class.is_none()))
+        Ok((c.best as u16, label, c))
     }
 
     /// Starts an enrollment; the reply carries its token.
