@@ -237,6 +237,19 @@ fn demo_on(board: &str) {
     }
     // Before: 8 and 9 are no class of the model; after: the device knows them.
     assert_eq!(digit(before, 8, "correct") + digit(before, 9, "correct"), 0);
+    // Saying "unknown" before enrolling: the model's contrast rule, a threshold from held-out
+    // training images, counted on the device's first pass.
+    let u = &r["unknown_before"];
+    assert_eq!(
+        (u["score"].as_str(), u["new_images"].as_u64(), u["known_images"].as_u64()),
+        (Some("contrast"), Some(20), Some(80))
+    );
+    assert!(u["threshold"].as_f64().unwrap() > 0.0);
+    assert!(u["threshold_source"].as_str().unwrap().contains("held-out"));
+    assert_eq!(
+        u["new_unknown"].as_u64().unwrap() + u["known_rejected"].as_u64().unwrap(),
+        (0..10).map(|d| digit(before, d, "unknown")).sum::<u64>()
+    );
     assert!(digit(after, 8, "correct") + digit(after, 9, "correct") >= 8, "{after}");
     let total = |p: &Value| (0..10).map(|d| digit(p, d, "correct")).sum::<u64>();
     assert!(total(after) > total(before));
