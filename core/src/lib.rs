@@ -13,7 +13,7 @@
 //! | predictor `P_c` of a class | [`Predictor`]: dense [`Linear`], closed-form [`Subspace`], 8-bit [`compact::Compact`] | [`predictor`], [`subspace`], [`compact`] |
 //! | training by gradient (O2MD, BD, naive) | [`methods::GradientTrainer`], [`Optimizer`] | [`methods`] (host), [`train`] |
 //! | closed-form fit (the device and mcu modes) | [`fit::fit`], [`FitOptions`] | [`fit`], [`eigen`], [`augment`] (shifts) |
-//! | classification `argmin_c` distance, "unknown" | [`classify()`], [`Classification`] | [`classify`](mod@classify) |
+//! | classification `argmin_c` distance, "unknown" by the model's novelty rule (score + threshold) | [`classify()`], [`Classification`], [`Rule`] | [`classify`](mod@classify), [`novelty`] |
 //! | the model file (versioned, CRC-checked, read in place) | [`ModelView`], [`Header`], [`format::encode`] | [`format`](mod@format) (`FORMAT.md`) |
 //! | a model on the host (owned weights) | [`Model`] | [`model`] |
 //! | enrollment of a new class | [`Model::enroll`] (host), [`store::Store::enroll`] (device: fit straight to flash) | [`model`], [`store`], [`fit`] |
