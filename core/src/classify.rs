@@ -103,13 +103,14 @@ pub fn classify(classes: &impl Classes, x: &[f32], rule: Rule, scratch: &mut [f3
         *slot = best as u16;
     }
     let member_best = member_best.get(..members).ok_or(Error::CapacityFull)?;
-    decide(distances, member_best, rule, crate::linalg::norm2(x))
+    decide(distances, member_best, rule, x)
 }
 
 /// The decision from every class's (member-averaged) distance and each member's own best
-/// class: the closest class, the rule's score of the sample (`norm2`: the input's squared
-/// norm, for [`Score::Relative`]), "unknown" past its threshold, and the members' agreement.
-pub(crate) fn decide(distances: &[f32], member_best: &[u16], rule: Rule, norm2: f32) -> Result<Classification> {
+/// class: the closest class, the rule's score of the sample (`x`, the preprocessed input,
+/// for [`Score::Relative`]'s norm), "unknown" past its threshold, and the members'
+/// agreement.
+pub(crate) fn decide(distances: &[f32], member_best: &[u16], rule: Rule, x: &[f32]) -> Result<Classification> {
     let n = distances.len();
     if n == 0 || member_best.is_empty() {
         return Err(Error::EmptyClass);
@@ -120,6 +121,12 @@ pub(crate) fn decide(distances: &[f32], member_best: &[u16], rule: Rule, norm2: 
     let best = closest(distances).ok_or(Error::NonFinite)?;
     let votes = member_best.iter().filter(|&&b| b as usize == best).count();
     let closest_d = distances.get(best).copied().ok_or(Error::NonFinite)?;
+    // Only the relative score reads the input's norm: no pass over it for the others.
+    let norm2 = if rule.score == Score::Relative {
+        crate::linalg::norm2(x)
+    } else {
+        0.0
+    };
     let novelty = rule.score_of(distances, norm2)?;
     // Every class at the same distance (a blank input is at 0 from every linear subspace
     // through the origin): no class agrees better than another, so no class is the answer.
@@ -163,7 +170,7 @@ mod tests {
     use super::*;
 
     fn decide(d: &[f32], member_best: &[u16], threshold: Option<f32>) -> Result<Classification> {
-        super::decide(d, member_best, Rule::best(threshold), 1.0)
+        super::decide(d, member_best, Rule::best(threshold), &[1.0])
     }
 
     #[test]
@@ -196,19 +203,19 @@ mod tests {
         };
         // Closest 1, mean 2: contrast 0.5 whatever the distances' scale.
         let d = [1.0, 2.0, 3.0];
-        let c = super::decide(&d, &[0], contrast(Some(0.6)), 1.0).unwrap();
+        let c = super::decide(&d, &[0], contrast(Some(0.6)), &[1.0]).unwrap();
         assert_eq!((c.class, c.score, c.novelty), (Some(0), Score::Contrast, 0.5));
-        let c = super::decide(&[10.0, 20.0, 30.0], &[0], contrast(Some(0.4)), 1.0).unwrap();
+        let c = super::decide(&[10.0, 20.0, 30.0], &[0], contrast(Some(0.4)), &[1.0]).unwrap();
         assert_eq!((c.best, c.class, c.novelty), (0, None, 0.5));
         // The same distances under the closest-distance rule: the distance decides.
-        let c = super::decide(&d, &[0], Rule::best(Some(0.6)), 1.0).unwrap();
+        let c = super::decide(&d, &[0], Rule::best(Some(0.6)), &[1.0]).unwrap();
         assert_eq!((c.class, c.score, c.novelty), (None, Score::Best, 1.0));
         // A class that overflowed is left out of the mean too.
-        let c = super::decide(&[1.0, f32::NAN, 3.0], &[0], contrast(None), 1.0).unwrap();
+        let c = super::decide(&[1.0, f32::NAN, 3.0], &[0], contrast(None), &[1.0]).unwrap();
         assert_eq!(c.novelty, 0.5);
         // One class (one finite distance): the contrast cannot tell; NaN, not rejected.
         for d in [&[1.0][..], &[1.0, f32::INFINITY]] {
-            let c = super::decide(d, &[0], contrast(Some(0.1)), 1.0).unwrap();
+            let c = super::decide(d, &[0], contrast(Some(0.1)), &[1.0]).unwrap();
             assert!(c.novelty.is_nan());
             assert_eq!(c.class, Some(0));
         }
@@ -217,13 +224,13 @@ mod tests {
             score,
             threshold: Some(0.3),
         };
-        let c = super::decide(&[1.0, 2.0, 3.0], &[0], r(Score::Ratio), 4.0).unwrap();
+        let c = super::decide(&[1.0, 2.0, 3.0], &[0], r(Score::Ratio), &[2.0]).unwrap();
         assert_eq!((c.novelty, c.class), (0.5, None));
-        let c = super::decide(&[1.0, 2.0, 3.0], &[0], r(Score::Relative), 4.0).unwrap();
+        let c = super::decide(&[1.0, 2.0, 3.0], &[0], r(Score::Relative), &[2.0]).unwrap();
         assert_eq!((c.novelty, c.class), (0.25, Some(0)));
         // Scores that need per-class spreads cannot decide: a model never holds them.
         for score in [Score::Normalized, Score::NormalizedMin] {
-            assert_eq!(super::decide(&d, &[0], r(score), 1.0), Err(Error::InvalidParameter));
+            assert_eq!(super::decide(&d, &[0], r(score), &[1.0]), Err(Error::InvalidParameter));
         }
     }
 

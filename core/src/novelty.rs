@@ -164,7 +164,15 @@ impl Rule {
         if finite < self.score.min_classes() {
             return Ok(f32::NAN);
         }
-        self.score.of(distances, &[], norm2)
+        // Dispatched here rather than by `Score::of`, so that a device links none of the
+        // normalized scores.
+        match self.score {
+            Score::Best => best(distances),
+            Score::Ratio => ratio(distances),
+            Score::Contrast => contrast(distances),
+            Score::Relative => relative(distances, norm2),
+            Score::Normalized | Score::NormalizedMin => Err(Error::InvalidParameter),
+        }
     }
 
     /// True when `score` (from [`Rule::score_of`]) makes the sample "unknown": above the
@@ -400,6 +408,30 @@ mod tests {
             (Score::Ratio.min_classes(), Score::Contrast.min_classes(), Score::Best.min_classes()),
             (2, 2, 1)
         );
+    }
+
+    #[test]
+    fn a_rule_scores_as_its_score_does() {
+        for d in [&[3.0, 1.0, 2.0][..], &[0.5, f32::NAN, 4.0], &[0.0, 0.0]] {
+            for score in Score::ALL.into_iter().filter(|s| !s.needs_spreads()) {
+                let r = Rule { score, threshold: None };
+                assert_eq!(r.score_of(d, 4.0), score.of(d, &[], 4.0), "{score:?} {d:?}");
+            }
+        }
+        assert!(Rule {
+            score: Score::Contrast,
+            threshold: Some(0.0)
+        }
+        .score_of(&[2.0], 1.0)
+        .unwrap()
+        .is_nan());
+        assert_eq!(Rule::best(None).score_of(&[f32::NAN], 1.0), Err(Error::NonFinite));
+        assert_eq!(Rule::best(None).score_of(&[], 1.0), Err(Error::EmptyClass));
+        let r = Rule {
+            score: Score::Contrast,
+            threshold: Some(0.5),
+        };
+        assert!(r.rejects(0.6) && !r.rejects(0.5) && !r.rejects(f32::NAN) && !Rule::default().rejects(1e30));
     }
 
     #[test]

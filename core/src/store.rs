@@ -825,7 +825,7 @@ pub fn classify_joined<const C: usize, F: ReadNorFlash>(
         *dist = or_nan(store.distance(flash, i, x, qx, rest))?;
     }
     let best = closest(distances).unwrap_or(0) as u16;
-    decide(distances, &[best], rule, crate::linalg::norm2(x))
+    decide(distances, &[best], rule, x)
 }
 
 #[cfg(test)]
