@@ -48,7 +48,8 @@ fn boot(dir: &Path, model: &Path, pty: bool) -> Qemu {
     .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// A device-mode model of digits 0-4 (10 images each, room for 6 classes), via `ldl train`.
+/// A device-mode model of digits 0-4 (10 images each, room for 6 classes, a threshold on the
+/// contrast score at the 0.9-quantile of its training images), via `ldl train`.
 fn train(dir: &Path) -> PathBuf {
     let path = dir.join("model.ldlm");
     ok_json(&[
@@ -61,6 +62,8 @@ fn train(dir: &Path) -> PathBuf {
         "24",
         "--capacity",
         "6",
+        "--calibrate-threshold",
+        "0.9",
         "--out",
         s(&path),
         "--json",
@@ -146,6 +149,11 @@ fn device_command_enrolls_and_classifies_like_the_host_core() {
         assert_eq!(a["class"], h.best, "image {i}: {a}");
         assert_eq!(a["best"], host.labels[h.best].as_str(), "image {i}");
         assert_eq!(a["expected"], test.labels[i].to_string());
+        // The model's novelty rule, decided on the device as on the host.
+        assert_eq!(a["score"], host.score.name(), "image {i}");
+        assert_eq!(a["unknown"], h.class.is_none(), "image {i}");
+        let nov = a["novelty"].as_f64().unwrap() as f32;
+        assert_eq!(nov.to_bits(), h.novelty.to_bits(), "image {i}: novelty {nov} vs host {}", h.novelty);
         for (l, d) in host.labels.iter().zip(&dist) {
             let got = a["distances"][l.as_str()].as_f64().unwrap() as f32;
             assert_eq!(got.to_bits(), d.to_bits(), "image {i} class {l}: device {got}, host {d}");

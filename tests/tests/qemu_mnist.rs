@@ -261,7 +261,7 @@ fn classify_1000(board: &str, mut model: Model, kind: &str) {
     assert_eq!(dev_ok, host_ok, "device accuracy differs from the host's");
     eprintln!(
         "(a) {board}, {kind} model ({} B): {n} MNIST test images: device accuracy {:.1}% = host {:.1}%, {unknown} unknown, \
-         every distance equal to the bit; boot+connect {:.2}s, {:.1} ms per classification ({:.1}s)",
+         every distance and novelty score equal to the bit; boot+connect {:.2}s, {:.1} ms per classification ({:.1}s)",
         bytes.len(),
         100.0 * dev_ok as f64 / n as f64,
         100.0 * host_ok as f64 / n as f64,
