@@ -49,7 +49,7 @@ fn classification(c: &mut Criterion) {
         let mut scratch = vec![0.0; scratch_len(model).unwrap()];
         let mut dist = vec![0.0; C];
         g.bench_function(name, |b| {
-            b.iter(|| classify(model, black_box(&x), None, &mut scratch, &mut dist).unwrap())
+            b.iter(|| classify(model, black_box(&x), ldl_core::novelty::Rule::default(), &mut scratch, &mut dist).unwrap())
         });
     }
     g.finish();

@@ -22,6 +22,7 @@ use crate::compact::{Compact, Shape};
 use crate::error::{Error, Result};
 use crate::linear::{Linear, Target};
 use crate::model::{Label, Method, Preprocess};
+use crate::novelty::{Rule, Score};
 use crate::predictor::Predictor;
 use crate::subspace::{FitOptions, Subspace};
 use core::fmt;
@@ -30,20 +31,22 @@ use serde::{Deserialize, Serialize};
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"LDLM";
 /// The newest format version this build writes. Version 2 added the [`ClassForm::Compact`]
-/// class (8-bit directions), version 3 [`Preprocess::fill`] (the warped copies of enrolled
-/// images). A model whose `fill` is 0 is written as version 2, which it is: older readers
-/// keep reading it. This build reads versions 1 to 3 (see [`READS`]).
-pub const VERSION: u16 = 3;
+/// class (8-bit directions); version 3 the novelty score the threshold applies to
+/// ([`Header::score`]); version 4 [`Preprocess::fill`] (the warped copies of enrolled
+/// images). A model whose `fill` is 0 is written as version 3, which it is: readers of
+/// version 3 keep reading it. This build reads versions 1 to 4 (see [`READS`]); in versions 1
+/// and 2 the threshold applies to the closest class's distance ([`Score::Best`]).
+pub const VERSION: u16 = 4;
 /// Every version this build reads.
-pub const READS: [u16; 3] = [1, 2, 3];
+pub const READS: [u16; 4] = [1, 2, 3, 4];
 
-/// The version a file with this preprocessing is written as: 3 with warped copies, else 2.
+/// The version a file with this preprocessing is written as: 4 with warped copies, else 3.
 #[cfg(feature = "alloc")]
 fn version_for(p: &Preprocess) -> u16 {
     if p.fill > 0 {
         VERSION
     } else {
-        2
+        3
     }
 }
 /// Byte offset of the postcard-encoded header (the end of the fixed prefix).
@@ -160,7 +163,7 @@ pub struct ClassEntry {
 
 /// The model file's header: everything but the weights. Postcard-encoded, field by field in
 /// this order (see `core/FORMAT.md`). Any change to its shape, or to the shape of a type it
-/// contains ([`Method`], [`Preprocess`], [`FitOptions`], [`Label`]), is a new [`VERSION`].
+/// contains ([`Method`], [`Preprocess`], [`FitOptions`], [`Score`], [`Label`]), is a new [`VERSION`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Header {
@@ -172,8 +175,11 @@ pub struct Header {
     pub outputs: u32,
     /// Most classes the model may hold (>= the number of labels).
     pub capacity: u16,
-    /// Novelty threshold (finite), if any.
+    /// Novelty threshold (finite; from version 3 on, >= 0), if any.
     pub threshold: Option<f32>,
+    /// The novelty score the threshold applies to (version 3 on; [`Score::Best`] before,
+    /// where the file has no such field). Only the scores that need nothing per class.
+    pub score: Score,
     /// Input preprocessing (finite scale and offset).
     pub preprocess: Preprocess,
     /// How enrolled classes are fitted (finite ridge, rank tolerance and minimum weight).
@@ -213,6 +219,7 @@ pub struct ModelView<'a> {
     outputs: u32,
     capacity: u16,
     threshold: Option<f32>,
+    score: Score,
     preprocess: Preprocess,
     fit: FitOptions,
     /// How many labels, target entries (members) and class entries the header holds.
@@ -435,9 +442,11 @@ fn check_finite_predictor(p: &Predictor<&[f32]>) -> Result<()> {
 }
 
 impl<'a> ModelView<'a> {
-    /// Decodes a postcard-encoded [`Header`] in place (FORMAT.md section 6, rule 10: it
-    /// decodes and uses exactly its bytes), keeping its scalars and where its lists start;
-    /// no weights yet. `Malformed` when it does not decode.
+    /// Decodes a postcard-encoded [`Header`] of format `version` in place (FORMAT.md
+    /// section 6, rule 9: it decodes and uses exactly its bytes), keeping its scalars and
+    /// where its lists start; no weights yet. Before version 3 the header has no `score`
+    /// (it is [`Score::Best`]), before version 4 no `fill` (it is 0). `Malformed` when it
+    /// does not decode.
     fn scan(header: &'a [u8], version: u16) -> Result<Self> {
         let mut rest = header;
         let at = |rest: &[u8]| {
@@ -452,12 +461,13 @@ impl<'a> ModelView<'a> {
         let outputs = take(&mut rest)?;
         let capacity = take(&mut rest)?;
         let threshold = take(&mut rest)?;
-        // Version 3 added `fill` after `shift`; before, it is 0.
+        let score = if version >= 3 { take(&mut rest)? } else { Score::Best };
+        // Version 4 added `fill` after `shift`; before, it is 0.
         let mut preprocess: Preprocess = take::<crate::model::PreprocessV2>(&mut rest)?.into();
-        if version >= 3 {
+        if version >= 4 {
             preprocess.fill = take(&mut rest)?;
             if preprocess.fill == 0 {
-                // Version 3 holds only models with warped copies (`version_for`).
+                // Version 4 holds only models with warped copies (`version_for`).
                 return Err(Error::Malformed);
             }
         }
@@ -490,6 +500,7 @@ impl<'a> ModelView<'a> {
             outputs,
             capacity,
             threshold,
+            score,
             preprocess,
             fit,
             counts: Counts {
@@ -536,7 +547,7 @@ impl<'a> ModelView<'a> {
         Ok((to_usize(self.inputs)?, to_usize(self.outputs)?))
     }
 
-    /// Checks the header against the weights (FORMAT.md section 6, rules 11 to 13): sizes,
+    /// Checks the header against the weights (FORMAT.md section 6, rules 11 to 14): sizes,
     /// counts, unique labels, every entry inside the weights with the sizes the dimensions
     /// imply, finite parameters, and every weight finite.
     fn validate(&self) -> Result<()> {
@@ -583,6 +594,14 @@ impl<'a> ModelView<'a> {
             self.fit.min_weight,
         ];
         crate::error::check_finite(&params)?;
+        if self.version >= 3 {
+            // Version 3: the score needs nothing per class (the file holds no spreads), and
+            // the threshold is not negative (every score is >= 0).
+            if self.score.needs_spreads() {
+                return Err(Error::Malformed);
+            }
+            self.rule().check()?;
+        }
         if self.version == 1 {
             // Version 1: every weight, referenced or not.
             crate::error::check_finite(self.weights)
@@ -597,9 +616,11 @@ impl<'a> ModelView<'a> {
     /// Fails with `Truncated` when the data is shorter than the fixed prefix or than the
     /// sizes it announces, `BadMagic`, `UnsupportedVersion(v)`, `Malformed` for inconsistent
     /// sizes, non-zero reserved or padding bytes, a header that does not decode or does not
-    /// use exactly its length, or a header inconsistent with itself or the weights,
-    /// `CrcMismatch` (checked before the header is decoded), `NonFinite` for a NaN or
-    /// infinite weight or parameter, and `Misaligned` when the weights are not on a 4-byte
+    /// use exactly its length (an unknown score tag included), or a header inconsistent
+    /// with itself or the weights (a score that needs per-class spreads), `CrcMismatch`
+    /// (checked before the header is decoded), `NonFinite` for a NaN or infinite weight or
+    /// parameter, `InvalidParameter` for a negative threshold (version 3 on; before, it was
+    /// read as it was written), and `Misaligned` when the weights are not on a 4-byte
     /// boundary in memory (the file itself is not 4-byte aligned). Never panics.
     pub fn parse(bytes: &'a [u8]) -> Result<ModelView<'a>> {
         if bytes.len() < MIN_FILE_LEN {
@@ -642,7 +663,6 @@ impl<'a> ModelView<'a> {
         let mut view = ModelView::scan(header_bytes, version)?;
         let weight_bytes = bytes.get(start..crc_at).ok_or(Error::Truncated)?;
         view.weights = bytemuck::try_cast_slice(weight_bytes).map_err(|_| Error::Misaligned)?;
-        view.version = version;
         view.validate()?;
         view.file_len = total;
         view.crc = crc;
@@ -658,6 +678,7 @@ impl<'a> ModelView<'a> {
             outputs: self.outputs,
             capacity: self.capacity,
             threshold: self.threshold,
+            score: self.score,
             preprocess: self.preprocess,
             fit: self.fit,
             labels: heapless::Vec::new(),
@@ -709,6 +730,18 @@ impl<'a> ModelView<'a> {
     /// Novelty threshold.
     pub fn threshold(&self) -> Option<f32> {
         self.threshold
+    }
+    /// The novelty score the threshold applies to ([`Score::Best`] in a file before
+    /// version 3).
+    pub fn score(&self) -> Score {
+        self.score
+    }
+    /// How the model says "unknown": its score and threshold, for [`crate::classify()`].
+    pub fn rule(&self) -> Rule {
+        Rule {
+            score: self.score,
+            threshold: self.threshold,
+        }
     }
     /// Input preprocessing.
     pub fn preprocess(&self) -> Preprocess {
@@ -829,6 +862,7 @@ mod owned {
     /// 0's classes, member 1's target, ...). Checks that the model fits the format.
     fn build_header(model: &Model, sink: &mut Sink<'_>) -> Result<Header> {
         model.validate()?;
+        model.rule().check()?;
         let n = model.labels.len();
         if n > MAX_CLASSES || model.members.len().checked_mul(n).is_none_or(|e| e > MAX_ENTRIES) {
             return Err(Error::CapacityFull);
@@ -849,6 +883,7 @@ mod owned {
             outputs: dim(k)?,
             capacity: model.capacity,
             threshold: model.threshold,
+            score: model.score,
             preprocess: model.preprocess,
             fit: model.fit,
             labels: heapless::Vec::new(),
@@ -971,8 +1006,9 @@ mod owned {
     /// Fails when the model is inconsistent (`model.validate()`), has more than
     /// [`MAX_CLASSES`] labels or [`MAX_ENTRIES`] class entries or more weights than a file
     /// can address (`CapacityFull`), has duplicate labels (`DuplicateLabel`), a non-finite
-    /// weight, threshold, preprocessing or fit parameter (`NonFinite`), or a subspace
-    /// predictor whose form does not match its member's target (`InvalidParameter`). A file
+    /// weight, threshold, preprocessing or fit parameter (`NonFinite`), a negative threshold
+    /// or a score that needs per-class spreads ([`Rule::check`]: `InvalidParameter`), or a
+    /// subspace predictor whose form does not match its member's target (`InvalidParameter`). A file
     /// `encode` returns always decodes (and parses wherever it lies 4-byte aligned).
     pub fn encode(model: &Model) -> Result<Vec<u8>> {
         let mut weights = Vec::new();
@@ -1049,6 +1085,7 @@ mod owned {
                 labels: self.labels().collect(),
                 members,
                 threshold: self.threshold,
+                score: self.score,
                 preprocess: self.preprocess,
                 capacity: self.capacity,
                 fit: self.fit,
@@ -1113,6 +1150,7 @@ mod tests {
     fn models() -> Vec<(&'static str, Model)> {
         let mut rich = closed(6, true, true, 0.0, 1);
         rich.threshold = Some(0.25);
+        rich.score = Score::Contrast;
         rich.capacity = 10;
         rich.preprocess = Preprocess {
             scale: 1.0 / 255.0,
@@ -1218,12 +1256,12 @@ mod tests {
                 .ok()
                 .filter(|(_, rest)| rest.is_empty())
                 .map(|(h, _)| h);
-            let piecewise = ModelView::scan(hb, 2).ok().map(|v| v.header());
+            let piecewise = ModelView::scan(hb, 3).ok().map(|v| v.header());
             // Compared re-encoded: bit for bit, NaNs included.
             let bytes = |h: &Option<Header>| h.as_ref().map(|h| header_bytes(h).unwrap());
             assert_eq!(bytes(&piecewise), bytes(&whole), "{hb:?}");
             if let Some(h) = whole {
-                let v = ModelView::scan(hb, 2).unwrap();
+                let v = ModelView::scan(hb, 3).unwrap();
                 assert_eq!(v.labels().collect::<Vec<_>>(), h.labels.to_vec());
                 assert_eq!((v.members(), v.len()), (h.members.len(), h.labels.len()));
                 for (i, e) in h.classes.iter().enumerate() {
@@ -1303,6 +1341,7 @@ mod tests {
             outputs: 2,
             capacity: 5,
             threshold: Some(1.5),
+            score: Score::Contrast,
             preprocess: Preprocess {
                 scale: 1.0,
                 offset: 0.0,
@@ -1353,6 +1392,7 @@ mod tests {
             0x02,                   // outputs: 2
             0x05,                   // capacity: 5
             0x01, 0x00, 0x00, 0xC0, 0x3F, // threshold: Some(1.5)
+            0x02,                   // score: Contrast
             0x00, 0x00, 0x80, 0x3F, // preprocess.scale: 1.0
             0x00, 0x00, 0x00, 0x00, // preprocess.offset: 0.0
             0x01, 0x1C, 0x1C, 0x00, 0x00, // preprocess.image: Some(28, 28, 0, 0)
@@ -1378,20 +1418,24 @@ mod tests {
         };
         assert!(with(0, 4).is_err(), "method tag out of range");
         assert!(with(5, 2).is_err(), "Option tag other than 0/1");
-        assert!(with(28, 2).is_err(), "bool other than 0/1");
-        assert!(with(41, 0xFF).is_err(), "label not UTF-8");
-        assert!(with(46, 2).is_err(), "target kind tag out of range");
-        assert!(with(50, 2).is_err(), "class form tag out of range");
-        assert!(with(51, 2).is_err(), "bool other than 0/1");
-        let mut long = want[..40].to_vec();
+        assert!(with(10, 6).is_err(), "score tag out of range");
+        for (tag, score) in [(0, Score::Best), (1, Score::Ratio), (5, Score::Relative)] {
+            assert_eq!(with(10, tag).unwrap().score, score);
+        }
+        assert!(with(29, 2).is_err(), "bool other than 0/1");
+        assert!(with(42, 0xFF).is_err(), "label not UTF-8");
+        assert!(with(47, 2).is_err(), "target kind tag out of range");
+        assert!(with(51, 2).is_err(), "class form tag out of range");
+        assert!(with(52, 2).is_err(), "bool other than 0/1");
+        let mut long = want[..41].to_vec();
         long.push(17);
         long.extend_from_slice(&[b'a'; 17]);
-        long.extend_from_slice(&want[42..]);
+        long.extend_from_slice(&want[43..]);
         assert!(postcard::from_bytes::<Header>(&long).is_err(), "label longer than 16 bytes");
-        let mut max16 = want[..40].to_vec();
+        let mut max16 = want[..41].to_vec();
         max16.push(16);
         max16.extend_from_slice(&[b'a'; 16]);
-        max16.extend_from_slice(&want[42..]);
+        max16.extend_from_slice(&want[43..]);
         assert_eq!(
             postcard::from_bytes::<Header>(&max16).unwrap().labels[0].as_str(),
             "aaaaaaaaaaaaaaaa"
@@ -1401,7 +1445,7 @@ mod tests {
         noncanon.splice(1..3, [0xAC, 0x82, 0x00]);
         assert_eq!(postcard::from_bytes::<Header>(&noncanon).unwrap().inputs, 300);
         // Too many members for MAX_MEMBERS.
-        let mut many = want[..45].to_vec();
+        let mut many = want[..46].to_vec();
         many.push(MAX_MEMBERS as u8 + 1);
         for _ in 0..=MAX_MEMBERS {
             many.extend_from_slice(&[0x00, 0x00]);
@@ -1421,6 +1465,7 @@ mod tests {
                 predictors: vec![Predictor::Subspace(s)],
             }],
             threshold: None,
+            score: Score::Best,
             preprocess: Preprocess::default(),
             capacity: 4,
             fit: FitOptions::default(),
@@ -1432,9 +1477,10 @@ mod tests {
         // The complete example file of FORMAT.md (its CRC checked with Python's zlib.crc32).
         #[rustfmt::skip]
         let want: &[u8] = &[
-            b'L', b'D', b'L', b'M', 0x02, 0x00, 0x00, 0x00, // magic, version 2, reserved
-            0x28, 0x00, 0x00, 0x00, 0x0C, 0x00, 0x00, 0x00, // header_len 40, weights_len 12
+            b'L', b'D', b'L', b'M', 0x03, 0x00, 0x00, 0x00, // magic, version 3, reserved
+            0x29, 0x00, 0x00, 0x00, 0x0C, 0x00, 0x00, 0x00, // header_len 41, weights_len 12
             0x03, 0x02, 0x02, 0x04, 0x00,                   // ClosedForm, d 2, k 2, capacity 4, no threshold
+            0x00,                                           // score Best
             0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0x00, // scale 1.0, offset 0.0
             0x00, 0x00,                                     // image None, shift 0
             0x00, 0x00, 0x00, 0x00, 0x01, 0x6F, 0x12, 0x83, 0x3A, // ridge 0, affine, rank_tol 1e-3
@@ -1442,53 +1488,104 @@ mod tests {
             0x01, 0x01, b'x',                               // labels ["x"]
             0x01, 0x00, 0x00,                               // members [Identity @ 0]
             0x01, 0x01, 0x00, 0x01, 0x00,                   // classes [Subspace { affine: false, rank: 1 } @ 0]
-            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // padding to 64
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,       // padding to 64
             0x9A, 0x99, 0x19, 0x3F, 0xCD, 0xCC, 0x4C, 0x3F, // basis [0.6, 0.8]
             0x00, 0x00, 0x80, 0x3F,                         // shrink [1.0]
-            0xEB, 0xBC, 0x94, 0xD2,                         // CRC-32 0xD294BCEB
+            0xA1, 0x67, 0x25, 0xB6,                         // CRC-32 0xB62567A1
         ];
         assert_eq!(encode(&tiny()).unwrap(), want);
         assert_eq!(encoded_len(&tiny()).unwrap(), want.len());
         assert_eq!(decode(want).unwrap(), tiny());
-        // The same file as version 1 wrote it (FORMAT.md's example then): still read.
-        let mut v1 = want.to_vec();
+        // The same model as version 2 wrote it (no score byte; FORMAT.md's example then),
+        // and as version 1 did: still read, the threshold on the closest distance.
+        let mut v2 = want[..21].to_vec();
+        v2.extend_from_slice(&want[22..]);
+        v2[4] = 2;
+        v2[8] = 0x28; // header_len 40
+        v2.insert(56, 0x00); // one more byte of padding
+        let n = v2.len() - 4;
+        v2[n..].copy_from_slice(&[0xEB, 0xBC, 0x94, 0xD2]); // CRC-32 0xD294BCEB
+        assert_eq!(decode(&v2).unwrap(), tiny());
+        let mut v1 = v2.clone();
         v1[4] = 1;
-        let n = v1.len() - 4;
         v1[n..].copy_from_slice(&[0x16, 0x4E, 0xF8, 0xFB]); // CRC-32 0xFBF84E16
         assert_eq!(decode(&v1).unwrap(), tiny());
-        assert_eq!(ModelView::parse(&Aligned::new(&v1)).unwrap().version(), 1);
+        for (file, v) in [(&v1, 1), (&v2, 2), (&want.to_vec(), 3)] {
+            let buf = Aligned::new(file);
+            let view = ModelView::parse(&buf).unwrap();
+            assert_eq!((view.version(), view.rule()), (v, Rule::best(None)));
+        }
     }
 
-    /// Version 3 is written only for a model with warped copies (`fill` > 0), one byte after
-    /// `shift`; without them the file is the version 2 one. A version 3 file whose `fill` is 0,
-    /// or a version 2 reader's view of the extra byte, is refused.
+    /// A version 2 file of `m` (no score byte), as that version wrote it.
+    fn as_version_2(m: &Model) -> Vec<u8> {
+        let (h, w) = split(&encode(m).unwrap());
+        let mut hb = header_bytes(&h).unwrap();
+        // The score's byte: where another score's header differs.
+        let mut other = h.clone();
+        other.score = if h.score == Score::Best { Score::Ratio } else { Score::Best };
+        let ob = header_bytes(&other).unwrap();
+        let at = hb.iter().zip(&ob).position(|(a, b)| a != b).unwrap();
+        hb.remove(at);
+        write_file(&hb, &w, 2).unwrap()
+    }
+
     #[test]
-    fn fill_is_version_3_and_only_then() {
-        let mut m = tiny();
-        let v2 = encode(&m).unwrap();
-        assert_eq!(ModelView::parse(&Aligned::new(&v2)).unwrap().version(), 2);
-        m.preprocess.fill = 5;
-        let v3 = encode(&m).unwrap();
-        assert_eq!(v3.len(), v2.len(), "the byte fits in the padding");
-        let buf = Aligned::new(&v3);
+    fn older_versions_read_with_their_threshold_on_the_closest_distance() {
+        let (mut m, _) = valid();
+        assert_eq!(m.score, Score::Contrast);
+        let old = as_version_2(&m);
+        let buf = Aligned::new(&old);
         let view = ModelView::parse(&buf).unwrap();
-        assert_eq!((view.version(), view.preprocess().fill), (3, 5));
-        assert_eq!(decode(&v3).unwrap(), m);
-        // header_len grew by one; the byte after shift (offset 16 + 5 + 8 + 2) is fill.
-        assert_eq!(v3[8], v2[8] + 1);
-        assert_eq!(v3[HEADER_OFFSET + 15], 5);
-        let mut zero = v3.clone();
-        zero[HEADER_OFFSET + 15] = 0;
+        assert_eq!((view.version(), view.rule()), (2, Rule::best(m.threshold)));
+        m.score = Score::Best;
+        assert_eq!(decode(&old).unwrap(), m);
+        // A negative threshold was a valid (if useless) version 2 file: still read so; a
+        // version 3 file refuses it.
+        m.threshold = Some(-1.0);
+        let mut neg = m.clone();
+        neg.threshold = Some(1.0);
+        let mut f = as_version_2(&neg);
+        // Method, d, k, capacity: one byte each here; then Some(threshold).
+        assert_eq!((f[HEADER_OFFSET + 4], &f[21..25]), (1, &1.0f32.to_le_bytes()[..]));
+        f[21..25].copy_from_slice(&(-1.0f32).to_le_bytes());
+        reseal(&mut f);
+        assert_eq!(decode(&f).unwrap(), m);
+        assert_eq!(encode(&m).unwrap_err(), Error::InvalidParameter);
+    }
+
+    /// Version 4 is written only for a model with warped copies (`fill` > 0), one byte after
+    /// `shift`; without them the file is the version 3 one. A version 4 file whose `fill` is 0,
+    /// or a version 3 reader's view of the extra byte, is refused.
+    #[test]
+    fn fill_is_version_4_and_only_then() {
+        let mut m = tiny();
+        let v3 = encode(&m).unwrap();
+        assert_eq!(ModelView::parse(&Aligned::new(&v3)).unwrap().version(), 3);
+        m.preprocess.fill = 5;
+        let v4 = encode(&m).unwrap();
+        assert_eq!(v4.len(), v3.len(), "the byte fits in the padding");
+        let buf = Aligned::new(&v4);
+        let view = ModelView::parse(&buf).unwrap();
+        assert_eq!((view.version(), view.preprocess().fill), (4, 5));
+        assert_eq!(decode(&v4).unwrap(), m);
+        // header_len grew by one; the byte after shift (offset 16 + 6 + 8 + 2: method, d, k,
+        // capacity, threshold, score, then scale, offset, image, shift) is fill.
+        assert_eq!(v4[8], v3[8] + 1);
+        let at = HEADER_OFFSET + 16;
+        assert_eq!(v4[at], 5);
+        let mut zero = v4.clone();
+        zero[at] = 0;
         let n = zero.len() - 4;
         let crc = checksum(&zero[..n]);
         zero[n..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(error_of(&zero), Error::Malformed);
-        // The same bytes called version 2: the header no longer decodes to its length.
-        let mut as2 = v3.clone();
-        as2[4] = 2;
-        let crc = checksum(&as2[..n]);
-        as2[n..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(error_of(&as2), Error::Malformed);
+        // The same bytes called version 3: the header no longer decodes to its length.
+        let mut as3 = v4.clone();
+        as3[4] = 3;
+        let crc = checksum(&as3[..n]);
+        as3[n..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(error_of(&as3), Error::Malformed);
     }
 
     #[test]
@@ -1502,7 +1599,7 @@ mod tests {
             let hl = header_len_of(&bytes);
             let wl = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
             assert_eq!(&bytes[..4], b"LDLM");
-            let version = if m.preprocess.fill > 0 { 3 } else { 2 };
+            let version = if m.preprocess.fill > 0 { 4 } else { 3 };
             assert_eq!(&bytes[4..8], &[version, 0, 0, 0], "{name}");
             let start = (HEADER_OFFSET + hl).div_ceil(16) * 16;
             assert_eq!(bytes.len(), start + wl + 4, "{name}");
@@ -1517,8 +1614,8 @@ mod tests {
             assert_eq!(view.label(0), m.labels.first().cloned());
             assert_eq!(view.header().labels.as_slice(), m.labels.as_slice());
             assert_eq!(
-                (view.method(), view.threshold(), view.preprocess(), view.fit(), view.capacity()),
-                (m.method, m.threshold, m.preprocess, m.fit, m.capacity)
+                (view.method(), view.rule(), view.preprocess(), view.fit(), view.capacity()),
+                (m.method, m.rule(), m.preprocess, m.fit, m.capacity)
             );
             assert_eq!((view.inputs(), view.outputs()), (m.inputs(), m.outputs()));
             assert_eq!((view.members(), view.len()), (m.members.len(), m.labels.len()));
@@ -1549,16 +1646,16 @@ mod tests {
             inputs.extend(support(1).iter().map(|c| c[..D].to_vec()));
             for x in &inputs {
                 if m.labels.is_empty() {
-                    assert_eq!(classify(&view, x, m.threshold, &mut [], &mut []).unwrap_err(), Error::EmptyClass);
+                    assert_eq!(classify(&view, x, m.rule(), &mut [], &mut []).unwrap_err(), Error::EmptyClass);
                     continue;
                 }
                 let n = scratch_len(&m).unwrap();
                 assert_eq!(n, scratch_len(&view).unwrap());
                 let (mut s1, mut s2) = (vec![0.0; n], vec![0.0; n]);
                 let (mut d1, mut d2) = (vec![0.0; m.labels.len()], vec![0.0; m.labels.len()]);
-                let a = classify(&m, x, m.threshold, &mut s1, &mut d1).unwrap();
-                let b = classify(&view, x, view.threshold(), &mut s2, &mut d2).unwrap();
-                assert_eq!((a.best, a.class), (b.best, b.class), "{name}");
+                let a = classify(&m, x, m.rule(), &mut s1, &mut d1).unwrap();
+                let b = classify(&view, x, view.rule(), &mut s2, &mut d2).unwrap();
+                assert_eq!((a.best, a.class, a.score), (b.best, b.class, b.score), "{name}");
                 assert_eq!(
                     (a.novelty.to_bits(), a.agreement.to_bits()),
                     (b.novelty.to_bits(), b.agreement.to_bits()),
@@ -1630,7 +1727,7 @@ mod tests {
 
         // Prefix.
         assert_eq!(with(&|b| b[0] = b'X'), Error::BadMagic);
-        assert_eq!(with(&|b| b[4] = 4), Error::UnsupportedVersion(4));
+        assert_eq!(with(&|b| b[4] = 5), Error::UnsupportedVersion(5));
         assert_eq!(
             with(&|b| b[4..6].copy_from_slice(&0u16.to_le_bytes())),
             Error::UnsupportedVersion(0)
@@ -1788,6 +1885,38 @@ mod tests {
             Error::NonFinite
         );
         assert_eq!(bad(&|h| h.threshold = Some(f32::NAN)), Error::NonFinite);
+        assert_eq!(bad(&|h| h.threshold = Some(f32::INFINITY)), Error::NonFinite);
+        assert_eq!(bad(&|h| h.threshold = Some(f32::NEG_INFINITY)), Error::NonFinite);
+        assert_eq!(bad(&|h| h.threshold = Some(-0.5)), Error::InvalidParameter, "negative threshold");
+        assert!(decode(&file(
+            &Header {
+                threshold: Some(0.0),
+                ..h.clone()
+            },
+            &w
+        ))
+        .is_ok());
+        // The score: one of the tags, and none that needs per-class spreads (no file holds
+        // them yet); the tag is the byte after the threshold (header byte 9 here).
+        for score in [Score::Normalized, Score::NormalizedMin] {
+            assert_eq!(bad(&|h| h.score = score), Error::Malformed, "{score:?}");
+        }
+        assert_eq!((h.score, good[HEADER_OFFSET + 9]), (Score::Contrast, 2));
+        for tag in [6, 0x80, 0xFF] {
+            assert_eq!(
+                with(&|b| {
+                    b[HEADER_OFFSET + 9] = tag;
+                    reseal(b)
+                }),
+                Error::Malformed,
+                "score tag {tag}"
+            );
+        }
+        assert_eq!(
+            error_of(&write_file(&header_bytes(&h).unwrap()[..10], &w, 3).unwrap()),
+            Error::Malformed,
+            "cut after the score"
+        );
         assert_eq!(bad(&|h| h.preprocess.scale = f32::INFINITY), Error::NonFinite);
         assert_eq!(bad(&|h| h.fit.rank_tol = f32::NAN), Error::NonFinite);
     }

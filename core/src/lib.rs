@@ -13,7 +13,7 @@
 //! | predictor `P_c` of a class | [`Predictor`]: dense [`Linear`], closed-form [`subspace::Subspace`], 8-bit [`compact::Compact`] | root, [`subspace`], [`compact`] |
 //! | training by gradient (O2MD, BD, naive) | [`methods::GradientTrainer`], [`train::Optimizer`], [`train::fit_epoch`] | [`methods`] (host), [`train`] |
 //! | closed-form fit (the device and mcu modes) | [`fit::fit`], [`subspace::FitOptions`] | [`fit`], [`eigen`], [`augment`] (shifts) |
-//! | classification `argmin_c` distance, "unknown" | [`classify()`], [`classify::Classification`], [`classify::Classes`] | [`classify`](mod@classify), [`novelty`] (scores) |
+//! | classification `argmin_c` distance, "unknown" by the model's novelty rule (score + threshold) | [`classify()`], [`classify::Classification`], [`classify::Classes`], [`novelty::Rule`] | [`classify`](mod@classify), [`novelty`] |
 //! | the model file (versioned, CRC-checked, read in place) | [`format::ModelView`], [`format::Header`], [`format::encode`] | [`format`](mod@format) (`FORMAT.md`) |
 //! | a model on the host (owned weights), its labels and preprocessing | [`Model`], [`Label`], [`Method`], [`Preprocess`] | root |
 //! | enrollment of a new class | [`Model::enroll`] (host), [`store::Store::enroll`] (device: fit straight to flash) | root, [`store`], [`fit`] |
@@ -49,7 +49,7 @@
 //! let view = ModelView::parse(&file)?;
 //! let mut scratch = vec![0.0; ldl_core::classify::scratch_len(&view)?];
 //! let mut distances = [0.0; 2];
-//! let c = classify(&view, &[0.0, 0.0, 1.0, 0.05], None, &mut scratch, &mut distances)?;
+//! let c = classify(&view, &[0.0, 0.0, 1.0, 0.05], ldl_core::Rule::default(), &mut scratch, &mut distances)?;
 //! assert_eq!(c.class, Some(1));
 //! assert!(distances[1] < distances[0]);
 //!

@@ -240,6 +240,7 @@ impl<'a> GradientTrainer<'a> {
             capacity: labels.len() as u16,
             labels,
             threshold: None,
+            score: crate::novelty::Score::Best,
             preprocess: Preprocess::default(),
             fit: FitOptions::default(),
         };
@@ -416,6 +417,7 @@ fn closed_model(
         capacity: labels.len() as u16,
         labels,
         threshold: None,
+        score: crate::novelty::Score::Best,
         preprocess,
         fit,
     }

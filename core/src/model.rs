@@ -136,6 +136,7 @@ mod owned {
     use crate::classify::Classes;
     use crate::error::check_len;
     use crate::linear::Target;
+    use crate::novelty::{Rule, Score};
     use crate::predictor::Predictor;
     use crate::subspace::FitOptions;
     use alloc::vec::Vec;
@@ -158,8 +159,11 @@ mod owned {
         pub labels: Vec<Label>,
         /// Ensemble members (one for a plain model).
         pub members: Vec<Member>,
-        /// Novelty threshold: above it a sample is "unknown".
+        /// Novelty threshold: a sample whose `score` is above it is "unknown".
         pub threshold: Option<f32>,
+        /// The novelty score the threshold applies to ([`crate::novelty`]); [`Score::Best`]
+        /// (the closest class's distance) for a model file before version 3.
+        pub score: Score,
         /// Input preprocessing.
         pub preprocess: Preprocess,
         /// Most classes this model may hold (room a device reserves for enrollment).
@@ -176,6 +180,13 @@ mod owned {
         /// Target outputs `k`.
         pub fn outputs(&self) -> usize {
             self.members.first().map_or(0, |m| m.target.outputs())
+        }
+        /// How the model says "unknown": its score and threshold, for [`crate::classify()`].
+        pub fn rule(&self) -> Rule {
+            Rule {
+                score: self.score,
+                threshold: self.threshold,
+            }
         }
         /// Index of a label.
         pub fn class_index(&self, label: &str) -> Option<usize> {

@@ -21,9 +21,11 @@
 //!   span, in `[0, 1]`, blind to how much ink the sample has.
 
 use crate::error::{check_len, Error, Result};
+use serde::{Deserialize, Serialize};
 
-/// A novelty score ([module doc](self)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A novelty score ([module doc](self)). A model file records one (its [`Rule`]) as the
+/// variant's index in this order (`core/FORMAT.md`): do not reorder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Score {
     /// Closest class's distance.
@@ -94,6 +96,89 @@ impl Score {
             Score::NormalizedMin => normalized_min(distances, spreads),
             Score::Relative => relative(distances, norm2),
         }
+    }
+}
+
+/// How a model says "unknown": which novelty score it computes, and the threshold above
+/// which a sample is "unknown". Chosen on the host and recorded in the model file, so a
+/// device decides exactly as the host does, for the classes it enrolls too: the scores a
+/// model file holds ([`Rule::check`]) need nothing per class, only the distances (and the
+/// input's norm).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Rule {
+    /// The score [`crate::classify()`] computes and compares.
+    pub score: Score,
+    /// Above it, "unknown"; none: every sample gets its closest class.
+    pub threshold: Option<f32>,
+}
+
+impl Default for Rule {
+    /// The closest distance, no threshold: what a model file before version 3 means.
+    fn default() -> Self {
+        Rule::best(None)
+    }
+}
+
+impl Rule {
+    /// The closest class's distance against `threshold` (the only rule before model format
+    /// version 3).
+    pub const fn best(threshold: Option<f32>) -> Rule {
+        Rule {
+            score: Score::Best,
+            threshold,
+        }
+    }
+
+    /// Checks that a model can hold the rule: a score that needs nothing per class
+    /// (`InvalidParameter` for the normalized ones), and a threshold that is finite
+    /// (`NonFinite`) and not negative (`InvalidParameter`: every score is `>= 0`).
+    pub fn check(&self) -> Result<()> {
+        if self.score.needs_spreads() {
+            return Err(Error::InvalidParameter);
+        }
+        match self.threshold {
+            Some(t) if !t.is_finite() => Err(Error::NonFinite),
+            Some(t) if t < 0.0 => Err(Error::InvalidParameter),
+            _ => Ok(()),
+        }
+    }
+
+    /// The rule's score of one sample from its per-class `distances` and `norm2`, the
+    /// preprocessed input's squared norm (for [`Score::Relative`]). NaN when there are fewer
+    /// finite distances than the score compares (the ratio and the contrast of a single
+    /// class): the rule cannot tell, and [`crate::classify()`] then does not reject.
+    /// `InvalidParameter` for a score that needs spreads.
+    pub fn score_of(&self, distances: &[f32], norm2: f32) -> Result<f32> {
+        if self.score.needs_spreads() {
+            return Err(Error::InvalidParameter);
+        }
+        let finite = distances.iter().filter(|d| d.is_finite()).count();
+        if finite == 0 {
+            return Err(if distances.is_empty() {
+                Error::EmptyClass
+            } else {
+                Error::NonFinite
+            });
+        }
+        if finite < self.score.min_classes() {
+            return Ok(f32::NAN);
+        }
+        // Dispatched here rather than by `Score::of`, so that a device links none of the
+        // normalized scores.
+        match self.score {
+            Score::Best => best(distances),
+            Score::Ratio => ratio(distances),
+            Score::Contrast => contrast(distances),
+            Score::Relative => relative(distances, norm2),
+            Score::Normalized | Score::NormalizedMin => Err(Error::InvalidParameter),
+        }
+    }
+
+    /// True when `score` (from [`Rule::score_of`]) makes the sample "unknown": above the
+    /// threshold. A NaN score (the rule cannot tell) or no threshold never does.
+    pub fn rejects(&self, score: f32) -> bool {
+        self.threshold.is_some_and(|t| score > t)
     }
 }
 
@@ -323,6 +408,30 @@ mod tests {
             (Score::Ratio.min_classes(), Score::Contrast.min_classes(), Score::Best.min_classes()),
             (2, 2, 1)
         );
+    }
+
+    #[test]
+    fn a_rule_scores_as_its_score_does() {
+        for d in [&[3.0, 1.0, 2.0][..], &[0.5, f32::NAN, 4.0], &[0.0, 0.0]] {
+            for score in Score::ALL.into_iter().filter(|s| !s.needs_spreads()) {
+                let r = Rule { score, threshold: None };
+                assert_eq!(r.score_of(d, 4.0), score.of(d, &[], 4.0), "{score:?} {d:?}");
+            }
+        }
+        assert!(Rule {
+            score: Score::Contrast,
+            threshold: Some(0.0)
+        }
+        .score_of(&[2.0], 1.0)
+        .unwrap()
+        .is_nan());
+        assert_eq!(Rule::best(None).score_of(&[f32::NAN], 1.0), Err(Error::NonFinite));
+        assert_eq!(Rule::best(None).score_of(&[], 1.0), Err(Error::EmptyClass));
+        let r = Rule {
+            score: Score::Contrast,
+            threshold: Some(0.5),
+        };
+        assert!(r.rejects(0.6) && !r.rejects(0.5) && !r.rejects(f32::NAN) && !Rule::default().rejects(1e30));
     }
 
     #[test]

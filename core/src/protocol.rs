@@ -12,10 +12,11 @@
 use crate::error::Error;
 use crate::format::{checksum, MAX_CLASSES};
 use crate::model::Label;
+use crate::novelty::Score;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in every frame; a receiver refuses any other.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// The byte that ends every frame (and appears nowhere else in one).
 pub const DELIMITER: u8 = 0x00;
 /// Longest frame on the wire, delimiter included. A receiver may drop longer ones
@@ -330,11 +331,15 @@ pub struct Classified {
     pub label: Label,
     /// Every class's distance, in class order.
     pub distances: heapless::Vec<f32, MAX_CLASSES>,
-    /// Novelty score (the closest class's distance).
+    /// The model's novelty score of the sample (`score` says which: for
+    /// [`Score::Best`], the closest class's distance), what its threshold is compared with;
+    /// NaN when the score cannot tell ([`crate::classify::Classification::novelty`]).
     pub novelty: f32,
-    /// "Unknown": the novelty passes the model's threshold (the sample is far from every
+    /// "Unknown": the novelty is above the model's threshold (the sample is new to every
     /// class), or every class is at the same distance (nothing tells them apart).
     pub unknown: bool,
+    /// Which novelty score `novelty` is: the model file's (version 3 on).
+    pub score: Score,
 }
 
 /// Device to host.
@@ -820,6 +825,7 @@ mod tests {
                 distances: (0..MAX_CLASSES).map(|i| i as f32 * 0.5).collect(),
                 novelty: 1.5,
                 unknown: true,
+                score: Score::Contrast,
             }),
             Response::EnrollProgress { token: 9, got: 1, of: 5 },
             Response::Enrolled {
@@ -868,13 +874,13 @@ mod tests {
     fn the_wire_format_is_pinned() {
         // Info, id 7: payload 02 07 00, CRC-32 LE, COBS, 00.
         let f = frame_of(7, &Request::Info);
-        let crc = checksum(&[2, 7, 0]).to_le_bytes();
-        let mut raw = vec![2, 7, 0];
+        let crc = checksum(&[3, 7, 0]).to_le_bytes();
+        let mut raw = vec![3, 7, 0];
         raw.extend_from_slice(&crc);
         let mut want = cobs_ref(&raw);
         want.push(0);
         assert_eq!(f, want);
-        assert_eq!(&f[..3], &[3, 2, 7]);
+        assert_eq!(&f[..3], &[3, 3, 7]);
         // Forget "ab", id 300: 02 AC 02 05 02 61 62.
         let f = frame_of(
             300,
@@ -884,7 +890,7 @@ mod tests {
         );
         let mut g = f.clone();
         let n = cobs_decode_in_place(&mut g[..f.len() - 1]).unwrap();
-        assert_eq!(&g[..n - 4], &[2, 0xAC, 2, 5, 2, b'a', b'b']);
+        assert_eq!(&g[..n - 4], &[3, 0xAC, 2, 5, 2, b'a', b'b']);
     }
 
     #[test]
@@ -930,7 +936,7 @@ mod tests {
         );
         assert_eq!(ErrorCode::from(e.kind), ErrorCode::FrameVersion);
         // Intact frame, bad body: enum tag 9, trailing bytes, a response where a request is due.
-        for body in [&[2u8, 42, 9][..], &[2, 42, 4, 0], &[2, 42]] {
+        for body in [&[3u8, 42, 9][..], &[3, 42, 4, 0], &[3, 42]] {
             let mut raw = body.to_vec();
             raw.extend_from_slice(&checksum(body).to_le_bytes());
             let mut f = cobs_ref(&raw);

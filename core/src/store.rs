@@ -31,6 +31,7 @@ use crate::error::{check_len, Error, Result};
 use crate::fit::{self, Samples};
 use crate::linear::Target;
 use crate::model::{label, Label};
+use crate::novelty::Rule;
 use crate::subspace::FitOptions;
 use crate::LABEL_LEN;
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
@@ -797,12 +798,12 @@ pub fn classify_joined<const C: usize, F: ReadNorFlash>(
     store: &Store<C>,
     flash: &mut F,
     x: &[f32],
-    threshold: Option<f32>,
+    rule: Rule,
     scratch: &mut [f32],
     distances: &mut [f32],
 ) -> Result<Classification> {
     if store.is_empty() {
-        return crate::classify(model, x, threshold, scratch, distances);
+        return crate::classify(model, x, rule, scratch, distances);
     }
     if model.members() != 1 {
         return Err(Error::InvalidParameter);
@@ -824,7 +825,7 @@ pub fn classify_joined<const C: usize, F: ReadNorFlash>(
         *dist = or_nan(store.distance(flash, i, x, qx, rest))?;
     }
     let best = closest(distances).unwrap_or(0) as u16;
-    decide(distances, &[best], threshold)
+    decide(distances, &[best], rule, x)
 }
 
 #[cfg(test)]
@@ -837,6 +838,7 @@ pub(crate) mod tests {
     /// The store's tests cut the power of a RAM flash of 256-byte sectors.
     pub type CutFlash = crate::testing::RamFlash<256>;
 
+    use crate::novelty::Score;
     use crate::testing::{blob_samples as class, small_model as model, SMALL_D as D, SMALL_W as W};
 
     fn key(m: &crate::model::Model) -> ModelKey {
@@ -892,13 +894,21 @@ pub(crate) mod tests {
                 for seed in 30..36 {
                     let x = &class(seed, 1);
                     let (mut d1, mut d2) = (vec![0.0; host.labels.len()], vec![0.0; host.labels.len()]);
-                    let a = classify_joined(&base, st, f, x, Some(1.0), &mut scratch, &mut d1).unwrap();
-                    let b = crate::classify(host, x, Some(1.0), &mut hs, &mut d2).unwrap();
-                    assert_eq!(a, b);
-                    assert_eq!(
-                        d1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                        d2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-                    );
+                    // Every score a model file holds decides the same over enrolled classes.
+                    for score in [Score::Best, Score::Ratio, Score::Contrast, Score::Relative] {
+                        let rule = Rule {
+                            score,
+                            threshold: Some(0.6),
+                        };
+                        let a = classify_joined(&base, st, f, x, rule, &mut scratch, &mut d1).unwrap();
+                        let b = crate::classify(host, x, rule, &mut hs, &mut d2).unwrap();
+                        assert_eq!(a, b);
+                        assert_eq!(a.novelty.to_bits(), b.novelty.to_bits());
+                        assert_eq!(
+                            d1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                            d2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                        );
+                    }
                 }
             };
             check(&st, &mut f, &host);

@@ -123,7 +123,7 @@ fn exercise(view: &ModelView<'_>) {
                 let x = vec![0.5f32; view.inputs()];
                 let mut scratch = vec![0.0; n];
                 let mut dist = vec![0.0; view.len()];
-                let _ = classify(view, &x, view.threshold(), &mut scratch, &mut dist);
+                let _ = classify(view, &x, view.rule(), &mut scratch, &mut dist);
             }
         }
     }
@@ -352,6 +352,7 @@ fn write_fuzz_corpus() {
             distances: [0.5, 0.25].into_iter().collect(),
             novelty: 0.25,
             unknown: false,
+            score: ldl_core::novelty::Score::Ratio,
         }),
         Response::EnrollProgress { token: 1, got: 1, of: 2 },
         Response::Enrolled { label: l("c"), rank: 3 },

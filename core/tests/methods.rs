@@ -33,7 +33,7 @@ fn accuracy(model: &Model, queries: &[Vec<f32>]) -> f32 {
     let (mut ok, mut n) = (0, 0);
     for (c, q) in queries.iter().enumerate() {
         for x in q.chunks_exact(D) {
-            let r = classify(model, x, None, &mut scratch, &mut dist).unwrap();
+            let r = classify(model, x, ldl_core::novelty::Rule::default(), &mut scratch, &mut dist).unwrap();
             ok += (r.best == c) as usize;
             n += 1;
         }
@@ -136,15 +136,30 @@ fn ensemble_agrees_on_easy_samples_and_flags_outliers() {
     assert_eq!(accuracy(&model, &queries), 1.0);
     let mut scratch = vec![0.0; scratch_len(&model).unwrap()];
     let mut dist = vec![0.0; 4];
-    let r = classify(&model, &queries[2][..D], None, &mut scratch, &mut dist).unwrap();
+    let r = classify(
+        &model,
+        &queries[2][..D],
+        ldl_core::novelty::Rule::default(),
+        &mut scratch,
+        &mut dist,
+    )
+    .unwrap();
     assert_eq!((r.best, r.agreement), (2, 1.0));
     // Members differ (own targets, bootstrap resamples).
     assert_ne!(model.members[0], model.members[1]);
     // A point far from every class is "unknown" under a threshold set from the support.
     let far = vec![40.0f32; D];
-    let near = classify(&model, &queries[0][..D], None, &mut scratch, &mut dist).unwrap().novelty;
+    let near = classify(
+        &model,
+        &queries[0][..D],
+        ldl_core::novelty::Rule::default(),
+        &mut scratch,
+        &mut dist,
+    )
+    .unwrap()
+    .novelty;
     model.threshold = Some(near * 10.0);
-    let r = classify(&model, &far, model.threshold, &mut scratch, &mut dist).unwrap();
+    let r = classify(&model, &far, model.rule(), &mut scratch, &mut dist).unwrap();
     assert_eq!(r.class, None);
     assert!(r.novelty > near * 10.0);
 }
@@ -273,7 +288,14 @@ fn batch_distances_equal_one_at_a_time() {
         let mut one = vec![0.0; 4];
         let pred = ldl_core::batch::predict(model, xs, n).unwrap();
         for i in 0..n {
-            let r = classify(model, &xs[i * D..(i + 1) * D], None, &mut scratch, &mut one).unwrap();
+            let r = classify(
+                model,
+                &xs[i * D..(i + 1) * D],
+                ldl_core::novelty::Rule::default(),
+                &mut scratch,
+                &mut one,
+            )
+            .unwrap();
             assert_eq!(pred[i], r.best);
             for c in 0..4 {
                 let (a, b) = (batch[i * 4 + c], one[c]);
@@ -319,7 +341,14 @@ fn batch_gram_path_of_the_naive_form_equals_one_at_a_time() {
         let mut scratch = vec![0.0; scratch_len(&model).unwrap()];
         let mut one = vec![0.0; 4];
         for i in 0..n {
-            classify(&model, &xs[i * d..(i + 1) * d], None, &mut scratch, &mut one).unwrap();
+            classify(
+                &model,
+                &xs[i * d..(i + 1) * d],
+                ldl_core::novelty::Rule::default(),
+                &mut scratch,
+                &mut one,
+            )
+            .unwrap();
             for c in 0..4 {
                 let (a, b) = (batch[i * 4 + c], one[c]);
                 assert!((a - b).abs() <= 1e-3 * b.abs().max(1e-2), "sample {i} class {c}: {a} vs {b}");
@@ -354,7 +383,7 @@ fn huge_and_blank_inputs_are_never_a_confident_class() {
             for v in [1e25f32, 1e30, f32::MAX, -f32::MAX] {
                 let x = vec![v; D];
                 assert_eq!(
-                    classify(model, &x, threshold, &mut scratch, &mut dist),
+                    classify(model, &x, ldl_core::novelty::Rule::best(threshold), &mut scratch, &mut dist),
                     Err(ldl_core::Error::NonFinite),
                     "{v}"
                 );
@@ -366,14 +395,21 @@ fn huge_and_blank_inputs_are_never_a_confident_class() {
                 );
             }
             // Large but finite: far from every class, so unknown past a threshold.
-            let far = classify(model, &[1e15; D], Some(1.0), &mut scratch, &mut dist).unwrap();
+            let far = classify(model, &[1e15; D], ldl_core::novelty::Rule::best(Some(1.0)), &mut scratch, &mut dist).unwrap();
             assert_eq!(far.class, None);
             assert!(far.novelty > 1.0);
-            let blank = classify(model, &[0.0; D], threshold, &mut scratch, &mut dist).unwrap();
+            let blank = classify(model, &[0.0; D], ldl_core::novelty::Rule::best(threshold), &mut scratch, &mut dist).unwrap();
             assert_eq!(blank.class, None, "a blank input is no class");
             assert!(dist.iter().all(|&d| d == 0.0));
             // A real query is still classified.
-            let q = classify(model, &queries[2][..D], threshold, &mut scratch, &mut dist).unwrap();
+            let q = classify(
+                model,
+                &queries[2][..D],
+                ldl_core::novelty::Rule::best(threshold),
+                &mut scratch,
+                &mut dist,
+            )
+            .unwrap();
             assert_eq!(q.class, Some(2));
         }
     }

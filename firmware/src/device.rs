@@ -298,24 +298,25 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
     fn classify(&mut self, sample: &[u8]) -> Response {
         let mut distances = heapless::Vec::new();
         match self.classify_into(sample, &mut distances) {
-            Ok((class, label, novelty, unknown)) => Response::Classified(Classified {
+            Ok((class, label, c)) => Response::Classified(Classified {
                 class,
                 label,
                 distances,
-                novelty,
-                unknown,
+                novelty: c.novelty,
+                unknown: c.class.is_none(),
+                score: c.score,
             }),
             Err(code) => Response::Error { code },
         }
     }
 
-    /// Classifies `sample`: the distances into `distances`, and the class, its label, the
-    /// novelty score and whether the sample is unknown.
+    /// Classifies `sample` with the model's novelty rule: the distances into `distances`,
+    /// and the class, its label and the core's decision (novelty score, unknown).
     fn classify_into(
         &mut self,
         sample: &[u8],
         distances: &mut heapless::Vec<f32, MAX_CLASSES>,
-    ) -> Result<(u16, Label, f32, bool), ErrorCode> {
+    ) -> Result<(u16, Label, ldl_core::classify::Classification), ErrorCode> {
         let at = self.images_len();
         let d = self.sizes.inputs;
         let view = self.model.as_ref().map_err(|_| ErrorCode::NoModel)?;
@@ -327,8 +328,8 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
         let n = view.len() + stored;
         distances.resize(n, 0.0).map_err(|_| ErrorCode::CapacityFull)?;
         let c = match self.store.as_deref() {
-            Some(s) => classify_joined(view, s, &mut self.flash, x, view.threshold(), rest, distances)?,
-            None => ldl_core::classify(view, x, view.threshold(), rest, distances)?,
+            Some(s) => classify_joined(view, s, &mut self.flash, x, view.rule(), rest, distances)?,
+            None => ldl_core::classify(view, x, view.rule(), rest, distances)?,
         };
         let nb = view.len();
         let label = if c.best < nb {
@@ -340,7 +341,7 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
                 .map(|e| e.label.clone())
         }
         .ok_or(ErrorCode::UnknownClass)?;
-        Ok((c.best as u16, label, c.novelty, c.class.is_none()))
+        Ok((c.best as u16, label, c))
     }
 
     /// Starts an enrollment; the reply carries its token.
@@ -874,7 +875,7 @@ mod tests {
                     let x: Vec<f32> = q.iter().map(|v| v * 0.5).collect();
                     let mut s = vec![0.0; scratch_len(m).unwrap()];
                     let mut d = vec![0.0; m.labels.len()];
-                    let c = ldl_core::classify(m, &x, m.threshold, &mut s, &mut d).unwrap();
+                    let c = ldl_core::classify(m, &x, m.rule(), &mut s, &mut d).unwrap();
                     let Response::Classified(got) = &out[i].1 else {
                         panic!("{:?}", out[i])
                     };

@@ -16,6 +16,7 @@
 use ldl_firmware as _; // board: defmt logger, panic handler
 
 use ldl_core::format::{checksum, ClassEntry, ClassForm, Header, TargetEntry, TargetKind, CRC_LEN, HEADER_OFFSET, MAGIC};
+use ldl_core::novelty::Rule;
 use ldl_core::subspace::FitOptions;
 use ldl_core::{Method, Preprocess};
 
@@ -49,8 +50,9 @@ pub fn vec_of(terms: &[(usize, f32)]) -> [f32; D] {
     v
 }
 
-/// Writes the test model file (format version 2: no warped copies) into `f`, with `threshold`.
-pub fn build(f: &mut File, threshold: Option<f32>) {
+/// Writes the test model file (format version 3: a novelty rule, no warped copies) into
+/// `f`, with the novelty `rule`.
+pub fn build(f: &mut File, rule: Rule) {
     let mut weights = [0.0f32; WEIGHTS];
     // Class "a": basis e0, e1; class "b": basis e2, e3; shrink 1, 1.
     for (c, first) in [(0usize, 0usize), (1, 2)] {
@@ -86,7 +88,8 @@ pub fn build(f: &mut File, threshold: Option<f32>) {
         inputs: D as u32,
         outputs: D as u32,
         capacity: 4,
-        threshold,
+        threshold: rule.threshold,
+        score: rule.score,
         preprocess: Preprocess::default(),
         fit: FitOptions {
             affine: false,
@@ -105,8 +108,9 @@ pub fn build(f: &mut File, threshold: Option<f32>) {
     }
     let crc_at = start + 4 * WEIGHTS;
     b[..4].copy_from_slice(&MAGIC);
-    // A model without warped copies (`Preprocess::fill` 0) is a version 2 file.
-    b[4..6].copy_from_slice(&2u16.to_le_bytes());
+    // A model with a novelty score and without warped copies (`Preprocess::fill` 0) is a
+    // version 3 file.
+    b[4..6].copy_from_slice(&3u16.to_le_bytes());
     b[8..12].copy_from_slice(&(header_len as u32).to_le_bytes());
     b[12..16].copy_from_slice(&((4 * WEIGHTS) as u32).to_le_bytes());
     let crc = checksum(&b[..crc_at]);
@@ -182,16 +186,20 @@ mod tests {
     use ldl_core::fit::{fit_scratch_len, Samples};
     use ldl_core::format::ModelView;
     use ldl_core::linalg::{axpy, dot};
+    use ldl_core::novelty::{Rule, Score};
     use ldl_core::protocol::{ErrorCode, ModelStatus};
     use ldl_core::store::{classify_joined, joined_scratch_len, Loaded, ModelKey, Store};
     use ldl_core::subspace::FitOptions;
     use ldl_core::{Error, Rng, Target};
+
+    /// No threshold.
+    const NONE: Rule = Rule::best(None);
     use ldl_firmware::device::check_model;
 
     #[init]
     fn init() -> File {
         let mut f = File { bytes: [0; 1024], len: 0 };
-        build(&mut f, None);
+        build(&mut f, NONE);
         f
     }
 
@@ -329,7 +337,7 @@ mod tests {
             ModelView::parse(&f.bytes[..len]).err(),
             Some(Error::UnsupportedVersion(ldl_core::format::VERSION + 1))
         );
-        f.bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+        f.bytes[4..6].copy_from_slice(&3u16.to_le_bytes());
         f.bytes[0] = b'X';
         assert_eq!(ModelView::parse(&f.bytes[..len]).err(), Some(Error::BadMagic));
         f.bytes[0] = ldl_core::format::MAGIC[0];
@@ -344,7 +352,7 @@ mod tests {
         let mut dist = [0.0f32; 2];
         // x = 3 e0 + 4 e1 + e2: ||x||^2 = 26; in "a" 25 of it, in "b" 1.
         let x = vec_of(&[(0, 3.0), (1, 4.0), (2, 1.0)]);
-        let c = unwrap!(classify(&v, &x, v.threshold(), &mut scratch, &mut dist).ok());
+        let c = unwrap!(classify(&v, &x, v.rule(), &mut scratch, &mut dist).ok());
         assert_eq!(c.best, 0);
         assert_eq!(c.class, Some(0));
         assert_eq!(dist, [1.0 / 16.0, 25.0 / 16.0]);
@@ -352,38 +360,62 @@ mod tests {
         assert_eq!(c.agreement, 1.0);
         // x = e0 + 2 e2 + 2 e3: "b" holds 8 of 9.
         let x = vec_of(&[(0, 1.0), (2, 2.0), (3, 2.0)]);
-        let c = unwrap!(classify(&v, &x, None, &mut scratch, &mut dist).ok());
+        let c = unwrap!(classify(&v, &x, NONE, &mut scratch, &mut dist).ok());
         assert_eq!((c.best, c.class), (1, Some(1)));
         assert_eq!(dist, [8.0 / 16.0, 1.0 / 16.0]);
         // Errors: wrong length, non-finite input, no room for the distances.
         assert!(matches!(
-            classify(&v, &x[..15], None, &mut scratch, &mut dist).err(),
+            classify(&v, &x[..15], NONE, &mut scratch, &mut dist).err(),
             Some(Error::DimensionMismatch { .. })
         ));
         let mut bad = x;
         bad[5] = f32::NAN;
-        assert_eq!(classify(&v, &bad, None, &mut scratch, &mut dist).err(), Some(Error::NonFinite));
+        assert_eq!(classify(&v, &bad, NONE, &mut scratch, &mut dist).err(), Some(Error::NonFinite));
         assert_eq!(
-            classify(&v, &x, None, &mut scratch, &mut dist[..1]).err(),
+            classify(&v, &x, NONE, &mut scratch, &mut dist[..1]).err(),
             Some(Error::BufferTooSmall)
         );
     }
 
     #[test]
     fn threshold_makes_far_samples_unknown(f: &mut File) {
-        build(f, Some(1.0));
+        build(f, Rule::best(Some(1.0)));
         let v = unwrap!(ModelView::parse(&f.bytes[..f.len]).ok());
         assert_eq!(v.threshold(), Some(1.0));
         let (mut scratch, mut dist) = ([0.0f32; 64], [0.0f32; 2]);
         // 10 e5 is in neither class: distance 100 / 16 to both, above the threshold.
-        let c = unwrap!(classify(&v, &(vec_of(&[(5, 10.0)])), v.threshold(), &mut scratch, &mut dist).ok());
+        let c = unwrap!(classify(&v, &(vec_of(&[(5, 10.0)])), v.rule(), &mut scratch, &mut dist).ok());
         assert_eq!(c.class, None);
         assert_eq!(c.novelty, 6.25);
         // Close to "a": known.
-        let c = unwrap!(classify(&v, &vec_of(&[(0, 2.0), (7, 1.0)]), v.threshold(), &mut scratch, &mut dist).ok());
+        let c = unwrap!(classify(&v, &vec_of(&[(0, 2.0), (7, 1.0)]), v.rule(), &mut scratch, &mut dist).ok());
         assert_eq!(c.class, Some(0));
         assert_eq!(c.novelty, 1.0 / 16.0);
-        build(f, None);
+        // 2 e0 + e2 + e5 (norm 6): 4 of it in "a", 1 in "b": distances 2/16 and 5/16. Close
+        // by distance, but "a" explains it not much better than "b": contrast 2 / 3.5.
+        let x = vec_of(&[(0, 2.0), (2, 1.0), (5, 1.0)]);
+        let c = unwrap!(classify(&v, &x, v.rule(), &mut scratch, &mut dist).ok());
+        assert_eq!((c.class, c.score, c.novelty), (Some(0), Score::Best, 2.0 / 16.0));
+        build(
+            f,
+            Rule {
+                score: Score::Contrast,
+                threshold: Some(0.5),
+            },
+        );
+        let v = unwrap!(ModelView::parse(&f.bytes[..f.len]).ok());
+        assert_eq!(
+            v.rule(),
+            Rule {
+                score: Score::Contrast,
+                threshold: Some(0.5)
+            }
+        );
+        let c = unwrap!(classify(&v, &x, v.rule(), &mut scratch, &mut dist).ok());
+        assert_eq!((c.best, c.class, c.score, c.novelty), (0, None, Score::Contrast, 2.0 / 3.5));
+        let c = unwrap!(classify(&v, &vec_of(&[(0, 3.0), (1, 4.0), (2, 1.0)]), v.rule(), &mut scratch, &mut dist).ok());
+        assert_eq!((c.class, c.novelty), (Some(0), 1.0 / 13.0));
+        build(f, NONE);
     }
 
     #[test]
@@ -426,7 +458,7 @@ mod tests {
         assert!(unwrap!(joined_scratch_len(&v, &store).ok()) <= scr.len());
         let mut dist = [0.0f32; 3];
         let x = vec_of(&[(4, 1.0), (5, 5.0)]);
-        let c = unwrap!(classify_joined(&v, &store, &mut flash, &x, None, &mut scr, &mut dist).ok());
+        let c = unwrap!(classify_joined(&v, &store, &mut flash, &x, NONE, &mut scr, &mut dist).ok());
         assert_eq!(c.best, 2);
         // 8-bit directions: close to 0 against 26 / 16 for the others.
         assert!(dist[2] < 0.01, "{}", dist[2]);
@@ -434,12 +466,12 @@ mod tests {
         assert_eq!(dist[1], 26.0 / 16.0);
         // Every training sample is in the class.
         for t in 0..3 {
-            let c = unwrap!(classify_joined(&v, &store, &mut flash, &samples[t * D..(t + 1) * D], None, &mut scr, &mut dist).ok());
+            let c = unwrap!(classify_joined(&v, &store, &mut flash, &samples[t * D..(t + 1) * D], NONE, &mut scr, &mut dist).ok());
             assert_eq!(c.best, 2);
             assert!(dist[2] < 0.01);
         }
         // The model's classes still win their own samples.
-        let c = unwrap!(classify_joined(&v, &store, &mut flash, &vec_of(&[(1, 1.0)]), None, &mut scr, &mut dist).ok());
+        let c = unwrap!(classify_joined(&v, &store, &mut flash, &vec_of(&[(1, 1.0)]), NONE, &mut scr, &mut dist).ok());
         assert_eq!(c.best, 0);
 
         // Typed refusals: a duplicate label, too little scratch, no samples, no room.
@@ -473,7 +505,7 @@ mod tests {
             Ok(Loaded::Classes { count: 1, .. })
         ));
         assert_eq!(again.entries()[0].label.as_str(), "d");
-        let c = unwrap!(classify_joined(&v, &again, &mut flash, &vec_of(&[(9, 2.0)]), None, &mut scr, &mut dist).ok());
+        let c = unwrap!(classify_joined(&v, &again, &mut flash, &vec_of(&[(9, 2.0)]), NONE, &mut scr, &mut dist).ok());
         assert_eq!(c.best, 2);
         assert!(dist[2] < 1e-6);
     }

@@ -101,22 +101,22 @@ def main() -> int:
     proc = subprocess.Popen([RUNNER, args.elf], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         with connect(port, proc, deadline) as sock:
-            # Info, id 7: version 2, id 7, Request::Info (tag 0).
-            sock.sendall(frame(bytes([2, 7, 0])))
+            # Info, id 7: version 3, id 7, Request::Info (tag 0).
+            sock.sendall(frame(bytes([3, 7, 0])))
             p = recv_frame(sock, deadline)
-            # version 2, id 7, Response::Info (0), protocol 2, ModelStatus::Absent (0)
-            if p[:5] != bytes([2, 7, 0, 2, 0]):
+            # version 3, id 7, Response::Info (0), protocol 3, ModelStatus::Absent (0)
+            if p[:5] != bytes([3, 7, 0, 3, 0]):
                 print(f"FAIL: Info reply {p.hex()}")
                 return 1
             sock.sendall(b"\x01\x02\x03\x00")
             p = recv_frame(sock, deadline)
-            if p[:3] != bytes([2, 0, 6]):  # id 0, Response::Error (6)
+            if p[:3] != bytes([3, 0, 6]):  # id 0, Response::Error (6)
                 print(f"FAIL: garbage reply {p.hex()}")
                 return 1
             # Classify, id 8, 784 zero floats: tag 1, length 3136 = varint c0 18.
-            sock.sendall(frame(bytes([2, 8, 1, 0xC0, 0x18]) + bytes(3136)))
+            sock.sendall(frame(bytes([3, 8, 1, 0xC0, 0x18]) + bytes(3136)))
             p = recv_frame(sock, deadline)
-            if p != bytes([2, 8, 6, 48]):
+            if p != bytes([3, 8, 6, 48]):
                 print(f"FAIL: Classify without model: {p.hex()}")
                 return 1
         print("ok: Info, garbage -> Error, Classify without model -> Error 48")

@@ -84,7 +84,7 @@ fn train_file_inspect_eval_predict_round_trip() {
     assert_eq!(i["inputs"], 784);
     assert_eq!(i["outputs"], 784);
     assert_eq!(i["target"], "identity");
-    assert_eq!(i["format_version"], 2);
+    assert_eq!(i["format_version"], 3);
     assert_eq!(i["bytes"], bytes.len());
     let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap());
     assert_eq!(i["crc32"], format!("{crc:08x}"));
@@ -126,7 +126,7 @@ fn train_file_inspect_eval_predict_round_trip() {
     let mut bd = vec![0.0; 3];
     for j in (0..truth.len()).step_by(97) {
         let x = &xs[j * d..(j + 1) * d];
-        let c = ldl_core::classify(&model, x, None, &mut scratch, &mut dist).unwrap();
+        let c = ldl_core::classify(&model, x, ldl_core::novelty::Rule::default(), &mut scratch, &mut dist).unwrap();
         assert_eq!(c.best, pred[j], "sample {j}");
         ldl_core::batch::distances(&model, x, 1, &mut bd).unwrap();
         for (a, b) in dist.iter().zip(&bd) {
@@ -146,9 +146,11 @@ fn train_file_inspect_eval_predict_round_trip() {
         .iter()
         .map(|v| (v * 255.0).round() * (1.0f32 / 255.0))
         .collect::<Vec<_>>();
-    let c = ldl_core::classify(&model, &first, None, &mut scratch, &mut dist).unwrap();
+    let c = ldl_core::classify(&model, &first, model.rule(), &mut scratch, &mut dist).unwrap();
     assert_eq!(p[0]["best"], model.labels[c.best].as_str());
     assert_eq!(p[0]["novelty"].as_f64().unwrap() as f32, c.novelty);
+    assert_eq!(p[0]["score"], model.score.name());
+    assert_eq!(model.score, ldl_core::novelty::Score::Contrast, "the device method's default");
 }
 
 /// A small valid model file, made in process: two classes of three samples, the boards'
@@ -439,6 +441,59 @@ fn thresholds_are_calibrated_as_documented() {
     let rejected = e["rejected_known"].as_u64().unwrap() as f64 / e["known"].as_u64().unwrap() as f64;
     assert!(rejected > 0.01 && rejected < 0.15, "{rejected}");
     assert!(e["unknown_detected"].as_u64().unwrap() > 0);
+    // The device method's threshold is on the contrast score (at most 1), recorded in the
+    // model: eval decides with it. --novelty best calibrates on the closest distance.
+    assert_eq!((t["novelty"].as_str(), e["novelty"].as_str()), (Some("contrast"), Some("contrast")));
+    assert!(t["threshold_source"].as_str().unwrap().contains("contrast scores"));
+    let contrast = t["threshold"].as_f64().unwrap();
+    assert!(contrast > 0.0 && contrast <= 1.0, "{contrast}");
+    let t = ok_json(&[&common[..], &["0.95", "--calibrate-on", "heldout", "--novelty", "best"]].concat());
+    let e = ok_json(&["eval", s(&path), "--json"]);
+    assert_eq!((t["novelty"].as_str(), e["novelty"].as_str()), (Some("best"), Some("best")));
+    assert_ne!(t["threshold"].as_f64().unwrap(), contrast);
+    let i = ok_json(&["inspect", s(&path), "--json", "--flash", "16M", "--ram", "64M"]);
+    assert_eq!(i["novelty"], "best");
+}
+
+#[test]
+fn bad_thresholds_and_scores_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.ldlm");
+    let train = |extra: &[&str], needles: &[&str]| {
+        let a = [&["train", "--classes", "0-1", "--shots", "3", "--out", s(&path)][..], extra].concat();
+        fails_with(&a, needles);
+    };
+    for t in ["-1", "nan", "inf", "-inf"] {
+        train(&[&format!("--threshold={t}")], &["--threshold must be a finite number >= 0"]);
+    }
+    // Refused by the argument parser (its exit code 2).
+    for (score, needle) in [
+        ("normalized", "normalized needs one spread per class"),
+        ("nope", "no novelty score"),
+    ] {
+        let o = ldl(&["train", "--classes", "0-1", "--out", s(&path), "--novelty", score]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(needle), "{err}");
+    }
+    assert!(!path.exists());
+    // A version 3 model file with a negative threshold (written by hand: encode refuses it)
+    // is refused by every command, naming the problem.
+    let good = small_model(dir.path());
+    let mut m = ldl_core::format::decode(&std::fs::read(&good).unwrap()).unwrap();
+    m.threshold = Some(1.0);
+    let mut b = ldl_core::format::encode(&m).unwrap();
+    // Header: method, d = 784 (2 bytes), k, capacity, then Some(threshold).
+    assert_eq!((b[4], b[21], &b[22..26]), (3, 1, &1.0f32.to_le_bytes()[..]));
+    b[22..26].copy_from_slice(&(-1.0f32).to_le_bytes());
+    let n = b.len() - 4;
+    let crc = ldl_core::format::checksum(&b[..n]);
+    b[n..].copy_from_slice(&crc.to_le_bytes());
+    let neg = dir.path().join("negative.ldlm");
+    std::fs::write(&neg, &b).unwrap();
+    for cmd in [&["inspect"][..], &["eval"][..], &["predict", "--mnist-test", "0"][..]] {
+        let a = [&cmd[..1], &[s(&neg)][..], &cmd[1..]].concat();
+        fails_with(&a, &[s(&neg), "invalid parameter", "negative novelty threshold"]);
+    }
 }
 
 #[test]
@@ -1277,4 +1332,36 @@ fn series_rows_are_shifted_in_time() {
         .collect();
     fails_with(&bad, &["--series 7", "600 values"]);
     fails_with(&["fewshot", "--series", "6", "--trials", "1"], &["--series", "csv"]);
+}
+
+/// `ldl predict` names the model's novelty score, and for an ensemble shows how many
+/// members agree with the answer.
+#[test]
+fn predict_shows_the_score_and_an_ensembles_agreement() {
+    const D: usize = 784;
+    let dir = tempfile::tempdir().unwrap();
+    let xs: Vec<f32> = (0..6 * D).map(|i| (i as f32 * 0.37).sin().abs()).collect();
+    let cfg = ldl_core::methods::ClosedFormConfig {
+        k: 4,
+        ..Default::default()
+    };
+    let mut m = ldl_core::methods::ensemble(&[&xs[..3 * D], &xs[3 * D..]], D, 3, 5, |c, seed| {
+        ldl_core::methods::fit_closed_form(c, D, &["a", "b"], &cfg, seed)
+    })
+    .unwrap();
+    m.score = ldl_core::novelty::Score::Contrast;
+    m.threshold = Some(0.9);
+    let p = dir.path().join("ens.ldlm");
+    std::fs::write(&p, ldl_core::format::encode(&m).unwrap()).unwrap();
+    let j = ok_json(&["predict", s(&p), "--mnist-test", "0", "1", "--json"]);
+    for a in j.as_array().unwrap() {
+        assert_eq!(a["score"], "contrast");
+        let agree = a["agreement"].as_f64().unwrap();
+        assert!([1.0 / 3.0, 2.0 / 3.0, 1.0].iter().any(|v| (agree - v).abs() < 1e-6), "{agree}");
+    }
+    let out = ldl(&["predict", s(&p), "--mnist-test", "0", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let header = text.lines().next().unwrap();
+    assert!(header.contains("contrast") && header.contains("agreement"), "{text}");
 }

@@ -48,7 +48,8 @@ fn boot(dir: &Path, model: &Path, pty: bool) -> Qemu {
     .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// A device-mode model of digits 0-4 (10 images each, room for 6 classes), via `ldl train`.
+/// A device-mode model of digits 0-4 (10 images each, room for 6 classes, a threshold on the
+/// contrast score at the 0.9-quantile of its training images), via `ldl train`.
 fn train(dir: &Path) -> PathBuf {
     let path = dir.join("model.ldlm");
     ok_json(&[
@@ -61,6 +62,8 @@ fn train(dir: &Path) -> PathBuf {
         "24",
         "--capacity",
         "6",
+        "--calibrate-threshold",
+        "0.9",
         "--out",
         s(&path),
         "--json",
@@ -142,10 +145,15 @@ fn device_command_enrolls_and_classifies_like_the_host_core() {
     for (i, a) in answers.iter().enumerate() {
         let mut x = raw(&test, i);
         host.preprocess.apply(&mut x).unwrap();
-        let h = ldl_core::classify(&host, &x, host.threshold, &mut scratch, &mut dist).unwrap();
+        let h = ldl_core::classify(&host, &x, host.rule(), &mut scratch, &mut dist).unwrap();
         assert_eq!(a["class"], h.best, "image {i}: {a}");
         assert_eq!(a["best"], host.labels[h.best].as_str(), "image {i}");
         assert_eq!(a["expected"], test.labels[i].to_string());
+        // The model's novelty rule, decided on the device as on the host.
+        assert_eq!(a["score"], host.score.name(), "image {i}");
+        assert_eq!(a["unknown"], h.class.is_none(), "image {i}");
+        let nov = a["novelty"].as_f64().unwrap() as f32;
+        assert_eq!(nov.to_bits(), h.novelty.to_bits(), "image {i}: novelty {nov} vs host {}", h.novelty);
         for (l, d) in host.labels.iter().zip(&dist) {
             let got = a["distances"][l.as_str()].as_f64().unwrap() as f32;
             assert_eq!(got.to_bits(), d.to_bits(), "image {i} class {l}: device {got}, host {d}");
@@ -237,6 +245,19 @@ fn demo_on(board: &str) {
     }
     // Before: 8 and 9 are no class of the model; after: the device knows them.
     assert_eq!(digit(before, 8, "correct") + digit(before, 9, "correct"), 0);
+    // Saying "unknown" before enrolling: the model's contrast rule, a threshold from held-out
+    // training images, counted on the device's first pass.
+    let u = &r["unknown_before"];
+    assert_eq!(
+        (u["score"].as_str(), u["new_images"].as_u64(), u["known_images"].as_u64()),
+        (Some("contrast"), Some(20), Some(80))
+    );
+    assert!(u["threshold"].as_f64().unwrap() > 0.0);
+    assert!(u["threshold_source"].as_str().unwrap().contains("held-out"));
+    assert_eq!(
+        u["new_unknown"].as_u64().unwrap() + u["known_rejected"].as_u64().unwrap(),
+        (0..10).map(|d| digit(before, d, "unknown")).sum::<u64>()
+    );
     assert!(digit(after, 8, "correct") + digit(after, 9, "correct") >= 8, "{after}");
     let total = |p: &Value| (0..10).map(|d| digit(p, d, "correct")).sum::<u64>();
     assert!(total(after) > total(before));

@@ -2,12 +2,14 @@
 //! on every QEMU board (`qemu`: mps2-an386; `stm32f405`: netduinoplus2 with the part's 1 MiB
 //! flash and 128 KiB RAM; `LDL_QEMU_BOARDS=qemu,stm32f405` by default):
 //!
-//! * (a) 1,000 MNIST test images: every device answer (class, distances, novelty, unknown)
-//!   equals the host core's on the same model file, every distance to the bit, and the
-//!   accuracies are equal;
+//! * (a) 1,000 MNIST test images: every device answer (class, distances, novelty score and
+//!   which score it is, unknown) equals the host core's on the same model file, every
+//!   distance and score to the bit, and the accuracies are equal (the mcu model decides
+//!   with the contrast score, the f32 one with the closest distance);
 //! * (b) digits 5-9 enrolled on the device (5 shots, shift augmentation) give the same
-//!   classes, to the bit, as enrolling them with the core on the host, and survive a QEMU
-//!   restart with the same store file;
+//!   classes, to the bit, as enrolling them with the core on the host, are judged by the
+//!   model's contrast rule as on the host, and survive a QEMU restart with the same store
+//!   file;
 //! * (c) garbage, truncated, corrupted and overlong frames get an `Error` reply or are
 //!   dropped, and the device still answers `Info` and `Classify` correctly afterwards;
 //! * (d) rounds of serial chaos (random bytes, truncated and overlong frames, abandoned
@@ -23,6 +25,7 @@
 //! QEMU is killed when a test ends (and, as a safety net, by `timeout` after a few minutes).
 
 use ldl_core::methods::{fit_closed_form, fit_compact, ClosedFormConfig};
+use ldl_core::novelty::Score;
 use ldl_core::protocol::{self, ErrorCode, ModelStatus, Request, Response, VERSION};
 use ldl_core::{ImageSpec, Model, Preprocess};
 use ldl_host::data::{load_mnist, Dataset, Split};
@@ -157,18 +160,19 @@ fn host_classify(m: &Model, raw: &[f32]) -> Classification {
     m.preprocess.apply(&mut x).unwrap();
     let mut scratch = vec![0.0f32; ldl_core::classify::scratch_len(m).unwrap()];
     let mut dist = vec![0.0f32; m.labels.len()];
-    let c = ldl_core::classify(m, &x, m.threshold, &mut scratch, &mut dist).unwrap();
+    let c = ldl_core::classify(m, &x, m.rule(), &mut scratch, &mut dist).unwrap();
     Classification {
         index: c.best,
         label: m.labels[c.best].to_string(),
         distances: dist,
         novelty: c.novelty,
+        score: c.score,
         unknown: c.class.is_none(),
     }
 }
 
-/// Checks that the device's answer is the host's: class, label, unknown, and the novelty
-/// and every distance to the bit.
+/// Checks that the device's answer is the host's: class, label, unknown, the novelty score
+/// (which one, and its value to the bit) and every distance to the bit.
 fn check_same(what: &str, host: &Classification, dev: &Classification) {
     assert_eq!(
         dev.index, host.index,
@@ -185,6 +189,7 @@ fn check_same(what: &str, host: &Classification, dev: &Classification) {
             "{what}: class {c} distance {a} on the device vs {b} on the host"
         );
     }
+    assert_eq!(dev.score, host.score, "{what}: novelty score");
     assert_eq!(dev.novelty.to_bits(), host.novelty.to_bits(), "{what}: novelty");
 }
 
@@ -197,10 +202,17 @@ fn write_model(m: &Model, path: &Path) -> Vec<u8> {
 #[test]
 fn device_classifies_1000_mnist_images_like_the_host() {
     for board in boards() {
-        classify_1000(&board, train_model(&(0..10).collect::<Vec<_>>(), 20, 0, 10), "mcu");
+        // The mcu model with the validated contrast score (ldl train's default for it).
+        let mut mcu = train_model(&(0..10).collect::<Vec<_>>(), 20, 0, 10);
+        mcu.score = Score::Contrast;
+        classify_1000(&board, mcu, "mcu, contrast");
         if board == "qemu" {
-            // The board with room for them also runs f32 classes.
-            classify_1000(&board, train_f32_model(&(0..10).collect::<Vec<_>>(), 20, 0, 10), "f32 device mode");
+            // The board with room for them also runs f32 classes (closest-distance rule).
+            classify_1000(
+                &board,
+                train_f32_model(&(0..10).collect::<Vec<_>>(), 20, 0, 10),
+                "f32 device mode, best",
+            );
         }
     }
 }
@@ -215,7 +227,7 @@ fn classify_1000(board: &str, mut model: Model, kind: &str) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000usize);
     let raws: Vec<Vec<f32>> = (0..n).map(|i| raw(test, i)).collect();
-    // A threshold at the host's median novelty, so "unknown" is exercised both ways.
+    // A threshold at the host's median novelty score, so "unknown" is exercised both ways.
     let mut nov: Vec<f32> = raws.iter().map(|r| host_classify(&model, r).novelty).collect();
     nov.sort_by(f32::total_cmp);
     model.threshold = Some(nov[n / 2]);
@@ -251,7 +263,7 @@ fn classify_1000(board: &str, mut model: Model, kind: &str) {
     assert_eq!(dev_ok, host_ok, "device accuracy differs from the host's");
     eprintln!(
         "(a) {board}, {kind} model ({} B): {n} MNIST test images: device accuracy {:.1}% = host {:.1}%, {unknown} unknown, \
-         every distance equal to the bit; boot+connect {:.2}s, {:.1} ms per classification ({:.1}s)",
+         every distance and novelty score equal to the bit; boot+connect {:.2}s, {:.1} ms per classification ({:.1}s)",
         bytes.len(),
         100.0 * dev_ok as f64 / n as f64,
         100.0 * host_ok as f64 / n as f64,
@@ -274,6 +286,9 @@ fn enroll_and_restart(board: &str) {
     let (train, test) = mnist();
     let shift = 2;
     let mut model = train_model(&[0, 1, 2, 3, 4], 20, shift, 10);
+    // The contrast rule, recorded in the model: the enrolled classes are judged by it too.
+    model.score = Score::Contrast;
+    model.threshold = Some(0.8);
     let model_path = dir.path().join("model.ldlm");
     let bytes = write_model(&model, &model_path);
     model = ldl_core::format::decode(&bytes).unwrap();
@@ -329,9 +344,16 @@ fn enroll_and_restart(board: &str) {
     }
     let acc = |a: &[Classification]| a.iter().zip(&queries).filter(|(c, (t, _))| c.index == *t).count();
     assert_eq!(acc(&first), acc(&host));
+    let unknown = first.iter().filter(|c| c.unknown).count();
+    assert!(first.iter().all(|c| c.score == Score::Contrast));
+    assert!(
+        unknown > 0 && unknown < 200,
+        "{unknown} unknown of 200: the contrast rule not exercised"
+    );
     eprintln!(
         "(b) {board}: digits 5-9 enrolled on the device (5 shots, shift {shift}): 200 answers equal the host's \
-         to the bit, accuracy {}/200; survived a restart; first boot + enrollment + 200 classifications {:.1}s",
+         to the bit, accuracy {}/200, {unknown} unknown (contrast above 0.8, as on the host); survived a \
+         restart; first boot + enrollment + 200 classifications {:.1}s",
         acc(&first),
         t_enroll.as_secs_f64()
     );

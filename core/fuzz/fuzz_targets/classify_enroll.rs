@@ -2,7 +2,7 @@
 //! classify a sample, enroll a class from samples into a store, classify again, boot again.
 //! The input is a model file (its length in the first two bytes; its CRC is fixed up so that
 //! mutations reach the decoder) followed by sample bytes. Nothing may panic. Finiteness
-//! oracle: an answer is a class in range with a finite novelty, or a typed error; an
+//! oracle: an answer is a class in range with a novelty score >= 0 (see `classify`), or a typed error; an
 //! enrollment that succeeds leaves a store that a fresh boot loads with the new class, and
 //! never a class that stops the device from classifying what it classified before.
 #![no_main]
@@ -26,9 +26,14 @@ fn classify(view: &ModelView<'_>, st: &Store<C>, f: &mut Flash, x: &[f32]) -> Re
     let need = scratch_len(view)?.max(view.outputs() + 2 * view.inputs() + 64 * 1024);
     let mut scratch = vec![0.0; need];
     let mut dist = vec![0.0; n];
-    let c = classify_joined(view, st, f, x, view.threshold(), &mut scratch, &mut dist)?;
+    let c = classify_joined(view, st, f, x, view.rule(), &mut scratch, &mut dist)?;
     assert!(c.best < n, "best {} of {n}", c.best);
-    assert!(c.novelty.is_finite() && c.novelty >= 0.0, "novelty {}", c.novelty);
+    // The rule's score: >= 0, NaN only when it cannot tell (a contrast or ratio with one
+    // finite distance), infinite only for the relative score of a blank input.
+    let finite = dist.iter().filter(|d| d.is_finite()).count();
+    assert!(!(c.novelty < 0.0), "novelty {}", c.novelty);
+    assert!(!c.novelty.is_nan() || finite < 2, "novelty NaN with {finite} finite distances");
+    assert!(c.novelty.is_finite() || c.novelty.is_nan() || c.score == ldl_core::novelty::Score::Relative, "novelty {}", c.novelty);
     Ok(c.best)
 }
 

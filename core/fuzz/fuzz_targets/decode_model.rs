@@ -22,7 +22,7 @@ fn exercise(view: &ModelView<'_>) {
             if n <= 1 << 16 {
                 let x = vec![0.5f32; view.inputs()];
                 let (mut scratch, mut dist) = (vec![0.0; n], vec![0.0; view.len()]);
-                let _ = classify(view, &x, view.threshold(), &mut scratch, &mut dist);
+                let _ = classify(view, &x, view.rule(), &mut scratch, &mut dist);
             }
         }
     }

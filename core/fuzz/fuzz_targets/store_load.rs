@@ -55,8 +55,8 @@ fuzz_target!(|data: &[u8]| {
     let n_all = m.labels.len() + st.len();
     let mut scratch = vec![0.0; 4096];
     let mut dist = vec![0.0; n_all];
-    if let Ok(c) = classify_joined(m, &st, &mut f, &x, m.threshold, &mut scratch, &mut dist) {
-        assert!(c.best < n_all && c.novelty.is_finite());
+    if let Ok(c) = classify_joined(m, &st, &mut f, &x, m.rule(), &mut scratch, &mut dist) {
+        assert!(c.best < n_all && !(c.novelty < 0.0));
     }
 
     // Enroll a class: when it is saved, a fresh boot loads exactly these classes.

@@ -175,7 +175,9 @@ struct Answer<'a> {
     label: Option<&'a str>,
     best: &'a str,
     class: usize,
+    /// The model's novelty score (`score` names it) and whether it called the sample unknown.
     novelty: f32,
+    score: &'static str,
     unknown: bool,
     distances: serde_json::Map<String, serde_json::Value>,
 }
@@ -311,6 +313,7 @@ fn classify(dev: &mut AnyClient, s: &SampleArgs, json: bool) -> Result<()> {
             best: &c.label,
             class: c.index,
             novelty: c.novelty,
+            score: c.score.name(),
             unknown: c.unknown,
             distances: labels
                 .iter()
@@ -323,17 +326,20 @@ fn classify(dev: &mut AnyClient, s: &SampleArgs, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("{:<28} {:<20} {:<10} {:>12}", "input", "label", "expected", "novelty");
-    let (mut known, mut right) = (0, 0);
+    let score = rows.first().map_or("novelty", |r| r.score);
+    println!("{:<28} {:<20} {:<10} {:>12} {:>8}", "input", "label", "expected", score, "unknown");
+    let (mut known, mut right, mut unknown) = (0, 0, 0);
     for r in &rows {
         let label = r.label.map(str::to_string).unwrap_or_else(|| format!("unknown ({})", r.best));
         println!(
-            "{:<28} {:<20} {:<10} {:>12.6}",
+            "{:<28} {:<20} {:<10} {:>12.6} {:>8}",
             r.input,
             label,
             r.expected.unwrap_or("-"),
-            r.novelty
+            r.novelty,
+            if r.unknown { "yes" } else { "no" }
         );
+        unknown += usize::from(r.unknown);
         if let Some(e) = r.expected {
             known += 1;
             right += usize::from(r.label == Some(e));
@@ -342,6 +348,10 @@ fn classify(dev: &mut AnyClient, s: &SampleArgs, json: bool) -> Result<()> {
     if known > 0 {
         println!("{right}/{known} correct ({:.1}%)", 100.0 * right as f64 / known as f64);
     }
+    println!(
+        "{unknown}/{} called unknown (the model's threshold on the {score} score)",
+        rows.len()
+    );
     Ok(())
 }
 

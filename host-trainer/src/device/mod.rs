@@ -80,9 +80,11 @@ pub struct Classification {
     pub label: String,
     /// Every class's distance, in class order.
     pub distances: Vec<f32>,
-    /// Novelty score (the closest class's distance).
+    /// The model's novelty score of the sample (for `best`, the closest class's distance).
     pub novelty: f32,
-    /// The novelty passes the model's threshold.
+    /// Which score `novelty` is (the model file's).
+    pub score: ldl_core::novelty::Score,
+    /// The novelty is above the model's threshold (or every class is at the same distance).
     pub unknown: bool,
 }
 
@@ -93,6 +95,7 @@ impl From<Classified> for Classification {
             label: c.label.as_str().to_string(),
             distances: c.distances.iter().copied().collect(),
             novelty: c.novelty,
+            score: c.score,
             unknown: c.unknown,
         }
     }
@@ -567,6 +570,7 @@ mod tests {
                                                 distances: [x[0], x[1]].into_iter().collect(),
                                                 novelty: x[c],
                                                 unknown: x[c] > 10.0,
+                                                score: ldl_core::novelty::Score::Best,
                                             })
                                         }
                                     }
@@ -672,6 +676,7 @@ mod tests {
                 label: "b".into(),
                 distances: vec![1.0, 3.0],
                 novelty: 3.0,
+                score: ldl_core::novelty::Score::Best,
                 unknown: false
             }
         );

@@ -55,6 +55,8 @@ pub struct EvalReport {
     pub accuracy: f64,
     /// The model's threshold.
     pub threshold: Option<f32>,
+    /// The novelty score it applies to (`ldl_core::novelty::Score::name`).
+    pub novelty: &'static str,
     /// Known-class samples called unknown.
     pub rejected_known: usize,
     /// Right class and not called unknown, over `known` (with a threshold).
@@ -113,10 +115,12 @@ pub fn evaluate(model: &Model, xs: &[f32], truth: &[Option<usize>], show: bool) 
     for start in (0..n).step_by(CHUNK) {
         let nb = CHUNK.min(n - start);
         let out = &mut dist[..nb * c];
-        ldl_core::batch::distances(model, &xs[start * d..(start + nb) * d], nb, out).context("classifying the test samples")?;
-        for (i, row) in out.chunks_exact(c).enumerate() {
-            let (best, novelty) = argmin(row);
-            let unknown = model.threshold.is_some_and(|t| novelty > t);
+        let block = &xs[start * d..(start + nb) * d];
+        ldl_core::batch::distances(model, block, nb, out).context("classifying the test samples")?;
+        let scores = super::scores(model.rule(), out, block, c)?;
+        for (i, (row, &score)) in out.chunks_exact(c).zip(&scores).enumerate() {
+            let best = argmin(row).0;
+            let unknown = model.rule().rejects(score);
             let col = if unknown { c } else { best };
             match truth[start + i] {
                 Some(t) => {
@@ -146,6 +150,7 @@ pub fn evaluate(model: &Model, xs: &[f32], truth: &[Option<usize>], show: bool) 
         correct,
         accuracy: ratio(correct, known),
         threshold: model.threshold,
+        novelty: model.score.name(),
         rejected_known,
         accepted_accuracy: model.threshold.map(|_| ratio(accepted, known)),
         unknown_expected,
@@ -176,8 +181,11 @@ fn print(path: &str, dataset: &str, split: &str, r: &EvalReport) {
     match (r.threshold, r.accepted_accuracy) {
         (Some(t), Some(a)) => {
             println!(
-                "  threshold  {t}: {} known samples called unknown; right and accepted {a:.4}",
-                r.rejected_known
+                "  threshold  {t} on the {} score: {} / {} known samples called unknown ({:.4}); right and accepted {a:.4}",
+                r.novelty,
+                r.rejected_known,
+                r.known,
+                r.rejected_known as f64 / r.known.max(1) as f64
             );
             if r.unknown_expected > 0 {
                 println!(

@@ -151,6 +151,8 @@ pub struct Report {
     pub capacity: u16,
     /// Threshold.
     pub threshold: Option<f32>,
+    /// The novelty score the threshold applies to (`best` in a file before version 3).
+    pub novelty: &'static str,
     /// Preprocessing.
     pub preprocess: Preprocess,
     /// Fit options.
@@ -280,6 +282,7 @@ pub fn report(args: &InspectArgs) -> Result<Report> {
         labels: h.labels.iter().map(|l| l.to_string()).collect(),
         capacity: h.capacity,
         threshold: view.threshold(),
+        novelty: view.score().name(),
         preprocess: view.preprocess(),
         fit: view.fit(),
         weights_bytes: view.weights().len() * 4,
@@ -526,8 +529,8 @@ pub fn print(r: &Report) {
         r.labels.join(", ")
     );
     match r.threshold {
-        Some(t) => println!("  threshold   {t} (best-class distance above it = unknown)"),
-        None => println!("  threshold   none"),
+        Some(t) => println!("  threshold   {t} on the {} score (above it = unknown)", r.novelty),
+        None => println!("  threshold   none (novelty score {})", r.novelty),
     }
     println!("  preprocess  {}", describe_preprocess(&r.preprocess));
     println!("  fit         {}", describe_fit(&r.fit));

@@ -86,6 +86,25 @@ pub fn preprocessed(pp: &Preprocess, mut raw: Vec<f32>) -> Result<Vec<f32>> {
     Ok(raw)
 }
 
+/// The novelty score of `rule` for each row of `dist` (`nc` distances per sample, as
+/// [`ldl_core::batch::distances`] gives them) and its preprocessed sample in `xs`: what
+/// `ldl_core::classify` compares with the threshold. NaN where the score cannot tell;
+/// infinite (unknown) for a sample no class gives a finite distance (`classify` refuses it).
+pub fn scores(rule: ldl_core::novelty::Rule, dist: &[f32], xs: &[f32], nc: usize) -> Result<Vec<f32>> {
+    let n = dist.len().checked_div(nc).unwrap_or(0);
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let d = xs.len() / n;
+    dist.chunks_exact(nc)
+        .zip(xs.chunks_exact(d.max(1)))
+        .map(|(row, x)| match rule.score_of(row, ldl_core::linalg::norm2(x)) {
+            Err(ldl_core::Error::NonFinite) => Ok(f32::INFINITY),
+            s => s.context("computing a novelty score"),
+        })
+        .collect()
+}
+
 /// The model label of a data-set class name (see the module doc).
 pub fn model_label(name: &str) -> String {
     let max = ldl_core::LABEL_LEN;
@@ -159,8 +178,9 @@ pub fn model_error(path: &Path, e: ldl_core::Error) -> anyhow::Error {
         E::BadMagic => "it does not start with \"LDLM\"",
         E::CrcMismatch => "the content does not match its CRC-32 (the file is corrupted)",
         E::Malformed => "its header or layout is inconsistent",
-        E::NonFinite => "it holds a NaN or infinite value",
-        E::UnsupportedVersion(_) => "written by a newer or older ldl (this one reads format version 1)",
+        E::NonFinite => "it holds a NaN or infinite value (a weight, or the threshold)",
+        E::InvalidParameter => "a parameter is out of range (a negative novelty threshold?)",
+        E::UnsupportedVersion(_) => "written by a newer or older ldl (this one reads format versions 1 to 3)",
         _ => "",
     };
     if hint.is_empty() {

@@ -68,11 +68,15 @@ pub struct Answer {
     pub label: Option<String>,
     /// The closest class (even when unknown); `None` when no class could measure the input.
     pub best: Option<String>,
-    /// Novelty: the closest class's distance.
+    /// The novelty score `novelty` is (the model's: `contrast`, `best`, ...).
+    pub score: &'static str,
+    /// The model's novelty score of the input, compared with its threshold (for `best`, the
+    /// closest class's distance).
     pub novelty: f32,
-    /// Above the threshold.
+    /// Above the threshold (or every class at the same distance).
     pub unknown: bool,
-    /// Ensemble agreement.
+    /// Ensemble agreement: the fraction of members whose own closest class is `best` (1
+    /// for a single model).
     pub agreement: f32,
     /// Every class's distance, by label.
     pub distances: Vec<(String, f32)>,
@@ -89,7 +93,7 @@ pub fn classify_raw(model: &Model, raw: Vec<f32>) -> Result<(ldl_core::classify:
     let x = preprocessed(&model.preprocess, raw)?;
     let mut scratch = vec![0.0; ldl_core::classify::scratch_len(model)?];
     let mut dist = vec![0.0; model.labels.len()];
-    let c = ldl_core::classify(model, &x, model.threshold, &mut scratch, &mut dist)?;
+    let c = ldl_core::classify(model, &x, model.rule(), &mut scratch, &mut dist)?;
     Ok((c, dist))
 }
 
@@ -263,6 +267,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 expected: inp.expected,
                 label: c.class.map(|i| labels[i].clone()),
                 best: Some(labels[c.best].clone()),
+                score: c.score.name(),
                 novelty: c.novelty,
                 unknown: c.class.is_none(),
                 agreement: c.agreement,
@@ -276,6 +281,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
                     expected: inp.expected,
                     label: None,
                     best: None,
+                    score: model.score.name(),
                     novelty: f32::NAN,
                     unknown: true,
                     agreement: 0.0,
@@ -304,9 +310,15 @@ pub fn run(args: PredictArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
+    let ensemble = model.members.len() > 1;
     println!(
-        "{:<28} {:<16} {:<16} {:>12} {:>8}",
-        "input", "label", "expected", "novelty", "unknown"
+        "{:<28} {:<16} {:<16} {:>12} {:>8}{}",
+        "input",
+        "label",
+        "expected",
+        model.score.name(),
+        "unknown",
+        if ensemble { format!(" {:>9}", "agreement") } else { String::new() }
     );
     for a in &answers {
         let label = match (&a.label, &a.best) {
@@ -320,12 +332,17 @@ pub fn run(args: PredictArgs) -> Result<()> {
             "-".into()
         };
         println!(
-            "{:<28} {:<16} {:<16} {:>12} {:>8}",
+            "{:<28} {:<16} {:<16} {:>12} {:>8}{}",
             a.input,
             label,
             a.expected.as_deref().unwrap_or("-"),
             novelty,
-            if a.unknown { "yes" } else { "no" }
+            if a.unknown { "yes" } else { "no" },
+            if ensemble {
+                format!(" {:>9.3}", a.agreement)
+            } else {
+                String::new()
+            }
         );
     }
     for a in &answers {

@@ -8,6 +8,7 @@ use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ldl_core::methods::{fit_closed_form, GradientTrainer};
+use ldl_core::novelty::Score;
 use ldl_core::{format, Model, Rng};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -41,11 +42,19 @@ pub struct TrainArgs {
     /// (default: the trained classes + 10, at most 64).
     #[arg(long)]
     pub capacity: Option<u16>,
-    /// Novelty threshold: a sample whose best-class distance is above it is "unknown".
+    /// The novelty score the threshold applies to, recorded in the model (a device decides
+    /// with it, for the classes it enrolls too): `contrast` (closest class's distance over
+    /// the mean distance over the classes; chosen on the validation split, docs/novelty.md),
+    /// `best` (the closest class's distance), `ratio` (closest / second-closest) or
+    /// `relative` (closest distance / the input's squared norm). Default: `contrast` for the
+    /// `device` and `mcu` methods, `best` for the others.
+    #[arg(long, value_name = "SCORE", value_parser = parse_score)]
+    pub novelty: Option<Score>,
+    /// Novelty threshold: a sample whose novelty score (--novelty) is above it is "unknown".
     #[arg(long, conflicts_with = "calibrate_threshold")]
     pub threshold: Option<f32>,
     /// Sets the threshold to this quantile (e.g. 0.99) of the training samples' own
-    /// best-class distances (nearest rank, on the samples before shift augmentation). The
+    /// novelty scores (nearest rank, on the samples before shift augmentation). The
     /// training samples are close to their own class, so with few shots this threshold is
     /// tight: expect some new samples of known classes to be called unknown.
     #[arg(long, value_name = "Q")]
@@ -104,6 +113,8 @@ pub struct TrainOptions {
     pub seed: u64,
     /// `--capacity`.
     pub capacity: Option<u16>,
+    /// `--novelty` (`None`: [`default_score`] of the method).
+    pub novelty: Option<Score>,
     /// `--threshold`.
     pub threshold: Option<f32>,
     /// `--calibrate-threshold`.
@@ -128,6 +139,7 @@ impl TrainOptions {
             method: method.into(),
             seed: 2019,
             capacity: None,
+            novelty: None,
             threshold: None,
             calibrate_threshold: None,
             calibrate_on: CalibrateOn::Support,
@@ -148,6 +160,7 @@ impl TrainArgs {
             method: self.method.clone(),
             seed: self.seed,
             capacity: self.capacity,
+            novelty: self.novelty,
             threshold: self.threshold,
             calibrate_threshold: self.calibrate_threshold,
             calibrate_on: self.calibrate_on,
@@ -155,6 +168,29 @@ impl TrainArgs {
             members: self.members,
             max_weight_bytes: self.max_weight_bytes,
         }
+    }
+}
+
+/// `--novelty`: a score a model file holds (no per-class spreads).
+fn parse_score(s: &str) -> std::result::Result<Score, String> {
+    match Score::from_name(s) {
+        Some(sc) if !sc.needs_spreads() => Ok(sc),
+        Some(_) => Err(format!(
+            "{s} needs one spread per class, which a model file does not hold: use contrast, best, ratio or relative"
+        )),
+        None => Err(format!("no novelty score {s:?}: contrast, best, ratio or relative")),
+    }
+}
+
+/// The novelty score a model of `method` (as typed) records when `--novelty` is not given:
+/// the contrast, validated for the device mode (docs/novelty.md), for `device` and `mcu`;
+/// the closest distance (what a threshold always meant) for the others.
+pub fn default_score(method: &str) -> Score {
+    let name = method.trim().split(':').next().unwrap_or("");
+    if matches!(name, "device" | "mcu") {
+        Score::Contrast
+    } else {
+        Score::Best
     }
 }
 
@@ -258,13 +294,10 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
     let nc = classes.len();
     let mut dist = vec![0.0f32; n * nc];
     ldl_core::batch::distances(&model, &xs, n, &mut dist).context("scoring the training samples")?;
-    let (mut best_d, mut correct) = (Vec::with_capacity(n), 0usize);
-    for (row, &a) in dist.chunks_exact(nc).zip(&answers) {
-        let (b, v) = argmin(row);
-        best_d.push(v);
-        correct += usize::from(b == a);
-    }
-    let (threshold, threshold_source) = threshold_for(args, &model, train, &pp, &mut best_d, n, &heldout, nc)?;
+    let correct = dist.chunks_exact(nc).zip(&answers).filter(|(row, &a)| argmin(row).0 == a).count();
+    model.score = args.novelty.unwrap_or_else(|| default_score(&args.method));
+    let mut scores = super::scores(model.rule(), &dist, &xs, nc)?;
+    let (threshold, threshold_source) = threshold_for(args, &model, train, &pp, &mut scores, n, &heldout, nc)?;
     model.threshold = threshold;
     model
         .validate()
@@ -435,34 +468,38 @@ fn fit_method(
     })
 }
 
-/// The threshold `--threshold` gives or `--calibrate-threshold` calibrates (on the support's
-/// best-class distances `best_d`, or on the held-out rows), with where it came from.
+/// The threshold `--threshold` gives or `--calibrate-threshold` calibrates on the model's
+/// novelty score (the support's `scores`, or the held-out rows'), with where it came from.
 #[allow(clippy::too_many_arguments)]
 fn threshold_for(
     args: &TrainOptions,
     model: &Model,
     train: &Dataset,
     pp: &ldl_core::Preprocess,
-    best_d: &mut [f32],
+    scores: &mut Vec<f32>,
     n: usize,
     heldout: &[usize],
     nc: usize,
 ) -> Result<(Option<f32>, String)> {
     let kind = args.dataset;
+    let score = model.score.name();
     Ok(match (args.threshold, args.calibrate_threshold) {
         (Some(t), _) => {
             if !t.is_finite() || t < 0.0 {
-                bail!("--threshold must be a finite number >= 0");
+                bail!("--threshold must be a finite number >= 0 (got {t})");
             }
-            (Some(t), "given".to_string())
+            if matches!(model.score, Score::Contrast | Score::Ratio) && t >= 1.0 {
+                eprintln!("note: the {score} score is at most 1: a threshold of {t} never calls a sample unknown");
+            }
+            (Some(t), format!("given, on the {score} score"))
         }
         (None, Some(q)) => {
             if !(q > 0.0 && q <= 1.0) {
                 bail!("--calibrate-threshold takes a quantile in (0, 1], e.g. 0.99");
             }
             if args.calibrate_on == CalibrateOn::Support {
-                let t = quantile(best_d, q);
-                (Some(t), format!("{q}-quantile of the {n} training samples' best-class distances"))
+                let t = calibrated(scores, q)?;
+                (Some(t), format!("{q}-quantile of the {n} training samples' {score} scores"))
             } else {
                 if heldout.is_empty() {
                     bail!("--calibrate-on heldout needs training samples left over: give --shots below the class sizes");
@@ -471,16 +508,23 @@ fn threshold_for(
                 let xh = preprocessed(pp, raw_rows(kind, train, heldout.iter().copied()))?;
                 let mut dh = vec![0.0f32; nh * nc];
                 ldl_core::batch::distances(model, &xh, nh, &mut dh).context("scoring the held-out samples")?;
-                let mut bh: Vec<f32> = dh.chunks_exact(nc).map(|r| argmin(r).1).collect();
-                let t = quantile(&mut bh, q);
-                (
-                    Some(t),
-                    format!("{q}-quantile of {nh} held-out training samples' best-class distances"),
-                )
+                let mut sh = super::scores(model.rule(), &dh, &xh, nc)?;
+                let t = calibrated(&mut sh, q)?;
+                (Some(t), format!("{q}-quantile of {nh} held-out training samples' {score} scores"))
             }
         }
         (None, None) => (None, "none".to_string()),
     })
+}
+
+/// The `q`-quantile of the novelty scores that tell (not NaN: a contrast or ratio with a
+/// single class cannot).
+fn calibrated(scores: &mut Vec<f32>, q: f64) -> Result<f32> {
+    scores.retain(|s| !s.is_nan());
+    if scores.is_empty() {
+        bail!("no sample has a novelty score to calibrate on (the ratio and the contrast need two classes)");
+    }
+    Ok(quantile(scores, q))
 }
 
 /// Index and value of the smallest entry.
@@ -516,6 +560,8 @@ struct Summary<'a> {
     ranks: Vec<Option<usize>>,
     capacity: u16,
     threshold: Option<f32>,
+    /// The novelty score the threshold applies to.
+    novelty: &'static str,
     threshold_source: &'a str,
     preprocess: ldl_core::Preprocess,
     /// Closed-form methods: the fit (also how a device fits classes it enrolls).
@@ -675,6 +721,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ranks,
         capacity: m.capacity,
         threshold: m.threshold,
+        novelty: m.score.name(),
         threshold_source: &t.threshold_source,
         preprocess: m.preprocess,
         fit: matches!(t.spec, MethodSpec::ClosedForm { .. } | MethodSpec::Compact { .. }).then_some(m.fit),
@@ -723,7 +770,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     match s.threshold {
         Some(th) => println!("  threshold  {th:.6} ({})", s.threshold_source),
-        None => println!("  threshold  none (every sample gets its closest class)"),
+        None => println!(
+            "  threshold  none (every sample gets its closest class; novelty score {})",
+            s.novelty
+        ),
     }
     println!("  training accuracy {:.4}", s.train_accuracy);
     println!("wrote {}: {} bytes, CRC-32 {}", s.out, s.bytes, s.crc32);
