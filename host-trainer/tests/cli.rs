@@ -277,7 +277,7 @@ fn budget_check_fails_for_a_too_large_model_on_the_nrf52840dk() {
 
 /// The goal: ten MNIST classes of five images in the mcu mode fit both boards with
 /// a real part's memory, with room to enroll ten more classes of five images on the device.
-/// `mcu-warp` writes format version 3 with its fill; a board with fewer image slots than the
+/// `mcu-warp` writes format version 4 with its fill; a board with fewer image slots than the
 /// fill refuses its enrollments, before anything is flashed.
 #[test]
 fn an_mcu_warp_model_records_its_fill_and_boards_check_it() {
@@ -297,7 +297,8 @@ fn an_mcu_warp_model_records_its_fill_and_boards_check_it() {
             "--json",
         ]);
         let r = ok_json(&["inspect", s(&path), "--board", "stm32f405", "--json"]);
-        assert_eq!(r["format_version"], 3, "{r}");
+        assert_eq!(r["format_version"], 4, "{r}");
+        assert_eq!(r["novelty"], "contrast", "{r}");
         assert_eq!(r["preprocess"]["fill"], fill, "{r}");
         let refused = &r["budget"]["enroll"]["refused"];
         if fill <= 5 {

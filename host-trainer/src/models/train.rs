@@ -183,11 +183,12 @@ fn parse_score(s: &str) -> std::result::Result<Score, String> {
 }
 
 /// The novelty score a model of `method` (as typed) records when `--novelty` is not given:
-/// the contrast, validated for the device mode (docs/novelty.md), for `device` and `mcu`;
-/// the closest distance (what a threshold always meant) for the others.
+/// the contrast, validated for the device mode (docs/novelty.md), for `device` and `mcu`
+/// (and their `-warp` forms); the closest distance (what a threshold always meant) for the
+/// others.
 pub fn default_score(method: &str) -> Score {
     let name = method.trim().split(':').next().unwrap_or("");
-    if matches!(name, "device" | "mcu") {
+    if matches!(name, "device" | "mcu" | "device-warp" | "mcu-warp") {
         Score::Contrast
     } else {
         Score::Best
