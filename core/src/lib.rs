@@ -49,7 +49,7 @@
 //! let view = ModelView::parse(&file)?;
 //! let mut scratch = vec![0.0; ldl_core::classify::scratch_len(&view)?];
 //! let mut distances = [0.0; 2];
-//! let c = classify(&view, &[0.0, 0.0, 1.0, 0.05], ldl_core::Rule::default(), &mut scratch, &mut distances)?;
+//! let c = classify(&view, &[0.0, 0.0, 1.0, 0.05], ldl_core::novelty::Rule::default(), &mut scratch, &mut distances)?;
 //! assert_eq!(c.class, Some(1));
 //! assert!(distances[1] < distances[0]);
 //!
