@@ -33,7 +33,11 @@ fn classify(view: &ModelView<'_>, st: &Store<C>, f: &mut Flash, x: &[f32]) -> Re
     let finite = dist.iter().filter(|d| d.is_finite()).count();
     assert!(!(c.novelty < 0.0), "novelty {}", c.novelty);
     assert!(!c.novelty.is_nan() || finite < 2, "novelty NaN with {finite} finite distances");
-    assert!(c.novelty.is_finite() || c.novelty.is_nan() || c.score == ldl_core::novelty::Score::Relative, "novelty {}", c.novelty);
+    assert!(
+        c.novelty.is_finite() || c.novelty.is_nan() || c.score == ldl_core::novelty::Score::Relative,
+        "novelty {}",
+        c.novelty
+    );
     Ok(c.best)
 }
 
