@@ -87,6 +87,23 @@ impl Worst {
     }
 }
 
+/// The symmetric tridiagonal matrix with diagonal `diag` and sub/super-diagonal `off[1..]`
+/// (`off[i]` joins rows `i - 1` and `i`), in f64.
+fn tridiagonal(diag: &[f32], off: &[f32]) -> DMatrix<f64> {
+    let n = diag.len();
+    DMatrix::from_fn(n, n, |i, j| {
+        if i == j {
+            diag[i] as f64
+        } else if i == j + 1 {
+            off[i] as f64
+        } else if j == i + 1 {
+            off[j] as f64
+        } else {
+            0.0
+        }
+    })
+}
+
 /// Runs `test` on `cases` values of `strategy` (fixed seed unless `PROPTEST_RNG_SEED` is set)
 /// and prints the worst errors seen.
 fn check<S>(name: &'static str, cases: u32, strategy: S, test: impl Fn(S::Value, &Worst) -> TestCaseResult)
@@ -773,17 +790,7 @@ fn tridiagonalize_matches_nalgebra() {
         tridiagonalize(&mut work, n, &mut diag, &mut off, &mut h).unwrap();
         prop_assert_eq!(off[0], 0.0);
         prop_assert_eq!(h[0], 0.0);
-        let t = DMatrix::from_fn(n, n, |i, j| {
-            if i == j {
-                diag[i] as f64
-            } else if i == j + 1 {
-                off[i] as f64
-            } else if j == i + 1 {
-                off[j] as f64
-            } else {
-                0.0
-            }
-        });
+        let t = tridiagonal(&diag, &off);
         let mut q = DMatrix::<f64>::identity(n, n);
         for i in (1..n).rev() {
             if h[i] != 0.0 {
@@ -859,17 +866,7 @@ fn tridiagonal_eigenvalues_match_nalgebra() {
                 diag[i] = d;
                 off[i] = if i == 0 { 0.0 } else { e };
             }
-            let t = DMatrix::from_fn(n, n, |i, j| {
-                if i == j {
-                    diag[i] as f64
-                } else if i == j + 1 {
-                    off[i] as f64
-                } else if j == i + 1 {
-                    off[j] as f64
-                } else {
-                    0.0
-                }
-            });
+            let t = tridiagonal(&diag, &off);
             let or = oracle(&t);
             let (mut values, mut work) = (vec![f32::NAN; n], vec![f32::NAN; n]);
             tridiagonal_eigenvalues(&diag, &off, &mut values, &mut work).unwrap();

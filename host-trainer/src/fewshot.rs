@@ -142,8 +142,11 @@ pub fn run(a: FewshotArgs) -> Result<()> {
         bail!("--per-epoch scores one model epoch by epoch: not with --members");
     }
     for m in &mut methods {
-        let spec = std::mem::replace(&mut m.spec, experiment::MethodSpec::NearestMean);
-        m.spec = spec.ensemble(a.members).with_context(|| format!("--methods {}", m.name))?;
+        m.spec = m
+            .spec
+            .clone()
+            .ensemble(a.members)
+            .with_context(|| format!("--methods {}", m.name))?;
     }
     let default_ways = if a.within_alphabet { 20 } else { loaded.train.num_classes() };
     let ways = a.ways.unwrap_or(default_ways);

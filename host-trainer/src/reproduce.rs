@@ -144,12 +144,18 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         n => Some(open_set(&loaded, n, a.seed, a.jobs.jobs, &a.out)?),
     };
     let elapsed = t0.elapsed().as_secs_f64();
-    write_outputs(&a.out, &cells, &epochs, &shots, trials, a.seed, a.quick, elapsed, a.jobs.jobs)?;
-    if let Some(open) = open {
-        let mut md = std::fs::read_to_string(a.out.join("report.md"))?;
-        md.push_str(&open);
-        std::fs::write(a.out.join("report.md"), md)?;
-    }
+    write_outputs(
+        &a.out,
+        &cells,
+        &epochs,
+        &shots,
+        trials,
+        a.seed,
+        a.quick,
+        elapsed,
+        a.jobs.jobs,
+        open.as_deref(),
+    )?;
     println!("{}", std::fs::read_to_string(a.out.join("report.md"))?);
     eprintln!(
         "wrote {}/report.md, summary.csv, trials.csv, epochs.csv, accuracy_vs_shots.svg, accuracy_vs_epoch.svg{}",
@@ -210,6 +216,8 @@ fn open_set(loaded: &Loaded, trials: usize, seed: u64, jobs: usize, out: &Path) 
     Ok(md)
 }
 
+/// Writes `summary.csv`, `trials.csv`, `epochs.csv`, `report.md` (ending with `open_set`, the
+/// open-set section, when there is one) and the two plots into `out`.
 #[allow(clippy::too_many_arguments)]
 fn write_outputs(
     out: &Path,
@@ -221,6 +229,7 @@ fn write_outputs(
     quick: bool,
     elapsed: f64,
     jobs: usize,
+    open_set: Option<&str>,
 ) -> Result<()> {
     let mut methods: Vec<String> = Vec::new();
     for c in cells {
@@ -303,6 +312,7 @@ fn write_outputs(
         md,
         "Plots: `accuracy_vs_shots.svg`, `accuracy_vs_epoch.svg`. Data: `summary.csv`, `trials.csv`, `epochs.csv`."
     )?;
+    md.push_str(open_set.unwrap_or(""));
     std::fs::write(out.join("report.md"), md)?;
 
     crate::plot::accuracy_vs_shots(&out.join("accuracy_vs_shots.svg"), cells, &methods)?;

@@ -80,31 +80,13 @@ pub fn variants(img: &[f32], w: usize, h: usize, set: u8) -> Vec<Vec<f32>> {
 }
 
 /// `img` mapped by the 2x2 matrix `m` (row-major) about its centre: the output at `p` is
-/// the input at `centre + m^-1 (p - centre)`, bilinear, 0 outside.
+/// the input at `centre + m^-1 (p - centre)`, bilinear, 0 outside
+/// ([`ldl_core::augment::warp`], which takes the inverse).
 fn affine(img: &[f32], w: usize, h: usize, m: [f32; 4]) -> Vec<f32> {
     let det = m[0] * m[3] - m[1] * m[2];
     let inv = [m[3] / det, -m[1] / det, -m[2] / det, m[0] / det];
-    let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
-    let at = |x: isize, y: isize| -> f32 {
-        if x < 0 || y < 0 || x >= w as isize || y >= h as isize {
-            0.0
-        } else {
-            img[y as usize * w + x as usize]
-        }
-    };
     let mut out = vec![0.0; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let (dx, dy) = (x as f32 - cx, y as f32 - cy);
-            let sx = cx + inv[0] * dx + inv[1] * dy;
-            let sy = cy + inv[2] * dx + inv[3] * dy;
-            let (x0, y0) = (sx.floor(), sy.floor());
-            let (fx, fy) = (sx - x0, sy - y0);
-            let (x0, y0) = (x0 as isize, y0 as isize);
-            out[y * w + x] =
-                (1.0 - fy) * ((1.0 - fx) * at(x0, y0) + fx * at(x0 + 1, y0)) + fy * ((1.0 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1));
-        }
-    }
+    ldl_core::augment::warp(img, w, h, &inv, &mut out).expect("out has the image's size");
     out
 }
 
