@@ -11,7 +11,8 @@
 #   * peak stack (painted stack, src/bin/bench.rs) at boot, and in the serial loop classifying
 #     one sample, enrolling, forgetting that class, answering Info and List
 # for MNIST-size models (d = 784, 10 classes, 5 training images each) written by `ldl train`:
-# the mcu mode (8-bit classes, rank <= 40) and mcu:24 (rank <= 24) on both boards, and on the
+# the mcu mode (8-bit classes, rank <= 40), mcu:24 (rank <= 24) and mcu-align (the query
+# alignment: three views of each query) on both boards, and on the
 # qemu board (the one with room for f32 classes) the f32 device mode at rank 24 and a k = 64
 # linear target (whose enrollment the firmware refuses: it sizes enrollments for targets of at
 # most 16 outputs).
@@ -38,6 +39,8 @@ fi
 # the free slots with its 4 rotated and sheared copies (`mcu-warp1`; `mcu1` the same one
 # image without copies).
 "$LDL" train --classes 0-9 --shots 5 --method mcu-warp --capacity 20 --out "$TMP/mcu-warp.ldlm" >/dev/null 2>&1
+# mcu-align: mcu-warp's classes, each query also seen sheared both ways (three passes).
+"$LDL" train --classes 0-9 --shots 5 --method mcu-align --capacity 20 --out "$TMP/mcu-align.ldlm" >/dev/null 2>&1
 "$LDL" train --classes 0-9 --shots 5 --method device --max-rank 24 --capacity 20 --out "$TMP/device.ldlm" >/dev/null 2>&1
 "$LDL" train --classes 0-9 --shots 5 --method device:64 --max-rank 24 --capacity 20 --out "$TMP/device64.ldlm" >/dev/null 2>&1
 
@@ -63,11 +66,11 @@ for board in qemu stm32f405; do
     if [ "$board" = qemu ]; then
         cargo build --release -q
         dir=target/thumbv7em-none-eabihf/release
-        models="mcu mcu24 device device64 mcu1 mcu-warp1"
+        models="mcu mcu24 mcu-align device device64 mcu1 mcu-warp1"
     else
         cargo build-stm32 -q
         dir=target/stm32f405/thumbv7em-none-eabihf/release
-        models="mcu mcu24 mcu1 mcu-warp1"
+        models="mcu mcu24 mcu-align mcu1 mcu-warp1"
     fi
     BENCH=$dir/bench
     FW=$dir/ldl-firmware

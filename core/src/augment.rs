@@ -233,6 +233,77 @@ pub fn fill(images: &mut [f32], n: usize, width: usize, height: usize, slots: u8
     Ok(total)
 }
 
+/// Query alignments a model may name ([`crate::Preprocess::align`]), by index: the
+/// warps (inverse matrices, as [`WARPS`]) a query is also seen through when it is
+/// classified. A class's distance is then its least over the query and these warps, so a
+/// digit written with more or less slant than the enrolled ones still meets its class; each
+/// warp costs one more pass over the classes. 0 is the query alone; 1 slants it both ways
+/// (x moves by +-0.25 y), chosen on the MNIST validation split (docs/invariances.md).
+pub const ALIGNS: [&[[f32; 4]]; 2] = [&[], &[[1.0, -0.25, 0.0, 1.0], [1.0, 0.25, 0.0, 1.0]]];
+
+/// The most warps an alignment of [`ALIGNS`] holds.
+pub const MAX_ALIGN_WARPS: usize = 2;
+
+/// A query alignment of `width x height` images: the warps of one entry of [`ALIGNS`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Alignment {
+    /// Image width.
+    pub width: usize,
+    /// Image height.
+    pub height: usize,
+    /// The warps ([`warp`]'s inverse matrices), none for the query alone.
+    pub warps: &'static [[f32; 4]],
+}
+
+impl Alignment {
+    /// Alignment `align` of [`ALIGNS`] for `width x height` images; `None` for 0 (the
+    /// query alone). `InvalidParameter` for an index past [`ALIGNS`], or an alignment of
+    /// an empty image.
+    pub fn of(align: u8, width: usize, height: usize) -> Result<Option<Alignment>> {
+        let warps = *ALIGNS.get(usize::from(align)).ok_or(Error::InvalidParameter)?;
+        if warps.is_empty() {
+            return Ok(None);
+        }
+        if width == 0 || height == 0 {
+            return Err(Error::InvalidParameter);
+        }
+        Ok(Some(Alignment { width, height, warps }))
+    }
+
+    /// Each class's least distance over `x` and its warps: `pass(view, scratch, out)` fills
+    /// `out` with every class's distance of one view, and `distances` ends with the least of
+    /// each class over the views (a distance that overflowed, NaN, loses to any finite one).
+    /// `scratch` holds a warped view and one view's distances, then what `pass` needs
+    /// ([`Alignment::scratch_len`]).
+    pub fn least(
+        &self,
+        x: &[f32],
+        scratch: &mut [f32],
+        distances: &mut [f32],
+        mut pass: impl FnMut(&[f32], &mut [f32], &mut [f32]) -> Result<()>,
+    ) -> Result<()> {
+        let (view, rest) = scratch.split_at_mut_checked(x.len()).ok_or(Error::BufferTooSmall)?;
+        let (other, rest) = rest.split_at_mut_checked(distances.len()).ok_or(Error::BufferTooSmall)?;
+        pass(x, rest, distances)?;
+        for inv in self.warps {
+            warp(x, self.width, self.height, inv, view)?;
+            pass(view, rest, other)?;
+            for (d, &o) in distances.iter_mut().zip(other.iter()) {
+                if o.is_finite() && (d.is_nan() || o < *d) {
+                    *d = o;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// f32s of scratch [`Alignment::least`] takes before its pass's own: a view of `inputs`
+    /// values and `classes` distances.
+    pub const fn scratch_len(inputs: usize, classes: usize) -> usize {
+        inputs.saturating_add(classes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,38 @@ const BLOCK: usize = 1024;
 /// The classes of a member are evaluated together: the Gram matrices of all dense classes
 /// side by side, and the bases of all closed-form classes stacked, so each block of samples
 /// costs one large matrix product per kind instead of one small one per class.
+///
+/// With a query alignment ([`Classes::alignment`]) a class's distance is its least over
+/// each sample and its warps, as [`crate::classify()`] takes it (one member only).
 pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
+    let Some(al) = classes.alignment()? else {
+        return plain(classes, xs, n, out);
+    };
+    if classes.members() != 1 {
+        return Err(Error::InvalidParameter);
+    }
+    plain(classes, xs, n, out)?;
+    let d = classes.target(0)?.inputs();
+    check_len(n * d, xs.len())?;
+    let mut view = vec![0.0; xs.len()];
+    let mut other = vec![0.0; out.len()];
+    for inv in al.warps {
+        for (x, v) in xs.chunks_exact(d).zip(view.chunks_exact_mut(d)) {
+            crate::augment::warp(x, al.width, al.height, inv, v)?;
+        }
+        plain(classes, &view, n, &mut other)?;
+        // The least of each class, as `Alignment::least` keeps it.
+        for (o, &w) in out.iter_mut().zip(&other) {
+            if w.is_finite() && (o.is_nan() || w < *o) {
+                *o = w;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`distances`] without an alignment: of the samples as they are.
+fn plain(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
     let c = classes.len();
     if c == 0 {
         return Err(Error::EmptyClass);

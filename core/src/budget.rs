@@ -97,10 +97,12 @@ impl Sizes {
     }
 
     /// f32s of the one workspace: the images of an enrollment in progress, then either the
-    /// fit's scratch or a classification (the input and a stored class's distance scratch).
+    /// fit's scratch or a classification (the input, a query alignment's warped view and
+    /// distances, and a stored class's distance scratch).
     pub const fn workspace(&self) -> usize {
         let fit = self.fit_scratch();
-        let cls = self.inputs.saturating_add(self.stored_class_scratch());
+        let align = crate::augment::Alignment::scratch_len(self.inputs, crate::format::MAX_CLASSES);
+        let cls = self.inputs.saturating_add(align).saturating_add(self.stored_class_scratch());
         self.images
             .saturating_mul(self.inputs)
             .saturating_add(if fit > cls { fit } else { cls })

@@ -1,6 +1,7 @@
 //! Classification: `argmin_c ||P_c(x) - Q(x)||^2`, every class's distance, a novelty score and
 //! "unknown"; over one (target, predictors) pair or an ensemble of them.
 
+use crate::augment::Alignment;
 use crate::error::{check_len, Error, Result};
 use crate::linear::Target;
 use crate::novelty::{Rule, Score};
@@ -24,6 +25,11 @@ pub trait Classes {
     fn target(&self, member: usize) -> Result<Target<&[f32]>>;
     /// The predictor of `class` in `member`.
     fn predictor(&self, member: usize, class: usize) -> Result<Predictor<&[f32]>>;
+    /// The query alignment a classification applies (a model's
+    /// [`crate::Preprocess::align`]); `None`, the query alone, unless the classes say.
+    fn alignment(&self) -> Result<Option<Alignment>> {
+        Ok(None)
+    }
 }
 
 /// The answer for one sample.
@@ -50,7 +56,8 @@ pub struct Classification {
     pub agreement: f32,
 }
 
-/// Scratch (f32s) that [`classify`] needs for these classes.
+/// Scratch (f32s) that [`classify`] needs for these classes (with an alignment, a warped
+/// input and one view's distances more).
 pub fn scratch_len(classes: &impl Classes) -> Result<usize> {
     let mut need = 0;
     for m in 0..classes.members() {
@@ -58,6 +65,10 @@ pub fn scratch_len(classes: &impl Classes) -> Result<usize> {
         for c in 0..classes.len() {
             need = need.max(k.saturating_add(classes.predictor(m, c)?.scratch_len()));
         }
+    }
+    if classes.alignment()?.is_some() {
+        let d = classes.target(0)?.inputs();
+        need = need.saturating_add(Alignment::scratch_len(d, classes.len()));
     }
     Ok(need)
 }
@@ -68,6 +79,10 @@ pub fn scratch_len(classes: &impl Classes) -> Result<usize> {
 /// (`class: None`). A class whose distance is not finite (it overflowed) is left out of the
 /// decision. Fails on non-finite input, an input no class gives a finite distance for, wrong
 /// sizes, no classes, a rule that needs per-class spreads (`InvalidParameter`).
+///
+/// With a query alignment ([`Classes::alignment`]) a class's distance is its least over `x`
+/// and its warps ([`Alignment::least`]); such classes have one member (`InvalidParameter`
+/// otherwise: an agreement over members and warps would mean nothing).
 pub fn classify(classes: &impl Classes, x: &[f32], rule: Rule, scratch: &mut [f32], distances: &mut [f32]) -> Result<Classification> {
     let n = classes.len();
     let members = classes.members();
@@ -76,6 +91,14 @@ pub fn classify(classes: &impl Classes, x: &[f32], rule: Rule, scratch: &mut [f3
     }
     let distances = distances.get_mut(..n).ok_or(Error::BufferTooSmall)?;
     crate::error::check_finite(x)?;
+    if let Some(al) = classes.alignment()? {
+        if members != 1 {
+            return Err(Error::InvalidParameter);
+        }
+        al.least(x, scratch, distances, |view, scratch, out| one_member(classes, view, scratch, out))?;
+        let best = closest(distances).unwrap_or(0) as u16;
+        return decide(distances, &[best], rule, x);
+    }
     distances.iter_mut().for_each(|d| *d = 0.0);
     let mut member_best = [0u16; MAX_MEMBERS];
     if members > MAX_MEMBERS {
@@ -104,6 +127,18 @@ pub fn classify(classes: &impl Classes, x: &[f32], rule: Rule, scratch: &mut [f3
     }
     let member_best = member_best.get(..members).ok_or(Error::CapacityFull)?;
     decide(distances, member_best, rule, x)
+}
+
+/// Every class's distance of `x` under the first (only) member into `distances`.
+fn one_member(classes: &impl Classes, x: &[f32], scratch: &mut [f32], distances: &mut [f32]) -> Result<()> {
+    let target = classes.target(0)?;
+    check_len(target.inputs(), x.len())?;
+    let (qx, rest) = scratch.split_at_mut_checked(target.outputs()).ok_or(Error::BufferTooSmall)?;
+    target.forward(x, qx)?;
+    for (c, dist) in distances.iter_mut().enumerate() {
+        *dist = or_nan(classes.predictor(0, c)?.distance(x, qx, rest))?;
+    }
+    Ok(())
 }
 
 /// The decision from every class's (member-averaged) distance and each member's own best

@@ -33,18 +33,23 @@ pub const MAGIC: [u8; 4] = *b"LDLM";
 /// The newest format version this build writes. Version 2 added the [`ClassForm::Compact`]
 /// class (8-bit directions); version 3 the novelty score the threshold applies to
 /// ([`Header::score`]); version 4 [`Preprocess::fill`] (the warped copies of enrolled
-/// images). A model whose `fill` is 0 is written as version 3, which it is: readers of
-/// version 3 keep reading it. This build reads versions 1 to 4 (see [`READS`]); in versions 1
-/// and 2 the threshold applies to the closest class's distance ([`Score::Best`]).
-pub const VERSION: u16 = 4;
+/// images); version 5 [`Preprocess::align`] (the query alignment). A file is written as the
+/// oldest version that holds it (`version_for`): a model without an alignment as version 4,
+/// without copies either as version 3, so readers of those keep reading it. This build reads
+/// versions 1 to 5 (see [`READS`]); in versions 1 and 2 the threshold applies to the
+/// closest class's distance ([`Score::Best`]).
+pub const VERSION: u16 = 5;
 /// Every version this build reads.
-pub const READS: [u16; 4] = [1, 2, 3, 4];
+pub const READS: [u16; 5] = [1, 2, 3, 4, 5];
 
-/// The version a file with this preprocessing is written as: 4 with warped copies, else 3.
+/// The version a file with this preprocessing is written as: 5 with a query alignment, 4
+/// with warped copies, else 3.
 #[cfg(feature = "alloc")]
 fn version_for(p: &Preprocess) -> u16 {
-    if p.fill > 0 {
+    if p.align > 0 {
         VERSION
+    } else if p.fill > 0 {
+        4
     } else {
         3
     }
@@ -445,8 +450,8 @@ impl<'a> ModelView<'a> {
     /// Decodes a postcard-encoded [`Header`] of format `version` in place (FORMAT.md
     /// section 6, rule 9: it decodes and uses exactly its bytes), keeping its scalars and
     /// where its lists start; no weights yet. Before version 3 the header has no `score`
-    /// (it is [`Score::Best`]), before version 4 no `fill` (it is 0). `Malformed` when it
-    /// does not decode.
+    /// (it is [`Score::Best`]), before version 4 no `fill` (it is 0), before version 5 no
+    /// `align` (it is 0). `Malformed` when it does not decode.
     fn scan(header: &'a [u8], version: u16) -> Result<Self> {
         let mut rest = header;
         let at = |rest: &[u8]| {
@@ -466,8 +471,16 @@ impl<'a> ModelView<'a> {
         let mut preprocess: Preprocess = take::<crate::model::PreprocessV2>(&mut rest)?.into();
         if version >= 4 {
             preprocess.fill = take(&mut rest)?;
-            if preprocess.fill == 0 {
+            if version == 4 && preprocess.fill == 0 {
                 // Version 4 holds only models with warped copies (`version_for`).
+                return Err(Error::Malformed);
+            }
+        }
+        if version >= 5 {
+            preprocess.align = take(&mut rest)?;
+            // Version 5 holds only aligned models (`version_for`), of a known alignment of
+            // images.
+            if preprocess.align == 0 || preprocess.alignment().is_err() {
                 return Err(Error::Malformed);
             }
         }
@@ -601,6 +614,13 @@ impl<'a> ModelView<'a> {
                 return Err(Error::Malformed);
             }
             self.rule().check()?;
+        }
+        if let Some(al) = p.alignment()? {
+            // Version 5: an alignment warps the model's input as an image, and classifies
+            // with one member.
+            if al.width.checked_mul(al.height) != Some(d) || members != 1 {
+                return Err(Error::Malformed);
+            }
         }
         if self.version == 1 {
             // Version 1: every weight, referenced or not.
@@ -794,6 +814,9 @@ impl Classes for ModelView<'_> {
         let e = self.class_entry(i).ok_or(Error::UnknownClass)?;
         let (d, k) = self.dims()?;
         predictor_view(d, k, &t, &e, self.weights)
+    }
+    fn alignment(&self) -> Result<Option<crate::augment::Alignment>> {
+        self.preprocess().alignment()
     }
 }
 
@@ -1098,6 +1121,7 @@ mod owned {
 mod tests {
     use super::owned::{header_bytes, write_file};
     use super::*;
+    use crate::augment::ALIGNS;
     use crate::classify::{classify, scratch_len};
     use crate::methods::{self, ClosedFormConfig, GradientConfig, GradientTrainer};
     use crate::model::{label, ImageSpec, Model};
@@ -1163,6 +1187,7 @@ mod tests {
             }),
             shift: 1,
             fill: 0,
+            align: 0,
         };
         let mut enrolled = rich.clone();
         let extra = support(9);
@@ -1171,6 +1196,11 @@ mod tests {
         let mut filled = rich.clone();
         filled.preprocess.fill = 4;
         filled.enroll("warped", &extra[0][..D], 1).unwrap();
+        // A query alignment (format version 5), with and without copies.
+        let mut aligned = rich.clone();
+        aligned.preprocess.align = 1;
+        let mut aligned_filled = filled.clone();
+        aligned_filled.preprocess.align = 1;
         let mut empty = closed(6, true, true, 0.0, 2);
         for l in LABELS {
             empty.forget(l).unwrap();
@@ -1193,6 +1223,8 @@ mod tests {
             ("ensemble", ensemble),
             ("enrolled", enrolled),
             ("filled", filled),
+            ("aligned", aligned),
+            ("aligned and filled", aligned_filled),
             ("no classes", empty),
         ]
     }
@@ -1353,6 +1385,7 @@ mod tests {
                 }),
                 shift: 2,
                 fill: 0,
+                align: 0,
             },
             fit: FitOptions {
                 ridge: 0.0,
@@ -1588,6 +1621,45 @@ mod tests {
         assert_eq!(error_of(&as3), Error::Malformed);
     }
 
+    /// Version 5 is written only for a model with a query alignment (`align` > 0): `fill`
+    /// (0 here) then `align` after `shift`. A version 5 file whose `align` is 0 or unknown,
+    /// or that calls itself version 4, is refused; so is an alignment without an image.
+    #[test]
+    fn align_is_version_5_and_only_then() {
+        let mut m = tiny();
+        m.preprocess.image = Some(ImageSpec {
+            width: 2,
+            height: 1,
+            source_width: 0,
+            source_height: 0,
+        });
+        let v3 = encode(&m).unwrap();
+        m.preprocess.align = 1;
+        let v5 = encode(&m).unwrap();
+        let buf = Aligned::new(&v5);
+        let view = ModelView::parse(&buf).unwrap();
+        assert_eq!((view.version(), view.preprocess().fill, view.preprocess().align), (5, 0, 1));
+        assert_eq!(decode(&v5).unwrap(), m);
+        assert_eq!(v5[8], v3[8] + 2);
+        let at = HEADER_OFFSET + 16 + 4;
+        assert_eq!(&v5[at..at + 2], &[0, 1], "fill, align");
+        let resealed = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = v5.clone();
+            f(&mut b);
+            let n = b.len() - 4;
+            let crc = checksum(&b[..n]);
+            b[n..].copy_from_slice(&crc.to_le_bytes());
+            error_of(&b)
+        };
+        assert_eq!(resealed(&|b| b[at + 1] = 0), Error::Malformed);
+        assert_eq!(resealed(&|b| b[at + 1] = ALIGNS.len() as u8), Error::Malformed);
+        assert_eq!(resealed(&|b| b[4] = 4), Error::Malformed);
+        // No image: no alignment to write, and none to read.
+        let mut blind = m.clone();
+        blind.preprocess.image = None;
+        assert_eq!(encode(&blind).unwrap_err(), Error::InvalidParameter);
+    }
+
     #[test]
     fn round_trip_preserves_models_and_their_decisions() {
         for (name, m) in models() {
@@ -1599,7 +1671,11 @@ mod tests {
             let hl = header_len_of(&bytes);
             let wl = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
             assert_eq!(&bytes[..4], b"LDLM");
-            let version = if m.preprocess.fill > 0 { 4 } else { 3 };
+            let version = match (m.preprocess.fill, m.preprocess.align) {
+                (_, 1..) => 5,
+                (1.., 0) => 4,
+                _ => 3,
+            };
             assert_eq!(&bytes[4..8], &[version, 0, 0, 0], "{name}");
             let start = (HEADER_OFFSET + hl).div_ceil(16) * 16;
             assert_eq!(bytes.len(), start + wl + 4, "{name}");
@@ -1727,7 +1803,7 @@ mod tests {
 
         // Prefix.
         assert_eq!(with(&|b| b[0] = b'X'), Error::BadMagic);
-        assert_eq!(with(&|b| b[4] = 5), Error::UnsupportedVersion(5));
+        assert_eq!(with(&|b| b[4] = 6), Error::UnsupportedVersion(6));
         assert_eq!(
             with(&|b| b[4..6].copy_from_slice(&0u16.to_le_bytes())),
             Error::UnsupportedVersion(0)

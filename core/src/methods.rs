@@ -375,6 +375,11 @@ pub struct ClosedFormConfig {
     /// while they stay within this many images ([`crate::augment::fill`], the model's
     /// [`Preprocess::fill`]); 0 = none.
     pub fill: u8,
+    /// The model's query alignment ([`Preprocess::align`], [`crate::augment::ALIGNS`]; 0 =
+    /// none), images only: [`fit_compact`] records it with the image geometry; after
+    /// [`fit_closed_form`], which has no geometry, the caller records both.
+    #[serde(default)]
+    pub align: u8,
 }
 
 impl Default for ClosedFormConfig {
@@ -385,6 +390,7 @@ impl Default for ClosedFormConfig {
             target_init: Init::XavierNormal,
             fit: FitOptions::default(),
             fill: 0,
+            align: 0,
         }
     }
 }
@@ -490,8 +496,11 @@ pub fn fit_compact(
         image,
         shift: if image.is_some() { shift } else { 0 },
         fill,
+        align: if image.is_some() { cfg.align } else { 0 },
         ..Preprocess::default()
     };
+    // An unknown alignment is refused here, not at the first classification.
+    preprocess.alignment()?;
     Ok(closed_model(target, predictors?, labels, preprocess, cfg.fit))
 }
 

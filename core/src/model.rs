@@ -49,22 +49,41 @@ pub struct Preprocess {
     pub shift: u8,
     /// Enrollment augmentation beyond shifts (images only): an enrollment of `n` images also
     /// adds warped copies of each ([`crate::augment::fill`]) while it stays within this many
-    /// images (0 = none). Format version 3 on.
+    /// images (0 = none). Format version 4 on.
     pub fill: u8,
+    /// Query alignment (images only): classification also sees the query through the warps
+    /// of [`crate::augment::ALIGNS`]`[align]` and keeps each class's least distance (0 =
+    /// the query alone). Format version 5 on.
+    pub align: u8,
 }
 
 impl Serialize for Preprocess {
     fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Preprocess", if self.fill > 0 { 5 } else { 4 })?;
+        // The fields of later versions only when they are set (`format::VERSION`): `fill`
+        // (version 4) when there are copies or an alignment, `align` (version 5) when set.
+        let fill = self.fill > 0 || self.align > 0;
+        let len = if self.align > 0 {
+            6
+        } else if fill {
+            5
+        } else {
+            4
+        };
+        let mut st = s.serialize_struct("Preprocess", len)?;
         st.serialize_field("scale", &self.scale)?;
         st.serialize_field("offset", &self.offset)?;
         st.serialize_field("image", &self.image)?;
         st.serialize_field("shift", &self.shift)?;
-        if self.fill > 0 {
+        if fill {
             st.serialize_field("fill", &self.fill)?;
         } else {
             st.skip_field("fill")?;
+        }
+        if self.align > 0 {
+            st.serialize_field("align", &self.align)?;
+        } else {
+            st.skip_field("align")?;
         }
         st.end()
     }
@@ -87,6 +106,7 @@ impl From<PreprocessV2> for Preprocess {
             image: p.image,
             shift: p.shift,
             fill: 0,
+            align: 0,
         }
     }
 }
@@ -99,6 +119,7 @@ impl Default for Preprocess {
             image: None,
             shift: 0,
             fill: 0,
+            align: 0,
         }
     }
 }
@@ -124,6 +145,16 @@ impl Preprocess {
             *v = *v * self.scale + self.offset;
         }
         crate::error::check_finite(x)
+    }
+
+    /// The query alignment classification applies ([`Preprocess::align`]), `None` for the
+    /// query alone. `InvalidParameter` for an unknown alignment or one without an image.
+    pub fn alignment(&self) -> Result<Option<crate::augment::Alignment>> {
+        match (self.align, self.image) {
+            (0, _) => Ok(None),
+            (a, Some(img)) => crate::augment::Alignment::of(a, usize::from(img.width), usize::from(img.height)),
+            (_, None) => Err(Error::InvalidParameter),
+        }
     }
 }
 
@@ -306,6 +337,9 @@ mod owned {
                 .and_then(|m| m.predictors.get(class))
                 .map(|p| p.view())
                 .ok_or(Error::UnknownClass)
+        }
+        fn alignment(&self) -> Result<Option<crate::augment::Alignment>> {
+            self.preprocess.alignment()
         }
     }
 }

@@ -25,6 +25,7 @@
 //! and then the header; the slot with the highest sequence number whose CRC matches is the
 //! current one at boot. A power cut at any step leaves the previous record loadable.
 
+use crate::augment::Alignment;
 use crate::classify::{closest, decide, or_nan, Classes, Classification};
 use crate::compact::{self, Directions, Shape};
 use crate::error::{check_len, Error, Result};
@@ -779,20 +780,27 @@ impl<F: NorFlash> fit::Sink for ClassSink<'_, '_, F> {
 }
 
 /// Scratch (f32s) that [`classify_joined`] needs: the model's classification scratch, and
-/// `k` plus the largest stored class's distance scratch.
+/// `k` plus the largest stored class's distance scratch (with an alignment, a warped input
+/// and one view's distances of every class more).
 pub fn joined_scratch_len<const C: usize>(model: &impl Classes, store: &Store<C>) -> Result<usize> {
     let k = model.target(0)?.outputs();
-    let mut need = crate::classify::scratch_len(model)?;
+    let need = crate::classify::scratch_len(model)?;
+    let mut stored = 0;
     for i in 0..store.len() {
-        need = need.max(k.saturating_add(store.distance_scratch_len(i)));
+        stored = stored.max(k.saturating_add(store.distance_scratch_len(i)));
     }
-    Ok(need)
+    if model.alignment()?.is_some() {
+        let d = model.target(0)?.inputs();
+        stored = stored.saturating_add(Alignment::scratch_len(d, model.len().saturating_add(store.len())));
+    }
+    Ok(need.max(stored))
 }
 
 /// Classifies `x` over a model's classes followed by the stored ones (as [`crate::classify()`]
 /// does for a model alone; `distances` gets the model's classes first). With stored classes
 /// the model must have one member (`InvalidParameter` otherwise): they were fitted against
-/// its one target.
+/// its one target. A model's query alignment ([`Classes::alignment`]) applies to its
+/// classes and the stored ones alike.
 pub fn classify_joined<const C: usize, F: ReadNorFlash>(
     model: &impl Classes,
     store: &Store<C>,
@@ -815,14 +823,22 @@ pub fn classify_joined<const C: usize, F: ReadNorFlash>(
     let target = model.target(0)?;
     check_len(target.inputs(), x.len())?;
     let k = target.outputs();
-    let (qx, rest) = scratch.split_at_mut_checked(k).ok_or(Error::BufferTooSmall)?;
-    target.forward(x, qx)?;
-    let (own, stored) = distances.split_at_mut_checked(nb).ok_or(Error::BufferTooSmall)?;
-    for (c, dist) in own.iter_mut().enumerate() {
-        *dist = or_nan(model.predictor(0, c)?.distance(x, qx, rest))?;
-    }
-    for (i, dist) in stored.iter_mut().enumerate() {
-        *dist = or_nan(store.distance(flash, i, x, qx, rest))?;
+    // Every class's distance of one view of the sample.
+    let mut pass = |x: &[f32], scratch: &mut [f32], distances: &mut [f32]| -> Result<()> {
+        let (qx, rest) = scratch.split_at_mut_checked(k).ok_or(Error::BufferTooSmall)?;
+        target.forward(x, qx)?;
+        let (own, stored) = distances.split_at_mut_checked(nb).ok_or(Error::BufferTooSmall)?;
+        for (c, dist) in own.iter_mut().enumerate() {
+            *dist = or_nan(model.predictor(0, c)?.distance(x, qx, rest))?;
+        }
+        for (i, dist) in stored.iter_mut().enumerate() {
+            *dist = or_nan(store.distance(flash, i, x, qx, rest))?;
+        }
+        Ok(())
+    };
+    match model.alignment()? {
+        Some(al) => al.least(x, scratch, distances, pass)?,
+        None => pass(x, scratch, distances)?,
     }
     let best = closest(distances).unwrap_or(0) as u16;
     decide(distances, &[best], rule, x)
@@ -869,12 +885,14 @@ pub(crate) mod tests {
         Ok(shape)
     }
 
-    /// Stored classes give the host's distances bit for bit, next to the model's classes;
-    /// they survive a reload; forget and the refusals work.
+    /// Stored classes give the host's distances bit for bit, next to the model's classes,
+    /// with and without a query alignment; they survive a reload; forget and the refusals
+    /// work.
     #[test]
     fn stored_classes_classify_like_the_host_model_and_reload() {
-        for k in [0usize, 4] {
+        for (k, align) in [(0usize, 0u8), (4, 0), (0, 1), (4, 1)] {
             let mut host = model(k);
+            host.preprocess.align = align;
             let base = host.clone();
             let mut f = CutFlash::new(2 * SLOT as usize);
             let mut st: Store<4> = Store::new(&f, SLOT).unwrap();

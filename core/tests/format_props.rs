@@ -52,6 +52,7 @@ fn models() -> Vec<(&'static str, Model)> {
         image: None,
         shift: 0,
         fill: 0,
+        align: 0,
     };
     let identity_cfg = ClosedFormConfig {
         k: 0,

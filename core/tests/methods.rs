@@ -450,3 +450,81 @@ fn warped_copies_fit_as_they_enroll() {
     wrong.capacity = 10;
     assert_eq!(wrong.enroll("new", one[0], 1), Err(ldl_core::Error::InvalidParameter));
 }
+
+/// Query alignment (`ClosedFormConfig::align`, `Preprocess::align`): a class's distance is its
+/// least over the query and its warps (`ldl_core::augment::ALIGNS`), computed here by hand
+/// from the model without the alignment; the batch path gives the same least; an ensemble,
+/// an unknown alignment and a model without an image are refused.
+#[test]
+fn aligned_distances_are_the_least_over_the_warps() {
+    use ldl_core::augment::{warp, ALIGNS};
+    let (support, queries) = data(6);
+    let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
+    let cfg = ClosedFormConfig {
+        k: 0,
+        align: 1,
+        fit: FitOptions {
+            ridge: 1.0,
+            affine: false,
+            max_rank: 3,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (w, h) = (6, 4);
+    let aligned = ldl_core::methods::fit_compact(&views, D, &LABELS, &cfg, Some((w, h)), 0, 5).unwrap();
+    assert_eq!(aligned.preprocess.align, 1);
+    let mut plain = aligned.clone();
+    plain.preprocess.align = 0;
+    let rule = ldl_core::novelty::Rule::default();
+    let n = LABELS.len();
+    let (mut s1, mut s2) = (vec![0.0; scratch_len(&aligned).unwrap()], vec![0.0; scratch_len(&plain).unwrap()]);
+    assert_eq!(s1.len(), s2.len() + D + n, "a warped view and one view's distances more");
+    let xs: Vec<f32> = queries.iter().flat_map(|q| q[..2 * D].iter().copied()).collect();
+    let mut batch = vec![0.0; xs.len() / D * n];
+    ldl_core::batch::distances(&aligned, &xs, xs.len() / D, &mut batch).unwrap();
+    let mut moved = 0;
+    for (x, row) in xs.chunks_exact(D).zip(batch.chunks_exact(n)) {
+        let mut got = vec![0.0; n];
+        let c = classify(&aligned, x, rule, &mut s1, &mut got).unwrap();
+        let mut want = vec![0.0; n];
+        classify(&plain, x, rule, &mut s2, &mut want).unwrap();
+        let mut view = vec![0.0; D];
+        let mut other = vec![0.0; n];
+        for inv in ALIGNS[1] {
+            warp(x, w, h, inv, &mut view).unwrap();
+            classify(&plain, &view, rule, &mut s2, &mut other).unwrap();
+            for (a, b) in want.iter_mut().zip(&other) {
+                if b < a {
+                    moved += 1;
+                    *a = *b;
+                }
+            }
+        }
+        assert_eq!(got, want, "the least over the views, bit for bit");
+        assert_eq!(c.best, ldl_core::classify::closest(&want).unwrap());
+        for (a, b) in row.iter().zip(&got) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "batch {a} vs one at a time {b}");
+        }
+    }
+    assert!(moved > 0, "some warp must come closer than the query, or nothing was tested");
+    let two = ensemble(&views, D, 2, 3, |v, s| {
+        ldl_core::methods::fit_compact(v, D, &LABELS, &cfg, Some((w, h)), 0, s)
+    })
+    .unwrap();
+    assert_eq!(
+        classify(&two, &xs[..D], rule, &mut vec![0.0; 4096], &mut vec![0.0; n]).unwrap_err(),
+        ldl_core::Error::InvalidParameter
+    );
+    let unknown = ClosedFormConfig {
+        align: ALIGNS.len() as u8,
+        ..cfg
+    };
+    assert_eq!(
+        ldl_core::methods::fit_compact(&views, D, &LABELS, &unknown, Some((w, h)), 0, 5).err(),
+        Some(ldl_core::Error::InvalidParameter)
+    );
+    let mut blind = aligned.clone();
+    blind.preprocess.image = None;
+    assert_eq!(scratch_len(&blind).unwrap_err(), ldl_core::Error::InvalidParameter);
+}

@@ -118,11 +118,9 @@ impl<'a, F: NorFlash, const C: usize> Device<'a, F, C> {
                 Ok(k) => {
                     let r = store.open(&flash, slot_size).and_then(|()| {
                         let l = store.load(&mut flash, &k, work)?;
-                        // Stored classes must fit the classification scratch too.
-                        let need = (0..store.len())
-                            .map(|i| k.outputs + store.distance_scratch_len(i))
-                            .max()
-                            .unwrap_or(0);
+                        // Stored classes (with the model's alignment) must fit the
+                        // classification scratch too.
+                        let need = ldl_core::store::joined_scratch_len(v, store)?;
                         if need > sizes.model_scratch() {
                             store.unload();
                             return Ok(Loaded::Refused(ldl_core::store::LoadError::Corrupt(Error::BufferTooSmall)));

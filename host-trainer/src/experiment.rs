@@ -89,11 +89,14 @@ impl MethodSpec {
             }
             MethodSpec::ClosedForm { cfg, shift } => {
                 let t = if cfg.k == 0 { "id".to_string() } else { format!("k{}", cfg.k) };
-                let fill = if cfg.fill > 0 {
+                let mut fill = if cfg.fill > 0 {
                     format!("-fill{}", cfg.fill)
                 } else {
                     String::new()
                 };
+                if cfg.align > 0 {
+                    fill += &format!("-align{}", cfg.align);
+                }
                 if *shift > 0 {
                     format!("closed-{t}-shift{shift}{fill}")
                 } else {
@@ -105,11 +108,13 @@ impl MethodSpec {
                     unreachable!("mcu_mode is compact")
                 };
                 let default = cfg.fit.max_rank == def.fit.max_rank && *shift == dshift;
-                match cfg.fill {
-                    0 if default => "mcu".into(),
-                    0 => format!("mcu:{}:{shift}", cfg.fit.max_rank),
-                    WARP_FILL if default => "mcu-warp".into(),
-                    f => format!("mcu:{}:{shift}:{f}", cfg.fit.max_rank),
+                match (cfg.fill, cfg.align) {
+                    (0, 0) if default => "mcu".into(),
+                    (0, 0) => format!("mcu:{}:{shift}", cfg.fit.max_rank),
+                    (WARP_FILL, 0) if default => "mcu-warp".into(),
+                    (WARP_FILL, ALIGN) if default => "mcu-align".into(),
+                    (f, 0) => format!("mcu:{}:{shift}:{f}", cfg.fit.max_rank),
+                    (f, a) => format!("mcu:{}:{shift}:{f}:{a}", cfg.fit.max_rank),
                 }
             }
             MethodSpec::LogReg => "logreg".into(),
@@ -127,27 +132,33 @@ impl MethodSpec {
     /// enrolled images add warped copies of themselves while a class stays within FILL
     /// images (`ldl_core::augment::fill`, 0 = none, at most
     /// `ldl_core::augment::MAX_FILL`); `device-warp` and `mcu-warp` are `device:::5` and
-    /// `mcu:::5` ([`WARP_FILL`]: the free slots of a 5-image board).
+    /// `mcu:::5` ([`WARP_FILL`]: the free slots of a 5-image board). A fifth field `:ALIGN`
+    /// names a query alignment (`ldl_core::augment::ALIGNS`, 0 = none): `device-align` and
+    /// `mcu-align` are `device:::5:1` and `mcu:::5:1` ([`ALIGN`]: the warped copies and the
+    /// query seen slanted both ways).
     pub fn parse(s: &str) -> Result<Self> {
-        let warp = s
-            .strip_prefix("device-warp")
-            .map(|r| ("device", r))
-            .or_else(|| s.strip_prefix("mcu-warp").map(|r| ("mcu", r)));
-        if let Some((base, rest)) = warp {
+        let named = [
+            ("device-warp", "device", format!("{WARP_FILL}")),
+            ("mcu-warp", "mcu", format!("{WARP_FILL}")),
+            ("device-align", "device", format!("{WARP_FILL}:{ALIGN}")),
+            ("mcu-align", "mcu", format!("{WARP_FILL}:{ALIGN}")),
+        ];
+        for (prefix, base, tail) in &named {
+            let Some(rest) = s.strip_prefix(prefix) else { continue };
             if !rest.is_empty() && !rest.starts_with(':') {
                 bail!("unknown method {s:?}");
             }
-            // NAME-warp[:A[:SHIFT]]: NAME:A:SHIFT:5.
+            // NAME-warp[:A[:SHIFT]]: NAME:A:SHIFT:5, NAME-align: NAME:A:SHIFT:5:1.
             let fields: Vec<&str> = rest.split(':').skip(1).collect();
             if fields.len() > 2 {
                 bail!(
-                    "method {s:?}: {base}-warp takes :{} and :SHIFT only",
-                    if base == "mcu" { "RANK" } else { "K" }
+                    "method {s:?}: {prefix} takes :{} and :SHIFT only",
+                    if *base == "mcu" { "RANK" } else { "K" }
                 );
             }
             let a = fields.first().copied().unwrap_or("");
             let sh = fields.get(1).copied().unwrap_or("");
-            return Self::parse(&format!("{base}:{a}:{sh}:{WARP_FILL}"));
+            return Self::parse(&format!("{base}:{a}:{sh}:{tail}"));
         }
         let mut parts = s.split(':');
         let name = parts.next().unwrap_or_default();
@@ -176,9 +187,19 @@ impl MethodSpec {
                 })
                 .transpose()?
                 .unwrap_or(0);
+            let aligns = ldl_core::augment::ALIGNS.len();
+            let align = field(parts.next())
+                .map(|v| {
+                    v.parse::<u8>()
+                        .ok()
+                        .filter(|&a| usize::from(a) < aligns)
+                        .with_context(|| format!("bad alignment in method {s:?} (0 to {})", aligns - 1))
+                })
+                .transpose()?
+                .unwrap_or(0);
             if parts.next().is_some() {
                 bail!(
-                    "method {s:?}: {name} takes :{}, :SHIFT and :FILL only",
+                    "method {s:?}: {name} takes :{}, :SHIFT, :FILL and :ALIGN only",
                     if name == "mcu" { "RANK" } else { "K" }
                 );
             }
@@ -195,6 +216,7 @@ impl MethodSpec {
                 let mut m = mcu_mode(rank, shift);
                 if let MethodSpec::Compact { cfg, .. } = &mut m {
                     cfg.fill = fill;
+                    cfg.align = align;
                 }
                 return Ok(m);
             }
@@ -204,6 +226,7 @@ impl MethodSpec {
                     *sh = v;
                 }
                 cfg.fill = fill;
+                cfg.align = align;
             }
             return Ok(m);
         }
@@ -278,6 +301,9 @@ impl MethodSpec {
             (1, _) => Ok(self),
             (m, _) if m > max => bail!("--members {m}: a model holds at most {max} ensemble members"),
             (_, MethodSpec::Ensemble { .. }) => bail!("{} is already an ensemble", self.name()),
+            (_, MethodSpec::ClosedForm { cfg, .. } | MethodSpec::Compact { cfg, .. }) if cfg.align > 0 => {
+                bail!("{}: a query alignment classifies with one member, not an ensemble", self.name())
+            }
             (_, MethodSpec::Gradient(_) | MethodSpec::ClosedForm { .. } | MethodSpec::Compact { .. }) => Ok(MethodSpec::Ensemble {
                 of: Box::new(self),
                 members,
@@ -414,6 +440,11 @@ pub fn device_mode(k: Option<usize>) -> MethodSpec {
 /// enrollment buffers do not grow. Chosen with the warps on the validation split by the rule
 /// of `docs/invariances.md`.
 pub const WARP_FILL: u8 = 5;
+
+/// The query alignment of `device-align` and `mcu-align` (`ldl_core::augment::ALIGNS`): the
+/// query also seen slanted both ways, each class's distance the least of the three. Chosen
+/// on the validation split by the rule of `docs/invariances.md`.
+pub const ALIGN: u8 = 1;
 
 /// Directions per class of the mcu mode. Chosen on the validation split before any test
 /// run, by the rule: the smallest rank of {24, 32, 40, 48} within half a point of the f32
@@ -812,12 +843,13 @@ pub fn drop_shifts_without_images(methods: &mut [NamedMethod], image: Option<(us
     let mut warps = false;
     for m in methods.iter_mut() {
         if let MethodSpec::ClosedForm { shift, cfg } | MethodSpec::Compact { shift, cfg } = &mut m.spec {
-            if cfg.fill > 0 || (*shift > 0 && !series) {
-                warps |= cfg.fill > 0;
+            if cfg.fill > 0 || cfg.align > 0 || (*shift > 0 && !series) {
+                warps |= cfg.fill > 0 || cfg.align > 0;
                 if !series {
                     *shift = 0;
                 }
                 cfg.fill = 0;
+                cfg.align = 0;
                 dropped.push(m.name.clone());
             }
         }
@@ -830,14 +862,14 @@ pub fn drop_shifts_without_images(methods: &mut [NamedMethod], image: Option<(us
     (!dropped.is_empty()).then(|| {
         if series {
             format!(
-                "note: {data} holds time series: {} {verb} warped copies (rotations and shears of images); shifts move the series in time",
+                "note: {data} holds time series: {} {verb} warped copies and query alignment (rotations and shears of images); shifts move the series in time",
                 dropped.join(", ")
             )
         } else {
             format!(
                 "note: {data} is not an image data set: {} {verb} shift augmentation{}",
                 dropped.join(", "),
-                if warps { " and warped copies" } else { "" }
+                if warps { " and warped copies (or alignment)" } else { "" }
             )
         }
     })
@@ -863,15 +895,36 @@ pub fn fit_model(method: &MethodSpec, views: &[&[f32]], d: usize, image: Option<
         MethodSpec::ClosedForm { cfg, shift } if *shift > 0 => {
             let aug = augment_support(views, image, *shift)?;
             let aug: Vec<&[f32]> = aug.iter().map(Vec::as_slice).collect();
-            fit_closed_form(&aug, d, &labels, cfg, seed)?
+            with_alignment(fit_closed_form(&aug, d, &labels, cfg, seed)?, cfg.align, image)?
         }
-        MethodSpec::ClosedForm { cfg, .. } => fit_closed_form(views, d, &labels, cfg, seed)?,
+        MethodSpec::ClosedForm { cfg, .. } => with_alignment(fit_closed_form(views, d, &labels, cfg, seed)?, cfg.align, image)?,
         MethodSpec::Compact { cfg, shift } => {
             ldl_core::methods::fit_compact(views, d, &labels, cfg, image, if image.is_some() { *shift } else { 0 }, seed)?
         }
         MethodSpec::Ensemble { of, members } => ensemble_of(views, d, *members, seed, |v, s| fit_model(of, v, d, image, s))?,
         _ => bail!("{} is a baseline: it makes no LDL model", method.name()),
     })
+}
+
+/// `model` (of `image`s) with the query alignment `align` recorded, as
+/// `ldl_core::methods::fit_compact` records it: the closed form has no image geometry.
+fn with_alignment(mut model: ldl_core::Model, align: u8, image: Option<(usize, usize)>) -> Result<ldl_core::Model> {
+    if align == 0 {
+        return Ok(model);
+    }
+    let Some((w, h)) = image else {
+        bail!("a query alignment needs images");
+    };
+    let p = &mut model.preprocess;
+    p.image.get_or_insert(ldl_core::ImageSpec {
+        width: u16::try_from(w)?,
+        height: u16::try_from(h)?,
+        source_width: 0,
+        source_height: 0,
+    });
+    p.align = align;
+    p.alignment().context("query alignment")?;
+    Ok(model)
 }
 
 /// [`ldl_core::methods::ensemble`] with a `build` that fails with a host error (kept whole,
@@ -1478,7 +1531,7 @@ mod tests {
         let note = drop_shifts_without_images(&mut ms, None, "csv").unwrap();
         assert_eq!(
             note,
-            "note: csv is not an image data set: device-warp runs without its shift augmentation and warped copies"
+            "note: csv is not an image data set: device-warp runs without its shift augmentation and warped copies (or alignment)"
         );
         assert!(matches!(ms[0].spec, MethodSpec::ClosedForm { shift: 0, cfg } if cfg.fill == 0));
     }
@@ -1508,10 +1561,36 @@ mod tests {
             "device:::-1",
             "device-warp:1:2:3",
             "mcu-warpx",
-            "mcu:1:1:1:1",
+            "mcu:1:1:1:1:1",
+            "mcu:1:1:1:2",
+            "device-align:1:2:3",
         ] {
             assert!(MethodSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `device-align` and `mcu-align` are the `-warp` modes with query alignment [`ALIGN`];
+    /// `:ALIGN` sets it on either; an ensemble of an aligned mode is refused (its
+    /// classification has one member), and alignment goes with the shifts when there are no
+    /// images.
+    #[test]
+    fn align_method_names_take_an_alignment() {
+        let align = |s: &str| match MethodSpec::parse(s).unwrap() {
+            MethodSpec::ClosedForm { cfg, shift } | MethodSpec::Compact { cfg, shift } => (shift, cfg.fill, cfg.align),
+            _ => unreachable!(),
+        };
+        assert_eq!(align("device-align"), (2, WARP_FILL, ALIGN));
+        assert_eq!(align("mcu-align:32:1"), (1, WARP_FILL, ALIGN));
+        assert_eq!(align("device:::0:1"), (2, 0, 1));
+        assert_eq!(align("mcu-warp"), (2, WARP_FILL, 0));
+        assert_eq!(MethodSpec::parse("mcu-align").unwrap().name(), "mcu-align");
+        assert_eq!(MethodSpec::parse("mcu:::0:1").unwrap().name(), "mcu:40:2:0:1");
+        assert_eq!(MethodSpec::parse("device-align").unwrap().name(), "closed-id-shift2-fill5-align1");
+        let err = MethodSpec::parse("device-align").unwrap().ensemble(3).unwrap_err().to_string();
+        assert!(err.contains("one member"), "{err}");
+        let mut ms = vec![NamedMethod::parse("mcu-align").unwrap()];
+        drop_shifts_without_images(&mut ms, None, "csv").unwrap();
+        assert!(matches!(ms[0].spec, MethodSpec::Compact { shift: 0, cfg } if cfg.fill == 0 && cfg.align == 0));
     }
 
     /// The f32 device mode with warped copies fits each class on its samples, their copies

@@ -15,9 +15,11 @@ pub struct FewshotArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Methods: o2md[:K[:LR:EPOCHS]], bd[...[:TARGET_LR]], naive[::LR:EPOCHS], closed[:K],
-    /// device[:K[:SHIFT[:FILL]]], mcu[:RANK[:SHIFT[:FILL]]] (what the boards compute, bit for
-    /// bit), device-warp, mcu-warp (FILL 5: enrolled images add rotated and sheared copies
-    /// while a class stays within 5 images), logreg, mlp, 1nn, ncm. The table and the JSON
+    /// device[:K[:SHIFT[:FILL[:ALIGN]]]], mcu[:RANK[:SHIFT[:FILL[:ALIGN]]]] (what the boards
+    /// compute, bit for bit), device-warp, mcu-warp (FILL 5: enrolled images add rotated and
+    /// sheared copies while a class stays within 5 images), device-align, mcu-align (the
+    /// same and ALIGN 1: each query is also seen slanted both ways, each class at its
+    /// closest), logreg, mlp, 1nn, ncm. The table and the JSON
     /// name each as given, with the settings it resolves to beside it (`device`:
     /// closed-id-shift2).
     #[arg(long, value_delimiter = ',', default_value = "device")]

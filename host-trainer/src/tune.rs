@@ -9,7 +9,9 @@
 //! over the shots; the table is sorted by it and marks the device mode's setting.
 //! `--blurs` and `--warps` add the axes of issue 14's sweep (docs/invariances.md): passes of
 //! the core's blur on supports and queries, and warped copies of the support images
-//! ([`crate::warps`]); both are 0 in the grid.
+//! ([`crate::warps`]); both are 0 in the grid. `--aligns` adds query alignment: each query
+//! is also warped by a variant set, and a class's distance is its least over the query and
+//! its variants (one classification per variant on a device).
 
 use crate::data::{self, Dataset};
 use crate::experiment::{augment_support, ci_text, device_mode, mean_ci95, MethodSpec};
@@ -68,6 +70,12 @@ pub struct TuneArgs {
     /// rotations by 15 degrees) instead of the grid's (0).
     #[arg(long, value_delimiter = ',')]
     pub warps: Option<Vec<u8>>,
+    /// These query alignments (`crate::warps::ALIGNS`: 0 none, 1 rotations by 10 degrees,
+    /// 2 by 15, 3 shears by 0.25, 4 rotations by 15 and shears, 5 shears by 0.15, 6 by
+    /// 0.35, 7 by 0.45, 8 by 0.55; a class's distance is its least over the query and its warps) instead of the
+    /// grid's (0).
+    #[arg(long, value_delimiter = ',')]
+    pub aligns: Option<Vec<u8>>,
     #[command(flatten)]
     pub jobs: crate::trials::JobsArg,
 }
@@ -87,6 +95,9 @@ pub struct Setting {
     pub blur: u8,
     /// Enrollment variant set ([`crate::warps::SETS`]).
     pub warp: u8,
+    /// Query alignment ([`crate::warps::ALIGNS`]): the warps the query is also seen
+    /// through, a class's distance the least over them (0: the query alone).
+    pub align: u8,
 }
 
 impl Setting {
@@ -114,6 +125,7 @@ pub fn chosen() -> Setting {
             k: cfg.k,
             blur: 0,
             warp: 0,
+            align: 0,
         },
         _ => unreachable!("the device mode is a closed form"),
     }
@@ -131,11 +143,12 @@ fn axes(quick: bool) -> (&'static [u8], &'static [f32], &'static [bool], &'stati
 
 /// Every combination of the given axes, at blur 0 and no variants.
 fn product(shifts: &[u8], ridges: &[f32], affines: &[bool], ks: &[usize]) -> Vec<Setting> {
-    product_all(shifts, ridges, affines, ks, &[0], &[0])
+    product_all(shifts, ridges, affines, ks, &[0], &[0], &[0])
 }
 
-/// Every combination of the given axes.
-fn product_all(shifts: &[u8], ridges: &[f32], affines: &[bool], ks: &[usize], blurs: &[u8], warps: &[u8]) -> Vec<Setting> {
+/// Every combination of the given axes (alignments innermost: they share a fit).
+#[allow(clippy::too_many_arguments)]
+fn product_all(shifts: &[u8], ridges: &[f32], affines: &[bool], ks: &[usize], blurs: &[u8], warps: &[u8], aligns: &[u8]) -> Vec<Setting> {
     let mut out = Vec::new();
     for &blur in blurs {
         for &warp in warps {
@@ -143,14 +156,17 @@ fn product_all(shifts: &[u8], ridges: &[f32], affines: &[bool], ks: &[usize], bl
                 for &ridge in ridges {
                     for &affine in affines {
                         for &k in ks {
-                            out.push(Setting {
-                                shift,
-                                ridge,
-                                affine,
-                                k,
-                                blur,
-                                warp,
-                            });
+                            for &align in aligns {
+                                out.push(Setting {
+                                    shift,
+                                    ridge,
+                                    affine,
+                                    k,
+                                    blur,
+                                    warp,
+                                    align,
+                                });
+                            }
                         }
                     }
                 }
@@ -244,6 +260,10 @@ pub struct Cell {
     pub trials: Vec<f64>,
 }
 
+/// The queries after a blur of `.0` passes (`.1`), and the variants of them each alignment
+/// adds (`.2`, by the alignment's index in the sweep; none for alignment 0).
+type Blurred = (u8, Vec<f32>, Vec<Vec<Vec<f32>>>);
+
 /// Runs the sweep on `train` (MNIST's training split).
 ///
 /// Plans run `jobs` at a time ([`crate::trials::JobsArg`]); the results do not depend on it.
@@ -275,20 +295,41 @@ pub fn sweep(
     if warps.iter().any(|&w| crate::warps::count(w).is_none()) {
         bail!("variant sets are 0..{}", crate::warps::SETS.len());
     }
-    if (blurs.iter().any(|&b| b > 0) || warps.iter().any(|&w| w > 0)) && train.image.is_none() {
-        bail!("blur and variants need images");
+    let mut aligns: Vec<u8> = settings.iter().map(|s| s.align).collect();
+    aligns.sort_unstable();
+    aligns.dedup();
+    if aligns
+        .iter()
+        .any(|&a| a >= crate::warps::UNSHIFTED || crate::warps::count(a).is_none())
+    {
+        bail!("query alignments are variant sets 0..{}", crate::warps::SETS.len());
     }
-    // The queries after each blur.
-    let blurred: Vec<(u8, Vec<f32>)> = blurs
+    let images = blurs.iter().any(|&b| b > 0) || warps.iter().any(|&w| w > 0) || aligns.iter().any(|&a| a > 0);
+    if images && train.image.is_none() {
+        bail!("blur, variants and alignments need images");
+    }
+    // The queries after each blur, and their variants of each alignment (by the index of
+    // the alignment in `aligns`; none for 0).
+    let blurred: Vec<Blurred> = blurs
         .iter()
         .map(|&bl| {
             let mut q = queries.clone();
+            let mut aligned = vec![Vec::new(); aligns.len()];
             if let Some((w, h)) = train.image {
                 for img in q.chunks_exact_mut(d) {
                     ldl_core::augment::blur(img, w, h, bl).context("blur")?;
                 }
+                for (set, out) in aligns.iter().zip(&mut aligned) {
+                    let n = crate::warps::ALIGNS[*set as usize].1.len();
+                    *out = vec![Vec::with_capacity(q.len()); n];
+                    for img in q.chunks_exact(d) {
+                        for (o, v) in out.iter_mut().zip(crate::warps::aligned(img, w, h, *set)) {
+                            o.extend_from_slice(&v);
+                        }
+                    }
+                }
             }
-            Ok((bl, q))
+            Ok((bl, q, aligned))
         })
         .collect::<Result<_>>()?;
     let answers: Vec<usize> = q.iter().map(|&i| train.labels[i] as usize).collect();
@@ -311,7 +352,7 @@ pub fn sweep(
             .collect();
         let mseed = Rng::derive(seed ^ 0x4D45_5448, p.trial as u64).next_u64();
         let mut out = vec![0.0; settings.len()];
-        for (bl, queries) in &blurred {
+        for (bl, queries, aligned) in &blurred {
             for &warp in &warps {
                 // Blurred as a device preprocesses, then the variants, then the shifts.
                 let support: Vec<Vec<f32>> = support
@@ -354,11 +395,21 @@ pub fn sweep(
                         }
                     }
                     let views: Vec<&[f32]> = aug.iter().map(Vec::as_slice).collect();
+                    // Settings that differ only in their alignment share a fit.
+                    let mut fitted: Option<(Setting, ldl_core::Model)> = None;
                     for (j, s) in settings.iter().enumerate().filter(|(_, s)| here(s)) {
                         b.set_message(format!("{}-shot shift {} ridge {} k {}", p.shots, s.shift, s.ridge, s.k));
-                        let model =
-                            fit_closed_form(&views, d, &label_refs, &s.config(), mseed).with_context(|| format!("fitting {s:?}"))?;
-                        let pred = ldl_core::batch::predict(&model, queries, answers.len())?;
+                        let key = Setting { align: 0, ..*s };
+                        if fitted.as_ref().map(|f| f.0) != Some(key) {
+                            let model =
+                                fit_closed_form(&views, d, &label_refs, &s.config(), mseed).with_context(|| format!("fitting {s:?}"))?;
+                            fitted = Some((key, model));
+                        }
+                        let Some((_, model)) = fitted.as_ref() else {
+                            unreachable!("fitted above")
+                        };
+                        let a = aligns.iter().position(|&a| a == s.align).unwrap_or(0);
+                        let pred = aligned_predict(model, queries, &aligned[a], answers.len())?;
                         let ok = pred.iter().zip(&answers).filter(|(a, b)| a == b).count();
                         out[j] = ok as f64 / answers.len() as f64;
                         b.inc(1);
@@ -408,6 +459,26 @@ pub fn sweep(
     Ok(rows)
 }
 
+/// The class of each of the `n` queries whose distance, least over the query and its
+/// `variants` (each `n` rows as the queries), is the smallest.
+fn aligned_predict(model: &ldl_core::Model, queries: &[f32], variants: &[Vec<f32>], n: usize) -> Result<Vec<usize>> {
+    if variants.is_empty() {
+        return Ok(ldl_core::batch::predict(model, queries, n)?);
+    }
+    let c = model.labels.len();
+    let mut best = vec![0.0; n * c];
+    ldl_core::batch::distances(model, queries, n, &mut best)?;
+    let mut other = vec![0.0; n * c];
+    for v in variants {
+        ldl_core::batch::distances(model, v, n, &mut other)?;
+        best.iter_mut().zip(&other).for_each(|(b, o)| *b = b.min(*o));
+    }
+    Ok(best
+        .chunks_exact(c)
+        .map(|row| ldl_core::classify::closest(row).unwrap_or(0))
+        .collect())
+}
+
 /// Runs `ldl tune`.
 pub fn run(args: TuneArgs) -> Result<()> {
     let dir = args.data.clone().unwrap_or_else(|| crate::repo_root().join("data/mnist"));
@@ -425,6 +496,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
             args.ks.as_deref().unwrap_or(ks),
             args.blurs.as_deref().unwrap_or(&[0]),
             args.warps.as_deref().unwrap_or(&[0]),
+            args.aligns.as_deref().unwrap_or(&[0]),
         )
     };
     let t0 = std::time::Instant::now();
@@ -444,8 +516,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
         settings.len()
     );
     print!(
-        "  {:>5} {:>6} {:>6} {:>5} {:>4} {:>16}",
-        "shift", "ridge", "affine", "k", "blur", "variants"
+        "  {:>5} {:>6} {:>6} {:>5} {:>4} {:>16} {:>13}",
+        "shift", "ridge", "affine", "k", "blur", "variants", "align"
     );
     for m in &args.shots {
         print!(" {:>15}", format!("{m}-shot"));
@@ -461,7 +533,12 @@ pub fn run(args: TuneArgs) -> Result<()> {
             if s.affine { "yes" } else { "no" },
             if s.k == 0 { "id".to_string() } else { s.k.to_string() }
         );
-        print!(" {:>4} {:>16}", s.blur, crate::warps::name(s.warp));
+        print!(
+            " {:>4} {:>16} {:>13}",
+            s.blur,
+            crate::warps::name(s.warp),
+            crate::warps::ALIGNS.get(s.align as usize).map_or("?", |a| a.0)
+        );
         for c in &r.cells {
             print!(" {:>15}", format!("{:.4} ±{}", c.mean, ci_text(c.ci95, 4)));
         }

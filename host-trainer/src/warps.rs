@@ -79,6 +79,50 @@ pub fn variants(img: &[f32], w: usize, h: usize, set: u8) -> Vec<Vec<f32>> {
     }
 }
 
+/// The query alignments the sweep knows (`ldl tune --aligns`), by index: a name and the
+/// 2x2 matrices (row-major, forward) a query is also seen through; a class's distance is
+/// then its least over the query and these. 0 is the query alone; each matrix costs one more
+/// classification on a device.
+pub const ALIGNS: &[(&str, &[[f32; 4]])] = &[
+    ("none", &[]),
+    ("rot+-10", &[rotation(10.0), rotation(-10.0)]),
+    ("rot+-15", &[rotation(15.0), rotation(-15.0)]),
+    ("shear+-.25", &[shear(0.25), shear(-0.25)]),
+    ("rot+-15,shear+-.25", &[rotation(15.0), rotation(-15.0), shear(0.25), shear(-0.25)]),
+    ("shear+-.15", &[shear(0.15), shear(-0.15)]),
+    ("shear+-.35", &[shear(0.35), shear(-0.35)]),
+    ("shear+-.45", &[shear(0.45), shear(-0.45)]),
+    ("shear+-.55", &[shear(0.55), shear(-0.55)]),
+];
+
+/// The rotation by `deg` degrees (one of +-10, +-15: `const` has no sine).
+const fn rotation(deg: f32) -> [f32; 4] {
+    let (s, c) = match deg as i32 {
+        10 => (0.173_648_18, 0.984_807_7),
+        -10 => (-0.173_648_18, 0.984_807_7),
+        15 => (0.258_819_04, 0.965_925_8),
+        -15 => (-0.258_819_04, 0.965_925_8),
+        _ => panic!("rotation: only +-10 and +-15 degrees"),
+    };
+    [c, -s, s, c]
+}
+
+/// The shear `x += k y`.
+const fn shear(k: f32) -> [f32; 4] {
+    [1.0, k, 0.0, 1.0]
+}
+
+/// The alignment variants of `img` (`w x h`): `img` mapped by each matrix of
+/// `ALIGNS[set]`, in order (none for an unknown set).
+pub fn aligned(img: &[f32], w: usize, h: usize, set: u8) -> Vec<Vec<f32>> {
+    ALIGNS
+        .get(set as usize)
+        .map_or(&[][..], |a| a.1)
+        .iter()
+        .map(|&m| affine(img, w, h, m))
+        .collect()
+}
+
 /// `img` mapped by the 2x2 matrix `m` (row-major) about its centre: the output at `p` is
 /// the input at `centre + m^-1 (p - centre)`, bilinear, 0 outside
 /// ([`ldl_core::augment::warp`], which takes the inverse).

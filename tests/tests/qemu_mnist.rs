@@ -5,7 +5,8 @@
 //! * (a) 1,000 MNIST test images: every device answer (class, distances, novelty score and
 //!   which score it is, unknown) equals the host core's on the same model file, every
 //!   distance and score to the bit, and the accuracies are equal (the mcu model decides
-//!   with the contrast score, the f32 one with the closest distance);
+//!   with the contrast score, the f32 one with the closest distance), with and without
+//!   the mcu-align mode's query alignment;
 //! * (b) digits 5-9 enrolled on the device (5 shots, shift augmentation) give the same
 //!   classes, to the bit, as enrolling them with the core on the host, are judged by the
 //!   model's contrast rule as on the host, and survive a QEMU restart with the same store
@@ -82,6 +83,7 @@ fn preprocess(shift: u8) -> Preprocess {
         }),
         shift,
         fill: 0,
+        align: 0,
     }
 }
 
@@ -205,7 +207,11 @@ fn device_classifies_1000_mnist_images_like_the_host() {
         // The mcu model with the validated contrast score (ldl train's default for it).
         let mut mcu = train_model(&(0..10).collect::<Vec<_>>(), 20, 0, 10);
         mcu.score = Score::Contrast;
+        // The same classes with the query alignment of mcu-align (three views per query).
+        let mut aligned = mcu.clone();
+        aligned.preprocess.align = ldl_host::experiment::ALIGN;
         classify_1000(&board, mcu, "mcu, contrast");
+        classify_1000(&board, aligned, "mcu with query alignment, contrast");
         if board == "qemu" {
             // The board with room for them also runs f32 classes (closest-distance rule).
             classify_1000(

@@ -192,6 +192,13 @@ pub fn describe_preprocess(p: &Preprocess) -> String {
             p.fill
         ));
     }
+    if p.align > 0 {
+        let views = 1 + ldl_core::augment::ALIGNS.get(usize::from(p.align)).map_or(0, |a| a.len());
+        s.push_str(&format!(
+            "; query alignment {} ({views} views of each query, each class at its closest)",
+            p.align
+        ));
+    }
     s
 }
 

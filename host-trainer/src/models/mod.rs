@@ -62,6 +62,7 @@ pub fn preprocess_for(kind: DatasetKind, ds: &Dataset, shift: u8) -> Preprocess 
         image,
         shift: if image.is_some() { shift } else { 0 },
         fill: 0,
+        align: 0,
     }
 }
 

@@ -27,10 +27,12 @@ pub struct TrainArgs {
     /// the ridge grows with them (40 x shots, chosen on a validation split).
     #[arg(long)]
     pub shots: Option<usize>,
-    /// Method: `mcu[:RANK[:SHIFT[:FILL]]]` (the mode the microcontroller boards keep: 8-bit
-    /// directions), `device[:K[:SHIFT[:FILL]]]` (the same fit in f32), `mcu-warp` and
-    /// `device-warp` (FILL 5: a class enrolled from fewer than 3 images adds rotated and
-    /// sheared copies of them, format version 3), `closed[:K]`, `o2md[:K]`,
+    /// Method: `mcu[:RANK[:SHIFT[:FILL[:ALIGN]]]]` (the mode the microcontroller boards keep:
+    /// 8-bit directions), `device[:K[:SHIFT[:FILL[:ALIGN]]]]` (the same fit in f32), `mcu-warp`
+    /// and `device-warp` (FILL 5: a class enrolled from fewer than 3 images adds rotated and
+    /// sheared copies of them, format version 4), `mcu-align` and `device-align` (the same
+    /// and ALIGN 1: each query is also seen slanted both ways, each class at its closest;
+    /// format version 5), `closed[:K]`, `o2md[:K]`,
     /// `bd[:K]`, `naive`. The baselines (logreg, mlp, 1nn, ncm) are not LDL models and
     /// cannot be exported.
     #[arg(long, default_value = "device")]
@@ -184,11 +186,11 @@ fn parse_score(s: &str) -> std::result::Result<Score, String> {
 
 /// The novelty score a model of `method` (as typed) records when `--novelty` is not given:
 /// the contrast, validated for the device mode (docs/novelty.md), for `device` and `mcu`
-/// (and their `-warp` forms); the closest distance (what a threshold always meant) for the
+/// (and their `-warp` and `-align` forms); the closest distance (what a threshold always meant) for the
 /// others.
 pub fn default_score(method: &str) -> Score {
     let name = method.trim().split(':').next().unwrap_or("");
-    if matches!(name, "device" | "mcu" | "device-warp" | "mcu-warp") {
+    if matches!(name, "device" | "mcu" | "device-warp" | "mcu-warp" | "device-align" | "mcu-align") {
         Score::Contrast
     } else {
         Score::Best
@@ -250,15 +252,22 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
     let mut pp = preprocess_for(kind, train, shift);
     // Warped copies of enrolled images (device-warp, mcu-warp): images only.
     if let MethodSpec::ClosedForm { cfg, .. } | MethodSpec::Compact { cfg, .. } = &mut spec {
-        if cfg.fill > 0 && train.image.is_none() {
-            eprintln!("note: {} is not an image data set: no warped copies", super::kind_name(kind));
-            cfg.fill = 0;
+        let images = train.image.is_some_and(|(_, h)| h > 1);
+        if (cfg.fill > 0 || cfg.align > 0) && train.image.is_none() {
+            eprintln!(
+                "note: {} is not an image data set: no warped copies or query alignment",
+                super::kind_name(kind)
+            );
         }
-        if cfg.fill > 0 && matches!(train.image, Some((_, 1))) {
-            eprintln!("note: --series rows are time series: no warped copies (rotations and shears of images); shifts move them in time");
+        if (cfg.fill > 0 || cfg.align > 0) && matches!(train.image, Some((_, 1))) {
+            eprintln!("note: --series rows are time series: no warped copies or query alignment (rotations and shears of images); shifts move them in time");
+        }
+        if !images {
             cfg.fill = 0;
+            cfg.align = 0;
         }
         pp.fill = cfg.fill;
+        pp.align = cfg.align;
     }
     let support: Vec<Vec<f32>> = indices
         .iter()
