@@ -85,6 +85,13 @@ fn models() -> Vec<(&'static str, Model)> {
     };
     let mut compact_linear = methods::fit_compact(&views, D, &LABELS, &affine_cfg, None, 0, 6).unwrap();
     compact_linear.threshold = Some(2.0);
+    // Warped copies and the query alignment (format version 5).
+    let aligned_cfg = ClosedFormConfig {
+        fill: 5,
+        align: 1,
+        ..identity_cfg
+    };
+    let compact_aligned = methods::fit_compact(&views, D, &LABELS, &aligned_cfg, Some((3, 2)), 1, 7).unwrap();
     vec![
         ("closed_linear", linear),
         ("closed_identity", identity),
@@ -92,6 +99,7 @@ fn models() -> Vec<(&'static str, Model)> {
         ("ensemble", ensemble),
         ("compact_identity", compact),
         ("compact_linear", compact_linear),
+        ("compact_aligned", compact_aligned),
     ]
 }
 

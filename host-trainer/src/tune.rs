@@ -11,7 +11,8 @@
 //! the core's blur on supports and queries, and warped copies of the support images
 //! ([`crate::warps`]); both are 0 in the grid. `--aligns` adds query alignment: each query
 //! is also warped by a variant set, and a class's distance is its least over the query and
-//! its variants (one classification per variant on a device).
+//! its variants (one classification per variant on a device); `--norms` divides each
+//! class's distance by a per-class scale (screened, not used: docs/invariances.md).
 
 use crate::data::{self, Dataset};
 use crate::experiment::{augment_support, ci_text, device_mode, mean_ci95, MethodSpec};
@@ -76,6 +77,11 @@ pub struct TuneArgs {
     /// grid's (0).
     #[arg(long, value_delimiter = ',')]
     pub aligns: Option<Vec<u8>>,
+    /// These per-class normalisations of the distances (0 none; 1 each class's distance over
+    /// the mean squared norm of its augmented support rows, its energy; 2 over its mean
+    /// distance of the other classes' support images) instead of the grid's (0).
+    #[arg(long, value_delimiter = ',')]
+    pub norms: Option<Vec<u8>>,
     #[command(flatten)]
     pub jobs: crate::trials::JobsArg,
 }
@@ -98,6 +104,9 @@ pub struct Setting {
     /// Query alignment ([`crate::warps::ALIGNS`]): the warps the query is also seen
     /// through, a class's distance the least over them (0: the query alone).
     pub align: u8,
+    /// Per-class normalisation of the distances (0 none, 1 support energy, 2 distance of
+    /// the other classes' supports; see `--norms`).
+    pub norm: u8,
 }
 
 impl Setting {
@@ -126,6 +135,7 @@ pub fn chosen() -> Setting {
             blur: 0,
             warp: 0,
             align: 0,
+            norm: 0,
         },
         _ => unreachable!("the device mode is a closed form"),
     }
@@ -143,12 +153,22 @@ fn axes(quick: bool) -> (&'static [u8], &'static [f32], &'static [bool], &'stati
 
 /// Every combination of the given axes, at blur 0 and no variants.
 fn product(shifts: &[u8], ridges: &[f32], affines: &[bool], ks: &[usize]) -> Vec<Setting> {
-    product_all(shifts, ridges, affines, ks, &[0], &[0], &[0])
+    product_all(shifts, ridges, affines, ks, &[0], &[0], &[0], &[0])
 }
 
-/// Every combination of the given axes (alignments innermost: they share a fit).
+/// Every combination of the given axes (alignments and normalisations innermost: they
+/// share a fit).
 #[allow(clippy::too_many_arguments)]
-fn product_all(shifts: &[u8], ridges: &[f32], affines: &[bool], ks: &[usize], blurs: &[u8], warps: &[u8], aligns: &[u8]) -> Vec<Setting> {
+fn product_all(
+    shifts: &[u8],
+    ridges: &[f32],
+    affines: &[bool],
+    ks: &[usize],
+    blurs: &[u8],
+    warps: &[u8],
+    aligns: &[u8],
+    norms: &[u8],
+) -> Vec<Setting> {
     let mut out = Vec::new();
     for &blur in blurs {
         for &warp in warps {
@@ -157,15 +177,18 @@ fn product_all(shifts: &[u8], ridges: &[f32], affines: &[bool], ks: &[usize], bl
                     for &affine in affines {
                         for &k in ks {
                             for &align in aligns {
-                                out.push(Setting {
-                                    shift,
-                                    ridge,
-                                    affine,
-                                    k,
-                                    blur,
-                                    warp,
-                                    align,
-                                });
+                                for &norm in norms {
+                                    out.push(Setting {
+                                        shift,
+                                        ridge,
+                                        affine,
+                                        k,
+                                        blur,
+                                        warp,
+                                        align,
+                                        norm,
+                                    });
+                                }
                             }
                         }
                     }
@@ -399,7 +422,7 @@ pub fn sweep(
                     let mut fitted: Option<(Setting, ldl_core::Model)> = None;
                     for (j, s) in settings.iter().enumerate().filter(|(_, s)| here(s)) {
                         b.set_message(format!("{}-shot shift {} ridge {} k {}", p.shots, s.shift, s.ridge, s.k));
-                        let key = Setting { align: 0, ..*s };
+                        let key = Setting { align: 0, norm: 0, ..*s };
                         if fitted.as_ref().map(|f| f.0) != Some(key) {
                             let model =
                                 fit_closed_form(&views, d, &label_refs, &s.config(), mseed).with_context(|| format!("fitting {s:?}"))?;
@@ -409,7 +432,15 @@ pub fn sweep(
                             unreachable!("fitted above")
                         };
                         let a = aligns.iter().position(|&a| a == s.align).unwrap_or(0);
-                        let pred = aligned_predict(model, queries, &aligned[a], answers.len())?;
+                        let mut dist = aligned_distances(model, queries, &aligned[a], answers.len())?;
+                        let scale = class_scales(model, s.norm, &views, &support, d)?;
+                        for row in dist.chunks_exact_mut(scale.len()) {
+                            row.iter_mut().zip(&scale).for_each(|(v, s)| *v /= s);
+                        }
+                        let pred: Vec<usize> = dist
+                            .chunks_exact(scale.len())
+                            .map(|row| ldl_core::classify::closest(row).unwrap_or(0))
+                            .collect();
                         let ok = pred.iter().zip(&answers).filter(|(a, b)| a == b).count();
                         out[j] = ok as f64 / answers.len() as f64;
                         b.inc(1);
@@ -459,12 +490,9 @@ pub fn sweep(
     Ok(rows)
 }
 
-/// The class of each of the `n` queries whose distance, least over the query and its
-/// `variants` (each `n` rows as the queries), is the smallest.
-fn aligned_predict(model: &ldl_core::Model, queries: &[f32], variants: &[Vec<f32>], n: usize) -> Result<Vec<usize>> {
-    if variants.is_empty() {
-        return Ok(ldl_core::batch::predict(model, queries, n)?);
-    }
+/// Every class's distance of each of the `n` queries (row-major `n x C`), the least over the
+/// query and its `variants` (each `n` rows as the queries).
+fn aligned_distances(model: &ldl_core::Model, queries: &[f32], variants: &[Vec<f32>], n: usize) -> Result<Vec<f32>> {
     let c = model.labels.len();
     let mut best = vec![0.0; n * c];
     ldl_core::batch::distances(model, queries, n, &mut best)?;
@@ -473,10 +501,46 @@ fn aligned_predict(model: &ldl_core::Model, queries: &[f32], variants: &[Vec<f32
         ldl_core::batch::distances(model, v, n, &mut other)?;
         best.iter_mut().zip(&other).for_each(|(b, o)| *b = b.min(*o));
     }
-    Ok(best
-        .chunks_exact(c)
-        .map(|row| ldl_core::classify::closest(row).unwrap_or(0))
-        .collect())
+    Ok(best)
+}
+
+/// What each class's distance is divided by under normalisation `norm`: 0 none (1); 1 the
+/// mean squared norm of the class's augmented support rows (`views`); 2 the class's mean
+/// distance of the other classes' support images (`support`, unaugmented).
+fn class_scales(model: &ldl_core::Model, norm: u8, views: &[&[f32]], support: &[Vec<f32>], d: usize) -> Result<Vec<f32>> {
+    let c = model.labels.len();
+    Ok(match norm {
+        0 => vec![1.0; c],
+        1 => views
+            .iter()
+            .map(|v| {
+                let rows = (v.len() / d).max(1) as f32;
+                v.iter().map(|x| x * x).sum::<f32>() / rows
+            })
+            .collect(),
+        2 => {
+            let all: Vec<f32> = support.concat();
+            let n = all.len() / d;
+            let owner: Vec<usize> = support
+                .iter()
+                .enumerate()
+                .flat_map(|(k, s)| std::iter::repeat_n(k, s.len() / d))
+                .collect();
+            let mut dist = vec![0.0; n * c];
+            ldl_core::batch::distances(model, &all, n, &mut dist)?;
+            (0..c)
+                .map(|k| {
+                    let (sum, count) = dist
+                        .chunks_exact(c)
+                        .zip(&owner)
+                        .filter(|(_, &o)| o != k)
+                        .fold((0.0f32, 0usize), |(s, m), (row, _)| (s + row[k], m + 1));
+                    sum / count.max(1) as f32
+                })
+                .collect()
+        }
+        _ => bail!("normalisations are 0, 1 and 2"),
+    })
 }
 
 /// Runs `ldl tune`.
@@ -497,6 +561,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
             args.blurs.as_deref().unwrap_or(&[0]),
             args.warps.as_deref().unwrap_or(&[0]),
             args.aligns.as_deref().unwrap_or(&[0]),
+            args.norms.as_deref().unwrap_or(&[0]),
         )
     };
     let t0 = std::time::Instant::now();
@@ -516,8 +581,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
         settings.len()
     );
     print!(
-        "  {:>5} {:>6} {:>6} {:>5} {:>4} {:>16} {:>13}",
-        "shift", "ridge", "affine", "k", "blur", "variants", "align"
+        "  {:>5} {:>6} {:>6} {:>5} {:>4} {:>16} {:>13} {:>4}",
+        "shift", "ridge", "affine", "k", "blur", "variants", "align", "norm"
     );
     for m in &args.shots {
         print!(" {:>15}", format!("{m}-shot"));
@@ -534,10 +599,11 @@ pub fn run(args: TuneArgs) -> Result<()> {
             if s.k == 0 { "id".to_string() } else { s.k.to_string() }
         );
         print!(
-            " {:>4} {:>16} {:>13}",
+            " {:>4} {:>16} {:>13} {:>4}",
             s.blur,
             crate::warps::name(s.warp),
-            crate::warps::ALIGNS.get(s.align as usize).map_or("?", |a| a.0)
+            crate::warps::ALIGNS.get(s.align as usize).map_or("?", |a| a.0),
+            s.norm
         );
         for c in &r.cells {
             print!(" {:>15}", format!("{:.4} ±{}", c.mean, ci_text(c.ci95, 4)));
@@ -568,6 +634,39 @@ mod tests {
         assert_eq!(grid(false).len(), 48);
         assert!(grid(false).contains(&chosen()));
         assert!(grid(true).contains(&chosen()));
+    }
+
+    /// The per-class normalisations divide by what they say: 1 for none, the mean squared
+    /// norm of a class's rows, the class's mean distance of the other classes' images.
+    #[test]
+    fn class_scales_are_what_the_normalisations_name() {
+        let d = 2;
+        let support = vec![vec![1.0, 0.0, 3.0, 0.0], vec![0.0, 2.0]];
+        let views: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
+        let cfg = ClosedFormConfig {
+            k: 0,
+            fit: FitOptions {
+                affine: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let model = fit_closed_form(&views, d, &["a", "b"], &cfg, 1).unwrap();
+        assert_eq!(class_scales(&model, 0, &views, &support, d).unwrap(), vec![1.0, 1.0]);
+        assert_eq!(class_scales(&model, 1, &views, &support, d).unwrap(), vec![5.0, 4.0]);
+        // Class a's scale is its distance of b's one image; b's the mean of its distances of
+        // a's two images (class b spans the y axis: those are 1 : 9).
+        let dist = |x: &[f32]| {
+            let mut out = vec![0.0; 2];
+            ldl_core::batch::distances(&model, x, 1, &mut out).unwrap();
+            out
+        };
+        let (one, three) = (dist(&[1.0, 0.0])[1], dist(&[3.0, 0.0])[1]);
+        assert!((three / one - 9.0).abs() < 1e-3, "{one} {three}");
+        let cross = class_scales(&model, 2, &views, &support, d).unwrap();
+        assert_eq!(cross[0], dist(&[0.0, 2.0])[0]);
+        assert!((cross[1] - (one + three) / 2.0).abs() < 1e-5, "{cross:?}");
+        assert!(class_scales(&model, 3, &views, &support, d).is_err());
     }
 
     #[test]

@@ -277,13 +277,14 @@ fn budget_check_fails_for_a_too_large_model_on_the_nrf52840dk() {
 
 /// The goal: ten MNIST classes of five images in the mcu mode fit both boards with
 /// a real part's memory, with room to enroll ten more classes of five images on the device.
-/// `mcu-warp` writes format version 4 with its fill; a board with fewer image slots than the
-/// fill refuses its enrollments, before anything is flashed.
+/// `mcu-warp` writes format version 4 with its fill, `mcu-align` version 5 with its fill and
+/// query alignment; a board with fewer image slots than the fill refuses its enrollments,
+/// before anything is flashed.
 #[test]
 fn an_mcu_warp_model_records_its_fill_and_boards_check_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.ldlm");
-    for (method, fill) in [("mcu-warp", 5), ("mcu:::7", 7)] {
+    for (method, fill, align) in [("mcu-warp", 5, 0), ("mcu:::7", 7, 0), ("mcu-align", 5, 1)] {
         ok_json(&[
             "train",
             "--classes",
@@ -297,9 +298,37 @@ fn an_mcu_warp_model_records_its_fill_and_boards_check_it() {
             "--json",
         ]);
         let r = ok_json(&["inspect", s(&path), "--board", "stm32f405", "--json"]);
-        assert_eq!(r["format_version"], 4, "{r}");
+        assert_eq!(r["format_version"], if align > 0 { 5 } else { 4 }, "{r}");
         assert_eq!(r["novelty"], "contrast", "{r}");
         assert_eq!(r["preprocess"]["fill"], fill, "{r}");
+        if align > 0 {
+            assert_eq!(r["preprocess"]["align"], align, "{r}");
+            let out = ldl(&["inspect", s(&path)]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("query alignment 1 (3 views of each query"),
+                "{text}"
+            );
+            // Its classification has one member: no ensemble of it.
+            fails_with(
+                &[
+                    "train",
+                    "--classes",
+                    "0-1",
+                    "--shots",
+                    "1",
+                    "--method",
+                    method,
+                    "--members",
+                    "3",
+                    "--out",
+                    s(&path),
+                ],
+                &["one member"],
+            );
+        } else {
+            assert!(r["preprocess"].get("align").is_none(), "{r}");
+        }
         let refused = &r["budget"]["enroll"]["refused"];
         if fill <= 5 {
             assert!(refused.is_null(), "{r}");
