@@ -369,7 +369,8 @@ pub fn validated(spec: &MethodSpec, shots: usize) -> MethodSpec {
     ) = (spec, device_mode(None))
     {
         let mut cfg = *cfg;
-        let plain = ClosedFormConfig { fill: 0, ..cfg };
+        // Copies and alignment do not change the fit's ridge rule.
+        let plain = ClosedFormConfig { fill: 0, align: 0, ..cfg };
         if plain == dev && *shift == dev_shift && (50..=200).contains(&shots) {
             cfg.fit.ridge = 40.0 * shots as f32;
         }
@@ -1283,6 +1284,9 @@ mod tests {
         assert_eq!(ridge(&validated(&device_mode(None), 10)), 100.0);
         assert_eq!(ridge(&validated(&device_mode(None), 50)), 2000.0);
         assert_eq!(ridge(&validated(&device_mode(None), 200)), 8000.0);
+        for name in ["device-warp", "device-align"] {
+            assert_eq!(ridge(&validated(&MethodSpec::parse(name).unwrap(), 100)), 4000.0, "{name}");
+        }
         assert_eq!(ridge(&validated(&device_mode(Some(256)), 200)), 100.0);
         assert_eq!(ridge(&validated(&MethodSpec::parse("closed").unwrap(), 200)), 0.0);
     }
