@@ -3,7 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ldl_host::data::{load_mnist, Split};
-use ldl_host::experiment::{device_mode, episode, run_trial, MethodSpec, Protocol};
+use ldl_host::experiment::{episode, run_trial, Protocol};
+use ldl_host::methods::{device_mode, MethodSpec};
 
 fn trials(c: &mut Criterion) {
     let dir = ldl_host::repo_root().join("data/mnist");

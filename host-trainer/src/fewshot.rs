@@ -2,7 +2,8 @@
 //! interval), printed as a table and optionally written as JSON.
 
 use crate::data::{default_omniglot, load_omniglot, load_omniglot_drawers, DataArgs, DatasetKind, Loaded, OmniglotOptions};
-use crate::experiment::{self, NamedMethod, Protocol};
+use crate::experiment::{self, Protocol};
+use crate::methods::NamedMethod;
 use crate::progress::bar;
 use crate::trials::{run_cell, run_drawn, JobsArg};
 use anyhow::{bail, Context, Result};
@@ -137,7 +138,7 @@ pub fn run(a: FewshotArgs) -> Result<()> {
     }
     let (loaded, draw) = load(&a)?;
     let mut methods: Vec<NamedMethod> = a.methods.iter().map(|m| NamedMethod::parse(m)).collect::<Result<_>>()?;
-    if let Some(note) = experiment::drop_shifts_without_images(&mut methods, loaded.train.image, a.data.dataset.name()) {
+    if let Some(note) = crate::methods::drop_shifts_without_images(&mut methods, loaded.train.image, a.data.dataset.name()) {
         eprintln!("{note}");
     }
     if a.members > 1 && a.per_epoch {
@@ -153,7 +154,7 @@ pub fn run(a: FewshotArgs) -> Result<()> {
     let default_ways = if a.within_alphabet { 20 } else { loaded.train.num_classes() };
     let ways = a.ways.unwrap_or(default_ways);
     for m in &methods {
-        experiment::check_weight_bytes(&m.spec, loaded.train.dim, ways, a.max_weight_bytes)?;
+        crate::methods::check_weight_bytes(&m.spec, loaded.train.dim, ways, a.max_weight_bytes)?;
     }
     let queries = a.queries.or(if loaded.test.is_none() { Some(1) } else { None });
     let shots = match &draw {

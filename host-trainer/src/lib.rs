@@ -9,6 +9,7 @@ pub mod errors;
 pub mod experiment;
 pub mod fewshot;
 pub mod flash;
+pub mod methods;
 pub mod models;
 pub mod openset;
 pub mod paper;

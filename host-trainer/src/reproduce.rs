@@ -2,7 +2,8 @@
 //! the published numbers; a markdown report, CSVs and plots.
 
 use crate::data::{DataArgs, DatasetKind, Loaded};
-use crate::experiment::{ci_text, mean_ci95, Cell, MethodSpec, NamedMethod, Protocol};
+use crate::experiment::{ci_text, mean_ci95, Cell, Protocol};
+use crate::methods::{MethodSpec, NamedMethod};
 use crate::paper::{paper_at, PAPER_SHOTS};
 use crate::progress::bar;
 use crate::trials::run_cell;
@@ -40,7 +41,7 @@ pub struct ReproduceArgs {
     #[arg(long, default_value_t = 2019)]
     pub seed: u64,
     /// Run O2MD and BD with the authors' default settings at every shot count instead of the
-    /// grid point chosen on the validation split (`experiment::validated`).
+    /// grid point chosen on the validation split ([`crate::methods::validated`]).
     #[arg(long)]
     pub paper_defaults: bool,
     /// Output folder.
@@ -95,7 +96,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
             let tuned = if a.paper_defaults && matches!(m, MethodSpec::Gradient(_)) {
                 m.clone()
             } else {
-                crate::experiment::validated(m, s)
+                crate::methods::validated(m, s)
             };
             let m = &tuned;
             let p = Protocol {
@@ -307,7 +308,7 @@ fn write_outputs(
     })?;
     writeln!(md, "\nWall-clock seconds per cell (all its trials):\n")?;
     table(&mut md, &methods, shots, |m, s| find(m, s).map(|c| format!("{:.1}", c.wall_secs)))?;
-    writeln!(md, "\nMethods: `o2md` (k = 2000), `bd` (k = 2000) and `naive` use the authors' settings (for each number of shots, O2MD and BD use the point of the authors' grid chosen on a validation split of the training set: more epochs at 5-10 shots, lr 1e-4 for O2MD at 10 and 100-200 and BD at 1-200 shots, BD's target at 1e-3 at 1 shot and its predictors at 5e-5 at 10, see `experiment::validated`; `--paper-defaults` turns that off); `closed` is the exact closed-form fit of O2MD (k = 256, no epochs); `device-align` is the mode for devices (the closed form of the naive form on each class's images and their shifts by up to 2 pixels, ridge 100 at 1-10 shots and 40 x shots at 50-200; below 3 shots each image also adds warped copies, rotated by ±15° and sheared by ±0.25, in the image slots a 5-image board enrollment leaves free; each query is also seen sheared by ±0.25, a class's distance the least of the three views: all chosen on a validation split of the training set, docs/invariances.md; `device` is the same without copies or alignment); `logreg`, `mlp` (one hidden layer of 1024), `1nn`, `ncm` (nearest class mean) are baselines. The settings each cell ran (e.g. `o2md-k2000-lr1e-4-e10`, `closed-id-shift2`) are in the `settings` column of `summary.csv`.\n")?;
+    writeln!(md, "\nMethods: `o2md` (k = 2000), `bd` (k = 2000) and `naive` use the authors' settings (for each number of shots, O2MD and BD use the point of the authors' grid chosen on a validation split of the training set: more epochs at 5-10 shots, lr 1e-4 for O2MD at 10 and 100-200 and BD at 1-200 shots, BD's target at 1e-3 at 1 shot and its predictors at 5e-5 at 10, see `ldl_host::methods::validated`; `--paper-defaults` turns that off); `closed` is the exact closed-form fit of O2MD (k = 256, no epochs); `device-align` is the mode for devices (the closed form of the naive form on each class's images and their shifts by up to 2 pixels, ridge 100 at 1-10 shots and 40 x shots at 50-200; below 3 shots each image also adds warped copies, rotated by ±15° and sheared by ±0.25, in the image slots a 5-image board enrollment leaves free; each query is also seen sheared by ±0.25, a class's distance the least of the three views: all chosen on a validation split of the training set, docs/invariances.md; `device` is the same without copies or alignment); `logreg`, `mlp` (one hidden layer of 1024), `1nn`, `ncm` (nearest class mean) are baselines. The settings each cell ran (e.g. `o2md-k2000-lr1e-4-e10`, `closed-id-shift2`) are in the `settings` column of `summary.csv`.\n")?;
     writeln!(
         md,
         "Plots: `accuracy_vs_shots.svg`, `accuracy_vs_epoch.svg`. Data: `summary.csv`, `trials.csv`, `epochs.csv`."

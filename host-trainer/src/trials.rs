@@ -2,7 +2,8 @@
 //! way.
 
 use crate::data::Loaded;
-use crate::experiment::{self, Episode, MethodSpec, Protocol, TrialResult};
+use crate::experiment::{self, Episode, Protocol, TrialResult};
+use crate::methods::MethodSpec;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::ProgressBar;

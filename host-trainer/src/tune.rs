@@ -1,5 +1,5 @@
 //! `ldl tune`: the validation sweep that fixed the device mode's hyper-parameters
-//! ([`crate::experiment::device_mode`]), rerunnable.
+//! ([`crate::methods::device_mode`]), rerunnable.
 //!
 //! MNIST only, and only its training split (the test split is never loaded): supports are
 //! drawn from training images `0..50000`, the queries are all of training images
@@ -15,7 +15,8 @@
 //! class's distance by a per-class scale (screened, not used: docs/invariances.md).
 
 use crate::data::{self, Dataset};
-use crate::experiment::{augment_support, ci_text, device_mode, mean_ci95, MethodSpec};
+use crate::experiment::{augment_support, ci_text, mean_ci95};
+use crate::methods::{device_mode, MethodSpec};
 use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -612,9 +613,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
     }
     let best = &rows[0];
     match rows.iter().position(|r| r.chosen) {
-        Some(0) => println!("* = the device mode's setting (experiment::device_mode): the best on validation"),
+        Some(0) => println!("* = the device mode's setting (methods::device_mode): the best on validation"),
         Some(i) => println!(
-            "* = the device mode's setting (experiment::device_mode): rank {} of {}, {:.4} below the best ({:?})",
+            "* = the device mode's setting (methods::device_mode): rank {} of {}, {:.4} below the best ({:?})",
             i + 1,
             rows.len(),
             best.mean - rows[i].mean,

@@ -73,8 +73,8 @@ fn train_file_inspect_eval_predict_round_trip() {
     );
     assert_eq!(pp.shift, 2);
     assert_eq!(model.capacity, 13); // room to enroll ten more
-    match ldl_host::experiment::device_mode(None) {
-        ldl_host::experiment::MethodSpec::ClosedForm { cfg, .. } => assert_eq!(model.fit, cfg.fit),
+    match ldl_host::methods::device_mode(None) {
+        ldl_host::methods::MethodSpec::ClosedForm { cfg, .. } => assert_eq!(model.fit, cfg.fit),
         _ => unreachable!(),
     }
 

@@ -92,7 +92,7 @@ fn preprocess(shift: u8) -> Preprocess {
 fn train_model(digits: &[usize], shots: usize, shift: u8, capacity: u16) -> Model {
     let (train, _) = mnist();
     let pp = preprocess(shift);
-    let ldl_host::experiment::MethodSpec::Compact { cfg, .. } = ldl_host::experiment::mcu_mode(None, None) else {
+    let ldl_host::methods::MethodSpec::Compact { cfg, .. } = ldl_host::methods::mcu_mode(None, None) else {
         unreachable!()
     };
     let classes: Vec<Vec<f32>> = digits
@@ -125,7 +125,7 @@ fn train_model(digits: &[usize], shots: usize, shift: u8, capacity: u16) -> Mode
 fn train_f32_model(digits: &[usize], shots: usize, shift: u8, capacity: u16) -> Model {
     let (train, _) = mnist();
     let pp = preprocess(shift);
-    let ldl_host::experiment::MethodSpec::ClosedForm { mut cfg, .. } = ldl_host::experiment::device_mode(None) else {
+    let ldl_host::methods::MethodSpec::ClosedForm { mut cfg, .. } = ldl_host::methods::device_mode(None) else {
         unreachable!()
     };
     cfg.fit.max_rank = 24;
@@ -209,7 +209,7 @@ fn device_classifies_1000_mnist_images_like_the_host() {
         mcu.score = Score::Contrast;
         // The same classes with the query alignment of mcu-align (three views per query).
         let mut aligned = mcu.clone();
-        aligned.preprocess.align = ldl_host::experiment::ALIGN;
+        aligned.preprocess.align = ldl_host::methods::ALIGN;
         classify_1000(&board, mcu, "mcu, contrast");
         classify_1000(&board, aligned, "mcu with query alignment, contrast");
         if board == "qemu" {

@@ -3,7 +3,8 @@
 
 use super::{model_label, parse_classes, preprocess_for, preprocessed, raw_rows};
 use crate::data::{DataArgs, Dataset, DatasetKind, Loaded};
-use crate::experiment::{augment_support, MethodSpec};
+use crate::experiment::augment_support;
+use crate::methods::MethodSpec;
 use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -147,7 +148,7 @@ impl TrainOptions {
             calibrate_on: CalibrateOn::Support,
             max_rank: None,
             members: 1,
-            max_weight_bytes: crate::experiment::DEFAULT_MAX_WEIGHT_BYTES,
+            max_weight_bytes: crate::methods::DEFAULT_MAX_WEIGHT_BYTES,
         }
     }
 }
@@ -232,7 +233,7 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
     let mut spec = MethodSpec::parse(&args.method)?;
     if let (MethodSpec::ClosedForm { .. } | MethodSpec::Compact { .. }, Some(m)) = (&spec, args.shots) {
         // The device mode's ridge validated for this many shots (unchanged up to 10).
-        spec = crate::experiment::validated(&spec, m);
+        spec = crate::methods::validated(&spec, m);
     }
     let Chosen {
         classes,
@@ -275,7 +276,7 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
         .collect::<Result<_>>()?;
     let d = train.dim;
     let resolved = spec.clone().ensemble(args.members).context("--members")?;
-    crate::experiment::check_weight_bytes(&resolved, d, classes.len(), args.max_weight_bytes)?;
+    crate::methods::check_weight_bytes(&resolved, d, classes.len(), args.max_weight_bytes)?;
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
 
     let mut model = if args.members > 1 {
@@ -654,7 +655,7 @@ pub fn size_warning(path: &str, bytes: usize, classes: usize, inputs: usize, spe
     );
     let (rank, mcu) = match spec {
         MethodSpec::Compact { cfg, .. } => (cfg.fit.max_rank as usize, true),
-        _ => (crate::experiment::MCU_RANK as usize, false),
+        _ => (crate::methods::MCU_RANK as usize, false),
     };
     let rank = if rank == 0 { inputs } else { rank.min(inputs) };
     let per_class = ldl_core::store::max_plain_class_len(inputs, rank) as u64;
@@ -798,8 +799,8 @@ mod tests {
     /// of them fit the largest region; an mcu model that does not fit is told to shrink.
     #[test]
     fn size_warnings_name_what_fits() {
-        let device = crate::experiment::device_mode(None);
-        let mcu = crate::experiment::mcu_mode(None, None);
+        let device = crate::methods::device_mode(None);
+        let mcu = crate::methods::mcu_mode(None, None);
         let qemu = super::super::boards::board("qemu").unwrap().model.size as usize;
         assert_eq!(size_warning("m", qemu, 64, 784, &device).unwrap(), None);
         let w = size_warning("m", qemu + 1, 64, 784, &device).unwrap().unwrap();

@@ -13,7 +13,8 @@ pub mod svg;
 
 use crate::data::Dataset;
 use crate::data::{DataArgs, DatasetKind, Loaded};
-use crate::experiment::{ci_text, mean_ci95, MethodSpec, NamedMethod};
+use crate::experiment::{ci_text, mean_ci95};
+use crate::methods::{MethodSpec, NamedMethod};
 use crate::progress::bar;
 use crate::trials::{map_jobs, JobsArg};
 use anyhow::{anyhow, bail, Context, Result};
@@ -708,12 +709,12 @@ pub fn run(a: OpensetArgs) -> Result<()> {
     let loaded = data.load()?;
     let train = &loaded.train;
     plan.check(train.num_classes())?;
-    if let Some(note) = crate::experiment::drop_shifts_without_images(&mut methods, train.image, data.dataset.name()) {
+    if let Some(note) = crate::methods::drop_shifts_without_images(&mut methods, train.image, data.dataset.name()) {
         eprintln!("{note}");
     }
     for m in &methods {
         check_method(m, train.image)?;
-        crate::experiment::check_weight_bytes(&m.spec, train.dim, plan.known, a.max_weight_bytes)?;
+        crate::methods::check_weight_bytes(&m.spec, train.dim, plan.known, a.max_weight_bytes)?;
     }
     if let Some(dir) = a.svg.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
