@@ -241,9 +241,6 @@ pub fn fill(images: &mut [f32], n: usize, width: usize, height: usize, slots: u8
 /// (x moves by +-0.25 y), chosen on the MNIST validation split (docs/invariances.md).
 pub const ALIGNS: [&[[f32; 4]]; 2] = [&[], &[[1.0, -0.25, 0.0, 1.0], [1.0, 0.25, 0.0, 1.0]]];
 
-/// The most warps an alignment of [`ALIGNS`] holds.
-pub const MAX_ALIGN_WARPS: usize = 2;
-
 /// A query alignment of `width x height` images: the warps of one entry of [`ALIGNS`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Alignment {
@@ -288,11 +285,7 @@ impl Alignment {
         for inv in self.warps {
             warp(x, self.width, self.height, inv, view)?;
             pass(view, rest, other)?;
-            for (d, &o) in distances.iter_mut().zip(other.iter()) {
-                if o.is_finite() && (d.is_nan() || o < *d) {
-                    *d = o;
-                }
-            }
+            keep_least(distances, other);
         }
         Ok(())
     }
@@ -301,6 +294,17 @@ impl Alignment {
     /// values and `classes` distances.
     pub const fn scratch_len(inputs: usize, classes: usize) -> usize {
         inputs.saturating_add(classes)
+    }
+}
+
+/// Keeps in `least` each class's smaller distance of `least` and `view` (one view's
+/// distances): a distance that overflowed (NaN or infinite) loses to any finite one. The one
+/// rule of [`Alignment::least`] and the host's batch path.
+pub(crate) fn keep_least(least: &mut [f32], view: &[f32]) {
+    for (d, &o) in least.iter_mut().zip(view) {
+        if o.is_finite() && (d.is_nan() || o < *d) {
+            *d = o;
+        }
     }
 }
 

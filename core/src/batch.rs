@@ -55,12 +55,7 @@ pub fn distances(classes: &impl Classes, xs: &[f32], n: usize, out: &mut [f32]) 
             crate::augment::warp(x, al.width, al.height, inv, v)?;
         }
         plain(classes, &view, n, &mut other)?;
-        // The least of each class, as `Alignment::least` keeps it.
-        for (o, &w) in out.iter_mut().zip(&other) {
-            if w.is_finite() && (o.is_nan() || w < *o) {
-                *o = w;
-            }
-        }
+        crate::augment::keep_least(out, &other);
     }
     Ok(())
 }

@@ -74,8 +74,8 @@ pub struct TuneArgs {
     pub warps: Option<Vec<u8>>,
     /// These query alignments (`crate::warps::ALIGNS`: 0 none, 1 rotations by 10 degrees,
     /// 2 by 15, 3 shears by 0.25, 4 rotations by 15 and shears, 5 shears by 0.15, 6 by
-    /// 0.35, 7 by 0.45, 8 by 0.55; a class's distance is its least over the query and its warps) instead of the
-    /// grid's (0).
+    /// 0.35, 7 by 0.45, 8 by 0.55; a class's distance is its least over the query and its
+    /// warps) instead of the grid's (0).
     #[arg(long, value_delimiter = ',')]
     pub aligns: Option<Vec<u8>>,
     /// These per-class normalisations of the distances (0 none; 1 each class's distance over
@@ -322,11 +322,8 @@ pub fn sweep(
     let mut aligns: Vec<u8> = settings.iter().map(|s| s.align).collect();
     aligns.sort_unstable();
     aligns.dedup();
-    if aligns
-        .iter()
-        .any(|&a| a >= crate::warps::UNSHIFTED || crate::warps::count(a).is_none())
-    {
-        bail!("query alignments are variant sets 0..{}", crate::warps::SETS.len());
+    if aligns.iter().any(|&a| usize::from(a) >= crate::warps::ALIGNS.len()) {
+        bail!("query alignments are 0..{}", crate::warps::ALIGNS.len() - 1);
     }
     let images = blurs.iter().any(|&b| b > 0) || warps.iter().any(|&w| w > 0) || aligns.iter().any(|&a| a > 0);
     if images && train.image.is_none() {
@@ -711,6 +708,13 @@ mod tests {
         let train = Dataset::new(features, labels, names, w * h, Some((w, h)));
         let settings = product(&[0, 1], &[0.0, 10.0], &[false, true], &[0]);
         let inturn = sweep(&train, &settings, &[1, 3], 3, 5, 1, false).unwrap();
+        // An alignment past the sweep's table is refused before any work (not an index panic).
+        let beyond = Setting {
+            align: crate::warps::ALIGNS.len() as u8,
+            ..settings[0]
+        };
+        let err = sweep(&train, &[beyond], &[1], 1, 5, 1, false).unwrap_err().to_string();
+        assert!(err.contains("query alignments are 0..8"), "{err}");
         assert!(inturn.iter().all(|r| r.cells.iter().all(|c| c.trials.len() == 3)));
         // Learnable, and the settings differ (or the comparison below would be empty).
         assert!(inturn[0].mean > 0.3, "best mean {}", inturn[0].mean);

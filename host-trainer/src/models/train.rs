@@ -187,8 +187,8 @@ fn parse_score(s: &str) -> std::result::Result<Score, String> {
 
 /// The novelty score a model of `method` (as typed) records when `--novelty` is not given:
 /// the contrast, validated for the device mode (docs/novelty.md), for `device` and `mcu`
-/// (and their `-warp` and `-align` forms); the closest distance (what a threshold always meant) for the
-/// others.
+/// (and their `-warp` and `-align` forms); the closest distance (what a threshold always
+/// meant) for the others.
 pub fn default_score(method: &str) -> Score {
     let name = method.trim().split(':').next().unwrap_or("");
     if matches!(name, "device" | "mcu" | "device-warp" | "mcu-warp" | "device-align" | "mcu-align") {
@@ -251,7 +251,8 @@ pub fn fit(args: &TrainOptions, loaded: &Loaded) -> Result<Trained> {
         _ => 0,
     };
     let mut pp = preprocess_for(kind, train, shift);
-    // Warped copies of enrolled images (device-warp, mcu-warp): images only.
+    // Warped copies of enrolled images (-warp, -align) and query alignment (-align): images
+    // only, not series.
     if let MethodSpec::ClosedForm { cfg, .. } | MethodSpec::Compact { cfg, .. } = &mut spec {
         let images = train.image.is_some_and(|(_, h)| h > 1);
         if (cfg.fill > 0 || cfg.align > 0) && train.image.is_none() {
